@@ -1,0 +1,1 @@
+"""rbdmig: fast, lossless volume migration drivers for Ceph RBD."""

@@ -1,0 +1,1 @@
+"""The rbdmig command line."""

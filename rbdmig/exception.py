@@ -1,0 +1,54 @@
+"""The exception tree: every error rbdmig raises derives from RbdmigError."""
+
+
+class RbdmigError(Exception):
+    """Base class of rbdmig's errors.
+
+    Subclasses set ``message`` to a format string; keyword arguments given
+    to the constructor fill it in, so every error reads as one sentence.
+    """
+
+    message = 'An unknown error occurred.'
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.message % kwargs
+            except (KeyError, TypeError):
+                # A wrong format must not hide the error being raised.
+                message = self.message
+        self.msg = message
+        super().__init__(message)
+
+
+class InvalidConfiguration(RbdmigError):
+    message = 'Invalid configuration: %(reason)s'
+
+
+class InvalidInput(RbdmigError):
+    message = 'Invalid input: %(reason)s'
+
+
+class InvalidVolume(RbdmigError):
+    message = 'Invalid volume: %(reason)s'
+
+
+class VolumeNotFound(RbdmigError):
+    message = 'Volume %(name)s could not be found.'
+
+
+class VolumeExists(RbdmigError):
+    message = 'Volume %(name)s already exists.'
+
+
+class VolumeBackendAPIException(RbdmigError):
+    message = 'Bad or unexpected response from the storage backend: %(data)s'
+
+
+class CopyError(RbdmigError):
+    message = 'Copying volume data failed: %(reason)s'
+
+
+class MigrationError(RbdmigError):
+    message = 'Migration of volume %(volume)s failed: %(reason)s'

@@ -1,0 +1,1 @@
+"""Backend-neutral migration machinery: nothing here imports Ceph."""

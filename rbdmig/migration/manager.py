@@ -1,0 +1,98 @@
+"""Standalone migration: assisted when the backends allow, else generic."""
+
+import dataclasses
+import time
+
+from oslo_log import log as logging
+
+from rbdmig import exception
+from rbdmig import objects
+from rbdmig.migration import progress
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationResult:
+    """How a volume moved.
+
+    :ivar path: ``'assisted'`` (the source driver moved it) or
+        ``'generic'`` (blocks copied through this host).
+    :ivar volume: the volume as it now is, on the destination.
+    :ivar seconds: wall time of the whole migration.
+    :ivar copy: the generic copy's :class:`CopyResult`, or None.
+    """
+
+    path: str
+    volume: object
+    seconds: float
+    copy: object = None
+
+
+def destination_host(dst_driver):
+    """Return the ``host`` argument cinder would pass for ``dst_driver``."""
+    caps = dst_driver.get_volume_stats(refresh=True)
+    pool = dst_driver.configuration.safe_get('rbd_pool')
+    host = dst_driver.host or caps.get('volume_backend_name')
+    return {'host': '%s#%s' % (host, pool or caps.get('volume_backend_name')),
+            'capabilities': caps}
+
+
+def migrate(context, volume, src_driver, dst_driver,
+            callback=progress.DEFAULT_CALLBACK, allow_generic=True):
+    """Move ``volume`` from ``src_driver``'s backend to ``dst_driver``'s.
+
+    The source driver is asked first (``migrate_volume``); when it answers
+    ``(False, None)`` the volume is created on the destination under the
+    same name, its blocks copied, and only then the source deleted.  A
+    failed copy deletes the partial destination and leaves the source.
+
+    :returns: a :class:`MigrationResult`.
+    :raises VolumeExists: the destination already has a volume of that
+        name (it is never overwritten).
+    :raises MigrationError: the source driver refused and
+        ``allow_generic`` is false.
+    """
+    start = time.monotonic()
+    host = destination_host(dst_driver)
+    moved, model_update = src_driver.migrate_volume(context, volume, host,
+                                                    callback=callback)
+    if moved:
+        moved_volume = _moved(volume, host, model_update)
+        return MigrationResult('assisted', moved_volume,
+                               time.monotonic() - start)
+    if not allow_generic:
+        raise exception.MigrationError(
+            volume=volume.id, reason='the backend cannot move it and the '
+                                     'generic path was not allowed.')
+    new_volume = _moved(volume, host, None)
+    dst_driver.create_volume(new_volume)
+    try:
+        copied = src_driver.copy_volume_data(context, volume, new_volume,
+                                             dest_driver=dst_driver,
+                                             callback=callback)
+    except BaseException:
+        LOG.error('Copying %s failed; removing the partial destination, '
+                  'the source is intact.', volume.id)
+        try:
+            dst_driver.delete_volume(new_volume)
+        except Exception:
+            LOG.exception('Could not remove the partial destination of %s.',
+                          volume.id)
+        raise
+    try:
+        src_driver.delete_volume(volume)
+    except Exception:
+        LOG.exception('LEFTOVER: %s was copied to %s but deleting the '
+                      'source failed; remove it by hand.', volume.id,
+                      host['host'])
+    return MigrationResult('generic', new_volume, time.monotonic() - start,
+                           copied)
+
+
+def _moved(volume, host, model_update):
+    """Return a Volume record for ``volume`` on the destination host."""
+    fields = {f: getattr(volume, f, None) for f in objects.Volume.FIELDS}
+    fields.update(host=host['host'], migration_status='success')
+    fields.update(model_update or {})
+    return objects.Volume(**fields)

@@ -1,0 +1,505 @@
+"""A throwaway single-host Ceph cluster on loopback, for functional tests."""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+import uuid
+
+import rados
+from oslo_log import log as logging
+from oslo_utils import units
+
+from rbdmig import exception
+
+LOG = logging.getLogger(__name__)
+
+PIDS_FILE = 'pids.json'
+MARKER_FILE = '.rbdmig-sandbox'
+PG_NUM = 8
+BINARIES = ('ceph', 'ceph-mon', 'ceph-mgr', 'ceph-osd', 'monmaptool', 'rbd')
+_CEPH_ENV = ('CEPH_ARGS', 'CEPH_CONF', 'CEPH_KEYRING')  # dropped for children
+# Optional mgr modules, not loaded: they only slow the mgr's start down.
+_MGR_DISABLED = (
+    'alerts diskprediction_local influx insights iostat localpool mirroring '
+    'nfs osd_perf_query osd_support prometheus restful selftest '
+    'snap_schedule stats telegraf test_orchestrator zabbix')
+
+_CONF = """\
+[global]
+fsid = {fsid}
+mon host = {mon_addr}
+public addr = 127.0.0.1
+ms bind msgr2 = false
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+auth allow insecure global id reclaim = false
+keyring = {dir}/ceph.client.admin.keyring
+run dir = {dir}/run
+crash dir = {dir}/crash
+mon data = {dir}/$name
+mgr data = {dir}/$name
+osd data = {dir}/$name
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = {pg_num}
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+mon warn on msgr2 not enabled = false
+mon data avail warn = 2
+mon data avail crit = 1
+mon cluster log file = {dir}/log/cluster.log
+mon mgr digest period = 1
+paxos propose interval = 0.1
+mgr stats period = 1
+mgr initial modules =
+mgr disabled modules = {mgr_disabled}
+osd objectstore = {objectstore}
+osd crush initial weight = 1
+osd fast shutdown notify mon = false
+osd memory target = {osd_memory}
+osd op num shards = 2
+osd op num threads per shard = 1
+memstore device bytes = {osd_bytes}
+bluestore block create = true
+bluestore block size = {osd_bytes}
+bluestore block path = {dir}/$name.block
+bluestore fsck on mkfs = false
+"""
+# Each daemon gets its own keyring, log, socket and pid file.
+_DAEMON_CONF = """
+[{type}]
+keyring = {dir}/$name/keyring
+log file = {dir}/log/$name.log
+admin socket = {dir}/run/$name.asok
+pid file = {dir}/run/$name.pid
+"""
+_DRIVERS = 'rbdmig.volume.drivers.'
+
+
+class SandboxError(exception.RbdmigError):
+    message = 'Ceph sandbox: %(reason)s'
+
+
+def _new_key():
+    """Return a new cephx secret, as ``ceph-authtool --gen-print-key``."""
+    now = time.time()
+    head = struct.pack('<HIIH', 1, int(now), int(now % 1 * 1e9), 16)
+    return base64.b64encode(head + os.urandom(16)).decode('ascii')
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _write(path, text, mode=0o644):
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode),
+              'w') as f:
+        f.write(text)
+
+
+def _write_keyring(path, keys):
+    """Write ``{entity: (key, {daemon_type: cap})}`` as a keyring file."""
+    lines = []
+    for entity, (key, caps) in keys.items():
+        lines += [f'[{entity}]', f'\tkey = {key}']
+        lines += [f'\tcaps {t} = "{c}"' for t, c in caps.items()]
+    _write(path, '\n'.join(lines) + '\n', mode=0o600)
+
+
+def _tail(path, lines=25):
+    try:
+        with open(path, 'rb') as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * units.Ki))
+            text = f.read().decode('utf-8', 'replace')
+    except OSError as e:
+        return f'--- {path}: {e.strerror}'
+    text = '\n'.join(text.splitlines()[-lines:])
+    return f'--- {path}:\n{text}'
+
+
+def _env():
+    return {k: v for k, v in os.environ.items() if k not in _CEPH_ENV}
+
+
+def _alive(pid, conf_path):
+    """True if ``pid`` runs (not a zombie) with ``conf_path`` in its argv."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                return False
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return conf_path.encode() in f.read().split(b'\0')
+    except (OSError, IndexError):
+        return False
+
+
+def _kill(pids, conf_path, procs=(), timeout=15):
+    """SIGTERM the daemons; SIGKILL those still alive after ``timeout``."""
+    pids = [p for p in set(pids) if _alive(p, conf_path)]
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            for proc in procs:
+                proc.poll()  # reap our own children: zombies are not alive
+            pids = [p for p in pids if _alive(p, conf_path)]
+        if not pids:
+            return
+        LOG.warning('Ceph daemons %s survived signal %d', pids, sig)
+    raise SandboxError(reason=f'processes {pids} survived SIGKILL')
+
+
+def stop_dir(base_dir, remove=True, timeout=15):
+    """Stop the sandbox cluster of ``base_dir``, from its PID file.
+
+    Works from any process: only PIDs whose command line names this
+    cluster's ceph.conf are signalled, so recycled PIDs are left alone.
+
+    :param base_dir: the cluster's directory (``Cluster.base_dir``).
+    :param remove: also delete the directory, if it is a sandbox's.
+    :param timeout: seconds between SIGTERM and SIGKILL.
+    :returns: the PIDs recorded in the directory.
+    """
+    base_dir = os.path.abspath(base_dir)
+    try:
+        with open(os.path.join(base_dir, PIDS_FILE)) as f:
+            pids = list(json.load(f).values())
+    except FileNotFoundError:
+        pids = []
+    _kill(pids, os.path.join(base_dir, 'ceph.conf'), timeout=timeout)
+    if remove and os.path.exists(os.path.join(base_dir, MARKER_FILE)):
+        shutil.rmtree(base_dir, ignore_errors=True)
+        LOG.info('Removed Ceph sandbox directory %s', base_dir)
+    return pids
+
+
+class Cluster:
+    """A single-host Ceph cluster (mon, mgr, OSDs) living in ``base_dir``.
+
+    :param base_dir: the cluster's own directory: created if missing, it
+        must be empty; :meth:`stop` removes it.
+    :param name: a label for logs and errors.
+    :param objectstore: ``'memstore'`` (data in RAM, at most ``osd_bytes``
+        per OSD) or ``'bluestore'`` (on a sparse file per OSD).
+    :param osd_count: the number of OSDs.
+    :param osd_bytes: the capacity of each OSD.
+    :param pools: the RBD pools to create, one backend each.
+    :param backend_prefix: backends are named ``<prefix>-a``, ``-b``...
+    :param timeout: the seconds :meth:`start` may take.
+    """
+
+    def __init__(self, base_dir, name='sandbox', objectstore='memstore',
+                 osd_count=1, osd_bytes=2 * units.Gi,
+                 pools=('volumes-a', 'volumes-b'), backend_prefix='ceph',
+                 timeout=120):
+        if objectstore not in ('memstore', 'bluestore'):
+            raise SandboxError(reason=f'unknown objectstore {objectstore!r}')
+        self.base_dir = os.path.abspath(base_dir)
+        self.name = name
+        self.objectstore = objectstore
+        self.osd_count = osd_count
+        self.osd_bytes = int(osd_bytes)
+        self.pools = list(pools)
+        self.timeout = timeout
+        self.conf_path = self._path('ceph.conf')
+        self.admin_keyring_path = self._path('ceph.client.admin.keyring')
+        self.rbdmig_conf_path = self._path('rbdmig.conf')
+        self.file_volume_dir = self._path('files')
+        self.backends = {f'{backend_prefix}-{chr(ord("a") + i)}': pool
+                         for i, pool in enumerate(self.pools)}
+        self.backends['files'] = 'file'
+        self.fsid = self.mon_addr = None
+        self.started = False
+        self._procs = {}
+        self._owned = False  # base_dir holds our files: ours to remove
+        self._deadline = 0
+
+    def __repr__(self):
+        return f'<Cluster {self.name} {self.fsid} in {self.base_dir}>'
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    @property
+    def pids(self):
+        """The daemons started, as a dict of name (``osd.0``) to PID."""
+        return {name: proc.pid for name, proc in self._procs.items()}
+
+    def _path(self, *parts):
+        return os.path.join(self.base_dir, *parts)
+
+    def _run(self, *cmd, input=None, timeout=120):
+        if isinstance(input, str):
+            input = input.encode()
+        try:
+            res = subprocess.run(cmd, input=input, capture_output=True,
+                                 env=_env(), timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise SandboxError(reason=f'{" ".join(cmd)} timed out after '
+                               f'{timeout}s') from None
+        if res.returncode:
+            err = res.stderr.decode('utf-8', 'replace').strip()
+            raise SandboxError(reason=f'{" ".join(cmd)} failed (exit '
+                               f'{res.returncode}): {err}')
+        return res.stdout.decode('utf-8', 'replace')
+
+    def ceph(self, *args, input=None):
+        """Run the ``ceph`` CLI against this cluster.
+
+        :param args: its arguments, e.g. ``('df', '--format', 'json')``.
+        :param input: text or bytes for its standard input.
+        :returns: its standard output, as text.
+        :raises SandboxError: with its standard error, if it fails.
+        """
+        return self._run('ceph', '--conf', self.conf_path,
+                         '--connect-timeout', '30', *args, input=input)
+
+    def rbd(self, *args):
+        """Run the ``rbd`` CLI against this cluster.
+
+        :param args: its arguments, e.g. ``('ls', 'volumes-a')``.
+        :returns: its standard output, as text.
+        :raises SandboxError: with its standard error, if it fails.
+        """
+        return self._run('rbd', '--conf', self.conf_path, *args)
+
+    def connect(self, timeout=30):
+        """Connect to this cluster as client.admin.
+
+        :param timeout: seconds to wait for the monitor.
+        :returns: a connected ``rados.Rados``; the caller shuts it down.
+        """
+        client = rados.Rados(conffile=self.conf_path, rados_id='admin',
+                             conf={'keyring': self.admin_keyring_path,
+                                   'client_mount_timeout': str(timeout),
+                                   'rados_mon_op_timeout': str(timeout)})
+        try:
+            client.connect(timeout=timeout)
+        except rados.Error:
+            client.shutdown()
+            raise
+        return client
+
+    def start(self):
+        """Create and start the cluster; wait until PGs are active+clean.
+
+        Does nothing if already started.  On failure, stops every daemon
+        it started and keeps the directory (with the logs) for
+        :meth:`stop` to remove, or for a new :meth:`start` to reuse.
+
+        :returns: self.
+        :raises SandboxError: naming what did not come up, with the tail
+            of its log.
+        """
+        if self.started:
+            return self
+        missing = [b for b in BINARIES if not shutil.which(b)]
+        if missing:
+            raise SandboxError(reason='Ceph is not installed (missing '
+                               f'{", ".join(missing)}): run tools/setup.sh')
+        if self._owned:  # an earlier start failed: begin afresh
+            self.stop()
+        began = time.monotonic()
+        self._deadline = began + self.timeout
+        try:
+            self._start()
+        except BaseException:
+            LOG.error('Ceph sandbox %s failed to start; stopping it',
+                      self.name)
+            self.stop(remove=False)
+            raise
+        self.started = True
+        LOG.info('Ceph sandbox %s (fsid %s, mon %s) up in %.1fs in %s',
+                 self.name, self.fsid, self.mon_addr,
+                 time.monotonic() - began, self.base_dir)
+        return self
+
+    def _start(self):
+        os.makedirs(self.base_dir, exist_ok=True)
+        if os.listdir(self.base_dir):
+            raise SandboxError(reason=f'{self.base_dir} is not empty')
+        _write(self._path(MARKER_FILE), f'rbdmig sandbox {self.name}\n')
+        self._owned = True
+        for sub in ('run', 'log', 'crash', 'mgr.x', 'files'):
+            os.makedirs(self._path(sub))
+        self.fsid = str(uuid.uuid4())
+        # A bare port would be taken for msgr2: name the protocol.
+        self.mon_addr = f'v1:127.0.0.1:{_free_port()}'
+        _write(self.conf_path, _CONF.format(
+            fsid=self.fsid, mon_addr=self.mon_addr, dir=self.base_dir,
+            pg_num=PG_NUM, objectstore=self.objectstore,
+            osd_bytes=self.osd_bytes, osd_memory=units.Gi,
+            mgr_disabled=_MGR_DISABLED) + ''.join(
+                _DAEMON_CONF.format(type=t, dir=self.base_dir)
+                for t in ('mon', 'mgr', 'osd')))
+        admin = (_new_key(), {t: 'allow *' for t in ('mon', 'osd', 'mgr',
+                                                     'mds')})
+        mgr = (_new_key(), {'mon': 'allow profile mgr', 'osd': 'allow *',
+                            'mds': 'allow *'})
+        _write_keyring(self.admin_keyring_path, {'client.admin': admin})
+        _write_keyring(self._path('mgr.x', 'keyring'), {'mgr.x': mgr})
+        # The mon's first keyring seeds its auth database.
+        _write_keyring(self._path('mkfs.keyring'), {
+            'mon.': (_new_key(), {'mon': 'allow *'}),
+            'client.admin': admin, 'mgr.x': mgr})
+        self._run('monmaptool', '--create', '--fsid', self.fsid, '--addv',
+                  'a', f'[{self.mon_addr}]', self._path('monmap'))
+        self._run('ceph-mon', '--conf', self.conf_path, '--mkfs', '-i', 'a',
+                  '--monmap', self._path('monmap'),
+                  '--keyring', self._path('mkfs.keyring'))
+        os.unlink(self._path('mkfs.keyring'))
+        self._spawn('mon.a', 'ceph-mon', '-i', 'a')
+        self._spawn('mgr.x', 'ceph-mgr', '-i', 'x')
+        client = self._wait('mon.a', 'the mon to answer', self._connect)
+        try:
+            for _ in range(self.osd_count):
+                self._create_osd(client)
+            for pool in self.pools:
+                self._command(client, 'osd pool create', pool=pool,
+                              pg_num=PG_NUM, pgp_num=PG_NUM)
+                self._command(client, 'osd pool application enable',
+                              pool=pool, app='rbd')
+            self._wait('osd.0', 'the OSDs to be up',
+                       lambda: self._osds_up(client))
+            # The mgr serves capacity: without it, df reads zero.
+            self._wait('mgr.x', 'the mgr to report capacity (df)',
+                       lambda: self._command(client, 'df')['stats'][
+                           'total_bytes'] > 0)
+            self._wait('osd.0', 'the PGs to be active+clean',
+                       lambda: self._pgs_clean(client))
+        finally:
+            client.shutdown()
+        _write(self.rbdmig_conf_path, self._rbdmig_conf())
+
+    def _rbdmig_conf(self):
+        sections = {'DEFAULT': {'enabled_backends': ', '.join(self.backends)}}
+        for backend, pool in self.backends.items():
+            if pool == 'file':
+                sections[backend] = {
+                    'volume_driver': _DRIVERS + 'file.FileDriver',
+                    'volume_backend_name': backend,
+                    'file_volume_dir': self.file_volume_dir}
+                continue
+            sections[backend] = {
+                'volume_driver': _DRIVERS + 'rbd.RBDDriver',
+                'volume_backend_name': backend, 'rbd_pool': pool,
+                'rbd_ceph_conf': self.conf_path, 'rbd_user': 'admin',
+                'rbd_cluster_name': 'ceph'}
+        return '\n'.join(f'[{name}]\n' + ''.join(f'{k} = {v}\n'
+                                                 for k, v in opts.items())
+                         for name, opts in sections.items())
+
+    def _spawn(self, name, *cmd):
+        """Start a daemon in the foreground, in a session of its own."""
+        with open(self._path('log', name + '.out'), 'wb') as out:
+            self._procs[name] = subprocess.Popen(
+                (*cmd, '-f', '--conf', self.conf_path),
+                stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env=_env(), cwd=self.base_dir,
+                start_new_session=True)
+        _write(self._path(PIDS_FILE + '.tmp'), json.dumps(self.pids))
+        os.replace(self._path(PIDS_FILE + '.tmp'), self._path(PIDS_FILE))
+        LOG.debug('Sandbox %s: started %s, pid %d', self.name, name,
+                  self._procs[name].pid)
+
+    def _logs(self, name):
+        return '\n'.join(_tail(self._path('log', name + ext))
+                         for ext in ('.out', '.log'))
+
+    def _wait(self, daemon, what, predicate):
+        """Poll ``predicate`` until it returns true; return that value."""
+        last = None
+        while True:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise SandboxError(
+                        reason=f'{name} of {self.name} exited with '
+                        f'{proc.returncode}\n{self._logs(name)}')
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (rados.Error, SandboxError, KeyError, ValueError) as e:
+                last = e
+            if time.monotonic() > self._deadline:
+                raise SandboxError(
+                    reason=f'timed out after {self.timeout}s waiting for '
+                    f'{what} of {self.name} (last error: {last})\n'
+                    f'{self._logs(daemon)}')
+            time.sleep(0.1)
+
+    def _connect(self):
+        return self.connect(
+            timeout=max(1, min(10, int(self._deadline - time.monotonic()))))
+
+    def _command(self, client, prefix, inbuf=b'', **args):
+        """Run a mon command; return its output, decoded from JSON."""
+        cmd = dict(args, prefix=prefix, format='json')
+        ret, out, err = client.mon_command(json.dumps(cmd), inbuf,
+                                           timeout=30)
+        if ret:
+            raise SandboxError(reason=f'"{prefix}" failed: {err} ({ret})')
+        return json.loads(out) if out else None
+
+    def _create_osd(self, client):
+        osd_uuid, key = str(uuid.uuid4()), _new_key()
+        osd_id = str(self._command(
+            client, 'osd new', uuid=osd_uuid,
+            inbuf=json.dumps({'cephx_secret': key}).encode())['osdid'])
+        name = 'osd.' + osd_id
+        os.makedirs(self._path(name))
+        _write_keyring(self._path(name, 'keyring'), {name: (key, {})})
+        self._run('ceph-osd', '--conf', self.conf_path, '-i', osd_id,
+                  '--mkfs', '--key', key, '--osd-uuid', osd_uuid)
+        self._spawn(name, 'ceph-osd', '-i', osd_id)
+
+    def _osds_up(self, client):
+        osds = self._command(client, 'osd dump')['osds']
+        return sum(o['up'] for o in osds) == self.osd_count
+
+    def _pgs_clean(self, client):
+        """True once the mon's view (``ceph -s``) has every PG clean."""
+        pools = self._command(client, 'osd dump')['pools']
+        pgmap = self._command(client, 'status')['pgmap']
+        clean = sum(s['count'] for s in pgmap['pgs_by_state']
+                    if s['state_name'] == 'active+clean')
+        return pgmap['num_pgs'] == clean == sum(p['pg_num'] for p in pools)
+
+    def stop(self, remove=True):
+        """Stop the daemons this cluster started; remove its directory.
+
+        Safe to call twice, or after a failed :meth:`start`.
+
+        :param remove: also delete ``base_dir`` (if this cluster made it).
+        :returns: None.
+        :raises SandboxError: if a daemon survives SIGKILL.
+        """
+        _kill(self.pids.values(), self.conf_path,
+              procs=self._procs.values())
+        self._procs = {}
+        if self.started:
+            LOG.info('Stopped Ceph sandbox %s', self.name)
+        self.started = False
+        if self._owned and os.path.isdir(self.base_dir):
+            stop_dir(self.base_dir, remove=remove)
+        self._owned = self._owned and not remove

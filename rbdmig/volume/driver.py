@@ -1,0 +1,237 @@
+"""VolumeDriver: the lifecycle cinder-volume calls on every backend."""
+
+import contextlib
+
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import units
+
+from rbdmig import exception
+from rbdmig.migration import copy as copy_engine
+from rbdmig.migration import progress
+from rbdmig.volume import configuration as config
+
+LOG = logging.getLogger(__name__)
+
+volume_opts = [
+    cfg.StrOpt('volume_backend_name',
+               help='The name under which the scheduler sees this backend; '
+                    'volume types select it with ``volume_backend_name``.'),
+    cfg.IntOpt('reserved_percentage',
+               default=0, min=0, max=100,
+               help='The percentage of backend capacity that is reserved '
+                    'and not offered to new volumes.'),
+    cfg.IntOpt('volume_copy_bps_limit',
+               default=0, min=0,
+               help='The upper limit, in bytes per second, of host-driven '
+                    'volume copies (``copy_volume_data``); 0 means '
+                    'unlimited.'),
+    cfg.IntOpt('volume_copy_chunk_size',
+               default=4 * units.Mi, min=4 * units.Ki,
+               help='The size in bytes of each read and write of a '
+                    'host-driven volume copy.  Memory use of a copy is one '
+                    'chunk, whatever the volume size.'),
+    cfg.IntOpt('migration_progress_report_interval',
+               default=30, min=0,
+               help='Seconds between two progress reports (log lines) of a '
+                    'running migration or copy; 0 reports every chunk.'),
+    cfg.StrOpt('filter_function',
+               help='A scheduler filter function for this backend, as in '
+                    'cinder.'),
+    cfg.StrOpt('goodness_function',
+               help='A scheduler goodness function for this backend, as in '
+                    'cinder.'),
+]
+
+
+class VolumeDriver(object):
+    """Base class of rbdmig's drivers.
+
+    Implements everything cinder-volume touches at start-up, with safe
+    defaults, plus the generic, host-driven :meth:`copy_volume_data`.
+    Subclasses provide the volume lifecycle, :meth:`open_volume` and
+    :meth:`close_volume`, and may offer an assisted :meth:`migrate_volume`.
+    """
+
+    VERSION = '1.0.0'
+    SUPPORTED = True
+    # The driver's own options, registered in its backend group.
+    OPTS = []
+
+    def __init__(self, *args, **kwargs):
+        # cinder-volume passes configuration, host, cluster_name,
+        # is_vol_db_empty and active_backend_id; others are ignored.
+        self.configuration = kwargs.get('configuration')
+        if self.configuration is None:
+            self.configuration = config.Configuration(volume_opts)
+        else:
+            self.configuration.append_config_values(volume_opts)
+        if self.OPTS:
+            self.configuration.append_config_values(self.OPTS)
+        self.host = kwargs.get('host')
+        self.cluster_name = kwargs.get('cluster_name')
+        self.active_backend_id = kwargs.get('active_backend_id')
+        self.capabilities = {}
+        self._stats = {}
+        self._initialized = False
+        self._throttle = None
+
+    # -- start-up, in the order cinder-volume calls it ---------------------
+
+    @property
+    def supported(self):
+        return self.SUPPORTED
+
+    def get_version(self):
+        return self.VERSION
+
+    @classmethod
+    def get_driver_options(cls):
+        """Return every option this driver reads (cinder's checklist)."""
+        return list(volume_opts) + list(cls.OPTS)
+
+    def do_setup(self, context):
+        """Prepare the driver; connects nothing by default."""
+
+    def check_for_setup_error(self):
+        """Raise InvalidConfiguration if the backend cannot work."""
+
+    def init_capabilities(self):
+        """Fetch stats once and keep them as the driver's capabilities."""
+        stats = self.get_volume_stats(refresh=True)
+        self.capabilities = dict(stats or {})
+        return self.capabilities
+
+    def update_provider_info(self, volumes, snapshots):
+        """Return ``(volume_updates, snapshot_updates)``; none by default."""
+        return None, None
+
+    def set_throttle(self):
+        self._throttle = self.configuration.safe_get('volume_copy_bps_limit')
+
+    def set_initialized(self):
+        self._initialized = True
+
+    @property
+    def initialized(self):
+        return self._initialized
+
+    def get_volume_stats(self, refresh=False):
+        """Return the backend's stats, refreshing them first if asked."""
+        if refresh or not self._stats:
+            self._update_volume_stats()
+        return self._stats
+
+    def _update_volume_stats(self):
+        self._stats = {
+            'volume_backend_name': self._backend_name(),
+            'vendor_name': 'rbdmig',
+            'driver_version': self.VERSION,
+            'storage_protocol': 'unknown',
+            'total_capacity_gb': 'unknown',
+            'free_capacity_gb': 'unknown',
+            'reserved_percentage': self.configuration.safe_get(
+                'reserved_percentage') or 0,
+        }
+
+    def _backend_name(self):
+        return (self.configuration.safe_get('volume_backend_name') or
+                self.__class__.__name__)
+
+    def get_filter_function(self):
+        return self.configuration.safe_get('filter_function')
+
+    def get_goodness_function(self):
+        return self.configuration.safe_get('goodness_function')
+
+    # -- export and connection (no-ops unless a backend needs them) --------
+
+    def ensure_export(self, context, volume):
+        pass
+
+    def create_export(self, context, volume, connector):
+        return None
+
+    def remove_export(self, context, volume):
+        pass
+
+    def initialize_connection(self, volume, connector):
+        raise NotImplementedError()
+
+    def terminate_connection(self, volume, connector, **kwargs):
+        pass
+
+    # -- volume lifecycle --
+
+    def create_volume(self, volume):
+        raise NotImplementedError()
+
+    def delete_volume(self, volume):
+        raise NotImplementedError()
+
+    def extend_volume(self, volume, new_size):
+        raise NotImplementedError()
+
+    # -- migration --
+
+    def migrate_volume(self, context, volume, host,
+                       callback=progress.DEFAULT_CALLBACK):
+        """Move ``volume`` to ``host`` without the host in the data path.
+
+        :param host: ``{'host': ..., 'capabilities': <destination stats>}``.
+        :param callback: progress of the move, if the driver reports any.
+        :returns: ``(moved, model_update)``; ``(False, None)`` asks the
+            caller to fall back to the generic path.
+        """
+        return False, None
+
+    def open_volume(self, context, volume, mode='rb'):
+        """Return a file-like handle on the volume's blocks."""
+        raise NotImplementedError()
+
+    def close_volume(self, context, volume, handle):
+        """Close a handle returned by :meth:`open_volume`."""
+        handle.close()
+
+    def copy_volume_data(self, context, src_vol, dest_vol, dest_driver=None,
+                         callback=None):
+        """Copy every block of ``src_vol`` into the existing ``dest_vol``.
+
+        The source is opened by this driver, the destination by
+        ``dest_driver`` (this driver when omitted); both handles are closed
+        whatever happens.  The destination must be freshly created (it
+        reads as zeros), so holes are skipped and it stays thin.
+
+        :param callback: a :class:`rbdmig.migration.progress.Callback`;
+            progress is logged every ``migration_progress_report_interval``
+            seconds when omitted.
+        :returns: a :class:`rbdmig.migration.copy.CopyResult`.
+        :raises InvalidVolume: the destination is smaller than the source.
+        """
+        dest_driver = dest_driver or self
+        if dest_vol.size < src_vol.size:
+            raise exception.InvalidVolume(
+                reason='destination %s (%d GiB) is smaller than source %s '
+                       '(%d GiB).' % (dest_vol.id, dest_vol.size, src_vol.id,
+                                      src_vol.size))
+        if callback is None:
+            callback = progress.log_progress(
+                'copy %s -> %s' % (src_vol.id, dest_vol.id),
+                self.configuration.safe_get(
+                    'migration_progress_report_interval') or 0)
+        with contextlib.ExitStack() as stack:
+            src = self.open_volume(context, src_vol, 'rb')
+            stack.callback(self.close_volume, context, src_vol, src)
+            dst = dest_driver.open_volume(context, dest_vol, 'r+b')
+            stack.callback(dest_driver.close_volume, context, dest_vol, dst)
+            result = copy_engine.copy_volume(
+                src, dst,
+                size=src_vol.size * units.Gi,
+                chunk_size=self.configuration.safe_get(
+                    'volume_copy_chunk_size') or 4 * units.Mi,
+                bps_limit=self.configuration.safe_get(
+                    'volume_copy_bps_limit') or 0,
+                callback=callback)
+        LOG.info('Copied %(src)s to %(dst)s: %(result)s',
+                 {'src': src_vol.id, 'dst': dest_vol.id, 'result': result})
+        return result

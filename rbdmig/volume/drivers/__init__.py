@@ -1,0 +1,1 @@
+"""The drivers: RBD (Ceph) and a file backend."""

@@ -1,0 +1,90 @@
+"""Fixtures for functional tests: real, throwaway Ceph clusters.
+
+Two independent clusters (``ceph_cluster`` and ``ceph_cluster2``) are
+started at most once per session, each in its own temporary directory, and
+stopped at the end of the session.  Ceph must be installed (see
+``tools/setup.sh``): without it these tests fail, they are never skipped.
+
+Environment variables:
+
+``RBDMIG_SANDBOX_OBJECTSTORE``
+    ``memstore`` (the default: data in RAM) or ``bluestore`` (a sparse
+    file per OSD) for the session clusters.
+``RBDMIG_SANDBOX_OSD_BYTES``
+    The capacity of each OSD of the session clusters, in bytes or with a
+    binary unit (``1536M``, ``1536MiB``, ``2G``); 1.5 GiB by default.
+``RBDMIG_SANDBOX_KEEP``
+    If ``1``, keep the clusters' directories (logs, data) after the
+    session; their daemons are stopped regardless.
+"""
+
+import os
+
+import pytest
+from oslo_utils import strutils
+
+from rbdmig import sandbox
+
+
+def sandbox_settings():
+    """The Cluster arguments for session clusters, from the environment."""
+    size = os.environ.get('RBDMIG_SANDBOX_OSD_BYTES', '1536MiB')
+    if not size.isdigit():
+        if size[-1].isalpha() and size[-1] not in 'bB':
+            size += 'iB'  # 2G -> 2GiB
+        size = strutils.string_to_bytes(size, return_int=True)
+    return {
+        'objectstore': os.environ.get('RBDMIG_SANDBOX_OBJECTSTORE',
+                                      'memstore'),
+        'osd_bytes': int(size),
+    }
+
+
+class ClusterRegistry:
+    """Clusters started during the session, stopped in reverse order."""
+
+    def __init__(self):
+        self.clusters = []
+
+    def start(self, base_dir, **kwargs):
+        """Start a cluster, registered for stopping even if start fails."""
+        cluster = sandbox.Cluster(base_dir, **kwargs)
+        self.clusters.append(cluster)
+        return cluster.start()
+
+    def stop_all(self):
+        """Stop every cluster; raise once, naming every failure."""
+        keep = os.environ.get('RBDMIG_SANDBOX_KEEP') == '1'
+        errors = []
+        while self.clusters:
+            cluster = self.clusters.pop()
+            try:
+                cluster.stop(remove=not keep)
+            except Exception as e:  # noqa: BLE001 - collect, then raise
+                errors.append(f'{cluster!r}: {e}')
+        if errors:
+            raise RuntimeError('Stopping Ceph sandboxes failed: '
+                               + '; '.join(errors))
+
+
+@pytest.fixture(scope='session')
+def cluster_registry():
+    registry = ClusterRegistry()
+    yield registry
+    registry.stop_all()
+
+
+@pytest.fixture(scope='session')
+def ceph_cluster(cluster_registry, tmp_path_factory):
+    """A running sandbox cluster: backends ceph-a, ceph-b and files."""
+    return cluster_registry.start(tmp_path_factory.mktemp('ceph'),
+                                  name='ceph', backend_prefix='ceph',
+                                  **sandbox_settings())
+
+
+@pytest.fixture(scope='session')
+def ceph_cluster2(cluster_registry, tmp_path_factory):
+    """A second, independent cluster: backends other-a, other-b, files."""
+    return cluster_registry.start(tmp_path_factory.mktemp('other'),
+                                  name='other', backend_prefix='other',
+                                  **sandbox_settings())

@@ -1,0 +1,97 @@
+"""Shared steps of the functional tests: drivers, data, checksums."""
+
+import hashlib
+import os
+import random
+
+import rbd
+
+from oslo_config import cfg
+from oslo_utils import units
+
+from rbdmig import objects
+from rbdmig import opts
+from rbdmig import volume as volume_pkg
+
+EXTENT = 1 * units.Mi
+
+
+def load_drivers(cluster, **overrides):
+    """Load every backend of the cluster's rbdmig.conf, on a fresh conf.
+
+    :param overrides: ``{backend: {option: value}}`` applied before load.
+    """
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf(['--config-file', cluster.rbdmig_conf_path], project='rbdmig')
+    drivers = {}
+    for backend in conf.enabled_backends:
+        drivers[backend] = volume_pkg.load_driver(backend, conf=conf)
+        for name, value in overrides.get(backend, {}).items():
+            conf.set_override(name, value, group=backend)
+    return drivers
+
+
+def new_volume(drv, extents=24, seed=None, **fields):
+    """Create a 1 GiB volume with random data in scattered 1 MiB extents.
+
+    :returns: ``(volume, sha256 of the whole volume)``.
+    """
+    volume = objects.Volume(size=1, **fields)
+    drv.create_volume(volume)
+    rng = random.Random(seed or volume.id)
+    slots = rng.sample(range(units.Gi // EXTENT), extents)
+    handle = drv.open_volume(None, volume, 'r+b')
+    try:
+        for slot in slots:
+            handle.seek(slot * EXTENT)
+            handle.write(os.urandom(EXTENT))
+    finally:
+        drv.close_volume(None, volume, handle)
+    return volume, digest(drv, volume)
+
+
+def digest(drv, volume):
+    """sha256 of every byte of the volume, read through its driver."""
+    sha = hashlib.sha256()
+    buf = bytearray(4 * units.Mi)
+    handle = drv.open_volume(None, volume, 'rb')
+    try:
+        while n := handle.readinto(buf):
+            sha.update(memoryview(buf)[:n])
+    finally:
+        drv.close_volume(None, volume, handle)
+    return sha.hexdigest()
+
+
+def images(cluster, pool):
+    """Names of the images in a pool, as the rbd CLI lists them."""
+    return cluster.rbd('ls', pool).split()
+
+
+def allocated_bytes(cluster, pool, name):
+    """Bytes of the image that hold data, per librbd's diff_iterate."""
+    client = cluster.connect()
+    try:
+        ioctx = client.open_ioctx(pool)
+        try:
+            with rbd.Image(ioctx, name, read_only=True) as image:
+                found = []
+
+                def count(offset, length, exists):
+                    if exists:
+                        found.append(length)
+                    return 0
+
+                image.diff_iterate(0, image.size(), None, count)
+                return sum(found)
+        finally:
+            ioctx.close()
+    finally:
+        client.shutdown()
+
+
+def host_of(drv):
+    """The ``host`` argument cinder passes when migrating to ``drv``."""
+    return {'host': '%s#%s' % (drv.host, drv.configuration.safe_get(
+        'rbd_pool')), 'capabilities': drv.get_volume_stats(refresh=True)}

@@ -1,0 +1,111 @@
+"""Generic copy between Ceph and the file backend, against a real cluster."""
+
+import io
+
+import pytest
+from oslo_utils import units
+
+from rbdmig import exception
+from rbdmig.migration import manager
+from rbdmig.migration import progress
+from tests.functional import helpers
+
+DATA_EXTENTS = 24  # of 1 MiB each, scattered over a 1 GiB volume
+
+
+def test_ceph_to_file_to_ceph_is_identical_and_thin(ceph_cluster):
+    drivers = helpers.load_drivers(ceph_cluster)
+    volume, before = helpers.new_volume(drivers['ceph-a'],
+                                        extents=DATA_EXTENTS)
+    data = DATA_EXTENTS * units.Mi
+    # librbd counts from an object's start to its last written byte: the
+    # source measured the same way is what the copy back must not exceed.
+    source_allocated = helpers.allocated_bytes(ceph_cluster, 'volumes-a',
+                                               volume.name)
+
+    to_file = manager.migrate(None, volume, drivers['ceph-a'],
+                              drivers['files'])
+    assert to_file.path == 'generic'
+    assert helpers.digest(drivers['files'], volume) == before
+    assert volume.name not in helpers.images(ceph_cluster, 'volumes-a')
+    allocated = drivers['files'].get_allocated_bytes(volume)
+    assert data <= allocated <= 1.1 * data
+    assert to_file.copy.bytes_written == data
+
+    back = manager.migrate(None, volume, drivers['files'],
+                           drivers['ceph-b'])
+    assert back.path == 'generic'
+    assert helpers.digest(drivers['ceph-b'], volume) == before
+    with pytest.raises(exception.VolumeNotFound):
+        drivers['files'].get_allocated_bytes(volume)
+    assert helpers.allocated_bytes(ceph_cluster, 'volumes-b',
+                                   volume.name) <= source_allocated
+    drivers['ceph-b'].delete_volume(volume)
+
+
+def test_copy_volume_data_between_existing_volumes(ceph_cluster):
+    drivers = helpers.load_drivers(ceph_cluster)
+    src, before = helpers.new_volume(drivers['files'], extents=8)
+    dst = type(src)(size=1)
+    drivers['ceph-a'].create_volume(dst)
+
+    result = drivers['files'].copy_volume_data(None, src, dst,
+                                               dest_driver=drivers['ceph-a'])
+
+    assert helpers.digest(drivers['ceph-a'], dst) == before
+    assert result.bytes_written == 8 * units.Mi
+    assert result.bytes_skipped == units.Gi - 8 * units.Mi
+    drivers['ceph-a'].delete_volume(dst)
+    drivers['files'].delete_volume(src)
+
+
+def test_failed_generic_copy_removes_partial_destination(ceph_cluster):
+    drivers = helpers.load_drivers(ceph_cluster)
+    volume, before = helpers.new_volume(drivers['ceph-a'], extents=8)
+
+    class Stop(Exception):
+        pass
+
+    class StopHalfway(progress.Callback):
+        def call(self):
+            if self.size and self.value > self.size // 2:
+                raise Stop('half way')
+
+    with pytest.raises(Stop):
+        manager.migrate(None, volume, drivers['ceph-a'], drivers['files'],
+                        callback=StopHalfway())
+
+    with pytest.raises(exception.VolumeNotFound):
+        drivers['files'].get_allocated_bytes(volume)
+    assert helpers.digest(drivers['ceph-a'], volume) == before
+    drivers['ceph-a'].delete_volume(volume)
+
+
+def test_rbd_handle_file_semantics_on_real_librbd(ceph_cluster):
+    drv = helpers.load_drivers(ceph_cluster)['ceph-a']
+    volume, _ = helpers.new_volume(drv, extents=0)
+    size = units.Gi
+
+    with drv.open_volume(None, volume, 'r+b') as handle:
+        assert (handle.readable(), handle.writable()) == (True, True)
+        assert handle.seek(3 * units.Mi) == 3 * units.Mi
+        assert handle.write(b'\x5a' * 5000) == 5000
+        handle.seek(size - 1)
+        with pytest.raises(exception.InvalidInput, match='passes the end'):
+            handle.write(b'xy')
+        assert handle.read(10) == b'\x00'
+        assert handle.read(10) == b''
+        # librbd reports the written object, from its start to the last
+        # written byte: the extents cover the data, within that object.
+        [(offset, length)] = handle.extents()
+        assert offset <= 3 * units.Mi
+        assert 3 * units.Mi + 5000 <= offset + length <= 4 * units.Mi
+        buffered = io.BufferedReader(handle)
+        buffered.seek(3 * units.Mi)
+        assert buffered.read(5001) == b'\x5a' * 5000 + b'\x00'
+
+    with drv.open_volume(None, volume, 'rb') as handle:
+        assert handle.writable() is False
+        with pytest.raises(io.UnsupportedOperation):
+            handle.write(b'x')
+    drv.delete_volume(volume)

@@ -1,0 +1,374 @@
+"""An in-memory stand-in for the rados and rbd modules, for unit tests.
+
+It models what rbdmig relies on: clusters reached through a conf path,
+pools, images with data, allocation, snapshots, clones, and the copy and
+migration calls.  Any call can be made to fail with :meth:`Ceph.fail`.
+Each :class:`Ceph` is independent, so nothing is global.
+"""
+
+import json
+import types
+
+BLOCK = 4096
+
+
+class _Image(object):
+    def __init__(self, size, order=22, features=61, parent=None):
+        self.size = size
+        self.order = order
+        self.features = features
+        self.blocks = {}  # block index -> bytes(BLOCK)
+        self.snaps = {}  # name -> {'blocks': ..., 'protected': bool}
+        self.parent = parent  # (pool, image, snap) of a clone
+        self.migrating = None  # (source pool, name) during live migration
+        self.watchers = []
+
+    def copy_data(self):
+        clone = _Image(self.size, self.order, self.features)
+        clone.blocks = dict(self.blocks)
+        return clone
+
+
+class Ceph(object):
+    """One fake installation: clusters, and the two modules to inject."""
+
+    def __init__(self):
+        self.clusters = {}  # conf path -> cluster
+        self._failures = {}  # call name -> exception to raise
+        self.rados = self._rados_module()
+        self.rbd = self._rbd_module()
+        self.connections = 0  # open connections, to prove none leak
+
+    def add_cluster(self, conf, fsid, pools, quota=0):
+        self.clusters[conf] = types.SimpleNamespace(
+            fsid=fsid, pools={p: {} for p in pools}, quota=quota,
+            total=100 << 30, used=0)
+        return self.clusters[conf]
+
+    def fail(self, call, error):
+        """Make the next calls named ``call`` raise ``error``."""
+        self._failures[call] = error
+
+    def _check(self, call):
+        if call in self._failures:
+            raise self._failures[call]
+
+    def image(self, conf, pool, name):
+        return self.clusters[conf].pools[pool][name]
+
+    # -- rados --------------------------------------------------------------
+
+    def _rados_module(self):
+        ceph = self
+        mod = types.SimpleNamespace()
+
+        class Error(Exception):
+            pass
+
+        class ObjectNotFound(Error):
+            pass
+
+        class TimedOut(Error):
+            pass
+
+        class Ioctx(object):
+            def __init__(self, cluster, pool):
+                self.cluster, self.pool = cluster, pool
+                self.images = cluster.pools[pool]
+
+            def close(self):
+                pass
+
+        class Rados(object):
+            def __init__(self, rados_id=None, clustername='ceph',
+                         conffile=''):
+                ceph._check('Rados')
+                if conffile not in ceph.clusters:
+                    raise ObjectNotFound('conf %r not found' % conffile)
+                self.cluster = ceph.clusters[conffile]
+                self.rados_id = rados_id
+                self.connected = False
+
+            def connect(self, timeout=0):
+                ceph._check('connect')
+                self.connected = True
+                ceph.connections += 1
+
+            def shutdown(self):
+                if self.connected:
+                    self.connected = False
+                    ceph.connections -= 1
+
+            def get_fsid(self):
+                return self.cluster.fsid
+
+            def open_ioctx(self, pool):
+                if pool not in self.cluster.pools:
+                    raise ObjectNotFound('pool %s' % pool)
+                return Ioctx(self.cluster, pool)
+
+            def mon_command(self, cmd, inbuf):
+                ceph._check('mon_command')
+                cmd = json.loads(cmd)
+                c = self.cluster
+                if cmd['prefix'] == 'df':
+                    out = {'stats': {'total_bytes': c.total},
+                           'pools': [{'name': p, 'stats': {
+                               'stored': c.used,
+                               'max_avail': c.total - c.used}}
+                               for p in c.pools]}
+                elif cmd['prefix'] == 'osd pool get-quota':
+                    out = {'quota_max_bytes': c.quota}
+                elif cmd['prefix'] == 'mon dump':
+                    out = {'mons': [{'public_addrs': {'addrvec': [
+                        {'type': 'v2', 'addr': '127.0.0.1:3300'},
+                        {'type': 'v1', 'addr': '127.0.0.1:6789'}]}}]}
+                else:
+                    return -22, b'', 'unknown command'
+                return 0, json.dumps(out).encode(), ''
+
+        mod.Error, mod.ObjectNotFound, mod.TimedOut = (
+            Error, ObjectNotFound, TimedOut)
+        mod.Rados, mod.Ioctx = Rados, Ioctx
+        return mod
+
+    # -- rbd ------------------------------------------------------------------
+
+    def _rbd_module(self):
+        ceph = self
+        mod = types.SimpleNamespace()
+        for i, name in enumerate(('LAYERING', 'STRIPINGV2', 'EXCLUSIVE_LOCK',
+                                  'OBJECT_MAP', 'FAST_DIFF', 'DEEP_FLATTEN',
+                                  'JOURNALING', 'DATA_POOL', 'OPERATIONS',
+                                  'MIGRATING', 'NON_PRIMARY')):
+            setattr(mod, 'RBD_FEATURE_' + name, 1 << i)
+
+        class Error(Exception):
+            pass
+
+        for name in ('ImageNotFound', 'ImageExists', 'ImageHasSnapshots',
+                     'ImageBusy', 'InvalidArgument', 'NoSpace'):
+            setattr(mod, name, type(name, (Error,), {}))
+        mod.Error = Error
+
+        def lookup(ioctx, name):
+            try:
+                return ioctx.images[name]
+            except KeyError:
+                raise mod.ImageNotFound(name)
+
+        def new(ioctx, name, image):
+            if name in ioctx.images:
+                raise mod.ImageExists(name)
+            ioctx.images[name] = image
+            return image
+
+        def progress(on_progress, total):
+            if on_progress is not None:
+                for done in (0, total // 2, total):
+                    if on_progress(done, total):
+                        raise Error('cancelled by callback')
+
+        class Image(object):
+            def __init__(self, ioctx, name, snapshot=None, read_only=False):
+                ceph._check('Image')
+                self.ioctx, self.name = ioctx, name
+                self.data = lookup(ioctx, name)
+                self.read_only = read_only
+                self.closed = False
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.close()
+
+            def close(self):
+                self.closed = True
+
+            def get_name(self):
+                return self.name
+
+            def size(self):
+                return self.data.size
+
+            def stat(self):
+                return {'size': self.data.size, 'order': self.data.order}
+
+            def features(self):
+                return self.data.features
+
+            def stripe_unit(self):
+                return 1 << self.data.order
+
+            def stripe_count(self):
+                return 1
+
+            def read(self, offset, length):
+                ceph._check('read')
+                if offset + length > self.data.size:
+                    raise mod.InvalidArgument('read past end')
+                out = bytearray()
+                pos = offset
+                while pos < offset + length:
+                    block = self.data.blocks.get(pos // BLOCK, bytes(BLOCK))
+                    start = pos % BLOCK
+                    take = min(BLOCK - start, offset + length - pos)
+                    out += block[start:start + take]
+                    pos += take
+                return bytes(out)
+
+            def write(self, data, offset):
+                ceph._check('write')
+                if not isinstance(data, bytes):
+                    raise TypeError('data must be a byte string')
+                if self.read_only:
+                    raise mod.InvalidArgument('read-only image')
+                pos = offset
+                end = offset + len(data)
+                while pos < end:
+                    idx, start = divmod(pos, BLOCK)
+                    block = bytearray(self.data.blocks.get(idx, bytes(BLOCK)))
+                    take = min(BLOCK - start, end - pos)
+                    block[start:start + take] = data[pos - offset:
+                                                     pos - offset + take]
+                    self.data.blocks[idx] = bytes(block)
+                    pos += take
+                return len(data)
+
+            def flush(self):
+                ceph._check('flush')
+
+            def resize(self, size):
+                self.data.size = size
+
+            def diff_iterate(self, offset, length, from_snapshot, cb,
+                             include_parent=True, whole_object=False):
+                for idx in sorted(self.data.blocks):
+                    if offset <= idx * BLOCK < offset + length:
+                        cb(idx * BLOCK, BLOCK, True)
+
+            def list_snaps(self):
+                return [{'name': n, 'id': i, 'size': self.data.size}
+                        for i, n in enumerate(self.data.snaps)]
+
+            def create_snap(self, name):
+                ceph._check('create_snap')
+                self.data.snaps[name] = {'blocks': dict(self.data.blocks),
+                                         'protected': False, 'children': 0}
+
+            def protect_snap(self, name):
+                self.data.snaps[name]['protected'] = True
+
+            def unprotect_snap(self, name):
+                if self.data.snaps[name]['children']:
+                    raise mod.ImageBusy('snapshot has children')
+                self.data.snaps[name]['protected'] = False
+
+            def is_protected_snap(self, name):
+                return self.data.snaps[name]['protected']
+
+            def remove_snap(self, name):
+                if self.data.snaps[name]['protected']:
+                    raise mod.ImageBusy('snapshot is protected')
+                del self.data.snaps[name]
+
+            def list_children2(self):
+                return [{'image': 'child'}
+                        for s in self.data.snaps.values() if s['children']]
+
+            def watchers_list(self):
+                return list(self.data.watchers)
+
+            def copy(self, dest_ioctx, dest_name, features=None, order=None,
+                     stripe_unit=None, stripe_count=None, data_pool=None):
+                image = new(dest_ioctx, dest_name,
+                            _Image(self.data.size, order, features))
+                ceph._check('copy')
+                image.blocks = dict(self.data.blocks)
+
+            def deep_copy(self, dest_ioctx, dest_name, features=None,
+                          order=None, stripe_unit=None, stripe_count=None,
+                          data_pool=None):
+                image = new(dest_ioctx, dest_name,
+                            _Image(self.data.size, order, features))
+                image.snaps = {n: dict(s, protected=False, children=0)
+                               for n, s in self.data.snaps.items()}
+                ceph._check('deep_copy')
+                image.blocks = dict(self.data.blocks)
+
+            def flatten(self, on_progress=None):
+                ceph._check('flatten')
+                progress(on_progress, self.data.size)
+                pool, name, snap = self.data.parent
+                parent = pool[name]
+                parent.snaps[snap]['children'] -= 1
+                self.data.blocks = dict(parent.snaps[snap]['blocks'])
+                self.data.parent = None
+
+        class RBD(object):
+            def create(self, ioctx, name, size, order=None, features=None):
+                new(ioctx, name, _Image(size, order or 22, features or 61))
+
+            def remove(self, ioctx, name, on_progress=None):
+                ceph._check('remove')
+                image = lookup(ioctx, name)
+                if image.snaps:
+                    raise mod.ImageHasSnapshots(name)
+                if image.watchers:
+                    raise mod.ImageBusy(name)
+                progress(on_progress, image.size)
+                if image.parent:
+                    pool, parent, snap = image.parent
+                    pool[parent].snaps[snap]['children'] -= 1
+                del ioctx.images[name]
+
+            def list(self, ioctx):
+                return sorted(ioctx.images)
+
+            def clone(self, p_ioctx, p_name, p_snapname, c_ioctx, c_name,
+                      features=None, order=None, stripe_unit=None,
+                      stripe_count=None, data_pool=None):
+                ceph._check('clone')
+                parent = lookup(p_ioctx, p_name)
+                snap = parent.snaps[p_snapname]
+                if not snap['protected']:
+                    raise mod.InvalidArgument('snapshot not protected')
+                new(c_ioctx, c_name, _Image(parent.size, order, features,
+                                            (p_ioctx.images, p_name,
+                                             p_snapname)))
+                snap['children'] += 1
+
+            def migration_prepare(self, ioctx, image_name, dest_ioctx,
+                                  dest_image_name, features=None, order=None,
+                                  stripe_unit=None, stripe_count=None,
+                                  data_pool=None):
+                ceph._check('migration_prepare')
+                source = lookup(ioctx, image_name)
+                target = new(dest_ioctx, dest_image_name,
+                             _Image(source.size, order, features))
+                target.migrating = (ioctx.images, image_name, source)
+                # The source leaves its pool (librbd moves it to the trash).
+                del ioctx.images[image_name]
+
+            def migration_execute(self, ioctx, image_name, on_progress=None):
+                ceph._check('migration_execute')
+                target = lookup(ioctx, image_name)
+                progress(on_progress, target.size)
+                source = target.migrating[2]
+                target.blocks = dict(source.blocks)
+                target.snaps = {n: dict(s) for n, s in source.snaps.items()}
+
+            def migration_commit(self, ioctx, image_name, on_progress=None):
+                ceph._check('migration_commit')
+                lookup(ioctx, image_name).migrating = None
+
+            def migration_abort(self, ioctx, image_name, on_progress=None):
+                ceph._check('migration_abort')
+                target = lookup(ioctx, image_name)
+                pool, name, source = target.migrating
+                pool[name] = source
+                del ioctx.images[image_name]
+
+        mod.Image, mod.RBD = Image, RBD
+        return mod

@@ -1,0 +1,153 @@
+"""RBDDriver stats, lifecycle, connection info and setup checks."""
+
+import pytest
+
+from rbdmig import exception
+from rbdmig import objects
+from rbdmig.volume.drivers import rbd_location
+from tests.unit import rbd_fixtures as fx
+
+
+@pytest.fixture
+def ceph():
+    return fx.make_ceph()
+
+
+def test_stats_carry_location_info_and_capacity(ceph):
+    drv = fx.make_driver(ceph, pool='ssd', reserved_percentage=7)
+    stats = drv.get_volume_stats(refresh=True)
+
+    assert stats['storage_protocol'] == 'ceph'
+    assert stats['volume_backend_name'] == 'be'
+    assert stats['driver_version'] == drv.VERSION
+    assert stats['reserved_percentage'] == 7
+    assert stats['thin_provisioning_support'] is True
+    assert stats['migration_progress_report'] is True
+    assert stats['backend_state'] == 'up'
+    assert stats['total_capacity_gb'] == 100.0
+    assert stats['free_capacity_gb'] == 100.0
+    assert stats['location_info'] == 'ceph:%s:%s:admin:ssd' % (fx.CONF_A,
+                                                              fx.FSID)
+
+
+def test_stats_honour_pool_quota(ceph):
+    ceph.clusters[fx.CONF_A].quota = 10 << 30
+    ceph.clusters[fx.CONF_A].used = 4 << 30
+    stats = fx.make_driver(ceph).get_volume_stats(refresh=True)
+    assert stats['total_capacity_gb'] == 10.0
+    assert stats['free_capacity_gb'] == 6.0
+
+
+def test_unset_user_is_empty_not_none_text(ceph):
+    drv = fx.make_driver(ceph, rbd_user=None)
+    info = drv.get_volume_stats(refresh=True)['location_info']
+    assert 'None' not in info
+    assert rbd_location.parse_location(info).user is None
+
+
+def test_stats_when_cluster_down_offer_no_location(ceph):
+    drv = fx.make_driver(ceph)
+    ceph.fail('connect', ceph.rados.TimedOut('mon down'))
+    stats = drv.get_volume_stats(refresh=True)
+    assert stats['backend_state'] == 'down'
+    assert 'location_info' not in stats
+    assert stats['free_capacity_gb'] == 'unknown'
+
+
+def test_connect_retries_then_reports_clearly(ceph):
+    sleeps = []
+    drv = fx.make_driver(ceph, rados_connection_retries=2,
+                         rados_connection_interval=9)
+    drv._sleep = sleeps.append
+    ceph.fail('connect', ceph.rados.TimedOut('mon down'))
+    with pytest.raises(exception.VolumeBackendAPIException,
+                       match='cannot connect to Ceph cluster ceph'):
+        drv.create_volume(objects.Volume(size=1))
+    assert sleeps == [9, 9]
+    assert ceph.connections == 0
+
+
+def test_create_delete_extend(ceph):
+    drv = fx.make_driver(ceph)
+    volume = objects.Volume(size=2)
+    drv.create_volume(volume)
+    image = ceph.image(fx.CONF_A, 'hdd', volume.name)
+    assert image.size == 2 << 30
+    assert image.order == 22
+
+    with pytest.raises(exception.VolumeExists):
+        drv.create_volume(volume)
+
+    drv.extend_volume(volume, 3)
+    assert image.size == 3 << 30
+    with pytest.raises(exception.InvalidInput, match='cannot shrink'):
+        drv.extend_volume(objects.Volume(id=volume.id, size=3), 1)
+
+    drv.delete_volume(volume)
+    assert volume.name not in ceph.clusters[fx.CONF_A].pools['hdd']
+    drv.delete_volume(volume)  # already gone is success
+
+
+def test_delete_refuses_images_with_snapshots(ceph):
+    drv = fx.make_driver(ceph)
+    volume = fx.make_volume(ceph)
+    ceph.image(fx.CONF_A, 'hdd', volume.name).snaps['s'] = {
+        'protected': False, 'children': 0, 'blocks': {}}
+    with pytest.raises(exception.InvalidVolume, match='has snapshots'):
+        drv.delete_volume(volume)
+
+
+def test_chunk_size_must_be_power_of_two(ceph):
+    drv = fx.make_driver(ceph, rbd_store_chunk_size=3)
+    with pytest.raises(exception.InvalidConfiguration, match='power of two'):
+        drv.check_for_setup_error()
+    fx.make_driver(ceph, rbd_store_chunk_size=8).check_for_setup_error()
+
+
+def test_setup_requires_bindings(ceph):
+    drv = fx.make_driver(ceph)
+    drv.rados = None
+    with pytest.raises(exception.InvalidConfiguration, match='python3-rados'):
+        drv.do_setup(None)
+
+
+def test_initialize_connection_for_os_brick(ceph, tmp_path):
+    keyring = tmp_path / 'keyring'
+    keyring.write_text('[client.admin]\n\tkey = AQ==\n')
+    drv = fx.make_driver(ceph, rbd_keyring_conf=str(keyring),
+                         rbd_secret_uuid='5e1f0000-0000-0000-0000-000000000000')
+    volume = objects.Volume(size=1)
+    info = drv.initialize_connection(volume, {'host': 'node'})
+    assert info['driver_volume_type'] == 'rbd'
+    data = info['data']
+    assert data['name'] == 'hdd/' + volume.name
+    assert (data['hosts'], data['ports']) == (['127.0.0.1'], ['6789'])
+    assert data['auth_enabled'] is True
+    assert data['auth_username'] == 'admin'
+    assert data['keyring'].startswith('[client.admin]')
+    assert data['secret_uuid'].startswith('5e1f')
+
+
+def test_open_volume_modes_and_missing_image(ceph):
+    drv = fx.make_driver(ceph)
+    volume = fx.make_volume(ceph, data=b'abc')
+    with pytest.raises(exception.InvalidInput, match='mode'):
+        drv.open_volume(None, volume, 'w')
+    with pytest.raises(exception.VolumeNotFound):
+        drv.open_volume(None, objects.Volume(size=1))
+    assert ceph.connections == 0
+
+    handle = drv.open_volume(None, volume, 'rb')
+    assert ceph.connections == 1
+    assert handle.read(3) == b'abc'
+    drv.close_volume(None, volume, handle)
+    assert ceph.connections == 0
+
+
+def test_driver_options_listed(ceph):
+    names = {o.name for o in fx.make_driver(ceph).get_driver_options()}
+    assert {'rbd_pool', 'rbd_user', 'rbd_ceph_conf', 'rbd_cluster_name',
+            'rbd_secret_uuid', 'rbd_keyring_conf', 'rados_connect_timeout',
+            'rados_connection_retries', 'rados_connection_interval',
+            'rbd_store_chunk_size', 'reserved_percentage',
+            'rbd_migration_method', 'volume_copy_bps_limit'} <= names

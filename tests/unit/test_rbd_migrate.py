@@ -1,0 +1,300 @@
+"""Every branch of RBDDriver.migrate_volume, against fake librados/librbd."""
+
+import logging
+import os
+
+import pytest
+
+from rbdmig import exception
+from rbdmig.migration import progress
+from tests.unit import rbd_fixtures as fx
+
+METHODS = ['copy', 'clone_flatten', 'deep_copy', 'live']
+DATA = os.urandom(64 * 1024) + b'tail'
+
+
+@pytest.fixture
+def ceph():
+    return fx.make_ceph()
+
+
+def _pair(ceph, method='deep_copy'):
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method=method)
+    dst = fx.make_driver(ceph, pool='ssd', backend='fast')
+    return src, dst
+
+
+def _exists(ceph, pool, name, conf=fx.CONF_A):
+    return name in ceph.clusters[conf].pools[pool]
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_moves_data_and_removes_source(ceph, method):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert fx.read_head(ceph, 'ssd', volume.name, len(DATA)) == DATA
+    assert not _exists(ceph, 'hdd', volume.name)
+    assert ceph.connections == 0
+
+
+@pytest.mark.parametrize('method', ['deep_copy', 'live'])
+def test_snapshots_travel_with_methods_that_keep_them(ceph, method):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    with ceph.rbd.Image(ioctx, volume.name) as image:
+        image.create_snap('before-upgrade')
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
+    assert list(moved.snaps) == ['before-upgrade']
+    assert not _exists(ceph, 'hdd', volume.name)
+
+
+@pytest.mark.parametrize('method', ['copy', 'clone_flatten'])
+def test_snapshots_refused_by_methods_that_drop_them(ceph, method):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    with ceph.rbd.Image(ioctx, volume.name) as image:
+        image.create_snap('keep-me')
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    assert list(ceph.image(fx.CONF_A, 'hdd', volume.name).snaps) == [
+        'keep-me']
+    assert not _exists(ceph, 'ssd', volume.name)
+
+
+def test_same_pool_moves_nothing(ceph):
+    src = fx.make_driver(ceph, pool='hdd')
+    other_backend_same_pool = fx.make_driver(ceph, pool='hdd', backend='b2')
+    volume = fx.make_volume(ceph, size_mib=1 << 14, data=DATA)  # 16 GiB
+    ceph.fail('copy', AssertionError('no data may move'))
+    ceph.fail('deep_copy', AssertionError('no data may move'))
+
+    result = src.migrate_volume(None, volume,
+                                fx.host_of(other_backend_same_pool))
+
+    assert result == (True, None)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+
+
+@pytest.mark.parametrize('status', ['creating', 'error', 'deleting',
+                                    'downloading', 'attaching'])
+def test_refuses_statuses_cinder_does_not_allow(ceph, status):
+    src, dst = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA, status=status)
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    assert _exists(ceph, 'hdd', volume.name)
+
+
+@pytest.mark.parametrize('status', ['available', 'retyping', 'maintenance'])
+def test_accepts_statuses_cinder_allows(ceph, status):
+    src, dst = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA, status=status)
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+
+def test_in_use_refused_across_pools_but_fine_in_same_pool(ceph):
+    src, dst = _pair(ceph)
+    same = fx.make_driver(ceph, pool='hdd', backend='b2')
+    volume = fx.make_volume(ceph, data=DATA, status='in-use',
+                            volume_attachment=[{'id': 'a1'}])
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    assert src.migrate_volume(None, volume, fx.host_of(same)) == (True, None)
+    assert _exists(ceph, 'hdd', volume.name)
+
+
+@pytest.mark.parametrize('caps', [
+    {'storage_protocol': 'iSCSI', 'location_info': 'x'},
+    {'storage_protocol': 'ceph'},
+    {'storage_protocol': 'ceph', 'location_info': ''},
+    {'storage_protocol': 'ceph',
+     'location_info': 'ceph:/etc/ceph/a.conf:%s:admin' % fx.FSID},
+    # a conf path holding ':' makes six fields: refused, not guessed at
+    {'storage_protocol': 'ceph',
+     'location_info': 'ceph:/etc/ceph:a.conf:%s:admin:ssd' % fx.FSID},
+    {'storage_protocol': 'ceph',
+     'location_info': 'ceph:/etc/ceph/a.conf:not-a-uuid:admin:ssd'},
+    {'storage_protocol': 'ceph',
+     'location_info': 'ceph:/etc/ceph/a.conf:%s:admin:' % fx.FSID},
+])
+def test_refuses_unusable_capabilities(ceph, caps):
+    src, _ = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA)
+    assert src.migrate_volume(None, volume,
+                              {'host': 'x@y#z', 'capabilities': caps}) == (
+        False, None)
+    assert _exists(ceph, 'hdd', volume.name)
+
+
+def test_refuses_missing_capabilities(ceph):
+    src, _ = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA)
+    assert src.migrate_volume(None, volume, {'host': 'x'}) == (False, None)
+
+
+def test_refuses_another_cluster(ceph):
+    src = fx.make_driver(ceph, pool='hdd')
+    other = fx.make_driver(ceph, pool='hdd', conf_path=fx.CONF_B,
+                           backend='far')
+    volume = fx.make_volume(ceph, data=DATA)
+
+    assert src.migrate_volume(None, volume, fx.host_of(other)) == (
+        False, None)
+    assert not _exists(ceph, 'hdd', volume.name, conf=fx.CONF_B)
+
+
+def test_refuses_when_the_conf_reaches_another_cluster(ceph):
+    # location_info claims this cluster's fsid, but its conf leads to B.
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA)
+    caps = {'storage_protocol': 'ceph',
+            'location_info': 'ceph:%s:%s:admin:hdd' % (fx.CONF_B, fx.FSID)}
+    assert src.migrate_volume(None, volume, {'capabilities': caps}) == (
+        False, None)
+
+
+@pytest.mark.parametrize('location', [
+    'ceph:/nonexistent.conf:%s:admin:ssd' % fx.FSID,   # unreachable
+    'ceph:%s:%s:admin:nopool' % (fx.CONF_A, fx.FSID),  # pool missing
+])
+def test_refuses_unreachable_destination_instead_of_raising(ceph, location):
+    src, _ = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA)
+    caps = {'storage_protocol': 'ceph', 'location_info': location}
+    assert src.migrate_volume(None, volume, {'capabilities': caps}) == (
+        False, None)
+    assert ceph.connections == 0
+
+
+def test_refuses_when_own_cluster_unreachable(ceph):
+    src, dst = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA)
+    host = fx.host_of(dst)
+    ceph.fail('connect', ceph.rados.TimedOut('no mon'))
+    assert src.migrate_volume(None, volume, host) == (False, None)
+
+
+def test_existing_destination_is_never_overwritten(ceph):
+    src, dst = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA)
+    fx.make_volume(ceph, pool='ssd', data=b'precious', id=volume.id)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    assert fx.read_head(ceph, 'ssd', volume.name, 8) == b'precious'
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+
+
+def test_refuses_image_with_clones_or_watchers(ceph):
+    src, dst = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA)
+    ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.append('client.7')
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+
+    ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.clear()
+    ceph.image(fx.CONF_A, 'hdd', volume.name).snaps['base'] = {
+        'blocks': {}, 'protected': True, 'children': 1}
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+
+
+def test_refuses_missing_source_image(ceph):
+    src, dst = _pair(ceph)
+    volume = fx.make_volume(ceph, data=DATA)
+    del ceph.clusters[fx.CONF_A].pools['hdd'][volume.name]
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+
+
+@pytest.mark.parametrize('method,call', [
+    ('copy', 'copy'), ('deep_copy', 'deep_copy'),
+    ('clone_flatten', 'flatten'), ('clone_flatten', 'clone'),
+    ('live', 'migration_execute')])
+def test_failed_copy_removes_partial_destination(ceph, method, call):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    host = fx.host_of(dst)
+    ceph.fail(call, ceph.rbd.NoSpace('pool full'))
+
+    with pytest.raises(exception.MigrationError, match='source is intact'):
+        src.migrate_volume(None, volume, host)
+
+    assert not _exists(ceph, 'ssd', volume.name)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+    # no temporary snapshot is left on the source either
+    assert ceph.image(fx.CONF_A, 'hdd', volume.name).snaps == {}
+    assert ceph.connections == 0
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_unverified_copy_is_discarded(ceph, method, monkeypatch):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    host = fx.host_of(dst)
+    real_image = ceph.rbd.Image
+
+    class ShrunkenCopy(real_image):
+        def size(self):
+            if self.ioctx.pool == 'ssd':
+                return 4096
+            return super().size()
+
+    monkeypatch.setattr(ceph.rbd, 'Image', ShrunkenCopy)
+    with pytest.raises(exception.MigrationError, match='did not verify'):
+        src.migrate_volume(None, volume, host)
+
+    assert not _exists(ceph, 'ssd', volume.name)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+
+
+@pytest.mark.parametrize('method,call', [('deep_copy', 'remove'),
+                                         ('live', 'migration_commit')])
+def test_failed_source_removal_still_reports_the_move(ceph, method, call,
+                                                      caplog):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    host = fx.host_of(dst)
+    ceph.fail(call, ceph.rbd.ImageBusy('watcher appeared'))
+
+    with caplog.at_level(logging.ERROR):
+        assert src.migrate_volume(None, volume, host) == (True, None)
+
+    assert fx.read_head(ceph, 'ssd', volume.name, len(DATA)) == DATA
+    assert 'LEFTOVER' in caplog.text
+
+
+@pytest.mark.parametrize('method', ['clone_flatten', 'live'])
+def test_progress_is_reported(ceph, method):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    seen = []
+
+    class Recorder(progress.Callback):
+        def call(self):
+            seen.append((self.value, self.size))
+
+    src.migrate_volume(None, volume, fx.host_of(dst), callback=Recorder())
+
+    size = 8 * fx.MiB
+    assert (size // 2, size) in seen
+    assert seen[-1] == (size, size)
+
+
+@pytest.mark.parametrize('method', ['clone_flatten', 'live'])
+def test_callback_cancels_and_source_survives(ceph, method):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+
+    class Cancel(progress.Callback):
+        def call(self):
+            if self.value:
+                raise KeyboardInterrupt('operator pressed ^C')
+
+    with pytest.raises(KeyboardInterrupt):
+        src.migrate_volume(None, volume, fx.host_of(dst), callback=Cancel())
+    assert not _exists(ceph, 'ssd', volume.name)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA

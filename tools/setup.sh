@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything rbdmig needs on a Debian machine, idempotently:
+# Ceph's daemons and Python bindings from the distribution, and a virtual
+# environment (.venv) built from Debian's python3 that sees exactly those
+# two bindings and nothing else of dist-packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PACKAGES="ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd
+python3-venv python3-dev gcc"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+        || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing distribution packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        --no-install-recommends $missing >/dev/null
+fi
+
+PY=/usr/bin/python3
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv from $PY"
+    $PY -m venv .venv
+fi
+.venv/bin/python tools/link_ceph_bindings.py
+if ! .venv/bin/python -c 'import rbdmig, pytest, tox' 2>/dev/null \
+        || [ setup.cfg -nt .venv/.rbdmig-installed ] \
+        || [ requirements.txt -nt .venv/.rbdmig-installed ]; then
+    echo "setup: installing Python dependencies into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+    .venv/bin/pip install -q --disable-pip-version-check \
+        -r requirements.txt -r test-requirements.txt tox
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+    touch .venv/.rbdmig-installed
+fi
+echo "setup: ready ($(.venv/bin/python -c 'import rados, rbd; print("rados", rados.__file__.rsplit("/",1)[-1])'))"
