@@ -1,8 +1,10 @@
 """A throwaway single-host Ceph cluster on loopback, for functional tests."""
 
+import atexit
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -84,6 +86,7 @@ admin socket = {dir}/run/$name.asok
 pid file = {dir}/run/$name.pid
 """
 _DRIVERS = 'rbdmig.volume.drivers.'
+_LIVE = set()  # clusters to stop if this process exits without stop()
 
 
 class SandboxError(exception.RbdmigError):
@@ -98,9 +101,15 @@ def _new_key():
 
 
 def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+    """A free port below the ephemeral range, for no client to take."""
+    for port in random.sample(range(10000, 32768), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+            return port
+    raise SandboxError(reason='found no free port for the mon')
 
 
 def _write(path, text, mode=0o644):
@@ -166,6 +175,15 @@ def _kill(pids, conf_path, procs=(), timeout=15):
     raise SandboxError(reason=f'processes {pids} survived SIGKILL')
 
 
+@atexit.register
+def _stop_live():
+    for cluster in list(_LIVE):
+        try:
+            cluster.stop()
+        except SandboxError as e:
+            LOG.error('Could not stop %r at exit: %s', cluster, e)
+
+
 def stop_dir(base_dir, remove=True, timeout=15):
     """Stop the sandbox cluster of ``base_dir``, from its PID file.
 
@@ -203,14 +221,18 @@ class Cluster:
     :param pools: the RBD pools to create, one backend each.
     :param backend_prefix: backends are named ``<prefix>-a``, ``-b``...
     :param timeout: the seconds :meth:`start` may take.
+    :param detach: leave the daemons running when this process exits
+        without :meth:`stop` (:func:`stop_dir` stops them later); by
+        default they are stopped at exit.
     """
 
     def __init__(self, base_dir, name='sandbox', objectstore='memstore',
                  osd_count=1, osd_bytes=2 * units.Gi,
                  pools=('volumes-a', 'volumes-b'), backend_prefix='ceph',
-                 timeout=120):
-        if objectstore not in ('memstore', 'bluestore'):
-            raise SandboxError(reason=f'unknown objectstore {objectstore!r}')
+                 timeout=120, detach=False):
+        if objectstore not in ('memstore', 'bluestore') or osd_count < 1:
+            raise SandboxError(reason=f'cannot run {osd_count} OSDs with '
+                               f'objectstore {objectstore!r}')
         self.base_dir = os.path.abspath(base_dir)
         self.name = name
         self.objectstore = objectstore
@@ -218,6 +240,7 @@ class Cluster:
         self.osd_bytes = int(osd_bytes)
         self.pools = list(pools)
         self.timeout = timeout
+        self.detach = detach
         self.conf_path = self._path('ceph.conf')
         self.admin_keyring_path = self._path('ceph.client.admin.keyring')
         self.rbdmig_conf_path = self._path('rbdmig.conf')
@@ -303,9 +326,9 @@ class Cluster:
     def start(self):
         """Create and start the cluster; wait until PGs are active+clean.
 
-        Does nothing if already started.  On failure, stops every daemon
-        it started and keeps the directory (with the logs) for
-        :meth:`stop` to remove, or for a new :meth:`start` to reuse.
+        Does nothing if already started; a stopped cluster starts afresh.
+        On failure, stops every daemon it started and keeps the directory
+        (with the logs) for :meth:`stop` to remove.
 
         :returns: self.
         :raises SandboxError: naming what did not come up, with the tail
@@ -321,6 +344,8 @@ class Cluster:
             self.stop()
         began = time.monotonic()
         self._deadline = began + self.timeout
+        if not self.detach:
+            _LIVE.add(self)
         try:
             self._start()
         except BaseException:
@@ -369,9 +394,13 @@ class Cluster:
                   '--keyring', self._path('mkfs.keyring'))
         os.unlink(self._path('mkfs.keyring'))
         self._spawn('mon.a', 'ceph-mon', '-i', 'a')
-        self._spawn('mgr.x', 'ceph-mgr', '-i', 'x')
         client = self._wait('mon.a', 'the mon to answer', self._connect)
         try:
+            # No device health scraping, hence no pool for it to wait on.
+            self._command(client, 'config set', who='mgr', value='false',
+                          name='mgr/devicehealth/enable_monitoring',
+                          force=True)
+            self._spawn('mgr.x', 'ceph-mgr', '-i', 'x')
             for _ in range(self.osd_count):
                 self._create_osd(client)
             for pool in self.pools:
@@ -497,6 +526,7 @@ class Cluster:
         _kill(self.pids.values(), self.conf_path,
               procs=self._procs.values())
         self._procs = {}
+        _LIVE.discard(self)
         if self.started:
             LOG.info('Stopped Ceph sandbox %s', self.name)
         self.started = False

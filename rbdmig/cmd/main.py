@@ -70,8 +70,10 @@ def main(argv=None):
             return demo.run(args)
         from rbdmig import sandbox
         if args.command == 'sandbox-start':
-            cluster = sandbox.Cluster(args.dir,
-                                      objectstore=args.objectstore).start()
+            # detach: the cluster outlives this command, until
+            # sandbox-stop.
+            cluster = sandbox.Cluster(args.dir, objectstore=args.objectstore,
+                                      detach=True).start()
             print('cluster %s is up; rbdmig config: %s'
                   % (cluster.fsid, cluster.rbdmig_conf_path))
             print('stop it with: rbdmig sandbox-stop %s' % args.dir)
