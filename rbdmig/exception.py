@@ -52,3 +52,7 @@ class CopyError(RbdmigError):
 
 class MigrationError(RbdmigError):
     message = 'Migration of volume %(volume)s failed: %(reason)s'
+
+
+class SandboxError(RbdmigError):
+    message = 'Ceph sandbox: %(reason)s'

@@ -13,6 +13,7 @@ from oslo_config import cfg
 from oslo_utils import units
 
 from rbdmig import sandbox
+from rbdmig.sandbox import templates
 
 
 def _running(pid):
@@ -81,7 +82,7 @@ def test_cephx_is_enforced(ceph_cluster, tmp_path):
         'auth_dump']}
     assert {'client.admin', 'mgr.x', 'osd.0'} <= entities
     wrong = tmp_path / 'wrong.keyring'
-    wrong.write_text('[client.admin]\n\tkey = %s\n' % sandbox._new_key())
+    wrong.write_text('[client.admin]\n\tkey = %s\n' % templates.new_key())
     client = rados.Rados(conffile=ceph_cluster.conf_path, rados_id='admin',
                          conf={'keyring': str(wrong)})
     try:

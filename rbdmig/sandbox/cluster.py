@@ -1,14 +1,8 @@
-"""A throwaway single-host Ceph cluster on loopback, for functional tests."""
+"""The sandbox Cluster: start a mon, a mgr and OSDs; create pools."""
 
-import atexit
-import base64
 import json
 import os
-import random
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import time
 import uuid
@@ -17,195 +11,14 @@ import rados
 from oslo_log import log as logging
 from oslo_utils import units
 
-from rbdmig import exception
+from rbdmig.exception import SandboxError
+from rbdmig.sandbox import processes
+from rbdmig.sandbox import templates
 
 LOG = logging.getLogger(__name__)
 
-PIDS_FILE = 'pids.json'
-MARKER_FILE = '.rbdmig-sandbox'
-PG_NUM = 8
 BINARIES = ('ceph', 'ceph-mon', 'ceph-mgr', 'ceph-osd', 'monmaptool', 'rbd')
-_CEPH_ENV = ('CEPH_ARGS', 'CEPH_CONF', 'CEPH_KEYRING')  # dropped for children
-# Optional mgr modules, not loaded: they only slow the mgr's start down.
-_MGR_DISABLED = (
-    'alerts diskprediction_local influx insights iostat localpool mirroring '
-    'nfs osd_perf_query osd_support prometheus restful selftest '
-    'snap_schedule stats telegraf test_orchestrator zabbix')
-
-_CONF = """\
-[global]
-fsid = {fsid}
-mon host = {mon_addr}
-public addr = 127.0.0.1
-ms bind msgr2 = false
-auth cluster required = cephx
-auth service required = cephx
-auth client required = cephx
-auth allow insecure global id reclaim = false
-keyring = {dir}/ceph.client.admin.keyring
-run dir = {dir}/run
-crash dir = {dir}/crash
-mon data = {dir}/$name
-mgr data = {dir}/$name
-osd data = {dir}/$name
-osd pool default size = 1
-osd pool default min size = 1
-osd pool default pg num = {pg_num}
-osd pool default pg autoscale mode = off
-osd crush chooseleaf type = 0
-mon allow pool size one = true
-mon allow pool delete = true
-mon warn on pool no redundancy = false
-mon warn on msgr2 not enabled = false
-mon data avail warn = 2
-mon data avail crit = 1
-mon cluster log file = {dir}/log/cluster.log
-mon mgr digest period = 1
-paxos propose interval = 0.1
-mgr stats period = 1
-mgr initial modules =
-mgr disabled modules = {mgr_disabled}
-osd objectstore = {objectstore}
-osd crush initial weight = 1
-osd fast shutdown notify mon = false
-osd memory target = {osd_memory}
-osd op num shards = 2
-osd op num threads per shard = 1
-memstore device bytes = {osd_bytes}
-bluestore block create = true
-bluestore block size = {osd_bytes}
-bluestore block path = {dir}/$name.block
-bluestore fsck on mkfs = false
-"""
-# Each daemon gets its own keyring, log, socket and pid file.
-_DAEMON_CONF = """
-[{type}]
-keyring = {dir}/$name/keyring
-log file = {dir}/log/$name.log
-admin socket = {dir}/run/$name.asok
-pid file = {dir}/run/$name.pid
-"""
 _DRIVERS = 'rbdmig.volume.drivers.'
-_LIVE = set()  # clusters to stop if this process exits without stop()
-
-
-class SandboxError(exception.RbdmigError):
-    message = 'Ceph sandbox: %(reason)s'
-
-
-def _new_key():
-    """Return a new cephx secret, as ``ceph-authtool --gen-print-key``."""
-    now = time.time()
-    head = struct.pack('<HIIH', 1, int(now), int(now % 1 * 1e9), 16)
-    return base64.b64encode(head + os.urandom(16)).decode('ascii')
-
-
-def _free_port():
-    """A free port below the ephemeral range, for no client to take."""
-    for port in random.sample(range(10000, 32768), 200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(('127.0.0.1', port))
-            except OSError:
-                continue
-            return port
-    raise SandboxError(reason='found no free port for the mon')
-
-
-def _write(path, text, mode=0o644):
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode),
-              'w') as f:
-        f.write(text)
-
-
-def _write_keyring(path, keys):
-    """Write ``{entity: (key, {daemon_type: cap})}`` as a keyring file."""
-    lines = []
-    for entity, (key, caps) in keys.items():
-        lines += [f'[{entity}]', f'\tkey = {key}']
-        lines += [f'\tcaps {t} = "{c}"' for t, c in caps.items()]
-    _write(path, '\n'.join(lines) + '\n', mode=0o600)
-
-
-def _tail(path, lines=25):
-    try:
-        with open(path, 'rb') as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * units.Ki))
-            text = f.read().decode('utf-8', 'replace')
-    except OSError as e:
-        return f'--- {path}: {e.strerror}'
-    text = '\n'.join(text.splitlines()[-lines:])
-    return f'--- {path}:\n{text}'
-
-
-def _env():
-    return {k: v for k, v in os.environ.items() if k not in _CEPH_ENV}
-
-
-def _alive(pid, conf_path):
-    """True if ``pid`` runs (not a zombie) with ``conf_path`` in its argv."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
-                return False
-        with open(f'/proc/{pid}/cmdline', 'rb') as f:
-            return conf_path.encode() in f.read().split(b'\0')
-    except (OSError, IndexError):
-        return False
-
-
-def _kill(pids, conf_path, procs=(), timeout=15):
-    """SIGTERM the daemons; SIGKILL those still alive after ``timeout``."""
-    pids = [p for p in set(pids) if _alive(p, conf_path)]
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                continue
-        deadline = time.monotonic() + wait
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.05)
-            for proc in procs:
-                proc.poll()  # reap our own children: zombies are not alive
-            pids = [p for p in pids if _alive(p, conf_path)]
-        if not pids:
-            return
-        LOG.warning('Ceph daemons %s survived signal %d', pids, sig)
-    raise SandboxError(reason=f'processes {pids} survived SIGKILL')
-
-
-@atexit.register
-def _stop_live():
-    for cluster in list(_LIVE):
-        try:
-            cluster.stop()
-        except SandboxError as e:
-            LOG.error('Could not stop %r at exit: %s', cluster, e)
-
-
-def stop_dir(base_dir, remove=True, timeout=15):
-    """Stop the sandbox cluster of ``base_dir``, from its PID file.
-
-    Works from any process: only PIDs whose command line names this
-    cluster's ceph.conf are signalled, so recycled PIDs are left alone.
-
-    :param base_dir: the cluster's directory (``Cluster.base_dir``).
-    :param remove: also delete the directory, if it is a sandbox's.
-    :param timeout: seconds between SIGTERM and SIGKILL.
-    :returns: the PIDs recorded in the directory.
-    """
-    base_dir = os.path.abspath(base_dir)
-    try:
-        with open(os.path.join(base_dir, PIDS_FILE)) as f:
-            pids = list(json.load(f).values())
-    except FileNotFoundError:
-        pids = []
-    _kill(pids, os.path.join(base_dir, 'ceph.conf'), timeout=timeout)
-    if remove and os.path.exists(os.path.join(base_dir, MARKER_FILE)):
-        shutil.rmtree(base_dir, ignore_errors=True)
-        LOG.info('Removed Ceph sandbox directory %s', base_dir)
-    return pids
 
 
 class Cluster:
@@ -222,7 +35,7 @@ class Cluster:
     :param backend_prefix: backends are named ``<prefix>-a``, ``-b``...
     :param timeout: the seconds :meth:`start` may take.
     :param detach: leave the daemons running when this process exits
-        without :meth:`stop` (:func:`stop_dir` stops them later); by
+        without :meth:`stop` (:func:`processes.stop_dir` stops them later); by
         default they are stopped at exit.
     """
 
@@ -276,7 +89,8 @@ class Cluster:
             input = input.encode()
         try:
             res = subprocess.run(cmd, input=input, capture_output=True,
-                                 env=_env(), timeout=timeout, check=False)
+                                 env=processes.env(), timeout=timeout,
+                                 check=False)
         except subprocess.TimeoutExpired:
             raise SandboxError(reason=f'{" ".join(cmd)} timed out after '
                                f'{timeout}s') from None
@@ -345,7 +159,7 @@ class Cluster:
         began = time.monotonic()
         self._deadline = began + self.timeout
         if not self.detach:
-            _LIVE.add(self)
+            processes.LIVE.add(self)
         try:
             self._start()
         except BaseException:
@@ -363,29 +177,32 @@ class Cluster:
         os.makedirs(self.base_dir, exist_ok=True)
         if os.listdir(self.base_dir):
             raise SandboxError(reason=f'{self.base_dir} is not empty')
-        _write(self._path(MARKER_FILE), f'rbdmig sandbox {self.name}\n')
+        templates.write(self._path(processes.MARKER_FILE),
+                        f'rbdmig sandbox {self.name}\n')
         self._owned = True
         for sub in ('run', 'log', 'crash', 'mgr.x', 'files'):
             os.makedirs(self._path(sub))
         self.fsid = str(uuid.uuid4())
         # A bare port would be taken for msgr2: name the protocol.
-        self.mon_addr = f'v1:127.0.0.1:{_free_port()}'
-        _write(self.conf_path, _CONF.format(
+        self.mon_addr = f'v1:127.0.0.1:{processes.free_port()}'
+        templates.write(self.conf_path, templates.CONF.format(
             fsid=self.fsid, mon_addr=self.mon_addr, dir=self.base_dir,
-            pg_num=PG_NUM, objectstore=self.objectstore,
+            pg_num=templates.PG_NUM, objectstore=self.objectstore,
             osd_bytes=self.osd_bytes, osd_memory=units.Gi,
-            mgr_disabled=_MGR_DISABLED) + ''.join(
-                _DAEMON_CONF.format(type=t, dir=self.base_dir)
+            mgr_disabled=templates.MGR_DISABLED) + ''.join(
+                templates.DAEMON_CONF.format(type=t, dir=self.base_dir)
                 for t in ('mon', 'mgr', 'osd')))
-        admin = (_new_key(), {t: 'allow *' for t in ('mon', 'osd', 'mgr',
-                                                     'mds')})
-        mgr = (_new_key(), {'mon': 'allow profile mgr', 'osd': 'allow *',
-                            'mds': 'allow *'})
-        _write_keyring(self.admin_keyring_path, {'client.admin': admin})
-        _write_keyring(self._path('mgr.x', 'keyring'), {'mgr.x': mgr})
+        admin = (templates.new_key(),
+                 {t: 'allow *' for t in ('mon', 'osd', 'mgr', 'mds')})
+        mgr = (templates.new_key(),
+               {'mon': 'allow profile mgr', 'osd': 'allow *',
+                'mds': 'allow *'})
+        templates.write_keyring(self.admin_keyring_path,
+                                {'client.admin': admin})
+        templates.write_keyring(self._path('mgr.x', 'keyring'), {'mgr.x': mgr})
         # The mon's first keyring seeds its auth database.
-        _write_keyring(self._path('mkfs.keyring'), {
-            'mon.': (_new_key(), {'mon': 'allow *'}),
+        templates.write_keyring(self._path('mkfs.keyring'), {
+            'mon.': (templates.new_key(), {'mon': 'allow *'}),
             'client.admin': admin, 'mgr.x': mgr})
         self._run('monmaptool', '--create', '--fsid', self.fsid, '--addv',
                   'a', f'[{self.mon_addr}]', self._path('monmap'))
@@ -405,7 +222,8 @@ class Cluster:
                 self._create_osd(client)
             for pool in self.pools:
                 self._command(client, 'osd pool create', pool=pool,
-                              pg_num=PG_NUM, pgp_num=PG_NUM)
+                              pg_num=templates.PG_NUM,
+                              pgp_num=templates.PG_NUM)
                 self._command(client, 'osd pool application enable',
                               pool=pool, app='rbd')
             self._wait('osd.0', 'the OSDs to be up',
@@ -418,7 +236,7 @@ class Cluster:
                        lambda: self._pgs_clean(client))
         finally:
             client.shutdown()
-        _write(self.rbdmig_conf_path, self._rbdmig_conf())
+        templates.write(self.rbdmig_conf_path, self._rbdmig_conf())
 
     def _rbdmig_conf(self):
         sections = {'DEFAULT': {'enabled_backends': ', '.join(self.backends)}}
@@ -444,15 +262,16 @@ class Cluster:
             self._procs[name] = subprocess.Popen(
                 (*cmd, '-f', '--conf', self.conf_path),
                 stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, env=_env(), cwd=self.base_dir,
-                start_new_session=True)
-        _write(self._path(PIDS_FILE + '.tmp'), json.dumps(self.pids))
-        os.replace(self._path(PIDS_FILE + '.tmp'), self._path(PIDS_FILE))
+                stderr=subprocess.STDOUT, env=processes.env(),
+                cwd=self.base_dir, start_new_session=True)
+        pids_file = self._path(processes.PIDS_FILE)
+        templates.write(pids_file + '.tmp', json.dumps(self.pids))
+        os.replace(pids_file + '.tmp', pids_file)
         LOG.debug('Sandbox %s: started %s, pid %d', self.name, name,
                   self._procs[name].pid)
 
     def _logs(self, name):
-        return '\n'.join(_tail(self._path('log', name + ext))
+        return '\n'.join(processes.tail(self._path('log', name + ext))
                          for ext in ('.out', '.log'))
 
     def _wait(self, daemon, what, predicate):
@@ -491,13 +310,13 @@ class Cluster:
         return json.loads(out) if out else None
 
     def _create_osd(self, client):
-        osd_uuid, key = str(uuid.uuid4()), _new_key()
+        osd_uuid, key = str(uuid.uuid4()), templates.new_key()
         osd_id = str(self._command(
             client, 'osd new', uuid=osd_uuid,
             inbuf=json.dumps({'cephx_secret': key}).encode())['osdid'])
         name = 'osd.' + osd_id
         os.makedirs(self._path(name))
-        _write_keyring(self._path(name, 'keyring'), {name: (key, {})})
+        templates.write_keyring(self._path(name, 'keyring'), {name: (key, {})})
         self._run('ceph-osd', '--conf', self.conf_path, '-i', osd_id,
                   '--mkfs', '--key', key, '--osd-uuid', osd_uuid)
         self._spawn(name, 'ceph-osd', '-i', osd_id)
@@ -523,13 +342,13 @@ class Cluster:
         :returns: None.
         :raises SandboxError: if a daemon survives SIGKILL.
         """
-        _kill(self.pids.values(), self.conf_path,
+        processes.kill(self.pids.values(), self.conf_path,
               procs=self._procs.values())
         self._procs = {}
-        _LIVE.discard(self)
+        processes.LIVE.discard(self)
         if self.started:
             LOG.info('Stopped Ceph sandbox %s', self.name)
         self.started = False
         if self._owned and os.path.isdir(self.base_dir):
-            stop_dir(self.base_dir, remove=remove)
+            processes.stop_dir(self.base_dir, remove=remove)
         self._owned = self._owned and not remove
