@@ -1,0 +1,112 @@
+"""Standalone migration: assisted first, generic fallback, nothing lost."""
+
+import logging
+import os
+
+import pytest
+
+from rbdmig import exception
+from rbdmig.migration import manager
+from rbdmig.migration import progress
+from tests.unit import rbd_fixtures as fx
+from tests.unit import test_file_driver as files
+
+DATA = os.urandom(40000)
+
+
+@pytest.fixture
+def ceph():
+    return fx.make_ceph()
+
+
+@pytest.fixture
+def file_backend(tmp_path):
+    drv = files.make_driver(tmp_path)
+    drv.do_setup(None)
+    return drv
+
+
+def _file_bytes(drv, volume, n):
+    with open(drv.local_path(volume), 'rb') as f:
+        return f.read(n)
+
+
+def test_assisted_when_the_source_driver_can(ceph):
+    src = fx.make_driver(ceph, pool='hdd')
+    dst = fx.make_driver(ceph, pool='ssd', backend='fast')
+    volume = fx.make_volume(ceph, data=DATA)
+
+    result = manager.migrate(None, volume, src, dst)
+
+    assert result.path == 'assisted'
+    assert result.copy is None
+    assert result.volume.host == 'node@fast#ssd'
+    assert result.volume.migration_status == 'success'
+    assert result.volume.name == volume.name
+    assert fx.read_head(ceph, 'ssd', volume.name, len(DATA)) == DATA
+
+
+def test_generic_to_a_file_backend_then_back(ceph, file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA, size_mib=1024)
+
+    to_file = manager.migrate(None, volume, src, file_backend)
+
+    assert to_file.path == 'generic'
+    assert _file_bytes(file_backend, volume, len(DATA)) == DATA
+    assert volume.name not in ceph.clusters[fx.CONF_A].pools['hdd']
+    assert to_file.copy.bytes_written < 64 * 1024  # thin: data only
+
+
+def test_refusal_without_generic_raises_and_keeps_source(ceph,
+                                                         file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA)
+    with pytest.raises(exception.MigrationError, match='generic path'):
+        manager.migrate(None, volume, src, file_backend,
+                        allow_generic=False)
+    assert volume.name in ceph.clusters[fx.CONF_A].pools['hdd']
+    assert not os.path.exists(file_backend.local_path(volume))
+
+
+def test_failed_generic_copy_removes_partial_destination(ceph,
+                                                         file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA, size_mib=1024)
+
+    class Boom(progress.Callback):
+        def call(self):
+            if self.value:
+                raise OSError('disk went away')
+
+    with pytest.raises(OSError, match='disk went away'):
+        manager.migrate(None, volume, src, file_backend, callback=Boom())
+    assert not os.path.exists(file_backend.local_path(volume))
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+
+
+def test_existing_destination_is_never_overwritten(ceph, file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA)
+    file_backend.create_volume(volume)
+    with open(file_backend.local_path(volume), 'r+b') as f:
+        f.write(b'theirs')
+
+    with pytest.raises(exception.VolumeExists):
+        manager.migrate(None, volume, src, file_backend)
+    assert _file_bytes(file_backend, volume, 6) == b'theirs'
+    assert volume.name in ceph.clusters[fx.CONF_A].pools['hdd']
+
+
+def test_source_delete_failure_keeps_the_migration(ceph, file_backend,
+                                                   caplog):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA, size_mib=1024)
+    ceph.fail('remove', ceph.rbd.ImageBusy('a client holds it'))
+
+    with caplog.at_level(logging.ERROR):
+        result = manager.migrate(None, volume, src, file_backend)
+
+    assert result.path == 'generic'
+    assert _file_bytes(file_backend, volume, len(DATA)) == DATA
+    assert 'LEFTOVER' in caplog.text
