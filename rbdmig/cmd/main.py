@@ -2,6 +2,7 @@
 
 import argparse
 import logging as std_logging
+import os
 import sys
 import warnings
 
@@ -9,6 +10,20 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from rbdmig import exception
+
+
+def _bounded(kind, low, high=None):
+    """An argparse type: ``kind`` within [low, high], else a clear error."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('%r is not a number' % text)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                '%s is outside %s..%s' % (text, low, high or 'any'))
+        return value
+    return parse
 
 
 def _parser():
@@ -21,9 +36,10 @@ def _parser():
     demo = sub.add_parser(
         'demo', help='migrate a volume with real data on a throwaway Ceph '
                      'cluster, timing and verifying every move')
-    demo.add_argument('--size-gib', type=int, default=1,
+    demo.add_argument('--size-gib', type=_bounded(int, 1, 64), default=1,
                       help='provisioned size of the demo volume (default 1)')
-    demo.add_argument('--fill', type=float, default=0.25,
+    demo.add_argument('--fill', type=_bounded(float, 0.0, 1.0),
+                      default=0.25,
                       help='share of the volume holding random data, in '
                            'scattered extents (default 0.25)')
     demo.add_argument('--objectstore', choices=('memstore', 'bluestore'),
@@ -78,7 +94,12 @@ def main(argv=None):
                   % (cluster.fsid, cluster.rbdmig_conf_path))
             print('stop it with: rbdmig sandbox-stop %s' % args.dir)
         else:
-            sandbox.stop_dir(args.dir)
+            if not os.path.exists(os.path.join(args.dir,
+                                               sandbox.MARKER_FILE)):
+                raise exception.InvalidInput(
+                    reason='%s holds no rbdmig sandbox.' % args.dir)
+            pids = sandbox.stop_dir(args.dir)
+            print('stopped %d daemon(s); removed %s' % (len(pids), args.dir))
         return 0
     except exception.RbdmigError as err:
         print('rbdmig: error: %s' % err, file=sys.stderr)
