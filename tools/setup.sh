@@ -35,7 +35,7 @@ if ! .venv/bin/python -c 'import rbdmig, pytest, tox' 2>/dev/null \
     echo "setup: installing Python dependencies into .venv"
     .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
     .venv/bin/pip install -q --disable-pip-version-check \
-        -r requirements.txt -r test-requirements.txt tox
+        -r requirements.txt -r test-requirements.txt tox matplotlib
     .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
     touch .venv/.rbdmig-installed
 fi

@@ -1,4 +1,4 @@
-"""rbdmig's command line: demo and sandbox management."""
+"""rbdmig's command line: demo, bench and sandbox management."""
 
 import argparse
 import logging as std_logging
@@ -10,6 +10,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from rbdmig import exception
+from rbdmig.bench import command as bench_command
 
 
 def _bounded(kind, low, high=None):
@@ -59,6 +60,7 @@ def _parser():
     stop = sub.add_parser('sandbox-stop',
                           help='stop the sandbox cluster in DIR, remove DIR')
     stop.add_argument('dir')
+    bench_command.add_parser(sub)
     return parser
 
 
@@ -84,6 +86,8 @@ def main(argv=None):
         if args.command == 'demo':
             from rbdmig.cmd import demo
             return demo.run(args)
+        if args.command == 'bench':
+            return bench_command.run(args)
         from rbdmig import sandbox
         if args.command == 'sandbox-start':
             # detach: the cluster outlives this command, until

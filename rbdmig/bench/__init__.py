@@ -1,0 +1,1 @@
+"""``rbdmig bench``: rbdmig against Ceph's own tools and Cinder's loop."""

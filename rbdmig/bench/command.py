@@ -1,0 +1,87 @@
+"""``rbdmig bench``: its arguments, and the run from start to files."""
+
+import argparse
+import re
+import sys
+import tempfile
+
+from oslo_utils import units
+
+DEFAULT_SIZES = ('1', '4')     # GiB
+QUICK_SIZES = ('64M',)
+_SIZE = re.compile(r'^(\d+)\s*(M|MiB|G|GiB)?$', re.I)
+
+
+def parse_size(text):
+    """``'4'`` or ``'4G'`` is 4 GiB, ``'64M'`` 64 MiB; returns bytes."""
+    match = _SIZE.match(text.strip())
+    if not match or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(
+            '%r is not a size: a whole number of GiB (4, 4G) or MiB (64M)'
+            % text)
+    unit = (match.group(2) or 'G')[0].upper()
+    return int(match.group(1)) * (units.Mi if unit == 'M' else units.Gi)
+
+
+def add_parser(sub):
+    """Add the ``bench`` subcommand to an argparse subparsers object."""
+    bench = sub.add_parser(
+        'bench', help='benchmark every migration path against rbd cp/deep '
+                      'cp/migration and Cinder\'s generic copy on a '
+                      'throwaway cluster; writes JSON, an RST table, a PNG')
+    bench.add_argument('--sizes', nargs='+', type=parse_size,
+                       metavar='SIZE',
+                       help='volume sizes: GiB (1, 4G) or MiB (64M) '
+                            '(default: %s; --quick: %s)' % (
+                                ' '.join(DEFAULT_SIZES),
+                                ' '.join(QUICK_SIZES)))
+    bench.add_argument('--objectstore', choices=('bluestore', 'memstore'),
+                       help='OSD store: bluestore on a sparse file '
+                            '(default) or memstore in RAM (--quick)')
+    bench.add_argument('--repeat', type=int,
+                       help='runs of every case; medians are reported '
+                            '(default 3; --quick: 1)')
+    bench.add_argument('--quick', action='store_true',
+                       help='tiny and fast, to check the bench works: 64 '
+                            'MiB volumes, memstore, one run')
+    bench.add_argument('--output-dir',
+                       help='where benchmark.json/.rst/.png go (default: '
+                            'doc; --quick: a new temporary directory)')
+    bench.add_argument('--workdir', help='directory for the cluster '
+                                         '(default: a new temporary one)')
+
+
+def run(args, out=sys.stdout):
+    """Run the bench; return 0 when every case ran and verified, else 1."""
+    from rbdmig.bench import output
+    from rbdmig.bench import runner
+
+    def say(line):
+        out.write(line + '\n')
+        out.flush()
+
+    quick = args.quick
+    sizes = args.sizes or [parse_size(s) for s in (
+        QUICK_SIZES if quick else DEFAULT_SIZES)]
+    objectstore = args.objectstore or ('memstore' if quick else 'bluestore')
+    repeat = args.repeat or (1 if quick else 3)
+    out_dir = args.output_dir or (
+        tempfile.mkdtemp(prefix='rbdmig-bench-quick-') if quick else 'doc')
+    try:
+        data = runner.run(sorted(set(sizes)), objectstore, repeat,
+                          workdir=args.workdir, say=say)
+    except KeyboardInterrupt:
+        say('Interrupted; the sandbox was stopped, nothing written.')
+        return 130
+    paths = output.write(data, out_dir)
+    with open(paths['rst']) as f:
+        say(f.read())
+    say('Results: %s' % ', '.join(p for p in paths.values() if p))
+    if not paths['png']:
+        say('No chart: matplotlib is missing (pip install -e .[bench]).')
+    runs = data.get('runs', [])
+    bad = [r for r in runs if not r.get('ok')]
+    bad += [r for r in data.get('ceiling', []) if not r.get('ok')]
+    say('%d of %d cases failed.' % (len(bad), len(runs)) if bad
+        else 'Every case ran and every checksum matched.')
+    return 1 if bad else 0
