@@ -151,3 +151,34 @@ def test_driver_options_listed(ceph):
             'rados_connection_retries', 'rados_connection_interval',
             'rbd_store_chunk_size', 'reserved_percentage',
             'rbd_migration_method', 'volume_copy_bps_limit'} <= names
+
+
+def test_options_coexist_with_cinders_registered_later(ceph):
+    # Cinder's RBD driver registers these names (other help texts, no
+    # bounds) in [backend_defaults] when imported, which may be after an
+    # rbdmig backend has loaded: that must not raise DuplicateOptError.
+    from oslo_config import cfg
+    drv = fx.make_driver(ceph)
+    conf = drv.configuration._conf
+    cinders = [cfg.StrOpt('rbd_pool', default='rbd', help='Cinder\'s.'),
+               cfg.IntOpt('rados_connection_retries', default=3),
+               cfg.BoolOpt('use_multipath_for_image_xfer', default=False)]
+    conf.register_opts(cinders, group='backend_defaults')
+    with pytest.raises(cfg.DuplicateOptError):  # a real clash still fails
+        conf.register_opt(cfg.IntOpt('rbd_pool', default=1),
+                          group='backend_defaults')
+    assert drv.configuration.rbd_pool == 'hdd'
+    assert drv.configuration.use_multipath_for_image_xfer is False
+
+
+def test_what_cinders_generic_migration_calls(ceph):
+    drv = fx.make_driver(ceph)
+    volume = objects.Volume(size=1)
+    assert drv.validate_connector({'host': 'node'}) is None
+    assert drv.before_volume_copy(None, volume, volume, remote='dest') is None
+    assert drv.after_volume_copy(None, volume, volume, remote='dest') is None
+    # Cinder then records the new image's name in the volume (_name_id).
+    with pytest.raises(NotImplementedError):
+        drv.update_migrated_volume(None, volume, volume, 'available')
+    assert drv.configuration.volume_dd_blocksize == '1M'
+    assert drv.configuration.num_volume_device_scan_tries == 3

@@ -1,0 +1,49 @@
+"""Reading and writing RBD images directly, bypassing both drivers."""
+
+import contextlib
+import hashlib
+import os
+import random
+
+import rbd
+from oslo_utils import units
+
+EXTENT = units.Mi
+
+
+@contextlib.contextmanager
+def _image(cluster, pool, name, read_only):
+    client = cluster.connect()
+    try:
+        ioctx = client.open_ioctx(pool)
+        try:
+            with rbd.Image(ioctx, name, read_only=read_only) as image:
+                yield image
+        finally:
+            ioctx.close()
+    finally:
+        client.shutdown()
+
+
+def fill(cluster, pool, name, extents=16, seed=None):
+    """Write random data in scattered 1 MiB extents; return the sha256."""
+    with _image(cluster, pool, name, read_only=False) as image:
+        rng = random.Random(seed or name)
+        for slot in rng.sample(range(image.size() // EXTENT), extents):
+            image.write(os.urandom(EXTENT), slot * EXTENT)
+    return digest(cluster, pool, name)
+
+
+def digest(cluster, pool, name):
+    """sha256 of every byte of the image."""
+    sha = hashlib.sha256()
+    with _image(cluster, pool, name, read_only=True) as image:
+        size = image.size()
+        for offset in range(0, size, 4 * units.Mi):
+            sha.update(image.read(offset, min(4 * units.Mi, size - offset)))
+    return sha.hexdigest()
+
+
+def names(cluster, pool):
+    """The images in a pool, as the rbd CLI lists them."""
+    return cluster.rbd('ls', pool).split()

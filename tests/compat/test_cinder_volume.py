@@ -1,0 +1,215 @@
+"""rbdmig inside real cinder-volume: load, stats, migrate, retype."""
+
+import logging
+import time
+
+import pytest
+
+from rbdmig.volume.drivers import rbd as rbdmig_rbd
+from rbdmig.volume.drivers import rbd_location
+from tests.compat import images
+
+RBDMIG_MIGRATE = 'rbdmig.volume.drivers.rbd_migrate'
+CINDER_RBD = 'cinder.volume.drivers.rbd'
+POOL = {'rbdmig-a': 'volumes-a', 'rbdmig-b': 'volumes-b',
+        'cinder-rbd': 'volumes-c'}
+
+
+def _new_volume(cinder, cleanup, cluster, backend):
+    """A 1 GiB volume made by Cinder on ``backend``, holding random data."""
+    volume = cinder.create_volume(backend)
+    cleanup.add('delete %s' % volume.id, cinder.delete_volume, volume)
+    checksum = images.fill(cluster, POOL[backend], volume.name)
+    return volume, checksum
+
+
+@pytest.fixture(autouse=True)
+def _info_logs(caplog):
+    caplog.set_level(logging.INFO)
+
+
+def _logged(caplog, logger, text):
+    """Messages of ``logger`` (RPC server threads included) with ``text``."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == logger and text in r.getMessage()]
+
+
+def _timed(what, func, *args):
+    start = time.monotonic()
+    result = func(*args)
+    print('%s: %.2f s' % (what, time.monotonic() - start))
+    return result
+
+
+def test_cinder_volume_loads_rbdmig_and_publishes_its_stats(
+        cinder, ceph_cluster, ceph_cluster2):
+    print('start-up: %s' % ', '.join('%s %.2f s' % item
+                                     for item in cinder.timings.items()))
+    clusters = {'rbdmig-a': ceph_cluster, 'rbdmig-b': ceph_cluster,
+                'other-a': ceph_cluster2}
+    for backend, cluster in clusters.items():
+        mgr = cinder.manager(backend)
+        assert type(mgr.driver) is rbdmig_rbd.RBDDriver
+        assert mgr.driver.initialized
+        caps = mgr.last_capabilities
+        assert caps['volume_backend_name'] == backend
+        assert caps['storage_protocol'] == 'ceph'
+        assert caps['backend_state'] == 'up'
+        assert caps['total_capacity_gb'] > 0
+        location = rbd_location.parse_location(caps['location_info'])
+        assert location.fsid == cluster.fsid
+        assert location.pool == mgr.driver.configuration.rbd_pool
+        # what the scheduler's host manager makes of it
+        pool = cinder.destination(backend)
+        assert pool.host == 'compat@%s#%s' % (backend, backend)
+        assert pool.capabilities['location_info'] == caps['location_info']
+    # Cinder's own RBD driver, listed after rbdmig's backends, started too
+    # (rbdmig's options no longer clash with the ones it registers).
+    cinder_rbd = cinder.manager('cinder-rbd')
+    assert type(cinder_rbd.driver).__module__ == 'cinder.volume.drivers.rbd'
+    assert cinder_rbd.driver.initialized
+    services = {s.host for s in _services(cinder)}
+    assert services == {'compat@%s' % b for b in cinder.services}
+
+
+def _services(cinder):
+    from cinder import objects
+    return objects.ServiceList.get_all_by_binary(cinder.ctxt,
+                                                 'cinder-volume')
+
+
+def test_migrate_between_pools_is_assisted_by_rbdmig(cinder, ceph_cluster,
+                                                     cleanup, caplog):
+    volume, checksum = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-a')
+    assert volume.name in images.names(ceph_cluster, 'volumes-a')
+    rows = set(cinder.volumes())
+
+    moved = _timed('migrate rbdmig-a -> rbdmig-b (assisted)',
+                   cinder.migrate, volume, 'rbdmig-b')
+
+    assert moved.migration_status == 'success'
+    assert moved.host == 'compat@rbdmig-b#rbdmig-b'
+    assert moved.status == 'available'
+    # rbdmig moved it: same image name, no temporary volume row
+    assert moved.name == volume.name == 'volume-%s' % volume.id
+    assert set(cinder.volumes()) == rows
+    assert volume.name not in images.names(ceph_cluster, 'volumes-a')
+    assert volume.name in images.names(ceph_cluster, 'volumes-b')
+    assert images.digest(ceph_cluster, 'volumes-b', volume.name) == checksum
+    assert _logged(caplog, RBDMIG_MIGRATE,
+                   'Migrated %s to pool volumes-b by deep_copy'
+                   % volume.name)
+
+
+def test_retype_to_another_backend_migrates_through_rbdmig(
+        cinder, ceph_cluster, cleanup, caplog):
+    volume, checksum = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-b')
+    rows = set(cinder.volumes())
+    new_type = cinder.backend_type('rbdmig-a')
+
+    retyped = _timed('retype rbdmig-b -> rbdmig-a (assisted)',
+                     cinder.retype, volume, 'rbdmig-a')
+
+    assert retyped.migration_status == 'success'
+    assert retyped.status == 'available'
+    assert retyped.volume_type_id == new_type.id
+    assert retyped.host == 'compat@rbdmig-a#rbdmig-a'
+    # assisted: the image kept its name, no generic-copy volume was made
+    assert retyped.name == volume.name and retyped.name_id == volume.id
+    assert set(cinder.volumes()) == rows
+    assert volume.name not in images.names(ceph_cluster, 'volumes-b')
+    assert images.digest(ceph_cluster, 'volumes-a', volume.name) == checksum
+    assert _logged(caplog, RBDMIG_MIGRATE,
+                   'Migrated %s to pool volumes-a by deep_copy'
+                   % volume.name)
+
+
+def test_other_cluster_falls_back_to_cinders_generic_copy(
+        cinder, ceph_cluster, ceph_cluster2, cleanup, caplog):
+    volume, checksum = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-a')
+    rows = set(cinder.volumes())
+    destination = cinder.destination('other-a')
+    source = cinder.manager('rbdmig-a').driver
+
+    # rbdmig refuses: the destination's fsid is another cluster's.
+    host = {'host': destination.host, 'cluster_name': None,
+            'capabilities': destination.capabilities}
+    assert source.migrate_volume(cinder.ctxt, volume, host) == (False, None)
+    assert volume.name in images.names(ceph_cluster, 'volumes-a')
+    assert _logged(caplog, RBDMIG_MIGRATE, 'the destination is in cluster '
+                   '%s, this backend in %s' % (ceph_cluster2.fsid,
+                                               ceph_cluster.fsid))
+    caplog.clear()
+
+    # What os-brick gets: the v1-only mon's non-default port, and the
+    # keyring of rbd_keyring_conf (there is none in /etc/ceph here).
+    data = source.initialize_connection(volume, {})['data']
+    assert (data['hosts'], data['ports']) == (
+        ['127.0.0.1'], [ceph_cluster.mon_addr.rsplit(':', 1)[1]])
+    with open(ceph_cluster.admin_keyring_path) as keyring:
+        assert data['keyring'] == keyring.read()
+
+    moved = _timed('migrate rbdmig-a -> other-a (generic, os-brick)',
+                   cinder.migrate, volume, 'other-a')
+
+    assert moved.migration_status == 'success'
+    assert moved.host == 'compat@other-a#other-a'
+    assert moved.status == 'available'
+    # Cinder's generic path: a new volume, whose image name the volume
+    # now carries (_name_id), attached through os-brick on both sides.
+    assert moved.name_id != volume.id
+    assert images.names(ceph_cluster2, 'volumes-a') == [moved.name]
+    assert images.digest(ceph_cluster2, 'volumes-a', moved.name) == checksum
+    # The temporary row, now naming the source, and the source image are
+    # deleted asynchronously (an RPC cast to the source backend).
+    (temporary,) = set(cinder.volumes()) - rows
+    _wait_until(lambda: cinder.volumes()[temporary].deleted)
+    assert volume.name not in images.names(ceph_cluster, 'volumes-a')
+    # rbdmig refused inside Cinder's migrate_volume too, and the volume
+    # was never moved by a driver.
+    assert _logged(caplog, RBDMIG_MIGRATE, 'Falling back to generic')
+    assert not _logged(caplog, RBDMIG_MIGRATE, 'Migrated')
+
+
+def test_interoperates_with_cinders_own_rbd_driver(cinder, ceph_cluster,
+                                                   cleanup, caplog):
+    cinder_caps = cinder.destination('cinder-rbd').capabilities
+    # rbd_user is unset there: Cinder writes 'None', rbdmig reads unset.
+    assert cinder_caps['location_info'].split(':')[3] == 'None'
+    assert rbd_location.parse_location(
+        cinder_caps['location_info']).user is None
+    volume, checksum = _new_volume(cinder, cleanup, ceph_cluster,
+                                   'cinder-rbd')
+    rows = set(cinder.volumes())
+
+    there = _timed('migrate cinder-rbd -> rbdmig-a (Cinder\'s driver)',
+                   cinder.migrate, volume, 'rbdmig-a')
+
+    assert there.migration_status == 'success'
+    assert there.host == 'compat@rbdmig-a#rbdmig-a'
+    assert there.name == volume.name and set(cinder.volumes()) == rows
+    assert volume.name not in images.names(ceph_cluster, 'volumes-c')
+    assert images.digest(ceph_cluster, 'volumes-a', volume.name) == checksum
+    # Cinder's driver recognised rbdmig's location_info as its cluster
+    assert _logged(caplog, CINDER_RBD,
+                   'Successful RBD assisted volume migration')
+
+    back = _timed('migrate rbdmig-a -> cinder-rbd (rbdmig)',
+                  cinder.migrate, there, 'cinder-rbd')
+
+    assert back.migration_status == 'success'
+    assert back.host == 'compat@cinder-rbd#cinder-rbd'
+    assert back.name == volume.name and set(cinder.volumes()) == rows
+    assert volume.name not in images.names(ceph_cluster, 'volumes-a')
+    assert images.digest(ceph_cluster, 'volumes-c', volume.name) == checksum
+    # ...and rbdmig Cinder's, 'None' user and all
+    assert _logged(caplog, RBDMIG_MIGRATE,
+                   'Migrated %s to pool volumes-c' % volume.name)
+
+
+def _wait_until(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError('still false after %d s' % timeout)
+        time.sleep(0.2)
