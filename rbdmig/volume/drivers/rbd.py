@@ -12,6 +12,7 @@ from oslo_utils import units
 
 from rbdmig import exception
 from rbdmig.migration import progress
+from rbdmig.volume import cinder_compat as compat
 from rbdmig.volume import driver
 from rbdmig.volume.drivers import rbd_location
 from rbdmig.volume.drivers import rbd_migrate
@@ -29,92 +30,35 @@ from os_brick.initiator import linuxrbd
 LOG = logging.getLogger(__name__)
 
 
-class _CinderNamedOpt(object):
-    """An option equal to any other of its name, type class and default.
-
-    Cinder's RBD driver registers options of these names in
-    ``[backend_defaults]`` when its module is imported, and oslo.config
-    refuses a second option of a name unless the two compare equal.  Help
-    texts and bounds differ, the meaning does not: without this, a
-    cinder-volume whose ``enabled_backends`` lists an rbdmig backend before
-    one of Cinder's RBD driver fails to start the latter
-    (DuplicateOptError).  Whichever registers first is kept.
-    """
-
-    def __eq__(self, other):
-        if not isinstance(other, cfg.Opt):
-            return NotImplemented
-        return (other.name == self.name and other.default == self.default
-                and type(other.type) is type(self.type))
-
-    def __ne__(self, other):
-        equal = self.__eq__(other)
-        return equal if equal is NotImplemented else not equal
-
-    __hash__ = cfg.Opt.__hash__
-
-
-class _CinderStrOpt(_CinderNamedOpt, cfg.StrOpt):
-    pass
-
-
-class _CinderIntOpt(_CinderNamedOpt, cfg.IntOpt):
-    pass
-
-
-class _CinderBoolOpt(_CinderNamedOpt, cfg.BoolOpt):
-    pass
-
-
-# Read by Cinder's volume manager from the backend's section when it
-# attaches volumes for a generic migration; Cinder's own drivers register
-# them (Cinder's base class does), so rbdmig's must too.  Cinder's names
-# and defaults; not rbdmig's options, hence not in the sample config.
-CINDER_MANAGER_OPTS = [
-    _CinderBoolOpt('use_multipath_for_image_xfer', default=False,
-                   help='Whether Cinder attaches volumes for copies with '
-                        'multipath (read by Cinder only).'),
-    _CinderBoolOpt('enforce_multipath_for_image_xfer', default=False,
-                   help='Whether Cinder refuses copies without multipath '
-                        '(read by Cinder only).'),
-    _CinderIntOpt('num_volume_device_scan_tries', default=3,
-                  help='Cinder\'s attempts to find an attached volume '
-                       '(read by Cinder only).'),
-    _CinderStrOpt('volume_dd_blocksize', default='1M',
-                  help='The block size of Cinder\'s host-driven copies '
-                       '(read by Cinder only).'),
-]
-
-
 RBD_OPTS = [
-    _CinderStrOpt('rbd_cluster_name', default='ceph',
-                  help='The name of the Ceph cluster (as in cinder).'),
-    _CinderStrOpt('rbd_pool', default='rbd',
-                  help='The RADOS pool where volumes are stored.'),
-    _CinderStrOpt('rbd_user',
-                  help='The RADOS client name for accessing rbd volumes; '
-                       'only set when using cephx authentication.'),
-    _CinderStrOpt('rbd_ceph_conf', default='',
-                  help='Path to the Ceph configuration file; empty means '
-                       'librados\' default search.'),
-    _CinderStrOpt('rbd_keyring_conf', default='',
-                  help='Path to the keyring of ``rbd_user``, handed to '
-                       'connectors that have no keyring of their own.'),
-    _CinderStrOpt('rbd_secret_uuid',
-                  help='The libvirt secret UUID of ``rbd_user``, passed on in '
-                       'connection info.'),
-    _CinderIntOpt('rados_connect_timeout', default=-1,
-                  help='Timeout in seconds when connecting to the cluster; '
-                       'negative uses librados\' own default.'),
-    _CinderIntOpt('rados_connection_retries', default=3, min=0,
-                  help='Number of retries if connecting to the cluster '
-                       'fails.'),
-    _CinderIntOpt('rados_connection_interval', default=5, min=0,
-                  help='Seconds between connection retries '
-                       '(``rados_connection_retries``).'),
-    _CinderIntOpt('rbd_store_chunk_size', default=4, min=1,
-                  help='Volumes are chunked into objects of this size, in '
-                       'MiB; a power of two.'),
+    compat.StrOpt('rbd_cluster_name', default='ceph',
+                 help='The name of the Ceph cluster (as in cinder).'),
+    compat.StrOpt('rbd_pool', default='rbd',
+                 help='The RADOS pool where volumes are stored.'),
+    compat.StrOpt('rbd_user',
+                 help='The RADOS client name for accessing rbd volumes; '
+                      'only set when using cephx authentication.'),
+    compat.StrOpt('rbd_ceph_conf', default='',
+                 help='Path to the Ceph configuration file; empty means '
+                      'librados\' default search.'),
+    compat.StrOpt('rbd_keyring_conf', default='',
+                 help='Path to the keyring of ``rbd_user``, handed to '
+                      'connectors that have no keyring of their own.'),
+    compat.StrOpt('rbd_secret_uuid',
+                 help='The libvirt secret UUID of ``rbd_user``, passed on in '
+                      'connection info.'),
+    compat.IntOpt('rados_connect_timeout', default=-1,
+                 help='Timeout in seconds when connecting to the cluster; '
+                      'negative uses librados\' own default.'),
+    compat.IntOpt('rados_connection_retries', default=3, min=0,
+                 help='Number of retries if connecting to the cluster '
+                      'fails.'),
+    compat.IntOpt('rados_connection_interval', default=5, min=0,
+                 help='Seconds between connection retries '
+                      '(``rados_connection_retries``).'),
+    compat.IntOpt('rbd_store_chunk_size', default=4, min=1,
+                 help='Volumes are chunked into objects of this size, in '
+                      'MiB; a power of two.'),
     cfg.StrOpt('rbd_migration_method', default='deep_copy',
                choices=[('copy', 'rbd.Image.copy; refuses volumes with '
                                  'snapshots'),
@@ -145,7 +89,6 @@ class RBDDriver(driver.VolumeDriver):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.configuration.append_config_values(CINDER_MANAGER_OPTS)
         # Injectable, as in os-brick, so unit tests never touch sys.modules.
         self.rados = kwargs.get('rados', rados)
         self.rbd = kwargs.get('rbd', rbd)
@@ -358,28 +301,6 @@ class RBDDriver(driver.VolumeDriver):
             except OSError as err:
                 LOG.warning('Cannot read rbd_keyring_conf: %s', err)
         return {'driver_volume_type': 'rbd', 'data': data}
-
-    # -- what cinder-volume's generic migration calls --
-    # Cinder's manager calls these on every driver; Cinder's base driver
-    # defines them, rbdmig's never imports it.  Proven by tests/compat.
-
-    def validate_connector(self, connector):
-        """Accept any connector: RBD needs nothing from the host."""
-
-    def before_volume_copy(self, context, src_vol, dest_vol, remote=None):
-        """Nothing to prepare before Cinder copies a volume's data."""
-
-    def after_volume_copy(self, context, src_vol, dest_vol, remote=None):
-        """Nothing to finish after Cinder copied a volume's data."""
-
-    def update_migrated_volume(self, ctxt, volume, new_volume,
-                               original_volume_status):
-        """Keep the migrated image's own name (Cinder records _name_id).
-
-        :raises NotImplementedError: always; Cinder then points the
-            volume at ``new_volume``'s image, as for its own drivers.
-        """
-        raise NotImplementedError()
 
     # -- handles --
 
