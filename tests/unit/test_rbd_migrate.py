@@ -298,3 +298,15 @@ def test_callback_cancels_and_source_survives(ceph, method):
         src.migrate_volume(None, volume, fx.host_of(dst), callback=Cancel())
     assert not _exists(ceph, 'ssd', volume.name)
     assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+
+
+def test_without_a_callback_progress_goes_to_the_log(ceph, caplog):
+    src, dst = _pair(ceph, 'live')
+    volume = fx.make_volume(ceph, data=DATA)
+    with caplog.at_level(logging.INFO, logger='rbdmig'):
+        assert src.migrate_volume(None, volume, fx.host_of(dst)) == (
+            True, None)
+    lines = [r.getMessage() for r in caplog.records
+             if 'migration of %s' % volume.id in r.getMessage()]
+    assert lines[0].startswith('migration of %s: 0.0%%' % volume.id)
+    assert '100.0%' in lines[-1]

@@ -342,4 +342,10 @@ class RBDDriver(driver.VolumeDriver):
         :raises MigrationError: the copy failed; the partial destination
             was removed and the source is intact.
         """
+        if callback is progress.DEFAULT_CALLBACK:
+            # Cinder passes no callback: report to the log, as often as
+            # migration_progress_report_interval says.
+            callback = progress.log_progress(
+                'migration of %s' % volume.id,
+                self.configuration.migration_progress_report_interval)
         return rbd_migrate.migrate(self, volume, host, callback)
