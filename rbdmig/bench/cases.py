@@ -167,9 +167,12 @@ def _run_rbdmig(spec, conf, drivers, objects, copy_engine, manager):
         try:
             d = dst.open_volume(None, vol, 'r+b')
             try:
+                config = src.configuration
                 copied = copy_engine.copy_volume(
-                    s, d, chunk_size=src.configuration.safe_get(
+                    s, d, chunk_size=config.safe_get(
                         'volume_copy_chunk_size') or 4 * units.Mi,
+                    queue_depth=config.safe_get(
+                        'volume_copy_queue_depth') or 1,
                     callback=callback)
             finally:
                 dst.close_volume(None, vol, d)

@@ -1,23 +1,23 @@
 """The copy engine: a chunked, hole-skipping, throttled copy of two handles."""
 
+import collections
+import concurrent.futures as futures
 import dataclasses
 import errno
 import io
+import itertools
 import os
-import stat
 import time
 
 from oslo_log import log as logging
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig.migration import extents as extents_mod
+from rbdmig.migration import positional
 from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
-
-# lseek() errors meaning "this file system cannot tell data from holes".
-_NO_SEEK_DATA = frozenset((errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP))
-
 
 @dataclasses.dataclass(frozen=True)
 class CopyResult:
@@ -54,104 +54,9 @@ class CopyResult:
                 f'{self.bytes_skipped / mib:.1f} MiB skipped')
 
 
-def normalize_extents(extents, size):
-    """Sort, merge and clip ``(offset, length)`` pairs to ``[0, size)``.
-
-    :param extents: an iterable of ``(offset, length)``, in any order,
-        possibly overlapping or touching.
-    :param size: the end of the range; extents are cut there.
-    :returns: a sorted list of disjoint, non-adjacent, non-empty extents.
-    :raises InvalidInput: an offset or length is negative.
-    """
-    merged = []
-    for offset, length in sorted(extents):
-        if offset < 0 or length < 0:
-            raise exception.InvalidInput(
-                reason=f'extent ({offset}, {length}) has a negative '
-                       'offset or length.')
-        end = min(offset + length, size)
-        if end <= offset:
-            continue
-        if merged and offset <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([offset, end])
-    return [(start, end - start) for start, end in merged]
-
-
-def data_extents(handle, size):
-    """Return where ``handle`` holds data in ``[0, size)``, if it can tell.
-
-    Asks the handle's own ``extents()`` method (the RBD handle answers
-    from librbd's diff_iterate), else, for a regular file, the file system
-    through ``SEEK_DATA``/``SEEK_HOLE``.
-
-    :param handle: a file-like object.
-    :param size: the end of the range of interest.
-    :returns: sorted, merged ``(offset, length)`` extents (a list, or an
-        iterator for a file), or None if the data cannot be located.
-    """
-    method = getattr(handle, 'extents', None)
-    if callable(method):
-        found = method()
-        if found is not None:
-            return normalize_extents(found, size)
-    return _file_extents(handle, size)
-
-
-def _regular_fileno(handle):
-    try:
-        fd = handle.fileno()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        return None
-    return fd
-
-
-def _lseek_keep(fd, offset, whence):
-    # Put the offset back after probing: a buffered file object caches
-    # the raw position, and moving it underneath would make its next read
-    # come from the wrong place.
-    saved = os.lseek(fd, 0, os.SEEK_CUR)
-    try:
-        return os.lseek(fd, offset, whence)
-    finally:
-        os.lseek(fd, saved, os.SEEK_SET)
-
-
-def _file_extents(handle, size):
-    seek_data = getattr(os, 'SEEK_DATA', None)
-    fd = _regular_fileno(handle)
-    if seek_data is None or fd is None:
-        return None
-    flush = getattr(handle, 'flush', None)
-    if callable(flush):
-        flush()  # buffered writes are invisible to SEEK_DATA until then
-    try:
-        first = _lseek_keep(fd, 0, seek_data)
-    except OSError as err:
-        if err.errno == errno.ENXIO:
-            return iter(())  # no data at all: the file is one hole
-        if err.errno in _NO_SEEK_DATA:
-            return None
-        raise
-    return _walk_file(fd, first, size)
-
-
-def _walk_file(fd, start, size):
-    # SEEK_DATA/SEEK_HOLE answer in order and never overlap, so the
-    # extents are produced lazily, one lseek pair at a time.
-    while start < size:
-        end = min(_lseek_keep(fd, start, os.SEEK_HOLE), size)
-        if end > start:
-            yield start, end - start
-        try:
-            start = _lseek_keep(fd, end, os.SEEK_DATA)
-        except OSError as err:
-            if err.errno == errno.ENXIO:
-                return  # only a hole remains, up to the end of the file
-            raise
+# Public here too: callers found them in this module first.
+normalize_extents = extents_mod.normalize_extents
+data_extents = extents_mod.data_extents
 
 
 def _end_of(handle):
@@ -206,53 +111,49 @@ class _Throttle:
 ZERO_BLOCK = 64 * units.Ki
 
 
-class _Copier:
-    """The state of one copy: buffers, counters and the two handles."""
+@dataclasses.dataclass
+class _Counts:
+    read: int = 0
+    written: int = 0
+    skipped: int = 0
 
-    def __init__(self, src, dst, chunk_size, dest_zeroed, callback,
-                 throttle):
-        self.src = src
-        self.dst = dst
-        self.chunk_size = chunk_size
+    def add(self, other):
+        self.read += other.read
+        self.written += other.written
+        self.skipped += other.skipped
+
+
+class _Copier:
+    """Moves one chunk at a time; safe to call from several threads.
+
+    Every call gets its own buffer and returns its own counts, so
+    nothing is shared between concurrent chunks but the two handles.
+    """
+
+    def __init__(self, reader, writer, chunk_size, dest_zeroed):
+        self.reader = reader
+        self.writer = writer
         self.dest_zeroed = dest_zeroed
-        self.callback = callback
-        self.throttle = throttle
-        # The only two buffers of the copy, whatever the volume size.
-        self.view = memoryview(bytearray(chunk_size))
         self.zeros = bytes(chunk_size)
         self.zero_view = memoryview(self.zeros)
-        self.use_readinto = hasattr(src, 'readinto')
-        self.read = self.written = self.skipped = 0
 
-    def hole(self, offset, length):
-        """Handle a range the source does not hold data in."""
+    def zero_chunk(self, offset, n, buffer=None):
+        """Write ``n`` zeros at ``offset`` (a hole, destination not zeroed)."""
+        self.writer.write(offset, self.zero_view[:n])
+        return _Counts(written=n)
+
+    def chunk(self, offset, n, buffer):
+        """Copy ``n`` bytes at ``offset`` through ``buffer``."""
+        view = self.reader.read(offset, memoryview(buffer)[:n])
+        counts = _Counts(read=n)
         if self.dest_zeroed:
-            self.skipped += length
-            self.callback.relative_update(length)
-            return
-        end = offset + length
-        while offset < end:
-            n = min(self.chunk_size, end - offset)
-            self.throttle.take(n)
-            self._write(offset, self.zero_view[:n])
-            self.callback.relative_update(n)
-            offset += n
+            self._write_nonzero(offset, view, counts)
+        else:
+            self.writer.write(offset, view)
+            counts.written += n
+        return counts
 
-    def data(self, offset, length):
-        """Copy a range the source holds data in, chunk by chunk."""
-        end = offset + length
-        while offset < end:
-            n = min(self.chunk_size, end - offset)
-            self.throttle.take(n)
-            chunk = self._read(offset, n)
-            if self.dest_zeroed:
-                self._write_nonzero(offset, chunk)
-            else:
-                self._write(offset, chunk)
-            self.callback.relative_update(n)
-            offset += n
-
-    def _write_nonzero(self, offset, chunk):
+    def _write_nonzero(self, offset, chunk, counts):
         """Write the chunk's runs of non-zero blocks, skip zero blocks.
 
         Extents are often coarser than the data in them (librbd reports
@@ -262,63 +163,107 @@ class _Copier:
         (a Python-level loop) or slicing a bytes object.
         """
         if self.zeros.startswith(chunk):
-            self.skipped += len(chunk)
+            counts.skipped += len(chunk)
             return
         run = None  # start of the pending run of non-zero blocks
         for pos in range(0, len(chunk), ZERO_BLOCK):
             block = chunk[pos:pos + ZERO_BLOCK]
             if self.zeros.startswith(block):
                 if run is not None:
-                    self._write(offset + run, chunk[run:pos])
+                    self.writer.write(offset + run, chunk[run:pos])
+                    counts.written += pos - run
                     run = None
-                self.skipped += len(block)
+                counts.skipped += len(block)
             elif run is None:
                 run = pos
         if run is not None:
-            self._write(offset + run, chunk[run:])
+            self.writer.write(offset + run, chunk[run:])
+            counts.written += len(chunk) - run
 
-    def _read(self, offset, n):
-        view = self.view[:n]
-        self.src.seek(offset)
-        got = 0
-        while got < n:
-            # Files may return less than asked before their end; only an
-            # empty answer means there is nothing more to read.
-            k = self._read_some(view[got:], offset + got)
-            if not k:
-                raise exception.CopyError(
-                    reason=f'short read: the source ended at offset '
-                           f'{offset + got}, before {offset + n}.')
-            got += k
-        self.read += n
-        return view
 
-    def _read_some(self, view, offset):
-        if self.use_readinto:
-            try:
-                return self.src.readinto(view) or 0
-            except NotImplementedError:
-                # io.RawIOBase subclasses that define only read() (such as
-                # os-brick's RBD wrapper) inherit a readinto that raises.
-                self.use_readinto = False
-        piece = self.src.read(len(view)) or b''
-        if len(piece) > len(view):
-            raise exception.CopyError(
-                reason=f'the source returned {len(piece)} bytes at offset '
-                       f'{offset} when {len(view)} were asked.')
-        view[:len(piece)] = piece
-        return len(piece)
+def _tasks(ranges, size, chunk_size, dest_zeroed):
+    """Yield ``(kind, offset, n)`` in offset order; kind names the work.
 
-    def _write(self, offset, data):
-        self.dst.seek(offset)
-        n = self.dst.write(data)
-        # A handle whose write() returns None (os-brick's RBD wrapper)
-        # raises on failure instead, so None means everything was written.
-        if n is not None and n != len(data):
-            raise exception.CopyError(
-                reason=f'short write: {n} of {len(data)} bytes were '
-                       f'written at offset {offset}.')
-        self.written += len(data)
+    ``'skip'`` is a hole left to a zeroed destination (no I/O), ``'zero'``
+    a hole written with zeros, ``'data'`` a chunk to copy.
+    """
+    def split(kind, offset, length):
+        end = offset + length
+        while offset < end:
+            n = min(chunk_size, end - offset)
+            yield kind, offset, n
+            offset += n
+
+    position = 0
+    for offset, length in itertools.chain(ranges, [(size, 0)]):
+        if offset > position:
+            if dest_zeroed:
+                yield 'skip', position, offset - position
+            else:
+                yield from split('zero', position, offset - position)
+        yield from split('data', offset, length)
+        position = offset + length
+
+
+def _run_serial(copier, tasks, chunk_size, callback, throttle, counts):
+    """One chunk at a time, in the calling thread, through one buffer."""
+    buffer = bytearray(chunk_size)
+    for kind, offset, n in tasks:
+        if kind == 'skip':
+            counts.skipped += n
+        else:
+            throttle.take(n)
+            work = copier.chunk if kind == 'data' else copier.zero_chunk
+            counts.add(work(offset, n, buffer))
+        callback.relative_update(n)
+
+
+def _run_pool(copier, tasks, chunk_size, depth, callback, throttle,
+              counts):
+    """Up to ``depth`` chunks in flight on worker threads.
+
+    librbd and file I/O release the GIL, so reads and writes of different
+    chunks overlap.  Memory is ``depth`` buffers of ``chunk_size``.  The
+    throttle, the callback and the counters are only touched here, in the
+    calling thread.  The first error (a worker's, or the callback's when
+    it cancels) stops new work; chunks already in flight are waited for,
+    so no thread touches the handles after this returns.
+    """
+    buffers = [bytearray(chunk_size) for _ in range(depth)]
+    pending = collections.OrderedDict()  # future -> (buffer, n)
+
+    def collect(done):
+        for future in done:
+            buffer, n = pending.pop(future)
+            buffers.append(buffer)
+            counts.add(future.result())  # a worker's error raises here
+            callback.relative_update(n)
+
+    with futures.ThreadPoolExecutor(max_workers=depth,
+                                    thread_name_prefix='rbdmig-copy') as ex:
+        try:
+            for kind, offset, n in tasks:
+                if kind == 'skip':
+                    counts.skipped += n
+                    callback.relative_update(n)
+                    continue
+                while not buffers:
+                    done, _ = futures.wait(
+                        pending, return_when=futures.FIRST_COMPLETED)
+                    collect(done)
+                throttle.take(n)
+                work = copier.chunk if kind == 'data' else copier.zero_chunk
+                buffer = buffers.pop()
+                pending[ex.submit(work, offset, n, buffer)] = (buffer, n)
+            while pending:
+                done, _ = futures.wait(
+                    pending, return_when=futures.FIRST_COMPLETED)
+                collect(done)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            futures.wait(pending)
+            raise
 
 
 def _sync(handle):
@@ -340,11 +285,13 @@ def _sync(handle):
 
 def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                 callback=progress.DEFAULT_CALLBACK, extents=None,
-                dest_zeroed=True, clock=time.monotonic, sleep=time.sleep):
+                dest_zeroed=True, clock=time.monotonic, sleep=time.sleep,
+                queue_depth=1):
     """Copy the first ``size`` bytes of ``src`` onto ``dst``.
 
     Reads and writes whole chunks at the same offsets, with memory bounded
-    by one chunk buffer (plus one chunk of zeros) whatever the size.  Only
+    by ``queue_depth`` chunk buffers (plus one chunk of zeros) whatever
+    the size.  Only
     the source's data extents are read; the holes between them, and
     all-zero chunks, are not written when ``dest_zeroed`` says the
     destination already reads as zeros, so a thin destination stays thin.
@@ -368,16 +315,26 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
         ends identical to the source, block for block.
     :param clock: a monotonic clock in seconds, injectable for tests.
     :param sleep: the sleep function used by the throttle.
+    :param queue_depth: chunks in flight at once.  1 copies in the calling
+        thread; more use that many worker threads and offset-addressed
+        I/O (the handle's ``read_at``/``write_at``, else ``pread``/
+        ``pwrite`` on a regular file, else ``seek`` under a lock).  The
+        callback and throttle are still called from the calling thread
+        only; the first error stops the copy once the chunks in flight
+        are done.
     :returns: a :class:`CopyResult`.
-    :raises InvalidInput: a negative size or limit, or a chunk size < 1.
+    :raises InvalidInput: a negative size or limit, a chunk size or queue
+        depth < 1.
     :raises CopyError: a handle cannot read or write, the source or the
         destination is smaller than ``size``, or a read or write is short.
     """
-    if chunk_size < 1 or bps_limit < 0 or (size is not None and size < 0):
+    if (chunk_size < 1 or bps_limit < 0 or queue_depth < 1 or
+            (size is not None and size < 0)):
         raise exception.InvalidInput(
-            reason=f'size {size!r}, chunk_size {chunk_size!r} and '
-                   f'bps_limit {bps_limit!r} must not be negative, and '
-                   'chunk_size must be positive.')
+            reason=f'size {size!r}, chunk_size {chunk_size!r}, '
+                   f'queue_depth {queue_depth!r} and bps_limit '
+                   f'{bps_limit!r} must not be negative, and chunk_size '
+                   'and queue_depth must be positive.')
     _check_handles(src, dst)
     src_size = _end_of(src)
     if size is None:
@@ -393,34 +350,37 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                    f'the {size} to copy.')
 
     if extents is not None:
-        ranges = normalize_extents(extents, size)
+        ranges = extents_mod.normalize_extents(extents, size)
     else:
-        ranges = data_extents(src, size)
+        ranges = extents_mod.data_extents(src, size)
     if ranges is None:
         ranges = [(0, size)] if size else []
 
     LOG.debug('Copying %(size)d bytes in chunks of %(chunk)d '
-              '(limit %(limit)s B/s, extents %(how)s, dest_zeroed %(z)s)',
+              '(limit %(limit)s B/s, extents %(how)s, dest_zeroed %(z)s, '
+              'queue depth %(depth)d)',
               {'size': size, 'chunk': chunk_size, 'limit': bps_limit or '-',
                'how': 'given' if extents is not None else 'probed',
-               'z': dest_zeroed})
+               'z': dest_zeroed, 'depth': queue_depth})
     start = clock()
-    copier = _Copier(src, dst, chunk_size, dest_zeroed, callback,
-                     _Throttle(bps_limit, clock, sleep, start))
+    parallel = queue_depth > 1
+    copier = _Copier(positional.Reader(src, parallel),
+                     positional.Writer(dst, parallel), chunk_size,
+                     dest_zeroed)
+    throttle = _Throttle(bps_limit, clock, sleep, start)
+    counts = _Counts()
     callback.set_size(size)
-    position = 0
-    for offset, length in ranges:
-        if offset > position:
-            copier.hole(position, offset - position)
-        copier.data(offset, length)
-        position = offset + length
-    if position < size:
-        copier.hole(position, size - position)
+    tasks = _tasks(ranges, size, chunk_size, dest_zeroed)
+    if parallel:
+        _run_pool(copier, tasks, chunk_size, queue_depth, callback,
+                  throttle, counts)
+    else:
+        _run_serial(copier, tasks, chunk_size, callback, throttle, counts)
     _sync(dst)
 
-    result = CopyResult(size=size, bytes_read=copier.read,
-                        bytes_written=copier.written,
-                        bytes_skipped=copier.skipped,
+    result = CopyResult(size=size, bytes_read=counts.read,
+                        bytes_written=counts.written,
+                        bytes_skipped=counts.skipped,
                         seconds=clock() - start)
     LOG.debug('Copy finished: %s', result)
     return result

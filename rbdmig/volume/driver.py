@@ -30,8 +30,15 @@ volume_opts = [
     cfg.IntOpt('volume_copy_chunk_size',
                default=4 * units.Mi, min=4 * units.Ki,
                help='The size in bytes of each read and write of a '
-                    'host-driven volume copy.  Memory use of a copy is one '
-                    'chunk, whatever the volume size.'),
+                    'host-driven volume copy.  Memory use of a copy is '
+                    '``volume_copy_queue_depth`` chunks, whatever the '
+                    'volume size.'),
+    cfg.IntOpt('volume_copy_queue_depth',
+               default=4, min=1, max=256,
+               help='The number of chunks a host-driven volume copy keeps '
+                    'in flight, on as many threads; 1 copies one chunk at '
+                    'a time.  Memory use of a copy is this times '
+                    '``volume_copy_chunk_size``.'),
     cfg.IntOpt('migration_progress_report_interval',
                default=30, min=0,
                help='Seconds between two progress reports (log lines) of a '
@@ -255,6 +262,8 @@ class VolumeDriver(object):
                     'volume_copy_chunk_size') or 4 * units.Mi,
                 bps_limit=self.configuration.safe_get(
                     'volume_copy_bps_limit') or 0,
+                queue_depth=self.configuration.safe_get(
+                    'volume_copy_queue_depth') or 1,
                 callback=callback)
         LOG.info('Copied %(src)s to %(dst)s: %(result)s',
                  {'src': src_vol.id, 'dst': dest_vol.id, 'result': result})

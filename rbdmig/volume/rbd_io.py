@@ -97,6 +97,42 @@ class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
         self._offset += length
         return length
 
+    def read_at(self, offset, length):
+        """Return up to ``length`` bytes at ``offset``; the offset stays.
+
+        librbd reads at an offset and releases the GIL, so several
+        threads may call this at once (``copy_volume``'s queue depth).
+        """
+        self._checkClosed()
+        length = max(0, min(length, self._size - offset))
+        if not length:
+            return b''
+        return self.rbd_image.read(offset, length)
+
+    def write_at(self, data, offset):
+        """Write all of ``data`` at ``offset``; return the byte count.
+
+        Safe from several threads at once, as :meth:`read_at`.
+        """
+        self._checkClosed()
+        if not self.writable():
+            raise io.UnsupportedOperation('handle was opened read-only')
+        length = len(memoryview(data).cast('B'))
+        if offset + length > self._size:
+            raise exception.InvalidInput(
+                reason='writing %d bytes at offset %d passes the end of '
+                       'image %s (%d bytes).' % (
+                           length, offset, self.rbd_image.get_name(),
+                           self._size))
+        if not isinstance(data, bytes):
+            data = bytes(data)  # librbd's binding takes bytes only
+        written = self.rbd_image.write(data, offset)
+        if written != length:
+            raise exception.VolumeBackendAPIException(
+                data='short write to %s: %s of %d bytes' % (
+                    self.rbd_image.get_name(), written, length))
+        return length
+
     def seek(self, offset, whence=io.SEEK_SET):
         self._checkClosed()
         super().seek(offset, whence)

@@ -10,6 +10,9 @@ from rbdmig.volume.drivers import rbd_location
 from tests.compat import images
 
 RBDMIG_MIGRATE = 'rbdmig.volume.drivers.rbd_migrate'
+# The method rbdmig uses when cinder.conf does not choose one.
+DEFAULT_METHOD = next(o.default for o in rbdmig_rbd.RBD_OPTS
+                      if o.name == 'rbd_migration_method')
 CINDER_RBD = 'cinder.volume.drivers.rbd'
 POOL = {'rbdmig-a': 'volumes-a', 'rbdmig-b': 'volumes-b',
         'cinder-rbd': 'volumes-c'}
@@ -97,8 +100,8 @@ def test_migrate_between_pools_is_assisted_by_rbdmig(cinder, ceph_cluster,
     assert volume.name in images.names(ceph_cluster, 'volumes-b')
     assert images.digest(ceph_cluster, 'volumes-b', volume.name) == checksum
     assert _logged(caplog, RBDMIG_MIGRATE,
-                   'Migrated %s to pool volumes-b by deep_copy'
-                   % volume.name)
+                   'Migrated %s to pool volumes-b by %s'
+                   % (volume.name, DEFAULT_METHOD))
 
 
 def test_retype_to_another_backend_migrates_through_rbdmig(
@@ -120,8 +123,8 @@ def test_retype_to_another_backend_migrates_through_rbdmig(
     assert volume.name not in images.names(ceph_cluster, 'volumes-b')
     assert images.digest(ceph_cluster, 'volumes-a', volume.name) == checksum
     assert _logged(caplog, RBDMIG_MIGRATE,
-                   'Migrated %s to pool volumes-a by deep_copy'
-                   % volume.name)
+                   'Migrated %s to pool volumes-a by %s'
+                   % (volume.name, DEFAULT_METHOD))
 
 
 def test_other_cluster_falls_back_to_cinders_generic_copy(

@@ -52,7 +52,7 @@ def test_cross_pool_migration_moves_data_and_removes_source(ceph_cluster,
     drivers['ceph-b'].delete_volume(volume)
 
 
-@pytest.mark.parametrize('method', ['deep_copy', 'live'])
+@pytest.mark.parametrize('method', ['deep_copy', 'live', 'extents'])
 def test_snapshots_move_with_the_volume(ceph_cluster, method):
     drivers = _drivers(ceph_cluster, method)
     volume, before = helpers.new_volume(drivers['ceph-a'])

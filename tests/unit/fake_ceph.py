@@ -6,7 +6,10 @@ migration calls.  Any call can be made to fail with :meth:`Ceph.fail`.
 Each :class:`Ceph` is independent, so nothing is global.
 """
 
+import errno
 import json
+import queue
+import threading
 import types
 
 BLOCK = 4096
@@ -38,6 +41,13 @@ class Ceph(object):
         self.rados = self._rados_module()
         self.rbd = self._rbd_module()
         self.connections = 0  # open connections, to prove none leak
+        self.conf = {}  # what clients set with conf_set
+        self._aio_failures = {}  # call name -> [calls left, return value]
+        self.aio_in_flight = 0  # requests issued and not yet completed
+        self.aio_max_in_flight = 0
+        self.aio_calls = []  # (call, offset, length), in issue order
+        self._finisher = None
+        self._lock = threading.Lock()
 
     def add_cluster(self, conf, fsid, pools, quota=0):
         self.clusters[conf] = types.SimpleNamespace(
@@ -48,6 +58,50 @@ class Ceph(object):
     def fail(self, call, error):
         """Make the next calls named ``call`` raise ``error``."""
         self._failures[call] = error
+
+    def fail_aio(self, call, ret=-errno.EIO, after=0):
+        """Complete the ``call`` (aio_read or aio_write) issued after
+        ``after`` successful ones with return value ``ret``."""
+        self._aio_failures[call] = [after, ret]
+
+    def _aio(self, call, offset, length, work, finish):
+        """Issue an async request: librbd completes it on its own thread.
+
+        ``work()`` does the I/O and returns ``(ret, data)``;
+        ``finish(ret, data)`` then runs on the finisher thread, as
+        librbd's completion callbacks do.  An injected failure skips the
+        I/O and completes with its return value and no data.
+        """
+        self._check(call)
+        with self._lock:
+            self.aio_calls.append((call, offset, length))
+            self.aio_in_flight += 1
+            self.aio_max_in_flight = max(self.aio_max_in_flight,
+                                         self.aio_in_flight)
+            failure = self._aio_failures.get(call)
+            ret = None
+            if failure is not None:
+                if failure[0] == 0:
+                    ret = failure[1]
+                failure[0] -= 1
+            if self._finisher is None:
+                self._finisher = queue.SimpleQueue()
+                threading.Thread(target=self._finish_loop, daemon=True,
+                                 name='fake-librbd-finisher').start()
+        self._finisher.put((ret, work, finish))
+
+    def _finish_loop(self):
+        while True:
+            ret, work, finish = self._finisher.get()
+            data = None
+            if ret is None:
+                ret, data = work()
+            with self._lock:
+                self.aio_in_flight -= 1
+            try:
+                finish(ret, data)
+            except Exception:  # noqa: BLE001 - the binding ignores them
+                pass
 
     def _check(self, call):
         if call in self._failures:
@@ -101,6 +155,11 @@ class Ceph(object):
 
             def get_fsid(self):
                 return self.cluster.fsid
+
+            def conf_set(self, option, value):
+                if not isinstance(value, str):
+                    raise TypeError('value must be a string')
+                ceph.conf[option] = value
 
             def open_ioctx(self, pool):
                 if pool not in self.cluster.pools:
@@ -169,6 +228,13 @@ class Ceph(object):
                     if on_progress(done, total):
                         raise Error('cancelled by callback')
 
+        class Completion(object):
+            def __init__(self, ret):
+                self.ret = ret
+
+            def get_return_value(self):
+                return self.ret
+
         class Image(object):
             def __init__(self, ioctx, name, snapshot=None, read_only=False):
                 ceph._check('Image')
@@ -235,6 +301,26 @@ class Ceph(object):
                     self.data.blocks[idx] = bytes(block)
                     pos += take
                 return len(data)
+
+            def aio_read(self, offset, length, oncomplete, fadvise_flags=0):
+                def work():
+                    return length, self.read(offset, length)
+
+                ceph._aio('aio_read', offset, length, work,
+                          lambda ret, data: oncomplete(Completion(ret), data))
+                return Completion(None)
+
+            def aio_write(self, data, offset, oncomplete, fadvise_flags=0):
+                if not isinstance(data, bytes):
+                    raise TypeError('data must be a byte string')
+
+                def work():
+                    self.write(data, offset)
+                    return 0, None
+
+                ceph._aio('aio_write', offset, len(data), work,
+                          lambda ret, _: oncomplete(Completion(ret)))
+                return Completion(None)
 
             def flush(self):
                 ceph._check('flush')
@@ -307,7 +393,10 @@ class Ceph(object):
                 self.data.parent = None
 
         class RBD(object):
-            def create(self, ioctx, name, size, order=None, features=None):
+            def create(self, ioctx, name, size, order=None, old_format=False,
+                       features=None, stripe_unit=None, stripe_count=None,
+                       data_pool=None):
+                ceph._check('create')
                 new(ioctx, name, _Image(size, order or 22, features or 61))
 
             def remove(self, ioctx, name, on_progress=None):

@@ -9,7 +9,7 @@ from rbdmig import exception
 from rbdmig.migration import progress
 from tests.unit import rbd_fixtures as fx
 
-METHODS = ['copy', 'clone_flatten', 'deep_copy', 'live']
+METHODS = ['copy', 'clone_flatten', 'deep_copy', 'live', 'extents']
 DATA = os.urandom(64 * 1024) + b'tail'
 
 

@@ -1,9 +1,11 @@
 """The assisted copy methods: each moves an image to another pool."""
 
 import errno
+import queue
 import uuid
 
 from oslo_log import log as logging
+from oslo_utils import units
 
 from rbdmig.migration import progress
 
@@ -84,6 +86,8 @@ class CopyMethod(object):
     name = 'copy'
     keeps_snapshots = False
     reports_progress = False
+    # The method that moves a volume with snapshots instead; None refuses.
+    snapshots_by = None
 
     def copy(self, rbd, src_ioctx, dst_ioctx, name, callback):
         """Create ``name`` in ``dst_ioctx`` with the source's data.
@@ -181,6 +185,7 @@ class LiveMethod(object):
     name = 'live'
     keeps_snapshots = True
     reports_progress = True
+    snapshots_by = None
 
     def copy(self, rbd, src_ioctx, dst_ioctx, name, callback):
         with rbd.Image(src_ioctx, name, read_only=True) as src:
@@ -206,5 +211,161 @@ class LiveMethod(object):
         _run(rbd.RBD().migration_commit, callback, dst_ioctx, name)
 
 
+class ExtentsMethod(CopyMethod):
+    """A host-driven copy with librbd async I/O, allocated extents only.
+
+    The destination is created with the source's layout, the source's
+    data extents are found with ``diff_iterate``, and chunks of them are
+    read and written with ``aio_read``/``aio_write``, ``queue_depth``
+    requests in flight.  All-zero chunks are not written (the destination
+    is new, so it reads as zeros and stays thin).  Memory is bounded by
+    ``queue_depth`` x ``chunk_size``.  Completion callbacks run on librbd's
+    threads and only queue an event: every decision, and every progress
+    update (so a callback may cancel by raising), happens in the calling
+    thread.  It copies the head only: a volume with snapshots is moved by
+    ``deep_copy`` instead, which keeps them.
+    """
+
+    name = 'extents'
+    reports_progress = True
+    snapshots_by = 'deep_copy'
+
+    def __init__(self, queue_depth=16, chunk_size=4 * units.Mi):
+        self.queue_depth = queue_depth
+        self.chunk_size = chunk_size
+
+    def configured(self, queue_depth, chunk_size):
+        """Return a copy of this method with other settings."""
+        return type(self)(queue_depth=queue_depth, chunk_size=chunk_size)
+
+    def _copy(self, rbd, src_ioctx, dst_ioctx, name, callback):
+        with rbd.Image(src_ioctx, name, read_only=True) as src:
+            size = src.size()
+            rbd.RBD().create(dst_ioctx, name, size, **_create_args(rbd, src))
+            with rbd.Image(dst_ioctx, name) as dst:
+                _AioPump(src, dst, self.queue_depth, self.chunk_size,
+                         callback).run(_extents(src, size))
+                dst.flush()
+
+
+def _extents(image, size):
+    """Return the sorted, merged ``(offset, length)`` data extents."""
+    found = []
+
+    def collect(offset, length, exists):
+        if exists:
+            if found and found[-1][0] + found[-1][1] == offset:
+                found[-1] = (found[-1][0], found[-1][1] + length)
+            else:
+                found.append((offset, length))
+        return 0
+
+    image.diff_iterate(0, size, None, collect, include_parent=True,
+                       whole_object=False)
+    return found
+
+
+class _AioPump(object):
+    """Keeps up to ``depth`` chunks moving from ``src`` to ``dst``."""
+
+    def __init__(self, src, dst, depth, chunk_size, callback):
+        self.src, self.dst = src, dst
+        self.depth, self.chunk_size = depth, chunk_size
+        self.callback = callback
+        self.events = queue.SimpleQueue()
+        self.in_flight = 0
+        self.zeros = bytes(chunk_size)
+
+    def _chunks(self, extents):
+        position = 0
+        for offset, length in extents:
+            end = offset + length
+            while offset < end:
+                n = min(self.chunk_size, end - offset)
+                yield offset - position, offset, n
+                position = offset = offset + n
+
+    def run(self, extents):
+        """Copy every extent; raise the first error once all are done."""
+        try:
+            for hole, offset, length in self._chunks(extents):
+                while self.in_flight >= self.depth:
+                    self._handle(self.events.get())
+                if hole:
+                    self.callback.relative_update(hole)
+                self._read(offset, length)
+            while self.in_flight:
+                self._handle(self.events.get())
+        except BaseException:
+            # librbd still holds the images: wait for every request
+            # before the caller may close them.
+            # Each chunk still in flight sends exactly one more event: its
+            # read (its write is then never issued) or its write.
+            while self.in_flight:
+                self.events.get()
+                self._finish()
+            raise
+
+    def _read(self, offset, length):
+        def done(completion, data):
+            self.events.put(('read', offset, length,
+                             completion.get_return_value(), data))
+
+        self.in_flight += 1
+        try:
+            self.src.aio_read(offset, length, done)
+        except BaseException:
+            self.in_flight -= 1
+            raise
+
+    def _handle(self, event):
+        kind, offset, length, ret = event[:4]
+        if kind == 'read':
+            data = event[4]
+            if ret < 0 or data is None or len(data) != length:
+                self._finish()
+                raise OSError(-ret if ret < 0 else errno.EIO,
+                              'reading %d bytes at offset %d of %s failed '
+                              '(%d)' % (length, offset,
+                                        self.src.get_name(), ret))
+            if self.zeros.startswith(data):
+                self._finish()
+                self.callback.relative_update(length)
+                return
+            self._write(data, offset)
+            return
+        self._finish()
+        if ret < 0:
+            raise OSError(-ret, 'writing %d bytes at offset %d of %s '
+                                'failed (%d)' % (length, offset,
+                                                 self.dst.get_name(), ret))
+        self.callback.relative_update(length)
+
+    def _write(self, data, offset):
+        def done(completion):
+            self.events.put(('write', offset, len(data),
+                             completion.get_return_value()))
+
+        try:
+            self.dst.aio_write(data, offset, done)
+        except BaseException:
+            self._finish()
+            raise
+
+    def _finish(self):
+        self.in_flight -= 1
+
+
 METHODS = {m.name: m for m in (CopyMethod(), CloneFlattenMethod(),
-                               DeepCopyMethod(), LiveMethod())}
+                               DeepCopyMethod(), LiveMethod(),
+                               ExtentsMethod())}
+
+
+def method_for(configuration):
+    """Return the method ``rbd_migration_method`` names, configured."""
+    method = METHODS[configuration.rbd_migration_method]
+    if isinstance(method, ExtentsMethod):
+        method = method.configured(
+            configuration.rbd_migration_queue_depth,
+            configuration.rbd_migration_chunk_size)
+    return method

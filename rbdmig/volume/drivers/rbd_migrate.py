@@ -35,9 +35,10 @@ def migrate(drv, volume, host, callback):
             if volume.status == 'in-use' or volume.volume_attachment:
                 raise _Refusal('it is attached, and an attached volume '
                                'cannot change pools.')
-            method = rbd_methods.METHODS[
-                drv.configuration.rbd_migration_method]
+            method = rbd_methods.method_for(drv.configuration)
             source = _inspect_source(drv, method, src_ioctx, volume.name)
+            if source['snaps'] and not method.keeps_snapshots:
+                method = rbd_methods.METHODS[method.snapshots_by]
             _check_name_free(drv, dst_ioctx, volume.name, dest.pool)
             _move(drv, method, source, src_ioctx, dst_ioctx, volume, dest,
                   callback)
@@ -103,7 +104,7 @@ def _inspect_source(drv, method, ioctx, name):
         children = list(image.list_children2())
         watchers = list(image.watchers_list())
         size = image.size()
-    if snaps and not method.keeps_snapshots:
+    if snaps and not method.keeps_snapshots and not method.snapshots_by:
         raise _Refusal('it has snapshots (%s), which method %s would drop; '
                        'use deep_copy or live.' % (', '.join(snaps),
                                                    method.name))

@@ -1,0 +1,134 @@
+"""Offset-addressed reads and writes on file-like handles, for threads."""
+
+import errno
+import io
+import os
+import stat
+import threading
+
+from rbdmig import exception
+
+
+def _regular_fd(handle):
+    try:
+        fd = handle.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return None
+    return fd
+
+
+class Reader:
+    """Reads ``n`` bytes at an offset into a caller's buffer.
+
+    Uses the handle's ``read_at(offset, n)`` (the RBD handle: librbd
+    reads at an offset and releases the GIL), else ``os.preadv`` on a
+    regular file's descriptor, else ``seek`` + ``readinto``/``read`` under
+    a lock: then reads are serialised, but still overlap with writes.
+    All three may be used from several threads at once.
+    """
+
+    def __init__(self, handle, positional=True):
+        self.handle = handle
+        self._read_at = getattr(handle, 'read_at', None) if positional \
+            else None
+        self._fd = _regular_fd(handle) if positional else None
+        self._lock = threading.Lock()
+        self._use_readinto = hasattr(handle, 'readinto')
+
+    def read(self, offset, view):
+        """Fill ``view`` from ``offset``; return it.
+
+        :raises CopyError: the source ends before the view is full, or
+            returns more than asked.
+        """
+        n = len(view)
+        if self._read_at is not None:
+            data = self._read_at(offset, n)
+            if len(data) != n:
+                raise self._short(offset + min(len(data), n), offset + n)
+            view[:] = data
+            return view
+        if self._fd is not None:
+            got = 0
+            while got < n:
+                k = os.preadv(self._fd, [view[got:]], offset + got)
+                if not k:
+                    raise self._short(offset + got, offset + n)
+                got += k
+            return view
+        with self._lock:
+            self.handle.seek(offset)
+            got = 0
+            while got < n:
+                # Files may return less than asked before their end; only
+                # an empty answer means there is nothing more to read.
+                k = self._read_some(view[got:], offset + got)
+                if not k:
+                    raise self._short(offset + got, offset + n)
+                got += k
+        return view
+
+    @staticmethod
+    def _short(at, end):
+        return exception.CopyError(
+            reason=f'short read: the source ended at offset {at}, before '
+                   f'{end}.')
+
+    def _read_some(self, view, offset):
+        if self._use_readinto:
+            try:
+                return self.handle.readinto(view) or 0
+            except NotImplementedError:
+                # io.RawIOBase subclasses that define only read() (such as
+                # os-brick's RBD wrapper) inherit a readinto that raises.
+                self._use_readinto = False
+        piece = self.handle.read(len(view)) or b''
+        if len(piece) > len(view):
+            raise exception.CopyError(
+                reason=f'the source returned {len(piece)} bytes at offset '
+                       f'{offset} when {len(view)} were asked.')
+        view[:len(piece)] = piece
+        return len(piece)
+
+
+class Writer:
+    """Writes a buffer at an offset; see :class:`Reader` for the ways."""
+
+    def __init__(self, handle, positional=True):
+        self.handle = handle
+        self._write_at = getattr(handle, 'write_at', None) if positional \
+            else None
+        self._fd = _regular_fd(handle) if positional else None
+        self._lock = threading.Lock()
+
+    def write(self, offset, data):
+        """Write all of ``data`` at ``offset``.
+
+        :raises CopyError: the handle wrote fewer bytes than given.
+        """
+        n = len(data)
+        if self._write_at is not None:
+            self._check(self._write_at(data, offset), n, offset)
+        elif self._fd is not None:
+            done = 0
+            view = memoryview(data)
+            while done < n:
+                k = os.pwrite(self._fd, view[done:], offset + done)
+                if not k:
+                    raise OSError(errno.EIO, 'pwrite wrote nothing')
+                done += k
+        else:
+            with self._lock:
+                self.handle.seek(offset)
+                self._check(self.handle.write(data), n, offset)
+
+    @staticmethod
+    def _check(written, n, offset):
+        # A handle whose write() returns None (os-brick's RBD wrapper)
+        # raises on failure instead, so None means everything was written.
+        if written is not None and written != n:
+            raise exception.CopyError(
+                reason=f'short write: {written} of {n} bytes were written '
+                       f'at offset {offset}.')
