@@ -111,6 +111,34 @@ class _Throttle:
 ZERO_BLOCK = 64 * units.Ki
 
 
+def nonzero_runs(chunk, zeros):
+    """Return ``[(start, end)]``: the chunk's runs of non-zero blocks.
+
+    Extents are often coarser than the data in them (librbd reports
+    from an object's start to its last written byte), so zeros are found
+    per ZERO_BLOCK, not per chunk, to keep destinations thin.
+    ``bytes.startswith`` is one memcmp and copies nothing, unlike any()
+    (a Python-level loop) or slicing a bytes object.
+
+    :param chunk: a bytes-like object (a memoryview is not copied).
+    :param zeros: a bytes object of zeros at least as long as ``chunk``.
+    """
+    if zeros.startswith(chunk):
+        return []
+    runs = []
+    run = None  # start of the pending run of non-zero blocks
+    for pos in range(0, len(chunk), ZERO_BLOCK):
+        if zeros.startswith(chunk[pos:pos + ZERO_BLOCK]):
+            if run is not None:
+                runs.append((run, pos))
+                run = None
+        elif run is None:
+            run = pos
+    if run is not None:
+        runs.append((run, len(chunk)))
+    return runs
+
+
 @dataclasses.dataclass
 class _Counts:
     read: int = 0
@@ -154,31 +182,13 @@ class _Copier:
         return counts
 
     def _write_nonzero(self, offset, chunk, counts):
-        """Write the chunk's runs of non-zero blocks, skip zero blocks.
-
-        Extents are often coarser than the data in them (librbd reports
-        from an object's start to its last written byte), so zeros are
-        found per ZERO_BLOCK, not per chunk, to keep destinations thin.
-        bytes.startswith() is one memcmp and copies nothing, unlike any()
-        (a Python-level loop) or slicing a bytes object.
-        """
-        if self.zeros.startswith(chunk):
-            counts.skipped += len(chunk)
-            return
-        run = None  # start of the pending run of non-zero blocks
-        for pos in range(0, len(chunk), ZERO_BLOCK):
-            block = chunk[pos:pos + ZERO_BLOCK]
-            if self.zeros.startswith(block):
-                if run is not None:
-                    self.writer.write(offset + run, chunk[run:pos])
-                    counts.written += pos - run
-                    run = None
-                counts.skipped += len(block)
-            elif run is None:
-                run = pos
-        if run is not None:
-            self.writer.write(offset + run, chunk[run:])
-            counts.written += len(chunk) - run
+        """Write the chunk's runs of non-zero blocks, skip zero blocks."""
+        written = 0
+        for start, end in nonzero_runs(chunk, self.zeros):
+            self.writer.write(offset + start, chunk[start:end])
+            written += end - start
+        counts.written += written
+        counts.skipped += len(chunk) - written
 
 
 def _tasks(ranges, size, chunk_size, dest_zeroed):

@@ -2,10 +2,12 @@
 
 import errno
 import os
+import threading
 
 import pytest
 
 from rbdmig import exception
+from rbdmig.migration import copy as copy_engine
 from rbdmig.migration import progress
 from rbdmig.volume.drivers import rbd_methods
 from tests.unit import fake_ceph
@@ -237,3 +239,51 @@ def test_concurrent_management_ops_left_alone_by_default(ceph):
     src, _ = _pair(ceph)
     src.get_volume_stats(refresh=True)
     assert ceph.conf == {}
+
+
+def test_zero_blocks_inside_a_chunk_are_not_written(ceph):
+    # librbd reports from an object's start to its last written byte: a
+    # chunk is often mostly zeros, which must not be written.
+    block = copy_engine.ZERO_BLOCK
+    src, dst = _pair(ceph, chunk=4 * block)
+    # written zeros are allocated: one extent spanning the whole chunk
+    volume = _volume(ceph, {0: bytes(block) + b'a' * 10 + bytes(2 * block
+                                                              - 10) +
+                            b'b' * block})
+
+    src.migrate_volume(None, volume, fx.host_of(dst))
+
+    writes = sorted(c for c in ceph.aio_calls if c[0] == 'aio_write')
+    assert writes == [('aio_write', block, block),
+                      ('aio_write', 3 * block, block)]
+    assert fx.read_head(ceph, 'ssd', volume.name, 4 * block) == (
+        bytes(block) + b'a' * 10 + bytes(2 * block - 10) + b'b' * block)
+
+
+def test_a_cancel_while_skipping_zeros_does_not_hang(ceph):
+    block = copy_engine.ZERO_BLOCK
+    src, dst = _pair(ceph, depth=4, chunk=2 * block)
+    # every chunk: a zero block, then data
+    volume = _volume(ceph, {(2 * i + 1) * block: os.urandom(block)
+                            for i in range(16)})
+    outcome = []
+
+    class Cancel(progress.Callback):
+        def call(self):
+            if self.value:
+                raise KeyboardInterrupt('cancel')
+
+    def migrate():
+        try:
+            src.migrate_volume(None, volume, fx.host_of(dst),
+                               callback=Cancel())
+        except KeyboardInterrupt as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=migrate, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), 'the copy hung after a cancel'
+    assert len(outcome) == 1
+    assert ceph.aio_in_flight == 0
+    assert not _exists(ceph, 'ssd', volume.name)

@@ -7,6 +7,7 @@ import uuid
 from oslo_log import log as logging
 from oslo_utils import units
 
+from rbdmig.migration import copy as copy_engine
 from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
@@ -298,9 +299,8 @@ class _AioPump(object):
                 self._handle(self.events.get())
         except BaseException:
             # librbd still holds the images: wait for every request
-            # before the caller may close them.
-            # Each chunk still in flight sends exactly one more event: its
-            # read (its write is then never issued) or its write.
+            # before the caller may close them.  Each request in flight
+            # sends exactly one more event; none is issued from here on.
             while self.in_flight:
                 self.events.get()
                 self._finish()
@@ -328,11 +328,19 @@ class _AioPump(object):
                               'reading %d bytes at offset %d of %s failed '
                               '(%d)' % (length, offset,
                                         self.src.get_name(), ret))
-            if self.zeros.startswith(data):
-                self._finish()
-                self.callback.relative_update(length)
-                return
-            self._write(data, offset)
+            # The read is done before anything that may raise (a
+            # cancelling callback): in_flight must count only requests
+            # that will still send an event.  Each write counts its own.
+            self._finish()
+            runs = copy_engine.nonzero_runs(data, self.zeros)
+            skipped = length - sum(end - start for start, end in runs)
+            if skipped:
+                self.callback.relative_update(skipped)
+            for start, end in runs:
+                piece = data if (start, end) == (0, length) else (
+                    data[start:end])
+                self.in_flight += 1
+                self._write(piece, offset + start)
             return
         self._finish()
         if ret < 0:
