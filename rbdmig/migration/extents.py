@@ -56,7 +56,8 @@ def data_extents(handle, size):
     return _file_extents(handle, size)
 
 
-def _regular_fileno(handle):
+def regular_fileno(handle):
+    """The handle's file descriptor if it is a regular file, else None."""
     try:
         fd = handle.fileno()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
@@ -79,7 +80,7 @@ def _lseek_keep(fd, offset, whence):
 
 def _file_extents(handle, size):
     seek_data = getattr(os, 'SEEK_DATA', None)
-    fd = _regular_fileno(handle)
+    fd = regular_fileno(handle)
     if seek_data is None or fd is None:
         return None
     flush = getattr(handle, 'flush', None)

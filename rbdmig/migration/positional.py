@@ -1,22 +1,11 @@
 """Offset-addressed reads and writes on file-like handles, for threads."""
 
 import errno
-import io
 import os
-import stat
 import threading
 
 from rbdmig import exception
-
-
-def _regular_fd(handle):
-    try:
-        fd = handle.fileno()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        return None
-    return fd
+from rbdmig.migration import extents
 
 
 class Reader:
@@ -33,7 +22,7 @@ class Reader:
         self.handle = handle
         self._read_at = getattr(handle, 'read_at', None) if positional \
             else None
-        self._fd = _regular_fd(handle) if positional else None
+        self._fd = extents.regular_fileno(handle) if positional else None
         self._lock = threading.Lock()
         self._use_readinto = hasattr(handle, 'readinto')
 
@@ -100,7 +89,7 @@ class Writer:
         self.handle = handle
         self._write_at = getattr(handle, 'write_at', None) if positional \
             else None
-        self._fd = _regular_fd(handle) if positional else None
+        self._fd = extents.regular_fileno(handle) if positional else None
         self._lock = threading.Lock()
 
     def write(self, offset, data):

@@ -12,6 +12,26 @@ LOG = logging.getLogger(__name__)
 MODES = ('rb', 'r+b')
 
 
+
+def image_extents(image, size):
+    """Return the sorted, merged ``(offset, length)`` data extents of an
+    open ``rbd.Image``, parent data included (librbd ``diff_iterate``).
+    """
+    found = []
+
+    def collect(offset, length, exists):
+        if exists:
+            if found and found[-1][0] + found[-1][1] == offset:
+                found[-1] = (found[-1][0], found[-1][1] + length)
+            else:
+                found.append((offset, length))
+        return 0
+
+    image.diff_iterate(0, size, None, collect, include_parent=True,
+                       whole_object=False)
+    return found
+
+
 class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
     """An ``io.RawIOBase`` over one open ``rbd.Image``.
 
@@ -152,19 +172,7 @@ class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
         driven by these extents is complete.
         """
         self._checkClosed()
-        found = []
-
-        def collect(offset, length, exists):
-            if exists:
-                if found and found[-1][0] + found[-1][1] == offset:
-                    found[-1] = (found[-1][0], found[-1][1] + length)
-                else:
-                    found.append((offset, length))
-            return 0
-
-        self.rbd_image.diff_iterate(0, self._size, None, collect,
-                                    include_parent=True, whole_object=False)
-        return found
+        return image_extents(self.rbd_image, self._size)
 
     def close(self):
         if self.closed:

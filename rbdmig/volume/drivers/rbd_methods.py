@@ -9,6 +9,7 @@ from oslo_utils import units
 
 from rbdmig.migration import copy as copy_engine
 from rbdmig.migration import progress
+from rbdmig.volume import rbd_io
 
 LOG = logging.getLogger(__name__)
 
@@ -245,25 +246,8 @@ class ExtentsMethod(CopyMethod):
             rbd.RBD().create(dst_ioctx, name, size, **_create_args(rbd, src))
             with rbd.Image(dst_ioctx, name) as dst:
                 _AioPump(src, dst, self.queue_depth, self.chunk_size,
-                         callback).run(_extents(src, size))
+                         callback).run(rbd_io.image_extents(src, size))
                 dst.flush()
-
-
-def _extents(image, size):
-    """Return the sorted, merged ``(offset, length)`` data extents."""
-    found = []
-
-    def collect(offset, length, exists):
-        if exists:
-            if found and found[-1][0] + found[-1][1] == offset:
-                found[-1] = (found[-1][0], found[-1][1] + length)
-            else:
-                found.append((offset, length))
-        return 0
-
-    image.diff_iterate(0, size, None, collect, include_parent=True,
-                       whole_object=False)
-    return found
 
 
 class _AioPump(object):
