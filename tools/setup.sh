@@ -19,8 +19,9 @@ done
 if [ -n "$missing" ]; then
     echo "setup: installing distribution packages:$missing"
     $SUDO apt-get update -qq
+    # With Recommends, as the packages were proven with.
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-        --no-install-recommends $missing >/dev/null
+        $missing >/dev/null
 fi
 
 PY=/usr/bin/python3
