@@ -301,10 +301,10 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
 
     Reads and writes whole chunks at the same offsets, with memory bounded
     by ``queue_depth`` chunk buffers (plus one chunk of zeros) whatever
-    the size.  Only
-    the source's data extents are read; the holes between them, and
-    all-zero chunks, are not written when ``dest_zeroed`` says the
-    destination already reads as zeros, so a thin destination stays thin.
+    the size.  Only the source's data extents are read; the holes between
+    them, and all-zero blocks, are not written when ``dest_zeroed`` says
+    the destination already reads as zeros, so a thin destination stays
+    thin.
     The destination is flushed and fsync'ed before returning.
 
     :param src: a readable, seekable handle (``readinto`` or ``read``).

@@ -95,3 +95,16 @@ def host_of(drv):
     """The ``host`` argument cinder passes when migrating to ``drv``."""
     return {'host': '%s#%s' % (drv.host, drv.configuration.safe_get(
         'rbd_pool')), 'capabilities': drv.get_volume_stats(refresh=True)}
+
+
+def with_image_class(image_cls):
+    """The ``rbd`` module, but with ``Image`` replaced: fault injection.
+
+    Assign it to a driver's ``rbd`` attribute (drivers take their librbd
+    module by injection) to make chosen librbd calls fail for real.
+    """
+    class Module:
+        def __getattr__(self, name):
+            return image_cls if name == 'Image' else getattr(rbd, name)
+
+    return Module()

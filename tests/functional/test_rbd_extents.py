@@ -74,11 +74,7 @@ def test_failure_mid_copy_leaves_source_and_no_destination(ceph_cluster):
                 raise rbd.IOError('injected: OSD went away')
             return super().aio_write(data, offset, oncomplete, *args)
 
-    class FaultyRBD:
-        def __getattr__(self, name):
-            return FailingImage if name == 'Image' else getattr(rbd, name)
-
-    src.rbd = FaultyRBD()
+    src.rbd = helpers.with_image_class(FailingImage)
     with pytest.raises(exception.MigrationError, match='source is intact'):
         src.migrate_volume(None, volume, helpers.host_of(drivers['ceph-b']))
 

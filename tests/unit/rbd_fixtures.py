@@ -3,6 +3,7 @@
 from oslo_config import cfg
 
 from rbdmig import objects
+from rbdmig.migration import progress
 from rbdmig.volume import configuration
 from rbdmig.volume.drivers import rbd as rbd_driver
 from tests.unit import fake_ceph
@@ -63,3 +64,14 @@ def read_head(ceph, pool, name, length, conf=CONF_A):
     ioctx = ceph.rados.Rados(conffile=conf).open_ioctx(pool)
     with ceph.rbd.Image(ioctx, name) as image:
         return image.read(0, length)
+
+
+class ProgressRecorder(progress.Callback):
+    """Records ``(value, size)`` after every progress update."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def call(self):
+        self.seen.append((self.value, self.size))

@@ -114,13 +114,9 @@ def test_in_flight_requests_never_exceed_the_queue_depth(ceph, depth):
 def test_progress_counts_every_byte_once(ceph):
     src, dst = _pair(ceph)
     volume = _volume(ceph, PIECES)
-    seen = []
-
-    class Recorder(progress.Callback):
-        def call(self):
-            seen.append((self.value, self.size))
-
-    src.migrate_volume(None, volume, fx.host_of(dst), callback=Recorder())
+    recorder = fx.ProgressRecorder()
+    src.migrate_volume(None, volume, fx.host_of(dst), callback=recorder)
+    seen = recorder.seen
 
     size = 8 * fx.MiB
     values = [v for v, _ in seen]

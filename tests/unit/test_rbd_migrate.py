@@ -271,13 +271,9 @@ def test_failed_source_removal_still_reports_the_move(ceph, method, call,
 def test_progress_is_reported(ceph, method):
     src, dst = _pair(ceph, method)
     volume = fx.make_volume(ceph, data=DATA)
-    seen = []
-
-    class Recorder(progress.Callback):
-        def call(self):
-            seen.append((self.value, self.size))
-
-    src.migrate_volume(None, volume, fx.host_of(dst), callback=Recorder())
+    recorder = fx.ProgressRecorder()
+    src.migrate_volume(None, volume, fx.host_of(dst), callback=recorder)
+    seen = recorder.seen
 
     size = 8 * fx.MiB
     assert (size // 2, size) in seen
