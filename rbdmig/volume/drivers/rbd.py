@@ -70,7 +70,8 @@ RBD_OPTS = [
                                  'progress; keeps snapshots'),
                         ('extents', 'librbd async I/O over the '
                                     'allocated extents, with progress '
-                                    '(default, fastest measured); '
+                                    '(default: fastest on sparse '
+                                    'volumes, as thin as the source); '
                                     'volumes with snapshots go by '
                                     'deep_copy')],
                help='How ``migrate_volume`` copies an image between two '
