@@ -56,3 +56,12 @@ class MigrationError(RbdmigError):
 
 class SandboxError(RbdmigError):
     message = 'Ceph sandbox: %(reason)s'
+
+
+class ClusterUnreachable(VolumeBackendAPIException):
+    message = ('Cannot connect to Ceph %(cluster)s (gave up after '
+               '%(seconds).1f s): %(reason)s')
+
+
+class PoolNotFound(VolumeBackendAPIException):
+    message = 'Pool %(pool)s does not exist in Ceph %(cluster)s.'

@@ -16,7 +16,7 @@ from rbdmig import sandbox
 from rbdmig.bench import cases
 from rbdmig.bench import volumes
 from rbdmig.volume.drivers import rbd as rbd_driver
-from rbdmig.volume.drivers import rbd_methods
+from rbdmig.ceph import methods as rbd_methods
 
 A, B, FILE = 'ceph-a', 'ceph-b', volumes.FILE
 # Routes: where a case copies the volume, and what becomes of it.

@@ -7,7 +7,7 @@ import random
 
 from oslo_utils import units
 
-from rbdmig.volume.drivers import rbd_methods
+from rbdmig.ceph import images
 
 try:
     import rbd
@@ -102,7 +102,7 @@ class Cluster:
         # A failed "rbd migration" leaves a linked pair: abort it first.
         with contextlib.suppress(rbd.Error):
             rbd.RBD().migration_abort(ioctx, name)
-        rbd_methods.remove_image(rbd, ioctx, name)
+        images.remove(rbd, ioctx, name)
 
     def purge(self, name):
         """Remove every volume called ``name``, in every backend."""

@@ -17,7 +17,7 @@ from rbdmig import sandbox
 from rbdmig import volume as volume_pkg
 from rbdmig.migration import manager
 from rbdmig.migration import progress
-from rbdmig.volume.drivers import rbd_methods
+from rbdmig.ceph import methods as rbd_methods
 
 EXTENT = 4 * units.Mi
 

@@ -2,9 +2,17 @@
 
 import time
 
+from oslo_config import cfg
 from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
+
+PROGRESS_OPTS = [
+    cfg.IntOpt('migration_progress_report_interval',
+               default=30, min=0,
+               help='Seconds between two progress reports (log lines) of a '
+                    'running migration or copy; 0 reports every update.'),
+]
 
 
 class Callback:

@@ -137,6 +137,26 @@ class Cluster:
             raise
         return client
 
+    def add_client(self, name, caps=None):
+        """Create the cephx user ``client.<name>``, as an operator would.
+
+        Its keyring is written in the cluster's directory and named in a
+        ``[client.<name>]`` section of the conf, so librados finds it
+        through :attr:`conf_path`.
+
+        :param caps: ``{daemon type: cap}``; by default Cinder's (``profile
+            rbd`` on mon, osd and mgr).
+        :returns: the keyring's path.
+        """
+        caps = caps or {t: 'profile rbd' for t in ('mon', 'osd', 'mgr')}
+        entity = f'client.{name}'
+        path = self._path(f'ceph.{entity}.keyring')
+        templates.write_keyring(path, {entity: (templates.new_key(), caps)})
+        self.ceph('auth', 'import', '-i', path)
+        with open(self.conf_path, 'a') as conf:
+            conf.write(f'\n[{entity}]\nkeyring = {path}\n')
+        return path
+
     def start(self):
         """Create and start the cluster; wait until PGs are active+clean.
 

@@ -9,7 +9,6 @@ from oslo_utils import units
 from rbdmig import exception
 from rbdmig.migration import copy as copy_engine
 from rbdmig.migration import progress
-from rbdmig.volume import cinder_compat
 from rbdmig.volume import configuration as config
 
 LOG = logging.getLogger(__name__)
@@ -39,10 +38,7 @@ volume_opts = [
                     'in flight, on as many threads; 1 copies one chunk at '
                     'a time.  Memory use of a copy is this times '
                     '``volume_copy_chunk_size``.'),
-    cfg.IntOpt('migration_progress_report_interval',
-               default=30, min=0,
-               help='Seconds between two progress reports (log lines) of a '
-                    'running migration or copy; 0 reports every chunk.'),
+    *progress.PROGRESS_OPTS,
     cfg.StrOpt('filter_function',
                help='A scheduler filter function for this backend, as in '
                     'cinder.'),
@@ -74,7 +70,6 @@ class VolumeDriver(object):
             self.configuration = config.Configuration(volume_opts)
         else:
             self.configuration.append_config_values(volume_opts)
-        self.configuration.append_config_values(cinder_compat.MANAGER_OPTS)
         if self.OPTS:
             self.configuration.append_config_values(self.OPTS)
         self.host = kwargs.get('host')
@@ -169,28 +164,6 @@ class VolumeDriver(object):
 
     def terminate_connection(self, volume, connector, **kwargs):
         pass
-
-    # -- what cinder-volume's generic migration calls --
-    # Cinder's manager calls these on every driver; Cinder's base driver
-    # defines them, rbdmig's never imports it.  Proven by tests/compat.
-
-    def validate_connector(self, connector):
-        """Accept any connector; a driver needing one overrides this."""
-
-    def before_volume_copy(self, context, src_vol, dest_vol, remote=None):
-        """Nothing to prepare before Cinder copies a volume's data."""
-
-    def after_volume_copy(self, context, src_vol, dest_vol, remote=None):
-        """Nothing to finish after Cinder copied a volume's data."""
-
-    def update_migrated_volume(self, ctxt, volume, new_volume,
-                               original_volume_status):
-        """Keep the migrated volume's own name (Cinder records _name_id).
-
-        :raises NotImplementedError: always; Cinder then points the
-            volume at ``new_volume``'s data, as for its own drivers.
-        """
-        raise NotImplementedError()
 
     # -- volume lifecycle --
 

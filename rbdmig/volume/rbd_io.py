@@ -6,30 +6,11 @@ from os_brick.initiator import linuxrbd
 from oslo_log import log as logging
 
 from rbdmig import exception
+from rbdmig.ceph import images
 
 LOG = logging.getLogger(__name__)
 
 MODES = ('rb', 'r+b')
-
-
-
-def image_extents(image, size):
-    """Return the sorted, merged ``(offset, length)`` data extents of an
-    open ``rbd.Image``, parent data included (librbd ``diff_iterate``).
-    """
-    found = []
-
-    def collect(offset, length, exists):
-        if exists:
-            if found and found[-1][0] + found[-1][1] == offset:
-                found[-1] = (found[-1][0], found[-1][1] + length)
-            else:
-                found.append((offset, length))
-        return 0
-
-    image.diff_iterate(0, size, None, collect, include_parent=True,
-                       whole_object=False)
-    return found
 
 
 class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
@@ -45,7 +26,8 @@ class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
     :param image_meta: an ``os_brick`` ``RBDImageMetadata``.
     :param mode: ``'rb'`` or ``'r+b'``.
     :param on_close: called once after the image is closed (e.g. to shut
-        the connection the image was opened on).
+        the connection the image was opened on); also settable later as
+        the ``on_close`` attribute.
     """
 
     def __init__(self, image_meta, mode='rb', on_close=None):
@@ -54,7 +36,7 @@ class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
                 reason='mode %r is not one of %s.' % (mode, ', '.join(MODES)))
         super().__init__(image_meta)
         self.mode = mode
-        self._on_close = on_close
+        self.on_close = on_close
         self._size = int(self.rbd_image.size())
 
     def readable(self):
@@ -172,7 +154,7 @@ class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
         driven by these extents is complete.
         """
         self._checkClosed()
-        return image_extents(self.rbd_image, self._size)
+        return images.data_extents(self.rbd_image, self._size)
 
     def close(self):
         if self.closed:
@@ -185,5 +167,5 @@ class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
             try:
                 self.rbd_image.close()
             finally:
-                if self._on_close is not None:
-                    self._on_close()
+                if self.on_close is not None:
+                    self.on_close()

@@ -1,5 +1,6 @@
 """Shared steps of the functional tests: drivers, data, checksums."""
 
+import functools
 import hashlib
 import os
 import random
@@ -97,14 +98,34 @@ def host_of(drv):
         'rbd_pool')), 'capabilities': drv.get_volume_stats(refresh=True)}
 
 
-def with_image_class(image_cls):
-    """The ``rbd`` module, but with ``Image`` replaced: fault injection.
+def with_image_faults(**faults):
+    """The ``rbd`` module, with chosen ``Image`` methods replaced.
 
-    Assign it to a driver's ``rbd`` attribute (drivers take their librbd
-    module by injection) to make chosen librbd calls fail for real.
+    ``faults[name](real_method, *args, **kwargs)`` runs instead of the
+    image's method ``name``.  Assign the result to a driver's ``rbd``
+    attribute (drivers take their librbd module by injection) to make
+    chosen librbd calls fail for real.  Images are wrapped, not
+    subclassed: a Python subclass of the binding's ``Image`` type
+    crashed the interpreter when its instances outlived a test.
     """
-    class Module:
+    class Image(object):
+        def __init__(self, *args, **kwargs):
+            self._image = rbd.Image(*args, **kwargs)
+
         def __getattr__(self, name):
-            return image_cls if name == 'Image' else getattr(rbd, name)
+            real = getattr(self._image, name)
+            if name in faults:
+                return functools.partial(faults[name], real)
+            return real
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self._image.close()
+
+    class Module(object):
+        def __getattr__(self, name):
+            return Image if name == 'Image' else getattr(rbd, name)
 
     return Module()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from rbdmig.bench import runner
-from rbdmig.volume.drivers import rbd_methods
+from rbdmig.ceph import methods as rbd_methods
 
 
 def test_quick_bench_runs_every_case_and_every_checksum_matches(tmp_path):

@@ -1,5 +1,6 @@
 """Assisted migration between pools, against a real Ceph cluster."""
 
+import logging
 import time
 
 import pytest
@@ -7,8 +8,8 @@ import rbd
 
 from rbdmig import exception
 from rbdmig.migration import progress
-from rbdmig.volume.drivers import rbd_location
-from rbdmig.volume.drivers import rbd_methods
+from rbdmig.ceph import location as rbd_location
+from rbdmig.ceph import methods as rbd_methods
 from tests.functional import helpers
 
 METHODS = sorted(rbd_methods.METHODS)
@@ -100,13 +101,40 @@ def test_same_pool_moves_nothing(ceph_cluster):
     drivers['ceph-a'].delete_volume(volume)
 
 
-def test_another_cluster_is_refused(ceph_cluster, ceph_cluster2):
-    drivers = _drivers(ceph_cluster)
+@pytest.mark.parametrize('method', METHODS)
+def test_another_cluster_is_moved_by_extents(ceph_cluster, ceph_cluster2,
+                                             method, caplog):
+    drivers = _drivers(ceph_cluster, method)
     far = helpers.load_drivers(ceph_cluster2)['other-b']
+    volume, before = helpers.new_volume(drivers['ceph-a'], extents=6)
+    allocated = helpers.allocated_bytes(ceph_cluster, 'volumes-a',
+                                        volume.name)
+
+    with caplog.at_level(logging.INFO, logger='rbdmig'):
+        assert drivers['ceph-a'].migrate_volume(
+            None, volume, helpers.host_of(far)) == (True, None)
+
+    # Same name there, identical, as thin as the source; source gone.
+    assert helpers.digest(far, volume) == before
+    assert helpers.allocated_bytes(ceph_cluster2, 'volumes-b',
+                                   volume.name) == allocated
+    assert volume.name not in helpers.images(ceph_cluster, 'volumes-a')
+    assert 'of cluster %s by extents' % ceph_cluster2.fsid in caplog.text
+    far.delete_volume(volume)
+
+
+def test_another_cluster_this_host_cannot_reach_is_refused(ceph_cluster,
+                                                           ceph_cluster2,
+                                                           tmp_path):
+    drivers = _drivers(ceph_cluster)
     volume, before = helpers.new_volume(drivers['ceph-a'], extents=2)
+    caps = {'storage_protocol': 'ceph',
+            'location_info': rbd_location.format_location(
+                'ceph', str(tmp_path / 'not-here.conf'), ceph_cluster2.fsid,
+                'admin', 'volumes-b')}
 
     assert drivers['ceph-a'].migrate_volume(
-        None, volume, helpers.host_of(far)) == (False, None)
+        None, volume, {'host': 'x', 'capabilities': caps}) == (False, None)
 
     assert volume.name not in helpers.images(ceph_cluster2, 'volumes-b')
     assert helpers.digest(drivers['ceph-a'], volume) == before
@@ -205,21 +233,14 @@ def test_failure_mid_copy_leaves_source_and_no_destination(ceph_cluster,
     src = drivers['ceph-a']
     volume, before = helpers.new_volume(src)
 
-    class FailingImage(rbd.Image):
-        def _fail_after(self, call, dest_ioctx, dest_name, **kwargs):
-            call(dest_ioctx, dest_name, **kwargs)
-            with rbd.Image(dest_ioctx, dest_name) as partial:
-                assert partial.size() > 0  # a real image to clean up
-            raise rbd.IOError('injected: OSD went away')
+    def fail_after(call, dest_ioctx, dest_name, **kwargs):
+        call(dest_ioctx, dest_name, **kwargs)
+        with rbd.Image(dest_ioctx, dest_name) as partial:
+            assert partial.size() > 0  # a real image to clean up
+        raise rbd.IOError('injected: OSD went away')
 
-        def copy(self, dest_ioctx, dest_name, **kwargs):
-            self._fail_after(super().copy, dest_ioctx, dest_name, **kwargs)
-
-        def deep_copy(self, dest_ioctx, dest_name, **kwargs):
-            self._fail_after(super().deep_copy, dest_ioctx, dest_name,
-                             **kwargs)
-
-    src.rbd = helpers.with_image_class(FailingImage)
+    src.rbd = helpers.with_image_faults(copy=fail_after,
+                                        deep_copy=fail_after)
     with pytest.raises(exception.MigrationError, match='source is intact'):
         src.migrate_volume(None, volume, helpers.host_of(drivers['ceph-b']))
 

@@ -10,6 +10,7 @@ import errno
 import json
 import queue
 import threading
+import time
 import types
 
 BLOCK = 4096
@@ -25,6 +26,7 @@ class _Image(object):
         self.parent = parent  # (pool, image, snap) of a clone
         self.migrating = None  # (source pool, name) during live migration
         self.watchers = []
+        self.metadata = {}  # rbd image-meta
 
     def copy_data(self):
         clone = _Image(self.size, self.order, self.features)
@@ -48,6 +50,9 @@ class Ceph(object):
         self.aio_calls = []  # (call, offset, length), in issue order
         self._finisher = None
         self._lock = threading.Lock()
+        # Seconds each async request and each librbd progress step takes,
+        # so that progress can be seen as it goes.
+        self.latency = 0
 
     def add_cluster(self, conf, fsid, pools, quota=0):
         self.clusters[conf] = types.SimpleNamespace(
@@ -93,6 +98,7 @@ class Ceph(object):
     def _finish_loop(self):
         while True:
             ret, work, finish = self._finisher.get()
+            time.sleep(self.latency)
             data = None
             if ret is None:
                 ret, data = work()
@@ -117,13 +123,20 @@ class Ceph(object):
         mod = types.SimpleNamespace()
 
         class Error(Exception):
-            pass
+            default_errno = None
+
+            def __init__(self, message='', errno=None):
+                super().__init__(message)
+                self.errno = errno or self.default_errno
 
         class ObjectNotFound(Error):
-            pass
+            default_errno = errno.ENOENT
 
         class TimedOut(Error):
-            pass
+            default_errno = errno.ETIMEDOUT
+
+        class PermissionDeniedError(Error):
+            default_errno = errno.EACCES
 
         class Ioctx(object):
             def __init__(self, cluster, pool):
@@ -135,13 +148,15 @@ class Ceph(object):
 
         class Rados(object):
             def __init__(self, rados_id=None, clustername='ceph',
-                         conffile=''):
+                         conffile='', conf=None):
                 ceph._check('Rados')
                 if conffile not in ceph.clusters:
                     raise ObjectNotFound('conf %r not found' % conffile)
                 self.cluster = ceph.clusters[conffile]
                 self.rados_id = rados_id
                 self.connected = False
+                for option, value in (conf or {}).items():
+                    self.conf_set(option, value)
 
             def connect(self, timeout=0):
                 ceph._check('connect')
@@ -188,6 +203,7 @@ class Ceph(object):
 
         mod.Error, mod.ObjectNotFound, mod.TimedOut = (
             Error, ObjectNotFound, TimedOut)
+        mod.PermissionDeniedError = PermissionDeniedError
         mod.Rados, mod.Ioctx = Rados, Ioctx
         return mod
 
@@ -225,6 +241,7 @@ class Ceph(object):
         def progress(on_progress, total):
             if on_progress is not None:
                 for done in (0, total // 2, total):
+                    time.sleep(ceph.latency)
                     if on_progress(done, total):
                         raise Error('cancelled by callback')
 
@@ -359,6 +376,12 @@ class Ceph(object):
                     raise mod.ImageBusy('snapshot is protected')
                 del self.data.snaps[name]
 
+            def metadata_list(self):
+                return sorted(self.data.metadata.items())
+
+            def metadata_set(self, key, value):
+                self.data.metadata[key] = value
+
             def list_children2(self):
                 return [{'image': 'child'}
                         for s in self.data.snaps.values() if s['children']]
@@ -372,6 +395,7 @@ class Ceph(object):
                             _Image(self.data.size, order, features))
                 ceph._check('copy')
                 image.blocks = dict(self.data.blocks)
+                image.metadata = dict(self.data.metadata)
 
             def deep_copy(self, dest_ioctx, dest_name, features=None,
                           order=None, stripe_unit=None, stripe_count=None,
@@ -382,6 +406,7 @@ class Ceph(object):
                                for n, s in self.data.snaps.items()}
                 ceph._check('deep_copy')
                 image.blocks = dict(self.data.blocks)
+                image.metadata = dict(self.data.metadata)
 
             def flatten(self, on_progress=None):
                 ceph._check('flatten')

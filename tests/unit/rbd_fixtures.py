@@ -2,6 +2,7 @@
 
 from oslo_config import cfg
 
+from rbdmig import native
 from rbdmig import objects
 from rbdmig.migration import progress
 from rbdmig.volume import configuration
@@ -75,3 +76,10 @@ class ProgressRecorder(progress.Callback):
 
     def call(self):
         self.seen.append((self.value, self.size))
+
+
+def pace(ceph, monkeypatch, latency=0.002):
+    """Make the fake take ``latency`` per request and progress step, and
+    relay progress every millisecond, so updates are seen as they go."""
+    ceph.latency = latency
+    monkeypatch.setattr(native, 'POLL_INTERVAL', 0.001)

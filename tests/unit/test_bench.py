@@ -10,7 +10,7 @@ from rbdmig.bench import report
 from rbdmig.bench import runner
 from rbdmig.bench import targets
 from rbdmig.bench import volumes
-from rbdmig.volume.drivers import rbd_methods
+from rbdmig.ceph import methods as rbd_methods
 
 
 def test_sizes_are_gib_unless_said_mib():

@@ -139,15 +139,46 @@ def test_refuses_missing_capabilities(ceph):
     assert src.migrate_volume(None, volume, {'host': 'x'}) == (False, None)
 
 
-def test_refuses_another_cluster(ceph):
-    src = fx.make_driver(ceph, pool='hdd')
+@pytest.mark.parametrize('method', METHODS)
+def test_moves_into_another_cluster_by_extents(ceph, method):
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method=method)
     other = fx.make_driver(ceph, pool='hdd', conf_path=fx.CONF_B,
                            backend='far')
     volume = fx.make_volume(ceph, data=DATA)
 
     assert src.migrate_volume(None, volume, fx.host_of(other)) == (
+        True, None)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA),
+                        conf=fx.CONF_B) == DATA
+    assert not _exists(ceph, 'hdd', volume.name)
+    # extents did it, whatever the method: the others cannot cross.
+    assert ceph.aio_calls
+
+
+def test_another_cluster_with_snapshots_is_refused(ceph):
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='deep_copy')
+    other = fx.make_driver(ceph, pool='hdd', conf_path=fx.CONF_B,
+                           backend='far')
+    volume = fx.make_volume(ceph, data=DATA)
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    with ceph.rbd.Image(ioctx, volume.name) as image:
+        image.create_snap('keep-me')
+
+    assert src.migrate_volume(None, volume, fx.host_of(other)) == (
         False, None)
     assert not _exists(ceph, 'hdd', volume.name, conf=fx.CONF_B)
+    assert _exists(ceph, 'hdd', volume.name)
+
+
+def test_another_cluster_this_host_cannot_reach_is_refused(ceph):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA)
+    caps = {'storage_protocol': 'ceph', 'location_info':
+            'far:/etc/ceph/far.conf:%s:admin:hdd' % fx.OTHER_FSID}
+
+    assert src.migrate_volume(None, volume, {'capabilities': caps}) == (
+        False, None)
+    assert _exists(ceph, 'hdd', volume.name)
 
 
 def test_refuses_when_the_conf_reaches_another_cluster(ceph):
@@ -268,7 +299,8 @@ def test_failed_source_removal_still_reports_the_move(ceph, method, call,
 
 
 @pytest.mark.parametrize('method', ['clone_flatten', 'live'])
-def test_progress_is_reported(ceph, method):
+def test_progress_is_reported(ceph, method, monkeypatch):
+    fx.pace(ceph, monkeypatch)
     src, dst = _pair(ceph, method)
     volume = fx.make_volume(ceph, data=DATA)
     recorder = fx.ProgressRecorder()

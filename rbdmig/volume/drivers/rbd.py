@@ -11,11 +11,13 @@ from oslo_utils import encodeutils
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig import native
+from rbdmig.ceph import connection
+from rbdmig.ceph import location
+from rbdmig.ceph import migrate
+from rbdmig.ceph import opts as ceph_opts
 from rbdmig.migration import progress
-from rbdmig.volume import cinder_compat as compat
 from rbdmig.volume import driver
-from rbdmig.volume.drivers import rbd_location
-from rbdmig.volume.drivers import rbd_migrate
 from rbdmig.volume import rbd_io
 
 try:
@@ -30,68 +32,45 @@ from os_brick.initiator import linuxrbd
 LOG = logging.getLogger(__name__)
 
 
-RBD_OPTS = [
-    compat.StrOpt('rbd_cluster_name', default='ceph',
-                 help='The name of the Ceph cluster (as in cinder).'),
-    compat.StrOpt('rbd_pool', default='rbd',
-                 help='The RADOS pool where volumes are stored.'),
-    compat.StrOpt('rbd_user',
-                 help='The RADOS client name for accessing rbd volumes; '
-                      'only set when using cephx authentication.'),
-    compat.StrOpt('rbd_ceph_conf', default='',
-                 help='Path to the Ceph configuration file; empty means '
-                      'librados\' default search.'),
-    compat.StrOpt('rbd_keyring_conf', default='',
-                 help='Path to the keyring of ``rbd_user``, handed to '
-                      'connectors that have no keyring of their own.'),
-    compat.StrOpt('rbd_secret_uuid',
-                 help='The libvirt secret UUID of ``rbd_user``, passed on in '
-                      'connection info.'),
-    compat.IntOpt('rados_connect_timeout', default=-1,
-                 help='Timeout in seconds when connecting to the cluster; '
-                      'negative uses librados\' own default.'),
-    compat.IntOpt('rados_connection_retries', default=3, min=0,
-                 help='Number of retries if connecting to the cluster '
-                      'fails.'),
-    compat.IntOpt('rados_connection_interval', default=5, min=0,
-                 help='Seconds between connection retries '
-                      '(``rados_connection_retries``).'),
-    compat.IntOpt('rbd_store_chunk_size', default=4, min=1,
-                 help='Volumes are chunked into objects of this size, in '
-                      'MiB; a power of two.'),
-    cfg.StrOpt('rbd_migration_method', default='extents',
-               choices=[('copy', 'rbd.Image.copy; refuses volumes with '
-                                 'snapshots'),
-                        ('clone_flatten', 'snapshot, clone, flatten; '
-                                          'refuses volumes with snapshots'),
-                        ('deep_copy', 'rbd.Image.deep_copy; keeps '
-                                      'snapshots'),
-                        ('live', 'RBD live migration with native '
-                                 'progress; keeps snapshots'),
-                        ('extents', 'librbd async I/O over the '
-                                    'allocated extents, with progress '
-                                    '(default: fastest on sparse '
-                                    'volumes, as thin as the source); '
-                                    'volumes with snapshots go by '
-                                    'deep_copy')],
-               help='How ``migrate_volume`` copies an image between two '
-                    'pools of one cluster.  See README.rst for timings.'),
-    cfg.IntOpt('rbd_migration_queue_depth', default=16, min=1, max=1024,
-               help='The number of chunks the ``extents`` migration method '
-                    'keeps in flight; its memory use is this times '
-                    '``rbd_migration_chunk_size``.'),
-    cfg.IntOpt('rbd_migration_chunk_size', default=4 * units.Mi,
-               min=64 * units.Ki, max=64 * units.Mi,
-               help='The size in bytes of each read and write of the '
-                    '``extents`` migration method (see '
-                    '``rbd_migration_queue_depth``).'),
-    cfg.IntOpt('rbd_concurrent_management_ops', default=0, min=0,
-               help='librbd\'s ``rbd_concurrent_management_ops`` (objects '
-                    'copied in parallel by ``Image.copy``, ``deep_copy``, '
-                    '``flatten`` and live migration) on this backend\'s '
-                    'connections; 0 leaves librbd\'s own setting (10 '
-                    'unless ceph.conf says otherwise).'),
+# Cinder's RBD option names, with Cinder's meanings: a cinder.conf backend
+# section works unchanged.  Under Cinder itself, use rbdmig.cinder's driver,
+# which uses Cinder's own options.
+CINDER_NAMED_OPTS = [
+    cfg.StrOpt('rbd_cluster_name', default='ceph',
+               help='The name of the Ceph cluster (as in cinder).'),
+    cfg.StrOpt('rbd_pool', default='rbd',
+               help='The RADOS pool where volumes are stored.'),
+    cfg.StrOpt('rbd_user',
+               help='The RADOS client name for accessing rbd volumes; '
+                    'only set when using cephx authentication.'),
+    cfg.StrOpt('rbd_ceph_conf', default='',
+               help='Path to the Ceph configuration file; empty means '
+                    'librados\' default search.'),
+    cfg.StrOpt('rbd_keyring_conf', default='',
+               help='Path to the keyring of ``rbd_user``, when ceph.conf '
+                    'does not name it.  Only this host reads it: it never '
+                    'goes into connection info (OSSN-0085).'),
+    cfg.StrOpt('rbd_secret_uuid',
+               help='The libvirt secret UUID of ``rbd_user``, passed on in '
+                    'connection info.'),
+    cfg.IntOpt('rados_connect_timeout', default=-1,
+               help='Seconds one attempt to connect to the cluster may '
+                    'take (librados\' ``client_mount_timeout``, which also '
+                    'bounds monitor commands); negative leaves librados\' '
+                    'defaults (300 s to connect).'),
+    cfg.IntOpt('rados_connection_retries', default=3, min=1,
+               help='Attempts at connecting to the cluster when an attempt '
+                    'times out; a wrong key or a missing conf or keyring '
+                    'fails at once.'),
+    cfg.IntOpt('rados_connection_interval', default=5, min=0,
+               help='Seconds between two attempts at connecting '
+                    '(``rados_connection_retries``).'),
+    cfg.IntOpt('rbd_store_chunk_size', default=4, min=1,
+               help='Volumes are chunked into objects of this size, in '
+                    'MiB; a power of two.'),
 ]
+
+RBD_OPTS = CINDER_NAMED_OPTS + ceph_opts.MIGRATION_OPTS
 
 
 class RBDDriver(driver.VolumeDriver):
@@ -116,6 +95,8 @@ class RBDDriver(driver.VolumeDriver):
         self.rados = kwargs.get('rados', rados)
         self.rbd = kwargs.get('rbd', rbd)
         self._sleep = kwargs.get('sleep', time.sleep)
+        # librbd images and RBD() calls on native threads under eventlet.
+        self._rbd = native.Module(self.rbd, ('Image', 'RBD'))
 
     # -- set-up ---------------------------------------------------------------
 
@@ -133,9 +114,9 @@ class RBDDriver(driver.VolumeDriver):
                        % chunk)
         with self._connect() as (client, ioctx):
             fsid = client.get_fsid()
-        location = self._location_info(fsid)
+        location_info = self._location_info(fsid)
         try:
-            rbd_location.parse_location(location)
+            location.parse_location(location_info)
         except exception.InvalidInput as err:
             LOG.warning('Backend %(name)s cannot be a destination of '
                         'assisted migration: %(err)s',
@@ -143,73 +124,28 @@ class RBDDriver(driver.VolumeDriver):
 
     # -- connections --
 
-    @contextlib.contextmanager
-    def _connect(self, pool=None, conf=None, user=None, cluster_name=None):
-        """Yield ``(client, ioctx)`` for a pool of this or another backend.
+    def backend(self):
+        """Return this backend as :mod:`rbdmig.ceph` sees it, options now.
 
-        Arguments left out are this backend's own; ``ioctx`` is None when
-        ``pool`` is ``''``.  Connecting is retried as configured; reading
-        the conf file is not (a missing file will not appear by waiting).
+        The demo and tests change options between calls, so it is built
+        afresh each time (it is cheap).
         """
         cfg_ = self.configuration
-        if conf is None and user is None and cluster_name is None:
-            conf, user = cfg_.rbd_ceph_conf, cfg_.rbd_user
-            cluster_name = cfg_.rbd_cluster_name
-        pool = cfg_.rbd_pool if pool is None else pool
-        client = self._open_client(conf, user, cluster_name)
-        try:
-            ioctx = client.open_ioctx(pool) if pool else None
-        except Exception:
-            client.shutdown()
-            raise
-        try:
-            yield client, ioctx
-        finally:
-            try:
-                if ioctx is not None:
-                    ioctx.close()
-            finally:
-                client.shutdown()
+        address = connection.Address(
+            cluster_name=cfg_.rbd_cluster_name, conf=cfg_.rbd_ceph_conf,
+            user=cfg_.rbd_user, keyring=cfg_.rbd_keyring_conf or None)
+        return ceph_opts.make_backend(cfg_, self._backend_name(), address,
+                                      self.rados, self.rbd, sleep=self._sleep)
 
-    def _open_client(self, conf, user, cluster_name):
-        cfg_ = self.configuration
-        timeout = cfg_.rados_connect_timeout
-        retries = cfg_.rados_connection_retries
-        for attempt in range(retries + 1):
-            kwargs = {'rados_id': user or None,
-                      'clustername': cluster_name or 'ceph'}
-            if conf:
-                # Leaving conffile out makes librados search its default
-                # places; an empty string would fail to read.
-                kwargs['conffile'] = conf
-            client = self.rados.Rados(**kwargs)
-            try:
-                if cfg_.rbd_concurrent_management_ops:
-                    client.conf_set(
-                        'rbd_concurrent_management_ops',
-                        str(cfg_.rbd_concurrent_management_ops))
-                if timeout is not None and timeout >= 0:
-                    client.connect(timeout=timeout)
-                else:
-                    client.connect()
-                return client
-            except self.rados.Error as err:
-                client.shutdown()
-                if attempt == retries:
-                    raise exception.VolumeBackendAPIException(
-                        data='cannot connect to Ceph cluster %s (conf %r, '
-                             'user %r): %s' % (cluster_name or 'ceph', conf,
-                                               user, err))
-                LOG.warning('Connecting to Ceph failed (%(err)s); retry '
-                            '%(n)d of %(total)d.',
-                            {'err': err, 'n': attempt + 1, 'total': retries})
-                self._sleep(cfg_.rados_connection_interval)
+    def _connect(self, pool=None):
+        """Connect to this backend's cluster; see ``Backend.connect``."""
+        return self.backend().connect(pool=pool)
 
     # -- stats --
 
     def _location_info(self, fsid):
         cfg_ = self.configuration
-        return rbd_location.format_location(
+        return location.format_location(
             cfg_.rbd_cluster_name, cfg_.rbd_ceph_conf, fsid, cfg_.rbd_user,
             cfg_.rbd_pool)
 
@@ -266,8 +202,8 @@ class RBDDriver(driver.VolumeDriver):
         order = int(math.log2(self.configuration.rbd_store_chunk_size)) + 20
         with self._connect() as (client, ioctx):
             try:
-                self.rbd.RBD().create(ioctx, volume.name,
-                                      volume.size * units.Gi, order=order)
+                self._rbd.RBD().create(ioctx, volume.name,
+                                       volume.size * units.Gi, order=order)
             except self.rbd.ImageExists:
                 raise exception.VolumeExists(name=volume.name)
         return None
@@ -276,7 +212,7 @@ class RBDDriver(driver.VolumeDriver):
         """Delete the image; an image that is already gone is success."""
         with self._connect() as (client, ioctx):
             try:
-                self.rbd.RBD().remove(ioctx, volume.name)
+                self._rbd.RBD().remove(ioctx, volume.name)
             except self.rbd.ImageNotFound:
                 LOG.info('Volume %s is already gone.', volume.name)
             except self.rbd.ImageHasSnapshots:
@@ -293,13 +229,18 @@ class RBDDriver(driver.VolumeDriver):
                 reason='cannot shrink %s from %d to %d GiB.' % (
                     volume.name, volume.size, new_size))
         with self._connect() as (client, ioctx):
-            with self.rbd.Image(ioctx, volume.name) as image:
+            with self._rbd.Image(ioctx, volume.name) as image:
                 image.resize(new_size * units.Gi)
 
     # -- connections for hosts --
 
     def initialize_connection(self, volume, connector):
-        """Return connection info os-brick's RBD connector accepts."""
+        """Return connection info os-brick's RBD connector accepts.
+
+        It carries no keyring: users can read connection info, so the
+        host's keyring is os-brick's to find (OSSN-0085), as with
+        Cinder's own driver.
+        """
         cfg_ = self.configuration
         with self._connect(pool='') as (client, _):
             monmap = self._mon_json(client, {'prefix': 'mon dump'})
@@ -321,12 +262,6 @@ class RBDDriver(driver.VolumeDriver):
                 'auth_username': cfg_.rbd_user,
                 'secret_type': 'ceph', 'secret_uuid': cfg_.rbd_secret_uuid,
                 'volume_id': volume.id, 'discard': True}
-        if cfg_.rbd_keyring_conf:
-            try:
-                with open(cfg_.rbd_keyring_conf) as keyring:
-                    data['keyring'] = keyring.read()
-            except OSError as err:
-                LOG.warning('Cannot read rbd_keyring_conf: %s', err)
         return {'driver_volume_type': 'rbd', 'data': data}
 
     # -- handles --
@@ -337,33 +272,40 @@ class RBDDriver(driver.VolumeDriver):
             raise exception.InvalidInput(
                 reason='mode %r is not one of %s.'
                        % (mode, ', '.join(rbd_io.MODES)))
-        stack = contextlib.ExitStack()
-        client, ioctx = stack.enter_context(self._connect())
-        try:
-            image = self.rbd.Image(ioctx, volume.name,
-                                   read_only=(mode == 'rb'))
-        except self.rbd.ImageNotFound:
-            stack.close()
-            raise exception.VolumeNotFound(name=volume.name)
-        except Exception:
-            stack.close()
-            raise
-        cfg_ = self.configuration
-        meta = linuxrbd.RBDImageMetadata(image, cfg_.rbd_pool,
-                                         cfg_.rbd_user, cfg_.rbd_ceph_conf)
-        return rbd_io.RBDHandle(meta, mode, on_close=stack.close)
+        with contextlib.ExitStack() as stack:
+            client, ioctx = stack.enter_context(self._connect())
+            try:
+                image = self._rbd.Image(ioctx, volume.name,
+                                        read_only=(mode == 'rb'))
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+            cfg_ = self.configuration
+            meta = linuxrbd.RBDImageMetadata(
+                image, cfg_.rbd_pool, cfg_.rbd_user, cfg_.rbd_ceph_conf)
+            try:
+                handle = rbd_io.RBDHandle(meta, mode)
+            except BaseException:
+                image.close()
+                raise
+            # The handle closes the image, then the connection.
+            handle.on_close = stack.pop_all().close
+            return handle
 
     # -- migration --
 
     def migrate_volume(self, context, volume, host,
                        callback=progress.DEFAULT_CALLBACK):
-        """Move the image to another pool of this cluster, name kept.
+        """Move the image to another pool, name kept.
 
         :param host: ``{'host': ..., 'capabilities': <destination stats>}``.
-        :param callback: progress of the copy (methods ``clone_flatten``
-            and ``live`` report as they go, the others at the end).
+        :param callback: progress of the copy, called on this thread
+            (``clone_flatten``, ``live`` and ``extents`` report as they
+            go, ``copy`` and ``deep_copy`` at their end); it may cancel by
+            raising.
         :returns: ``(moved, model_update)``: ``(True, None)`` once the
-            image is in the destination pool, ``(False, None)`` whenever
+            image is in the destination pool (of this cluster, or of
+            another one this host reaches through the destination's
+            location_info), ``(False, None)`` whenever
             the move cannot be done safely here (the caller then falls
             back to the generic path).
         :raises MigrationError: the copy failed; the partial destination
@@ -375,4 +317,4 @@ class RBDDriver(driver.VolumeDriver):
             callback = progress.log_progress(
                 'migration of %s' % volume.id,
                 self.configuration.migration_progress_report_interval)
-        return rbd_migrate.migrate(self, volume, host, callback)
+        return migrate.migrate(self.backend(), volume, host, callback)

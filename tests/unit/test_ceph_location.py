@@ -3,7 +3,7 @@
 import pytest
 
 from rbdmig import exception
-from rbdmig.volume.drivers import rbd_location
+from rbdmig.ceph import location as rbd_location
 
 FSID = '11111111-2222-3333-4444-555555555555'
 

@@ -1,0 +1,1 @@
+"""Ceph access shared by rbdmig's RBD drivers: connections, migration."""

@@ -1,0 +1,57 @@
+"""An RBD backend as the migration engine sees it: where, how, how fast."""
+
+import dataclasses
+import time
+
+from oslo_utils import units
+
+from rbdmig import native
+from rbdmig.ceph import connection
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """One RBD backend: a pool of a cluster, reached as configured.
+
+    Built by a driver from its options (:mod:`rbdmig.volume.drivers.rbd`
+    standalone, :mod:`rbdmig.cinder` under Cinder); the engine
+    (:mod:`rbdmig.ceph.migrate`) needs nothing else.
+
+    :ivar name: the backend's name, for logs.
+    :ivar address: how to reach its cluster.
+    :ivar pool: its pool.
+    :ivar limits: connection and operation time limits.
+    :ivar method: ``rbd_migration_method``.
+    :ivar queue_depth: requests in flight of the ``extents`` method.
+    :ivar chunk_size: bytes per request of the ``extents`` method.
+    :ivar rados: the ``rados`` module (injectable for tests).
+    :ivar rbd: the ``rbd`` module (injectable for tests).
+    :ivar sleep: the sleep between connection attempts.
+    """
+
+    name: str
+    address: connection.Address
+    pool: str
+    limits: connection.Limits
+    rados: object
+    rbd: object
+    method: str = 'extents'
+    queue_depth: int = 16
+    chunk_size: int = 4 * units.Mi
+    sleep: object = time.sleep
+
+    @property
+    def native_rbd(self):
+        """The ``rbd`` module with images and ``RBD()`` native-threaded."""
+        return native.Module(self.rbd, ('Image', 'RBD'))
+
+    def connect(self, pool=None, address=None):
+        """Connect to this backend's cluster, or to ``address``.
+
+        :param pool: the pool to open: this backend's when None, none
+            when ``''``.
+        :returns: the context manager of :func:`connection.connect`.
+        """
+        pool = self.pool if pool is None else (pool or None)
+        return connection.connect(self.rados, address or self.address,
+                                  self.limits, pool=pool, sleep=self.sleep)

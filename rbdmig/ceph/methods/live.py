@@ -1,0 +1,50 @@
+"""Method ``live``: RBD live migration, prepare, execute, commit."""
+
+from oslo_log import log as logging
+
+from rbdmig import native
+from rbdmig.ceph import images
+from rbdmig.ceph.methods import base
+
+LOG = logging.getLogger(__name__)
+
+
+class LiveMethod(base.Method):
+    """RBD live migration: prepare, execute, then commit or abort.
+
+    The source is only removed by ``migration_commit``, after the caller
+    verified the destination; any failure before that aborts, which
+    restores the source and removes the destination.  Progress comes from
+    librbd's ``migration_execute``.
+    """
+
+    name = 'live'
+    keeps_snapshots = True
+
+    def copy(self, move, relay):
+        rbd = move.rbd
+        with rbd.Image(move.src_ioctx, move.name, read_only=True) as src:
+            args = images.create_args(rbd, src)
+        rbd.RBD().migration_prepare(move.src_ioctx, move.name,
+                                    move.dst_ioctx, move.name, **args)
+        try:
+            progress = base.ByteProgress(relay.sink, move.size)
+            native.run(lambda: progress.run(rbd.RBD().migration_execute,
+                                            move.dst_ioctx, move.name),
+                       relay)
+        except BaseException:
+            self._abort(move)
+            raise
+
+    def _abort(self, move):
+        try:
+            move.rbd.RBD().migration_abort(move.dst_ioctx, move.name)
+        except Exception:
+            LOG.exception('Aborting the live migration of %s failed; run '
+                          '"rbd migration abort" on it.', move.name)
+
+    def discard(self, move):
+        move.rbd.RBD().migration_abort(move.dst_ioctx, move.name)
+
+    def remove_source(self, move):
+        move.rbd.RBD().migration_commit(move.dst_ioctx, move.name)

@@ -1,0 +1,89 @@
+"""rbdmig's own RBD options, and the Backend a driver's options describe."""
+
+import time
+
+from oslo_config import cfg
+from oslo_utils import units
+
+from rbdmig.ceph import backend
+from rbdmig.ceph import connection
+from rbdmig.ceph import methods
+
+# Options Cinder's RBD driver does not have.  Both of rbdmig's RBD drivers
+# register them; under Cinder they sit beside Cinder's own.
+MIGRATION_OPTS = [
+    cfg.StrOpt('rbd_migration_method', default='extents',
+               choices=[('copy', 'rbd.Image.copy; refuses volumes with '
+                                 'snapshots'),
+                        ('clone_flatten', 'snapshot, clone, flatten; '
+                                          'refuses volumes with snapshots'),
+                        ('deep_copy', 'rbd.Image.deep_copy; keeps '
+                                      'snapshots'),
+                        ('live', 'RBD live migration with native '
+                                 'progress; keeps snapshots'),
+                        ('extents', 'librbd async I/O over the '
+                                    'allocated extents, with progress '
+                                    '(default: fastest on sparse '
+                                    'volumes, as thin as the source); '
+                                    'volumes with snapshots go by '
+                                    'deep_copy')],
+               help='How ``migrate_volume`` copies an image between two '
+                    'pools of one cluster.  A move into another cluster '
+                    'always uses ``extents``.  See README.rst for '
+                    'timings.'),
+    cfg.IntOpt('rbd_migration_queue_depth', default=16, min=1, max=1024,
+               help='The number of requests the ``extents`` migration '
+                    'method keeps in flight; its memory use is about this '
+                    'times ``rbd_migration_chunk_size``.'),
+    cfg.IntOpt('rbd_migration_chunk_size', default=4 * units.Mi,
+               min=64 * units.Ki, max=64 * units.Mi,
+               help='The size in bytes of each read and write of the '
+                    '``extents`` migration method (see '
+                    '``rbd_migration_queue_depth``).'),
+    cfg.IntOpt('rbd_concurrent_management_ops', default=0, min=0,
+               help='librbd\'s ``rbd_concurrent_management_ops`` (objects '
+                    'copied in parallel by ``Image.copy``, ``deep_copy``, '
+                    '``flatten`` and live migration) on the connections '
+                    'of a migration; 0 leaves librbd\'s own setting (10 '
+                    'unless ceph.conf says otherwise).'),
+    cfg.IntOpt('rados_osd_op_timeout', default=120, min=0,
+               help='Seconds one OSD operation of a migration may take '
+                    'before it fails, so that a stopped or unreachable '
+                    'OSD ends the migration (cleanly, the source intact) '
+                    'instead of hanging it; 0 waits forever, as librados '
+                    'does by default.  The default rides through an OSD '
+                    'being marked down and its placement groups peering '
+                    'elsewhere.'),
+]
+
+
+def limits(configuration):
+    """Return the connection :class:`~connection.Limits` of a backend.
+
+    ``rados_connect_timeout``, ``rados_connection_retries`` and
+    ``rados_connection_interval`` are Cinder's options, with Cinder's
+    meanings (retries counts attempts, at least one).
+    """
+    return connection.Limits(
+        connect_timeout=configuration.rados_connect_timeout,
+        attempts=max(1, configuration.rados_connection_retries),
+        interval=configuration.rados_connection_interval,
+        osd_op_timeout=configuration.rados_osd_op_timeout,
+        concurrent_management_ops=(
+            configuration.rbd_concurrent_management_ops))
+
+
+def make_backend(configuration, name, address, rados, rbd,
+                 sleep=time.sleep):
+    """Return the :class:`~backend.Backend` a backend's options describe.
+
+    :param address: how this backend reaches its cluster.
+    """
+    method = configuration.rbd_migration_method
+    if method not in methods.METHODS:
+        raise ValueError('unknown rbd_migration_method %r' % method)
+    return backend.Backend(
+        name=name, address=address, pool=configuration.rbd_pool,
+        limits=limits(configuration), rados=rados, rbd=rbd, method=method,
+        queue_depth=configuration.rbd_migration_queue_depth,
+        chunk_size=configuration.rbd_migration_chunk_size, sleep=sleep)
