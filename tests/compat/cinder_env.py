@@ -12,7 +12,7 @@ import os
 import time
 
 HOST = 'compat'
-RBDMIG = 'rbdmig.volume.drivers.rbd.RBDDriver'
+RBDMIG = 'rbdmig.cinder.RBDDriver'
 CINDER_RBD = 'cinder.volume.drivers.rbd.RBDDriver'
 
 
@@ -42,17 +42,20 @@ def write_conf(path, state_dir, backends):
     return path
 
 
-def rbd_backend(driver, cluster, pool, user='admin'):
+def rbd_backend(driver, cluster, pool, user=None, **options):
     """A backend section for an RBD driver on a sandbox cluster's pool.
 
-    :param user: ``None`` leaves ``rbd_user`` unset (Cinder's driver then
-        writes ``None`` in its location_info).
+    :param user: the cephx user (its keyring named in the cluster's conf);
+        ``None`` leaves ``rbd_user`` unset (librados then uses
+        ``client.admin``, and Cinder's driver writes ``None`` in its
+        location_info).
+    :param options: more options of the section.
     """
     section = {'volume_driver': driver, 'rbd_pool': pool,
-               'rbd_ceph_conf': cluster.conf_path,
-               'rbd_keyring_conf': cluster.admin_keyring_path}
+               'rbd_ceph_conf': cluster.conf_path}
     if user:
         section['rbd_user'] = user
+    section.update(options)
     return section
 
 
@@ -154,8 +157,8 @@ class CinderVolume(object):
         (pool,) = state.pools.values()
         return pool
 
-    def create_volume(self, backend, size=1, name=None):
-        """Create a volume on ``backend`` through its VolumeManager."""
+    def new_volume_row(self, backend, size=1, name=None, **fields):
+        """A volume row on ``backend``, 'creating', as the API makes it."""
         from cinder import objects
         pool = self.destination(backend)
         volume = objects.Volume(
@@ -163,8 +166,17 @@ class CinderVolume(object):
             status='creating', attach_status='detached',
             volume_type_id=self.backend_type(backend).id,
             project_id=self.ctxt.project_id, user_id=self.ctxt.user_id,
-            availability_zone='nova', display_name=name)
+            availability_zone='nova', display_name=name, **fields)
         volume.create()
+        return volume
+
+    def create_volume(self, backend, size=1, name=None, **source):
+        """Create a volume on ``backend`` through its VolumeManager.
+
+        :param source: ``snapshot_id`` or ``source_volid`` to create it
+            from a snapshot or as a clone, as Cinder's API sets them.
+        """
+        volume = self.new_volume_row(backend, size, name, **source)
         self.manager(backend).create_volume(self.ctxt, volume)
         volume.refresh()
         if volume.status != 'available':
@@ -172,18 +184,53 @@ class CinderVolume(object):
                                  % (volume.id, volume.status))
         return volume
 
-    def delete_volume(self, volume):
-        """Delete the volume through the manager of its current backend."""
+    def create_snapshot(self, volume, name=None):
+        """Snapshot ``volume`` through its backend's VolumeManager."""
         from cinder import objects
-        from cinder.volume import volume_utils
-        volume = objects.Volume.get_by_id(self.ctxt, volume.id)
-        backend = volume_utils.extract_host(volume.host, 'backend')
-        backend = backend.split('@', 1)[1]
-        self.manager(backend).delete_volume(self.ctxt, volume)
+        snapshot = objects.Snapshot(
+            context=self.ctxt, volume_id=volume.id, status='creating',
+            progress='0%', volume_size=volume.size, display_name=name,
+            volume_type_id=volume.volume_type_id,
+            project_id=self.ctxt.project_id, user_id=self.ctxt.user_id)
+        snapshot.create()
+        self.manager(self.backend_of(volume)).create_snapshot(self.ctxt,
+                                                              snapshot)
+        snapshot.refresh()
+        if snapshot.status != 'available':
+            raise AssertionError('snapshot %s is %s after create_snapshot'
+                                 % (snapshot.id, snapshot.status))
+        return snapshot
 
-    def migrate(self, volume, backend, timeout=180):
+    def delete_snapshot(self, snapshot):
+        """Delete a snapshot through its volume's VolumeManager."""
+        from cinder import objects
+        volume = objects.Volume.get_by_id(self.ctxt, snapshot.volume_id)
+        self.manager(self.backend_of(volume)).delete_snapshot(self.ctxt,
+                                                              snapshot)
+
+    def backend_of(self, volume):
+        """The backend section a volume's host names."""
+        from cinder.volume import volume_utils
+        return volume_utils.extract_host(volume.host, 'backend').split(
+            '@', 1)[1]
+
+    def delete_volume(self, volume):
+        """Delete the volume through the manager of its current backend.
+
+        A volume already deleted is fine (tests delete some themselves).
+        """
+        from cinder import exception
+        from cinder import objects
+        try:
+            volume = objects.Volume.get_by_id(self.ctxt, volume.id)
+        except exception.VolumeNotFound:
+            return
+        self.manager(self.backend_of(volume)).delete_volume(self.ctxt, volume)
+
+    def migrate(self, volume, backend, timeout=180, force_host_copy=False):
         """Migrate as cinder's API and scheduler do: an RPC cast.
 
+        :param force_host_copy: Cinder's generic copy, never the driver.
         :returns: the volume re-read from the database once its
             ``migration_status`` is final.
         """
@@ -193,7 +240,7 @@ class CinderVolume(object):
         volume.save()
         rpcapi.VolumeAPI().migrate_volume(
             self.ctxt, volume, self.destination(backend),
-            force_host_copy=False)
+            force_host_copy=force_host_copy)
         return self._wait(volume, timeout)
 
     def retype(self, volume, backend, timeout=180):

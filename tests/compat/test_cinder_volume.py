@@ -4,14 +4,17 @@ import logging
 import time
 
 import pytest
+from cinder.volume.drivers import rbd as cinder_rbd_driver
 
-from rbdmig.volume.drivers import rbd as rbdmig_rbd
-from rbdmig.volume.drivers import rbd_location
+import rbdmig.cinder
+from rbdmig.ceph import location as rbd_location
+from rbdmig.ceph import methods
+from rbdmig.ceph import opts as ceph_opts
 from tests.compat import images
 
-RBDMIG_MIGRATE = 'rbdmig.volume.drivers.rbd_migrate'
+RBDMIG_MIGRATE = 'rbdmig.ceph.migrate'
 # The method rbdmig uses when cinder.conf does not choose one.
-DEFAULT_METHOD = next(o.default for o in rbdmig_rbd.RBD_OPTS
+DEFAULT_METHOD = next(o.default for o in ceph_opts.MIGRATION_OPTS
                       if o.name == 'rbd_migration_method')
 CINDER_RBD = 'cinder.volume.drivers.rbd'
 POOL = {'rbdmig-a': 'volumes-a', 'rbdmig-b': 'volumes-b',
@@ -52,9 +55,15 @@ def test_cinder_volume_loads_rbdmig_and_publishes_its_stats(
                 'other-a': ceph_cluster2}
     for backend, cluster in clusters.items():
         mgr = cinder.manager(backend)
-        assert type(mgr.driver) is rbdmig_rbd.RBDDriver
+        assert type(mgr.driver) is rbdmig.cinder.RBDDriver
+        # Cinder's own driver underneath: every Cinder RBD feature.
+        assert isinstance(mgr.driver, cinder_rbd_driver.RBDDriver)
         assert mgr.driver.initialized
         caps = mgr.last_capabilities
+        assert caps['migration_progress_report'] is True
+        assert caps['rbd_migration_methods'] == sorted(methods.METHODS)
+        assert caps['rbd_migration_method'] == DEFAULT_METHOD
+        assert caps['driver_version'] == rbdmig.cinder.RBDDriver.VERSION
         assert caps['volume_backend_name'] == backend
         assert caps['storage_protocol'] == 'ceph'
         assert caps['backend_state'] == 'up'
@@ -127,50 +136,60 @@ def test_retype_to_another_backend_migrates_through_rbdmig(
                    % (volume.name, DEFAULT_METHOD))
 
 
-def test_other_cluster_falls_back_to_cinders_generic_copy(
-        cinder, ceph_cluster, ceph_cluster2, cleanup, caplog):
+def test_driver_retype_into_another_pool_moves_the_image(
+        cinder, ceph_cluster, cleanup, caplog):
+    """Cinder hands driver.retype a destination in another pool."""
+    volume, checksum = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-a')
+    driver = cinder.manager('rbdmig-a').driver
+    pool = cinder.destination('rbdmig-b')
+    host = {'host': pool.host, 'capabilities': pool.capabilities}
+    new_type = cinder.backend_type('rbdmig-b')
+    placement_only = {'extra_specs': {'volume_backend_name': (
+        'rbdmig-a', 'rbdmig-b')}, 'qos_specs': {}, 'encryption': {}}
+
+    assert driver.retype(cinder.ctxt, volume, new_type, placement_only,
+                         host) == (True, None)
+    # As Cinder's manager records a retype the driver did:
+    volume.update({'host': pool.host, 'volume_type_id': new_type.id})
+    volume.save()
+
+    assert volume.name not in images.names(ceph_cluster, 'volumes-a')
+    assert images.digest(ceph_cluster, 'volumes-b', volume.name) == checksum
+    # A retype that also changes QoS is Cinder's to do generically.
+    back = cinder.destination('rbdmig-a')
+    qos = dict(placement_only, qos_specs={'total_iops_sec': (None, '100')})
+    assert cinder.manager('rbdmig-b').driver.retype(
+        cinder.ctxt, volume, cinder.backend_type('rbdmig-a'), qos,
+        {'host': back.host, 'capabilities': back.capabilities}) == (
+            False, None)
+    assert volume.name in images.names(ceph_cluster, 'volumes-b')
+
+
+def test_cinders_generic_copy_attaches_rbdmig_volumes(cinder, ceph_cluster,
+                                                     cleanup, caplog):
+    """Cinder's generic path, when asked for, copies through os-brick."""
     volume, checksum = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-a')
     rows = set(cinder.volumes())
-    destination = cinder.destination('other-a')
     source = cinder.manager('rbdmig-a').driver
 
-    # rbdmig refuses: the destination's fsid is another cluster's.
-    host = {'host': destination.host, 'cluster_name': None,
-            'capabilities': destination.capabilities}
-    assert source.migrate_volume(cinder.ctxt, volume, host) == (False, None)
-    assert volume.name in images.names(ceph_cluster, 'volumes-a')
-    assert _logged(caplog, RBDMIG_MIGRATE, 'the destination is in cluster '
-                   '%s, this backend in %s' % (ceph_cluster2.fsid,
-                                               ceph_cluster.fsid))
-    caplog.clear()
+    # Users can read connection info: it carries no keyring (OSSN-0085),
+    # os-brick finds the host's, as on a real cinder-volume host.
+    info = source.initialize_connection(volume, {})
+    assert 'keyring' not in info['data']
 
-    # What os-brick gets: the v1-only mon's non-default port, and the
-    # keyring of rbd_keyring_conf (there is none in /etc/ceph here).
-    data = source.initialize_connection(volume, {})['data']
-    assert (data['hosts'], data['ports']) == (
-        ['127.0.0.1'], [ceph_cluster.mon_addr.rsplit(':', 1)[1]])
-    with open(ceph_cluster.admin_keyring_path) as keyring:
-        assert data['keyring'] == keyring.read()
-
-    moved = _timed('migrate rbdmig-a -> other-a (generic, os-brick)',
-                   cinder.migrate, volume, 'other-a')
+    moved = _timed('migrate rbdmig-a -> rbdmig-b (Cinder generic)',
+                   cinder.migrate, volume, 'rbdmig-b', 180, True)
 
     assert moved.migration_status == 'success'
-    assert moved.host == 'compat@other-a#other-a'
-    assert moved.status == 'available'
-    # Cinder's generic path: a new volume, whose image name the volume
-    # now carries (_name_id), attached through os-brick on both sides.
-    assert moved.name_id != volume.id
-    assert images.names(ceph_cluster2, 'volumes-a') == [moved.name]
-    assert images.digest(ceph_cluster2, 'volumes-a', moved.name) == checksum
-    # The temporary row, now naming the source, and the source image are
-    # deleted asynchronously (an RPC cast to the source backend).
+    assert moved.host == 'compat@rbdmig-b#rbdmig-b'
+    # Cinder's generic path: a new volume, attached through os-brick on
+    # both sides, whose image Cinder's own update_migrated_volume then
+    # renames to the volume's name (rbdmig.cinder inherits it).
+    assert moved.name == volume.name
+    assert images.digest(ceph_cluster, 'volumes-b', moved.name) == checksum
     (temporary,) = set(cinder.volumes()) - rows
     _wait_until(lambda: cinder.volumes()[temporary].deleted)
     assert volume.name not in images.names(ceph_cluster, 'volumes-a')
-    # rbdmig refused inside Cinder's migrate_volume too, and the volume
-    # was never moved by a driver.
-    assert _logged(caplog, RBDMIG_MIGRATE, 'Falling back to generic')
     assert not _logged(caplog, RBDMIG_MIGRATE, 'Migrated')
 
 

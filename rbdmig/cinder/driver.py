@@ -1,0 +1,133 @@
+"""Cinder's own RBD driver, with rbdmig's assisted migration."""
+
+from cinder import exception as cinder_exception
+from cinder import interface
+from cinder.volume.drivers import rbd as cinder_rbd
+from oslo_log import log as logging
+
+from rbdmig import exception
+from rbdmig.ceph import connection
+from rbdmig.ceph import location
+from rbdmig.ceph import methods
+from rbdmig.ceph import migrate
+from rbdmig.ceph import opts as ceph_opts
+from rbdmig.migration import progress
+
+LOG = logging.getLogger(__name__)
+
+# What rbdmig adds to Cinder's RBD options; Cinder's own are used as they
+# are (rbd_pool, rbd_user, rados_connect_timeout...).
+EXTRA_OPTS = ceph_opts.MIGRATION_OPTS + progress.PROGRESS_OPTS
+
+
+@interface.volumedriver
+class RBDDriver(cinder_rbd.RBDDriver):
+    """Cinder's RBD driver, every feature kept, migrating with rbdmig.
+
+    Snapshots, clones, Glance cloning, backups, replication, QoS, manage,
+    active-active and the rest are Cinder's own code, inherited.  rbdmig
+    replaces what it does better:
+
+    * :meth:`migrate_volume`: every ``rbd_migration_method``, into another
+      pool or another cluster this host reaches, verified before the
+      source goes, every refusal ``(False, None)``, progress logged;
+      blocking librados/librbd calls run on native threads under eventlet,
+      and connecting is bounded by ``rados_connect_timeout``.
+    * :meth:`retype` when the new type lives in another pool.
+    * Capabilities: ``migration_progress_report`` and the methods.
+
+    Version history:
+
+    * 2.0.0 - first release as a subclass of Cinder's driver (Cinder's
+      own RBD driver is 1.3.0).
+    """
+
+    VERSION = '2.0.0'
+    CI_WIKI_NAME = 'rbdmig'
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.configuration.append_config_values(EXTRA_OPTS)
+
+    @classmethod
+    def get_driver_options(cls):
+        return super().get_driver_options() + EXTRA_OPTS
+
+    def _update_volume_stats(self):
+        super()._update_volume_stats()
+        self._stats.update(
+            driver_version=self.VERSION,
+            migration_progress_report=True,
+            rbd_migration_method=self.configuration.rbd_migration_method,
+            rbd_migration_methods=sorted(methods.METHODS))
+
+    def migration_backend(self):
+        """Return this backend as rbdmig's migration engine sees it.
+
+        The cluster is Cinder's active one (the replication target after
+        a failover), the keyring Cinder's (cinderlib's
+        ``rbd_keyring_conf``) or the conf's.
+        """
+        name, conf, user, _secret_uuid = self._get_config_tuple()
+        address = connection.Address(cluster_name=name or 'ceph',
+                                     conf=conf or '', user=user,
+                                     keyring=self.keyring_file or None)
+        return ceph_opts.make_backend(self.configuration, self._backend_name,
+                                      address, self.rados, self.rbd)
+
+    def migrate_volume(self, context, volume, host):
+        """Move the volume's image to the pool ``host`` names, name kept.
+
+        :returns: ``(True, None)`` once moved and the source removed;
+            ``(False, None)`` when rbdmig cannot do it safely, and Cinder
+            then migrates generically.
+        :raises VolumeMigrationFailed: the copy failed; the partial copy
+            was removed and the source is intact.
+        """
+        callback = progress.log_progress(
+            'migration of %s' % volume.id,
+            self.configuration.migration_progress_report_interval)
+        try:
+            return migrate.migrate(self.migration_backend(), volume, host,
+                                   callback)
+        except exception.MigrationError as err:
+            raise cinder_exception.VolumeMigrationFailed(reason=str(err))
+
+    def retype(self, context, volume, new_type, diff, host):
+        """Retype; when ``host`` is in another pool, rbdmig moves the image.
+
+        Cinder asks the driver only when ``host`` is this backend's (or
+        its cluster's); a backend change otherwise comes through
+        :meth:`migrate_volume`.  A pool change is assisted only when the
+        types differ in placement alone (Cinder's own rule for assisted
+        migration on retype); otherwise ``(False, None)`` lets Cinder
+        migrate generically.
+        """
+        if not self._in_another_pool(host):
+            return super().retype(context, volume, new_type, diff, host)
+        if not _placement_only(diff):
+            LOG.info('Retype of %s changes more than its pool; Cinder '
+                     'migrates it generically.', volume.id)
+            return False, None
+        return self.migrate_volume(context, volume, host)
+
+    def _in_another_pool(self, host):
+        caps = (host or {}).get('capabilities') or {}
+        try:
+            dest = location.parse_location(caps.get('location_info'))
+        except exception.InvalidInput:
+            return False
+        return dest.pool != self.configuration.rbd_pool or (
+            dest.fsid != self._get_fsid())
+
+
+def _placement_only(diff):
+    """Whether two types differ in backend name and AZ only (or nothing)."""
+    if not diff:
+        return True
+    if diff.get('qos_specs') or diff.get('encryption'):
+        return False
+    specs = dict(diff.get('extra_specs') or {})
+    specs.pop('volume_backend_name', None)
+    specs.pop('RESKEY:availability_zones', None)
+    return not specs
