@@ -65,3 +65,7 @@ class ClusterUnreachable(VolumeBackendAPIException):
 
 class PoolNotFound(VolumeBackendAPIException):
     message = 'Pool %(pool)s does not exist in Ceph %(cluster)s.'
+
+
+class MigrationInProgress(RbdmigError):
+    message = 'Volume %(volume)s is being migrated already: %(holder)s.'

@@ -24,6 +24,8 @@ class Backend:
     :ivar method: ``rbd_migration_method``.
     :ivar queue_depth: requests in flight of the ``extents`` method.
     :ivar chunk_size: bytes per request of the ``extents`` method.
+    :ivar verify: ``migration_verify``: ``none``, ``extents`` or
+        ``checksum`` (:mod:`rbdmig.ceph.verify`).
     :ivar rados: the ``rados`` module (injectable for tests).
     :ivar rbd: the ``rbd`` module (injectable for tests).
     :ivar sleep: the sleep between connection attempts.
@@ -38,6 +40,7 @@ class Backend:
     method: str = 'extents'
     queue_depth: int = 16
     chunk_size: int = 4 * units.Mi
+    verify: str = 'extents'
     sleep: object = time.sleep
 
     @property

@@ -1,8 +1,24 @@
 """What every copy method does to images: layout, extents, removal."""
 
+import errno
+
 from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
+
+
+def timed_out(err):
+    """Whether ``err`` (or what caused it) is an operation timing out.
+
+    With ``rados_osd_op_timeout`` set, an OSD that stopped answering fails
+    operations with ETIMEDOUT; every further one would wait as long, so
+    cleanup is then left to recovery.
+    """
+    while err is not None:
+        if getattr(err, 'errno', None) in (errno.ETIMEDOUT, -errno.ETIMEDOUT):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def create_args(rbd, image):
@@ -47,9 +63,23 @@ def copy_metadata(source, destination):
 
     Cinder keeps QoS settings there (``conf_rbd_qos_*``); ``Image.copy``
     and ``deep_copy`` copy it themselves, a copy by extents must too.
+    rbdmig's own tag (``rbdmig.migration``) is not copied.
     """
     for key, value in source.metadata_list():
-        destination.metadata_set(key, value)
+        if key != 'rbdmig.migration':
+            destination.metadata_set(key, value)
+
+
+def remove_source(rbd, ioctx, name):
+    """Remove a migrated source, its snapshots with it.
+
+    :raises ImageBusy: a client has it open (it may be writing): nothing
+        was removed, not even a snapshot.
+    """
+    with rbd.Image(ioctx, name, read_only=True) as image:
+        if list(image.watchers_list()):
+            raise rbd.ImageBusy('%s is open by a client' % name)
+    remove(rbd, ioctx, name)
 
 
 def remove(rbd, ioctx, name):

@@ -40,6 +40,19 @@ MIGRATION_OPTS = [
                help='The size in bytes of each read and write of the '
                     '``extents`` migration method (see '
                     '``rbd_migration_queue_depth``).'),
+    cfg.StrOpt('migration_verify', default='extents',
+               choices=[('none', 'size, and snapshot names where kept'),
+                        ('extents', 'also the allocation maps, at object '
+                                    'granularity (reads only source '
+                                    'objects the copy lacks, to prove '
+                                    'them zeros)'),
+                        ('checksum', 'also every byte either image '
+                                     'holds, read from both')],
+               help='What is checked of a copy before its source is '
+                    'removed (``live`` moves are checked for size and '
+                    'snapshots: librbd serves the target from the source '
+                    'until commit).  See doc/benchmark.rst for the cost '
+                    'of each.'),
     cfg.IntOpt('rbd_concurrent_management_ops', default=0, min=0,
                help='librbd\'s ``rbd_concurrent_management_ops`` (objects '
                     'copied in parallel by ``Image.copy``, ``deep_copy``, '
@@ -86,4 +99,5 @@ def make_backend(configuration, name, address, rados, rbd,
         name=name, address=address, pool=configuration.rbd_pool,
         limits=limits(configuration), rados=rados, rbd=rbd, method=method,
         queue_depth=configuration.rbd_migration_queue_depth,
-        chunk_size=configuration.rbd_migration_chunk_size, sleep=sleep)
+        chunk_size=configuration.rbd_migration_chunk_size,
+        verify=configuration.migration_verify, sleep=sleep)

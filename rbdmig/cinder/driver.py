@@ -11,6 +11,7 @@ from rbdmig.ceph import location
 from rbdmig.ceph import methods
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
+from rbdmig.ceph import recover
 from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
@@ -48,6 +49,23 @@ class RBDDriver(cinder_rbd.RBDDriver):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.configuration.append_config_values(EXTRA_OPTS)
+
+    def do_setup(self, context):
+        """Cinder's set-up, then recovery of interrupted migrations.
+
+        A migration journaled by a cinder-volume that died is undone while
+        its source exists: Cinder's database still names the source, and
+        Cinder marks the migration failed at start-up.  A verified copy
+        whose source is already gone is completed instead (it is the only
+        copy; the log says so, for ``cinder-manage volume update_host``).
+        """
+        super().do_setup(context)
+        try:
+            recover.recover(self.migration_backend(),
+                            complete_verified=False)
+        except exception.RbdmigError as err:
+            LOG.warning('Cannot read the migration journal of %(name)s: '
+                        '%(err)s', {'name': self._backend_name, 'err': err})
 
     @classmethod
     def get_driver_options(cls):

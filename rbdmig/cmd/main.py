@@ -1,4 +1,4 @@
-"""rbdmig's command line: demo, bench and sandbox management."""
+"""rbdmig's command line: demo, bench, recover, sandbox management."""
 
 import argparse
 import logging as std_logging
@@ -10,7 +10,6 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from rbdmig import exception
-from rbdmig.bench import command as bench_command
 
 
 def _bounded(kind, low, high=None):
@@ -28,6 +27,11 @@ def _bounded(kind, low, high=None):
 
 
 def _parser():
+    # Imported here, after main() filtered eventlet's deprecation warning:
+    # os-brick imports oslo.privsep, hence eventlet.
+    from rbdmig.bench import command as bench_command
+    from rbdmig.cmd import recover as recover_command
+
     parser = argparse.ArgumentParser(
         prog='rbdmig', description='Fast, lossless Ceph volume migration.')
     parser.add_argument('--debug', action='store_true',
@@ -61,6 +65,7 @@ def _parser():
                           help='stop the sandbox cluster in DIR, remove DIR')
     stop.add_argument('dir')
     bench_command.add_parser(sub)
+    recover_command.add_parser(sub)
     return parser
 
 
@@ -69,17 +74,18 @@ def _setup_logging(debug):
     logging.register_options(conf)
     conf([], project='rbdmig')
     conf.set_override('debug', debug)
+    # Logs to standard error: standard output is the command's answer.
+    conf.set_override('use_stderr', True)
     logging.setup(conf, 'rbdmig')
     if not debug:
         # Say only what goes wrong; the commands print their own progress.
-        # os-brick imports oslo.privsep, hence eventlet, whose deprecation
-        # warning and backend-loading lines mean nothing to an operator.
-        warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
         std_logging.getLogger().setLevel(std_logging.WARNING)
 
 
 def main(argv=None):
     """Run the command; return its exit status."""
+    # It means nothing to an operator, and would be printed on --help.
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     args = _parser().parse_args(argv)
     _setup_logging(args.debug)
     try:
@@ -87,7 +93,11 @@ def main(argv=None):
             from rbdmig.cmd import demo
             return demo.run(args)
         if args.command == 'bench':
+            from rbdmig.bench import command as bench_command
             return bench_command.run(args)
+        if args.command == 'recover':
+            from rbdmig.cmd import recover as recover_command
+            return recover_command.run(args)
         from rbdmig import sandbox
         if args.command == 'sandbox-start':
             # detach: the cluster outlives this command, until

@@ -64,6 +64,7 @@ class Cluster:
         self.fsid = self.mon_addr = None
         self.started = False
         self._procs = {}
+        self._cmds = {}
         self._owned = False  # base_dir holds our files: ours to remove
         self._deadline = 0
 
@@ -180,6 +181,7 @@ class Cluster:
         self._deadline = began + self.timeout
         if not self.detach:
             processes.LIVE.add(self)
+            processes.exit_on_sigterm()
         try:
             self._start()
         except BaseException:
@@ -276,9 +278,23 @@ class Cluster:
                                                  for k, v in opts.items())
                          for name, opts in sections.items())
 
+    def signal(self, name, sig):
+        """Send ``sig`` to daemon ``name`` (``osd.0``): fault injection.
+
+        ``SIGSTOP``/``SIGCONT`` pause and resume it; ``SIGKILL`` kills it
+        (:meth:`restart` brings it back).
+        """
+        os.kill(self._procs[name].pid, sig)
+
+    def restart(self, name):
+        """Start daemon ``name`` again, once its old process has exited."""
+        self._procs[name].wait(timeout=30)
+        self._spawn(name, *self._cmds[name])
+
     def _spawn(self, name, *cmd):
         """Start a daemon in the foreground, in a session of its own."""
-        with open(self._path('log', name + '.out'), 'wb') as out:
+        self._cmds[name] = cmd
+        with open(self._path('log', name + '.out'), 'ab') as out:
             self._procs[name] = subprocess.Popen(
                 (*cmd, '-f', '--conf', self.conf_path),
                 stdin=subprocess.DEVNULL, stdout=out,

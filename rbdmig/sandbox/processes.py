@@ -7,6 +7,7 @@ import random
 import shutil
 import signal
 import socket
+import threading
 import time
 
 from oslo_log import log as logging
@@ -80,6 +81,22 @@ def kill(pids, conf_path, procs=(), timeout=15):
             return
         LOG.warning('Ceph daemons %s survived signal %d', pids, sig)
     raise SandboxError(reason=f'processes {pids} survived SIGKILL')
+
+
+def _sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm():
+    """Make SIGTERM exit through ``atexit``, which stops :data:`LIVE`.
+
+    Python's default SIGTERM ends the process without running ``atexit``,
+    leaking every daemon a sandbox started.  Only installed from the main
+    thread, and only over the default handler.
+    """
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _sigterm)
 
 
 @atexit.register

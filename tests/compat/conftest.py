@@ -24,6 +24,7 @@ import pytest
 from rbdmig import native
 from tests.compat import cinder_env
 from tests.compat import heartbeat
+from tests.functional.conftest import cleanup  # noqa: F401
 from tests.functional.conftest import cluster_registry  # noqa: F401
 from tests.functional.conftest import sandbox_settings
 
@@ -159,34 +160,6 @@ def beat():
     """A :class:`heartbeat.Heartbeat` running for the test."""
     with heartbeat.Heartbeat() as monitor:
         yield monitor
-
-
-class Cleanup(object):
-    """Undo steps run in reverse order; every failure is reported."""
-
-    def __init__(self):
-        self.steps = []
-
-    def add(self, what, func, *args):
-        self.steps.append((what, func, args))
-
-    def run(self):
-        errors = []
-        while self.steps:
-            what, func, args = self.steps.pop()
-            try:
-                func(*args)
-            except Exception as err:  # noqa: BLE001 - collect, then raise
-                errors.append('%s: %r' % (what, err))
-        if errors:
-            raise RuntimeError('Cleanup failed: ' + '; '.join(errors))
-
-
-@pytest.fixture
-def cleanup():
-    steps = Cleanup()
-    yield steps
-    steps.run()
 
 
 _MEASURED = []

@@ -88,3 +88,62 @@ def ceph_cluster2(cluster_registry, tmp_path_factory):
     return cluster_registry.start(tmp_path_factory.mktemp('other'),
                                   name='other', backend_prefix='other',
                                   **sandbox_settings())
+
+
+class Cleanup(object):
+    """Undo steps run in reverse order; every failure is reported."""
+
+    def __init__(self):
+        self.steps = []
+
+    def add(self, what, func, *args):
+        self.steps.append((what, func, args))
+
+    def run(self):
+        errors = []
+        while self.steps:
+            what, func, args = self.steps.pop()
+            try:
+                func(*args)
+            except Exception as err:  # noqa: BLE001 - collect, then raise
+                errors.append('%s: %r' % (what, err))
+        if errors:
+            raise RuntimeError('Cleanup failed: ' + '; '.join(errors))
+
+
+@pytest.fixture
+def cleanup():
+    steps = Cleanup()
+    yield steps
+    steps.run()
+
+
+_FAULTS = []
+
+
+@pytest.fixture
+def fault_table():
+    """``record(fault, expected, observed, intact)``: a row of the fault
+    table printed after the run (and written, as reStructuredText, to
+    ``$RBDMIG_RELIABILITY_TABLE`` when set: doc/reliability.rst's)."""
+    def record(fault, expected, observed, intact):
+        _FAULTS.append((fault, expected, observed,
+                        'yes' if intact else 'NO'))
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FAULTS:
+        return
+    terminalreporter.section('faults injected')
+    for row in _FAULTS:
+        terminalreporter.write_line(' | '.join(row))
+    path = os.environ.get('RBDMIG_RELIABILITY_TABLE')
+    if path:
+        with open(path, 'w') as table:
+            table.write('.. list-table::\n   :header-rows: 1\n   '
+                        ':widths: 25 25 40 10\n\n')
+            rows = [('Fault', 'Expected', 'Observed', 'Data intact')]
+            for row in rows + _FAULTS:
+                table.write('   * - %s\n' % row[0])
+                table.writelines('     - %s\n' % cell for cell in row[1:])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from oslo_config import cfg
 from oslo_utils import units
 
 from rbdmig import sandbox
+from rbdmig.sandbox import processes
 from rbdmig.sandbox import templates
 
 
@@ -266,3 +268,20 @@ def test_rados_binding_sees_the_pools(ceph_cluster):
                 ioctx.stat('sandbox-object')
     finally:
         client.shutdown()
+
+
+def test_a_sandbox_killed_by_sigterm_stops_its_daemons(tmp_path):
+    """SIGTERM skips atexit by default; the sandbox must not leak."""
+    script = ('import sys, time; from rbdmig import sandbox; '
+              'c = sandbox.Cluster(sys.argv[1]).start(); '
+              'print(" ".join(str(p) for p in c.pids.values()), flush=True); '
+              'time.sleep(120)')
+    child = subprocess.Popen([sys.executable, '-c', script,
+                              str(tmp_path / 'cluster')],
+                             stdout=subprocess.PIPE, text=True)
+    pids = [int(pid) for pid in child.stdout.readline().split()]
+    assert len(pids) == 3  # mon, mgr, osd
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    conf = str(tmp_path / 'cluster' / 'ceph.conf')
+    assert [p for p in pids if processes.alive(p, conf)] == []

@@ -33,6 +33,15 @@ class _Image(object):
         clone.blocks = dict(self.blocks)
         return clone
 
+    def resolved(self):
+        """Every block this image reads, its parent's included."""
+        blocks = {}
+        if self.parent is not None:
+            pool, name, snap = self.parent
+            blocks.update(pool[name].snaps[snap]['blocks'])
+        blocks.update(self.blocks)
+        return blocks
+
 
 class Ceph(object):
     """One fake installation: clusters, and the two modules to inject."""
@@ -50,6 +59,7 @@ class Ceph(object):
         self.aio_calls = []  # (call, offset, length), in issue order
         self._finisher = None
         self._lock = threading.Lock()
+        self.blocklist = []  # addresses blocklisted with 'osd blocklist'
         # Seconds each async request and each librbd progress step takes,
         # so that progress can be seen as it goes.
         self.latency = 0
@@ -57,12 +67,15 @@ class Ceph(object):
     def add_cluster(self, conf, fsid, pools, quota=0):
         self.clusters[conf] = types.SimpleNamespace(
             fsid=fsid, pools={p: {} for p in pools}, quota=quota,
-            total=100 << 30, used=0)
+            total=100 << 30, used=0, objects={})
         return self.clusters[conf]
 
-    def fail(self, call, error):
-        """Make the next calls named ``call`` raise ``error``."""
-        self._failures[call] = error
+    def fail(self, call, error, times=None):
+        """Make the next calls named ``call`` raise ``error``.
+
+        :param times: how many calls fail; all of them when None.
+        """
+        self._failures[call] = [error, times]
 
     def fail_aio(self, call, ret=-errno.EIO, after=0):
         """Complete the ``call`` (aio_read or aio_write) issued after
@@ -110,8 +123,15 @@ class Ceph(object):
                 pass
 
     def _check(self, call):
-        if call in self._failures:
-            raise self._failures[call]
+        failure = self._failures.get(call)
+        if failure is None:
+            return
+        error, times = failure
+        if times is not None:
+            if times <= 1:
+                del self._failures[call]
+            failure[1] = times - 1
+        raise error
 
     def image(self, conf, pool, name):
         return self.clusters[conf].pools[pool][name]
@@ -138,13 +158,83 @@ class Ceph(object):
         class PermissionDeniedError(Error):
             default_errno = errno.EACCES
 
+        class ObjectExists(Error):
+            default_errno = errno.EEXIST
+
+        class _Op(object):
+            """A write or read operation: steps applied on operate."""
+
+            def __init__(self):
+                self.steps = []
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                pass
+
+            def new(self, exclusive):
+                self.steps.append(('new', exclusive))
+
+            def write_full(self, data):
+                self.steps.append(('write_full', bytes(data)))
+
         class Ioctx(object):
             def __init__(self, cluster, pool):
                 self.cluster, self.pool = cluster, pool
                 self.images = cluster.pools[pool]
+                self.objects = cluster.objects.setdefault(pool, {})
 
             def close(self):
                 pass
+
+            # RADOS objects: data and omap, enough for rbdmig's journal.
+            def set_omap(self, op, keys, values):
+                op.steps.append(('set_omap', dict(zip(keys, values))))
+
+            def remove_omap_keys(self, op, keys):
+                op.steps.append(('remove_omap_keys', tuple(keys)))
+
+            def get_omap_vals(self, op, start, prefix, count):
+                found = []
+                op.steps.append(('get_omap_vals', found))
+                return iter(found), 0
+
+            def operate_write_op(self, op, oid):
+                ceph._check('operate_write_op')
+                obj = self.objects.get(oid)
+                steps = op.steps
+                if steps and steps[0][0] == 'new':
+                    if obj is not None:
+                        raise ObjectExists(oid)
+                if steps and steps[0][0] == 'remove_omap_keys' and (
+                        obj is None):
+                    raise ObjectNotFound(oid)
+                obj = self.objects.setdefault(oid, {'data': b'',
+                                                    'omap': {}})
+                for step, arg in steps:
+                    if step == 'write_full':
+                        obj['data'] = arg
+                    elif step == 'set_omap':
+                        obj['omap'].update(arg)
+                    elif step == 'remove_omap_keys':
+                        for key in arg:
+                            obj['omap'].pop(key, None)
+
+            def operate_read_op(self, op, oid):
+                if oid not in self.objects:
+                    raise ObjectNotFound(oid)
+                for step, arg in op.steps:
+                    arg.extend(sorted(self.objects[oid]['omap'].items()))
+
+            def read(self, oid, length=8192, offset=0):
+                if oid not in self.objects:
+                    raise ObjectNotFound(oid)
+                return self.objects[oid]['data'][offset:offset + length]
+
+            def remove_object(self, oid):
+                if self.objects.pop(oid, None) is None:
+                    raise ObjectNotFound(oid)
 
         class Rados(object):
             def __init__(self, rados_id=None, clustername='ceph',
@@ -171,6 +261,9 @@ class Ceph(object):
             def get_fsid(self):
                 return self.cluster.fsid
 
+            def get_instance_id(self):
+                return id(self)
+
             def conf_set(self, option, value):
                 if not isinstance(value, str):
                     raise TypeError('value must be a string')
@@ -193,6 +286,15 @@ class Ceph(object):
                                for p in c.pools]}
                 elif cmd['prefix'] == 'osd pool get-quota':
                     out = {'quota_max_bytes': c.quota}
+                elif cmd['prefix'] == 'osd blocklist':
+                    # The OSDs drop a blocklisted client's watches.
+                    ceph.blocklist.append(cmd['addr'])
+                    for pool in c.pools.values():
+                        for image in pool.values():
+                            image.watchers = [
+                                w for w in image.watchers
+                                if w.get('addr') != cmd['addr']]
+                    out = {}
                 elif cmd['prefix'] == 'mon dump':
                     out = {'mons': [{'public_addrs': {'addrvec': [
                         {'type': 'v2', 'addr': '127.0.0.1:3300'},
@@ -204,6 +306,9 @@ class Ceph(object):
         mod.Error, mod.ObjectNotFound, mod.TimedOut = (
             Error, ObjectNotFound, TimedOut)
         mod.PermissionDeniedError = PermissionDeniedError
+        mod.ObjectExists = ObjectExists
+        mod.WriteOpCtx = mod.ReadOpCtx = _Op
+        mod.LIBRADOS_CREATE_EXCLUSIVE = 1
         mod.Rados, mod.Ioctx = Rados, Ioctx
         return mod
 
@@ -293,8 +398,9 @@ class Ceph(object):
                     raise mod.InvalidArgument('read past end')
                 out = bytearray()
                 pos = offset
+                blocks = self.data.resolved()
                 while pos < offset + length:
-                    block = self.data.blocks.get(pos // BLOCK, bytes(BLOCK))
+                    block = blocks.get(pos // BLOCK, bytes(BLOCK))
                     start = pos % BLOCK
                     take = min(BLOCK - start, offset + length - pos)
                     out += block[start:start + take]
@@ -311,7 +417,8 @@ class Ceph(object):
                 end = offset + len(data)
                 while pos < end:
                     idx, start = divmod(pos, BLOCK)
-                    block = bytearray(self.data.blocks.get(idx, bytes(BLOCK)))
+                    block = bytearray(self.data.resolved().get(idx,
+                                                               bytes(BLOCK)))
                     take = min(BLOCK - start, end - pos)
                     block[start:start + take] = data[pos - offset:
                                                      pos - offset + take]
@@ -347,9 +454,14 @@ class Ceph(object):
 
             def diff_iterate(self, offset, length, from_snapshot, cb,
                              include_parent=True, whole_object=False):
-                for idx in sorted(self.data.blocks):
-                    if offset <= idx * BLOCK < offset + length:
-                        cb(idx * BLOCK, BLOCK, True)
+                blocks = (self.data.resolved() if include_parent
+                          else self.data.blocks)
+                step = (1 << self.data.order) if whole_object else BLOCK
+                reported = sorted({idx * BLOCK // step for idx in blocks})
+                for unit in reported:
+                    start = unit * step
+                    if offset <= start < offset + length:
+                        cb(start, min(step, self.data.size - start), True)
 
             def list_snaps(self):
                 return [{'name': n, 'id': i, 'size': self.data.size}
@@ -357,7 +469,7 @@ class Ceph(object):
 
             def create_snap(self, name):
                 ceph._check('create_snap')
-                self.data.snaps[name] = {'blocks': dict(self.data.blocks),
+                self.data.snaps[name] = {'blocks': self.data.resolved(),
                                          'protected': False, 'children': 0}
 
             def protect_snap(self, name):
@@ -382,6 +494,16 @@ class Ceph(object):
             def metadata_set(self, key, value):
                 self.data.metadata[key] = value
 
+            def metadata_remove(self, key):
+                del self.data.metadata[key]
+
+            def metadata_get(self, key):
+                return self.data.metadata[key]
+
+            def lock_acquire(self, mode):
+                ceph._check('lock_acquire')
+                self.data.locked = mode
+
             def list_children2(self):
                 return [{'image': 'child'}
                         for s in self.data.snaps.values() if s['children']]
@@ -394,7 +516,7 @@ class Ceph(object):
                 image = new(dest_ioctx, dest_name,
                             _Image(self.data.size, order, features))
                 ceph._check('copy')
-                image.blocks = dict(self.data.blocks)
+                image.blocks = self.data.resolved()
                 image.metadata = dict(self.data.metadata)
 
             def deep_copy(self, dest_ioctx, dest_name, features=None,
@@ -406,6 +528,10 @@ class Ceph(object):
                                for n, s in self.data.snaps.items()}
                 ceph._check('deep_copy')
                 image.blocks = dict(self.data.blocks)
+                image.parent = self.data.parent
+                if image.parent is not None:
+                    pool, name, snap = image.parent
+                    pool[name].snaps[snap]['children'] += 1
                 image.metadata = dict(self.data.metadata)
 
             def flatten(self, on_progress=None):
@@ -414,10 +540,23 @@ class Ceph(object):
                 pool, name, snap = self.data.parent
                 parent = pool[name]
                 parent.snaps[snap]['children'] -= 1
-                self.data.blocks = dict(parent.snaps[snap]['blocks'])
+                self.data.blocks = self.data.resolved()
                 self.data.parent = None
 
         class RBD(object):
+            def rename(self, ioctx, src, dest):
+                ceph._check('rename')
+                image = lookup(ioctx, src)
+                new(ioctx, dest, image)
+                del ioctx.images[src]
+
+            def migration_status(self, ioctx, image_name):
+                target = lookup(ioctx, image_name)
+                if target.migrating is None:
+                    raise mod.InvalidArgument('not migrating')
+                return {'state': target.migration_state,
+                        'source_image_name': target.migrating[1]}
+
             def create(self, ioctx, name, size, order=None, old_format=False,
                        features=None, stripe_unit=None, stripe_count=None,
                        data_pool=None):
@@ -448,7 +587,8 @@ class Ceph(object):
                 snap = parent.snaps[p_snapname]
                 if not snap['protected']:
                     raise mod.InvalidArgument('snapshot not protected')
-                new(c_ioctx, c_name, _Image(parent.size, order, features,
+                new(c_ioctx, c_name, _Image(parent.size, order or 22,
+                                            features or 61,
                                             (p_ioctx.images, p_name,
                                              p_snapname)))
                 snap['children'] += 1
@@ -462,6 +602,7 @@ class Ceph(object):
                 target = new(dest_ioctx, dest_image_name,
                              _Image(source.size, order, features))
                 target.migrating = (ioctx.images, image_name, source)
+                target.migration_state = mod.RBD_IMAGE_MIGRATION_STATE_PREPARED
                 # The source leaves its pool (librbd moves it to the trash).
                 del ioctx.images[image_name]
 
@@ -471,7 +612,9 @@ class Ceph(object):
                 progress(on_progress, target.size)
                 source = target.migrating[2]
                 target.blocks = dict(source.blocks)
+                target.parent = source.parent
                 target.snaps = {n: dict(s) for n, s in source.snaps.items()}
+                target.migration_state = mod.RBD_IMAGE_MIGRATION_STATE_EXECUTED
 
             def migration_commit(self, ioctx, image_name, on_progress=None):
                 ceph._check('migration_commit')
@@ -485,4 +628,8 @@ class Ceph(object):
                 del ioctx.images[image_name]
 
         mod.Image, mod.RBD = Image, RBD
+        mod.RBD_LOCK_MODE_EXCLUSIVE = 0
+        (mod.RBD_IMAGE_MIGRATION_STATE_PREPARED,
+         mod.RBD_IMAGE_MIGRATION_STATE_EXECUTING,
+         mod.RBD_IMAGE_MIGRATION_STATE_EXECUTED) = (2, 3, 4)
         return mod

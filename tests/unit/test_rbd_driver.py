@@ -154,3 +154,26 @@ def test_driver_options_listed(ceph):
             'rados_connection_retries', 'rados_connection_interval',
             'rbd_store_chunk_size', 'reserved_percentage',
             'rbd_migration_method', 'volume_copy_bps_limit'} <= names
+
+
+def test_open_volume_closes_what_it_opened_when_the_handle_fails(
+        ceph, monkeypatch):
+    from rbdmig.volume import rbd_io
+    drv = fx.make_driver(ceph)
+    volume = fx.make_volume(ceph, data=b'abc')
+    closed = []
+    real_close = ceph.rbd.Image.close
+
+    def close(image):
+        closed.append(image.name)
+        real_close(image)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('the handle could not be built')
+
+    monkeypatch.setattr(ceph.rbd.Image, 'close', close)
+    monkeypatch.setattr(rbd_io, 'RBDHandle', broken)
+    with pytest.raises(RuntimeError):
+        drv.open_volume(None, volume)
+    assert closed == [volume.name]
+    assert ceph.connections == 0

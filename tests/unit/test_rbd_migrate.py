@@ -289,13 +289,37 @@ def test_failed_source_removal_still_reports_the_move(ceph, method, call,
     src, dst = _pair(ceph, method)
     volume = fx.make_volume(ceph, data=DATA)
     host = fx.host_of(dst)
-    ceph.fail(call, ceph.rbd.ImageBusy('watcher appeared'))
+    ceph.fail(call, ceph.rbd.Error('OSD went away'))
 
     with caplog.at_level(logging.ERROR):
         assert src.migrate_volume(None, volume, host) == (True, None)
 
     assert fx.read_head(ceph, 'ssd', volume.name, len(DATA)) == DATA
     assert 'LEFTOVER' in caplog.text
+    # The journal stays, verified: recovery will remove the source.
+    record = _journal(ceph).get(volume.name)
+    assert record.phase == 'verified'
+
+
+@pytest.mark.parametrize('method,call', [('deep_copy', 'remove'),
+                                         ('live', 'migration_commit')])
+def test_a_client_opening_the_source_at_the_end_keeps_the_source(
+        ceph, method, call):
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    ceph.fail(call, ceph.rbd.ImageBusy('watcher appeared'), times=1)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+    assert not _exists(ceph, 'ssd', volume.name)
+    assert _journal(ceph).records() == []
+
+
+def _journal(ceph, pool='hdd'):
+    from rbdmig.ceph import journal
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx(pool)
+    return journal.Journal(ceph.rados, ioctx)
 
 
 @pytest.mark.parametrize('method', ['clone_flatten', 'live'])
@@ -338,3 +362,15 @@ def test_without_a_callback_progress_goes_to_the_log(ceph, caplog):
              if 'migration of %s' % volume.id in r.getMessage()]
     assert lines[0].startswith('migration of %s: 0.0%%' % volume.id)
     assert '100.0%' in lines[-1]
+
+
+@pytest.mark.parametrize('error', ['PermissionError', 'TimedOut'])
+def test_an_inspection_error_is_a_refusal_not_a_crash(ceph, error):
+    src, dst = _pair(ceph, 'copy')
+    volume = fx.make_volume(ceph, data=DATA)
+    cls = type(error, (ceph.rbd.Error,), {})
+    ceph.fail('Image', cls('cannot read the header'), times=1)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+    assert not _exists(ceph, 'ssd', volume.name)

@@ -6,27 +6,42 @@ import errno
 from oslo_log import log as logging
 
 from rbdmig.ceph import images
+from rbdmig.ceph import journal
 
 LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class Move:
-    """One image to move: the same name, from one pool to another.
+    """One image to move, from one pool to another, its name kept.
 
     :ivar rbd: the ``rbd`` module, native-threaded
         (:class:`rbdmig.native.Module`).
     :ivar src_ioctx: the source pool.
     :ivar dst_ioctx: the destination pool (maybe in another cluster).
     :ivar name: the image's name in both.
+    :ivar temp: the name the copy is built under (:func:`journal.temp_name`;
+        the name itself for ``live``).
     :ivar size: the source's size in bytes.
+    :ivar migration_id: the journal's id of this migration.
+    :ivar source: the source, open read-only: every read goes through it;
+        None for ``live``, which opens its own.
+    :ivar guard: the source, open for writing and holding librbd's
+        exclusive lock where the image has the feature, so that nobody
+        else writes during the copy; snapshots are made through it.  (A
+        copy made through the locking handle itself, of a clone, lost the
+        parent's data in Ceph 16: reads go through ``source``.)
     """
 
     rbd: object
     src_ioctx: object
     dst_ioctx: object
     name: str
+    temp: str
     size: int
+    migration_id: str
+    source: object = None
+    guard: object = None
 
 
 class Method(object):
@@ -36,8 +51,9 @@ class Method(object):
     short librbd calls go through ``move.rbd``'s native proxies, the long
     data move through :func:`rbdmig.native.run`, whose job reports bytes
     to ``relay.sink`` and never logs (under eventlet, logging's locks are
-    green and must not be taken on a native thread).  On failure it
-    leaves no destination behind and the source untouched.
+    green and must not be taken on a native thread).  It builds the copy
+    under ``move.temp`` and tags it; on failure it removes what it built
+    (only ever ``move.temp``) and leaves the source untouched.
     """
 
     name = None
@@ -45,22 +61,23 @@ class Method(object):
     keeps_snapshots = False
     # The method that moves a volume with snapshots instead; None refuses.
     snapshots_by = None
-    # Whether it can copy into another cluster (librados ioctx of another
-    # client and cluster); methods built on clones or live migration
-    # cannot.
+    # Whether it can copy into another cluster.
     crosses_clusters = False
+    # Whether it reads the source through ``move.source``.
+    uses_source_handle = True
 
     def copy(self, move, relay):
-        """Create ``move.name`` in the destination with the source's data.
+        """Build ``move.temp`` in the destination with the source's data.
 
         :param relay: a :class:`rbdmig.native.ProgressRelay`.
         """
         try:
             self._copy(move, relay)
         except move.rbd.ImageExists:
-            raise  # another image took the name: never ours to remove
-        except BaseException:
-            self._remove_partial(move)
+            raise  # another image has the name: never ours to remove
+        except BaseException as err:
+            if not images.timed_out(err):  # else: more would time out
+                self._remove_partial(move)
             raise
 
     def _copy(self, move, relay):
@@ -68,18 +85,33 @@ class Method(object):
 
     def _remove_partial(self, move):
         try:
-            images.remove(move.rbd, move.dst_ioctx, move.name)
+            images.remove(move.rbd, move.dst_ioctx, move.temp)
         except Exception:
-            LOG.exception('Could not remove the partial copy of %s; remove '
-                          'it by hand (the source is intact).', move.name)
+            LOG.exception('Could not remove the partial copy %s; "rbdmig '
+                          'recover" will (the source is intact).', move.temp)
+
+    def tag(self, move):
+        """Mark the copy as this migration's (image metadata)."""
+        with move.rbd.Image(move.dst_ioctx, move.temp) as copy:
+            copy.metadata_set(journal.TAG, move.migration_id)
 
     def discard(self, move):
         """Undo a completed :meth:`copy`; the source stays."""
-        images.remove(move.rbd, move.dst_ioctx, move.name)
+        images.remove(move.rbd, move.dst_ioctx, move.temp)
+
+    def place(self, move):
+        """Give the verified copy its final name.
+
+        :raises ImageExists: an image of that name appeared meanwhile.
+        """
+        move.rbd.RBD().rename(move.dst_ioctx, move.temp, move.name)
 
     def remove_source(self, move):
-        """Remove the source once the destination is verified."""
-        images.remove(move.rbd, move.src_ioctx, move.name)
+        """Remove the source once the copy is verified and placed.
+
+        :raises ImageBusy: a client opened it; nothing was removed.
+        """
+        images.remove_source(move.rbd, move.src_ioctx, move.name)
 
 
 class ByteProgress(object):

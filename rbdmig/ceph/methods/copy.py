@@ -15,15 +15,13 @@ class CopyMethod(base.Method):
     name = 'copy'
 
     def _copy(self, move, relay):
-        with move.rbd.Image(move.src_ioctx, move.name,
-                            read_only=True) as src:
-            args = images.create_args(move.rbd, src)
-            native.run(lambda: _whole(relay.sink, move.size, src.copy,
-                                      move.dst_ioctx, move.name, **args),
-                       relay)
+        args = images.create_args(move.rbd, move.source)
+        native.run(lambda: whole(relay.sink, move.size, move.source.copy,
+                                 move.dst_ioctx, move.temp, **args), relay)
+        self.tag(move)
 
 
-def _whole(sink, size, call, *args, **kwargs):
+def whole(sink, size, call, *args, **kwargs):
     """Run a librbd call that reports no progress; report it at the end."""
     sink.set_size(size)
     call(*args, **kwargs)

@@ -16,10 +16,8 @@ class DeepCopyMethod(base.Method):
     keeps_snapshots = True
 
     def _copy(self, move, relay):
-        with move.rbd.Image(move.src_ioctx, move.name,
-                            read_only=True) as src:
-            args = images.create_args(move.rbd, src)
-            native.run(lambda: copy._whole(relay.sink, move.size,
-                                           src.deep_copy, move.dst_ioctx,
-                                           move.name, **args),
-                       relay)
+        args = images.create_args(move.rbd, move.source)
+        native.run(lambda: copy.whole(relay.sink, move.size,
+                                      move.source.deep_copy, move.dst_ioctx,
+                                      move.temp, **args), relay)
+        self.tag(move)

@@ -38,16 +38,16 @@ class ExtentsMethod(base.Method):
         return type(self)(queue_depth=queue_depth, chunk_size=chunk_size)
 
     def _copy(self, move, relay):
-        rbd = move.rbd
-        with rbd.Image(move.src_ioctx, move.name, read_only=True) as src:
-            rbd.RBD().create(move.dst_ioctx, move.name, move.size,
-                             **images.create_args(rbd, src))
-            with rbd.Image(move.dst_ioctx, move.name) as dst:
-                images.copy_metadata(src, dst)
-                pump = AioPump(src, dst, self.queue_depth, self.chunk_size,
-                               relay.sink)
-                native.run(lambda: pump.run(
-                    images.data_extents(src, move.size), move.size), relay)
+        rbd, src = move.rbd, move.source
+        rbd.RBD().create(move.dst_ioctx, move.temp, move.size,
+                         **images.create_args(rbd, src))
+        self.tag(move)
+        with rbd.Image(move.dst_ioctx, move.temp) as dst:
+            images.copy_metadata(src, dst)
+            pump = AioPump(src, dst, self.queue_depth, self.chunk_size,
+                           relay.sink)
+            native.run(lambda: pump.run(
+                images.data_extents(src, move.size), move.size), relay)
 
 
 class AioPump(object):

@@ -12,25 +12,27 @@ LOG = logging.getLogger(__name__)
 class LiveMethod(base.Method):
     """RBD live migration: prepare, execute, then commit or abort.
 
-    The source is only removed by ``migration_commit``, after the caller
-    verified the destination; any failure before that aborts, which
-    restores the source and removes the destination.  Progress comes from
-    librbd's ``migration_execute``.
+    librbd links the target (under the final name: there is no temporary
+    one) to the source, which it moves to the trash; ``migration_commit``
+    removes the source, after the caller verified the target; any failure
+    before that aborts, which restores the source and removes the target.
+    Progress comes from librbd's ``migration_execute``.
     """
 
     name = 'live'
     keeps_snapshots = True
+    uses_source_handle = False
 
     def copy(self, move, relay):
         rbd = move.rbd
         with rbd.Image(move.src_ioctx, move.name, read_only=True) as src:
             args = images.create_args(rbd, src)
         rbd.RBD().migration_prepare(move.src_ioctx, move.name,
-                                    move.dst_ioctx, move.name, **args)
+                                    move.dst_ioctx, move.temp, **args)
         try:
             progress = base.ByteProgress(relay.sink, move.size)
             native.run(lambda: progress.run(rbd.RBD().migration_execute,
-                                            move.dst_ioctx, move.name),
+                                            move.dst_ioctx, move.temp),
                        relay)
         except BaseException:
             self._abort(move)
@@ -38,13 +40,19 @@ class LiveMethod(base.Method):
 
     def _abort(self, move):
         try:
-            move.rbd.RBD().migration_abort(move.dst_ioctx, move.name)
+            move.rbd.RBD().migration_abort(move.dst_ioctx, move.temp)
         except Exception:
-            LOG.exception('Aborting the live migration of %s failed; run '
-                          '"rbd migration abort" on it.', move.name)
+            LOG.exception('Aborting the live migration of %s failed; '
+                          '"rbdmig recover" will.', move.name)
+
+    def tag(self, move):
+        """Nothing to tag: librbd's migration state names the target."""
 
     def discard(self, move):
-        move.rbd.RBD().migration_abort(move.dst_ioctx, move.name)
+        move.rbd.RBD().migration_abort(move.dst_ioctx, move.temp)
+
+    def place(self, move):
+        """The target has its final name already."""
 
     def remove_source(self, move):
-        move.rbd.RBD().migration_commit(move.dst_ioctx, move.name)
+        move.rbd.RBD().migration_commit(move.dst_ioctx, move.temp)

@@ -16,6 +16,7 @@ from rbdmig.ceph import connection
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
+from rbdmig.ceph import recover
 from rbdmig.migration import progress
 from rbdmig.volume import driver
 from rbdmig.volume import rbd_io
@@ -97,14 +98,38 @@ class RBDDriver(driver.VolumeDriver):
         self._sleep = kwargs.get('sleep', time.sleep)
         # librbd images and RBD() calls on native threads under eventlet.
         self._rbd = native.Module(self.rbd, ('Image', 'RBD'))
+        self.recovered = []
 
     # -- set-up ---------------------------------------------------------------
 
     def do_setup(self, context):
+        """Check the bindings, then recover interrupted migrations.
+
+        The outcomes are kept in :attr:`recovered` (the CLI prints them).
+        """
         if self.rados is None or self.rbd is None:
             raise exception.InvalidConfiguration(
                 reason='the rados and rbd Python modules are missing; '
                        'install python3-rados and python3-rbd.')
+        self.recovered = self.recover_migrations()
+
+    def recover_migrations(self, any_host=False):
+        """Finish or undo the migrations a dead process left journaled.
+
+        Standalone, a verified copy is completed (see
+        :func:`rbdmig.ceph.recover.recover`).  A cluster that cannot be
+        reached is logged, not raised: it must not stop the backend.
+
+        :returns: the list of :class:`rbdmig.ceph.recover.Outcome`.
+        """
+        try:
+            return recover.recover(self.backend(), complete_verified=True,
+                                   any_host=any_host)
+        except exception.RbdmigError as err:
+            LOG.warning('Cannot read the migration journal of %(name)s: '
+                        '%(err)s', {'name': self._backend_name(),
+                                    'err': err})
+            return []
 
     def check_for_setup_error(self):
         chunk = self.configuration.rbd_store_chunk_size

@@ -1,0 +1,251 @@
+"""The migration journal: what a move is doing, kept in the source pool.
+
+Before any data moves, a migration claims its image by creating the
+RADOS object ``rbdmig_migration.<image>`` exclusively in the source pool
+(a second claim fails: two processes never move one image) and writes
+its record there as JSON: id, method, source, destination, the name the
+copy is built under, the temporary snapshot if any, the phase and the
+owning process.  The omap of ``rbdmig_migrations`` indexes the records,
+so recovery reads one object instead of listing a pool.  Nothing here
+is a secret: the destination is described by ``location_info`` fields.
+
+Images rbdmig creates are built under :func:`temp_name` (the image's
+name and the migration id), so cleanup can only ever remove images whose
+name says they are this migration's, and carry :data:`TAG` in their
+image metadata until the move completes.
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+import uuid
+
+from oslo_log import log as logging
+
+from rbdmig import exception
+from rbdmig import native
+
+LOG = logging.getLogger(__name__)
+
+RECORD_PREFIX = 'rbdmig_migration.'
+INDEX = 'rbdmig_migrations'
+# Image metadata key on the images a migration creates: its id.
+TAG = 'rbdmig.migration'
+
+# Phases, in order.  Only a record in COPYING may own a partial copy;
+# VERIFIED means the copy under ``temp`` (or, for ``live``, the migration
+# target) is complete and verified, and the source may go.
+CLAIMED = 'claimed'
+COPYING = 'copying'
+VERIFIED = 'verified'
+PHASES = (CLAIMED, COPYING, VERIFIED)
+
+
+def temp_name(image, migration_id):
+    """The name a copy of ``image`` is built under before it is renamed."""
+    return '%s.rbdmig-%s' % (image, migration_id)
+
+
+def snapshot_name(migration_id):
+    """The name of a migration's temporary snapshot of its source."""
+    return 'rbdmig-migrate-%s' % migration_id
+
+
+def _lock_dir():
+    for base in ('/run/lock', tempfile.gettempdir()):
+        if os.access(base, os.W_OK):
+            return os.path.join(base, 'rbdmig')
+    return os.path.join(tempfile.gettempdir(), 'rbdmig')
+
+
+@contextlib.contextmanager
+def running(record):
+    """Hold the host-local lock that says ``record``'s migration runs.
+
+    The kernel releases an ``flock`` when its process dies, so on this
+    host "the lock is held" means exactly "the migration is running": not
+    merely "its process lives" (a process whose migration failed and
+    could not clean up lives on).
+    """
+    path = record.lock_path
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+
+
+@dataclasses.dataclass
+class Record:
+    """One migration, as the journal keeps it."""
+
+    id: str
+    image: str
+    method: str
+    source_pool: str
+    dest: dict  # location_info's fields: cluster_name ceph_conf fsid ...
+    temp: str
+    phase: str = CLAIMED
+    snapshot: str = None
+    # The migrating process's librados client ids, by cluster ('source',
+    # 'dest'): recovery fences them off (blocklists them) before it acts.
+    clients: dict = dataclasses.field(default_factory=dict)
+    host: str = dataclasses.field(default_factory=socket.gethostname)
+    pid: int = dataclasses.field(default_factory=os.getpid)
+    lock_dir: str = dataclasses.field(default_factory=_lock_dir)
+    started: float = dataclasses.field(default_factory=time.time)
+
+    @classmethod
+    def new(cls, image, method, source_pool, dest, live=False):
+        """A record for a new migration, with a new id."""
+        migration_id = uuid.uuid4().hex[:12]
+        temp = image if live else temp_name(image, migration_id)
+        return cls(id=migration_id, image=image, method=method,
+                   source_pool=source_pool, dest=dict(dest), temp=temp)
+
+    def to_bytes(self):
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(data).items()
+                      if k in fields})
+
+    @property
+    def lock_path(self):
+        """The file whose lock :func:`running` holds."""
+        return os.path.join(self.lock_dir, 'migration-%s.lock' % self.id)
+
+    def owner_alive(self):
+        """Whether this migration is still running.
+
+        A record from another host is treated as running: that host's own
+        recovery owns it (``rbdmig recover --any-host`` overrides).
+        """
+        if self.host != socket.gethostname():
+            return True
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def __str__(self):
+        return 'migration %s of %s (%s, %s)' % (self.id, self.image,
+                                                 self.method, self.phase)
+
+
+class Journal(object):
+    """The journal of one source pool.
+
+    :param rados: the ``rados`` module (injectable for tests).
+    :param ioctx: the source pool's librados ioctx.
+    """
+
+    def __init__(self, rados, ioctx):
+        self.rados = rados
+        self.ioctx = ioctx
+
+    def _write(self, oid, build):
+        with self.rados.WriteOpCtx() as op:
+            build(op)
+            native.call(self.ioctx.operate_write_op, op, oid)
+
+    def _index_key(self, record):
+        return '%s/%s' % (record.image, record.id)
+
+    def claim(self, record):
+        """Record a new migration; it now owns its image.
+
+        :raises MigrationInProgress: another migration holds the image.
+        """
+        key = self._index_key(record)
+        # Index first: a crash in between leaves a key without a record,
+        # which records() drops; never a record nobody can find.
+        self._write(INDEX, lambda op: self.ioctx.set_omap(
+            op, (key,), (record.id.encode(),)))
+        def create(op):
+            op.new(self.rados.LIBRADOS_CREATE_EXCLUSIVE)
+            op.write_full(record.to_bytes())
+
+        try:
+            self._write(RECORD_PREFIX + record.image, create)
+        except self.rados.ObjectExists:
+            self._forget(key)
+            holder = self.get(record.image)
+            raise exception.MigrationInProgress(
+                volume=record.image, holder=holder or 'another process')
+        LOG.debug('Journal: claimed %s', record)
+
+    def update(self, record, phase):
+        """Move ``record`` to ``phase``, in Ceph before anything else."""
+        record.phase = phase
+        self._write(RECORD_PREFIX + record.image,
+                    lambda op: op.write_full(record.to_bytes()))
+        LOG.debug('Journal: %s', record)
+
+    def finish(self, record):
+        """Forget a migration that completed or was undone."""
+        current = self.get(record.image)
+        if current is not None and current.id == record.id:
+            native.call(self.ioctx.remove_object,
+                        RECORD_PREFIX + record.image)
+        self._forget(self._index_key(record))
+        LOG.debug('Journal: finished %s', record)
+
+    def _forget(self, key):
+        try:
+            self._write(INDEX, lambda op: self.ioctx.remove_omap_keys(
+                op, (key,)))
+        except self.rados.ObjectNotFound:
+            pass
+
+    def get(self, image):
+        """The record of ``image``'s migration, or None."""
+        try:
+            data = native.call(self.ioctx.read, RECORD_PREFIX + image,
+                               1 << 20)
+        except self.rados.ObjectNotFound:
+            return None
+        return Record.from_bytes(data)
+
+    def records(self):
+        """Every migration journaled in this pool; stale keys dropped."""
+        def read(op):
+            vals, _ = self.ioctx.get_omap_vals(op, '', '', 100000)
+            native.call(self.ioctx.operate_read_op, op, INDEX)
+            return list(vals)
+
+        try:
+            with self.rados.ReadOpCtx() as op:
+                keys = read(op)
+        except self.rados.ObjectNotFound:
+            return []
+        found = []
+        for key, value in keys:
+            image = key.rsplit('/', 1)[0]
+            record = self.get(image)
+            if record is None or record.id.encode() != value:
+                self._forget(key)  # a crash between index and record
+                continue
+            found.append(record)
+        return found
