@@ -56,3 +56,8 @@ class MigrationError(RbdmigError):
 
 class SandboxError(RbdmigError):
     message = 'Ceph sandbox: %(reason)s'
+
+
+class InvalidTransition(RbdmigError):
+    message = 'Cannot change %(field)s from %(old)s to %(new)s.'
+
