@@ -61,3 +61,7 @@ class SandboxError(RbdmigError):
 class InvalidTransition(RbdmigError):
     message = 'Cannot change %(field)s from %(old)s to %(new)s.'
 
+
+class MigrationInProgress(RbdmigError):
+    message = 'Volume %(volume)s is already being migrated (%(status)s).'
+
