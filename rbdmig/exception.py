@@ -62,6 +62,14 @@ class InvalidTransition(RbdmigError):
     message = 'Cannot change %(field)s from %(old)s to %(new)s.'
 
 
+class ConcurrentUpdate(RbdmigError):
+    message = ('%(what)s was changed by another process: it is no longer '
+               '%(expected)s.')
+
+
 class MigrationInProgress(RbdmigError):
     message = 'Volume %(volume)s is already being migrated (%(status)s).'
 
+
+class MigrationNotFound(RbdmigError):
+    message = 'Migration %(id)s could not be found.'

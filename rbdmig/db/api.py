@@ -26,6 +26,7 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 import sqlalchemy as sa
 
+from rbdmig.db import migration_records
 from rbdmig.db import models
 from rbdmig.db import sqlite
 from rbdmig import exception
@@ -49,7 +50,7 @@ def _matches(column, value):
     return column.is_(None) if value is None else column == value
 
 
-class API:
+class API(migration_records.MigrationRecordsMixin):
     """Volumes and migrations in one database.
 
     :param connection: a SQLAlchemy URL; SQLite files get WAL and a busy

@@ -43,3 +43,40 @@ def cas_racer(url, volume_ids, barrier, results):
     finally:
         db.dispose()
 
+
+def start_racer(url, volume_ids, barrier, results):
+    """For each volume: wait for the rival, then start_migration."""
+    from rbdmig import exception
+    db = api.API(url)
+    try:
+        for volume_id in volume_ids:
+            barrier.wait(timeout=60)
+            try:
+                db.start_migration(volume_id, 'ssd', host='racer')
+                results.put((volume_id, 'won'))
+            except exception.MigrationInProgress:
+                results.put((volume_id, 'lost'))
+            except Exception as e:
+                results.put((volume_id, 'failed: %r' % e))
+    finally:
+        db.dispose()
+
+
+def progress_writer(url, migration_id, total, halfway, go, results):
+    """Write half the progress, wait for ``go``, write the rest."""
+    db = api.API(url)
+    try:
+        for done in (total // 4, total // 2):
+            db.update_progress(migration_id, done, bytes_total=total,
+                               rate=1e6, eta=9.0)
+        db.save_checkpoint(migration_id, total // 2, total // 8)
+        halfway.set()
+        if not go.wait(timeout=60):
+            raise RuntimeError('the reader never said go')
+        db.update_progress(migration_id, total, rate=2e6, eta=0.0)
+        db.save_checkpoint(migration_id, total, total // 8)
+        results.put('done')
+    except Exception as e:
+        results.put('failed: %r' % e)
+    finally:
+        db.dispose()
