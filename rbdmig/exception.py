@@ -67,5 +67,18 @@ class PoolNotFound(VolumeBackendAPIException):
     message = 'Pool %(pool)s does not exist in Ceph %(cluster)s.'
 
 
+class InvalidTransition(RbdmigError):
+    message = 'Cannot change %(field)s from %(old)s to %(new)s.'
+
+
+class ConcurrentUpdate(RbdmigError):
+    message = ('%(what)s was changed by another process: it is no longer '
+               '%(expected)s.')
+
+
 class MigrationInProgress(RbdmigError):
-    message = 'Volume %(volume)s is being migrated already: %(holder)s.'
+    message = 'Volume %(volume)s is already being migrated (%(holder)s).'
+
+
+class MigrationNotFound(RbdmigError):
+    message = 'Migration %(id)s could not be found.'

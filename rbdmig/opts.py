@@ -3,6 +3,7 @@
 import itertools
 
 from oslo_config import cfg
+from oslo_db import options as db_options
 
 from rbdmig import volume
 from rbdmig.volume import driver
@@ -15,12 +16,33 @@ _global_opts = [
                 help='The backend sections to serve, e.g. ``ceph-a, '
                      'ceph-b, files``.  Each names a section that sets '
                      '``volume_driver`` and that driver\'s options.'),
+    cfg.StrOpt('state_path',
+               default='/var/lib/rbdmig',
+               help='Directory where rbdmig keeps its state.  The default '
+                    '``[database] connection`` is an SQLite file in it, '
+                    'created with the directory on first use.'),
 ]
+
+# The database when ``[database] connection`` is not set: an SQLite file,
+# no server to start.  oslo.config fills in ``$state_path`` when it is read.
+DEFAULT_CONNECTION = 'sqlite:///$state_path/rbdmig.sqlite'
 
 
 def register_opts(conf):
-    """Register the [DEFAULT] options in ``conf``."""
+    """Register the [DEFAULT] and [database] options in ``conf``."""
     conf.register_opts(_global_opts)
+    db_options.set_defaults(conf, connection=DEFAULT_CONNECTION)
+
+
+def update_default_opts():
+    """Show rbdmig's default ``[database] connection`` in generated samples.
+
+    oslo-config-generator calls this (the ``oslo.config.opts.defaults``
+    entry point) before it lists oslo.db's options; at run time
+    :func:`register_opts` sets the same default on one ConfigOpts.
+    """
+    cfg.set_defaults(db_options.database_opts,
+                     connection=DEFAULT_CONNECTION)
 
 
 def list_opts():

@@ -37,8 +37,8 @@ def test_a_second_claim_on_an_image_is_refused(ceph):
     second = journal.Record.new('volume-1', 'extents', 'hdd', _dest())
     _journal(ceph).claim(first)
     with pytest.raises(exception.MigrationInProgress,
-                       match='volume-1 is being migrated already: '
-                             'migration %s' % first.id):
+                       match='volume-1 is already being migrated '
+                             '.migration %s' % first.id):
         _journal(ceph).claim(second)
     assert [r.id for r in _journal(ceph).records()] == [first.id]
     _journal(ceph).finish(first)

@@ -1,0 +1,1 @@
+"""Persistence of volumes and migrations (SQLite by default)."""

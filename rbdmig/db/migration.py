@@ -1,0 +1,72 @@
+"""Schema migrations: bring a database to the newest schema with alembic."""
+
+from alembic import command as alembic_command
+from alembic import config as alembic_config
+from alembic import migration as alembic_migration
+from oslo_log import log as logging
+import sqlalchemy as sa
+
+from rbdmig.db import sqlite
+
+LOG = logging.getLogger(__name__)
+
+# The scripts ship inside the package (no alembic.ini to find).
+SCRIPT_LOCATION = 'rbdmig.db:migrations'
+
+
+def alembic_config_for(connection=None):
+    """Return the alembic ``Config`` of rbdmig's migration scripts.
+
+    To write a new migration against a scratch database::
+
+        cfg = alembic_config_for()
+        cfg.set_main_option('sqlalchemy.url', 'sqlite:////tmp/scratch.db')
+        alembic.command.upgrade(cfg, 'head')
+        alembic.command.revision(cfg, 'what it does', autogenerate=True)
+
+    :param connection: a SQLAlchemy Connection the scripts run on.
+    """
+    config = alembic_config.Config()
+    config.set_main_option('script_location', SCRIPT_LOCATION)
+    if connection is not None:
+        config.attributes['connection'] = connection
+    return config
+
+
+def _engine(engine_or_url):
+    """Return ``(engine, made)``; ``made`` if it is ours to dispose of."""
+    if isinstance(engine_or_url, sa.engine.Engine):
+        return engine_or_url, False
+    url = sqlite.prepare_url(str(engine_or_url))
+    return sa.create_engine(url, poolclass=sa.pool.NullPool), True
+
+
+def db_sync(engine_or_url, revision='head'):
+    """Upgrade the database to ``revision`` (the newest by default).
+
+    Works on an empty or missing SQLite file and does nothing when the
+    schema is already there, so it can run at every start.
+
+    :param engine_or_url: an Engine, or a SQLAlchemy URL.
+    """
+    engine, made = _engine(engine_or_url)
+    try:
+        with engine.begin() as connection:
+            LOG.debug('Upgrading the database to %s.', revision)
+            alembic_command.upgrade(alembic_config_for(connection), revision)
+    finally:
+        if made:
+            engine.dispose()
+
+
+def db_version(engine_or_url):
+    """Return the database's alembic revision, None if it has no schema."""
+    engine, made = _engine(engine_or_url)
+    try:
+        with engine.connect() as connection:
+            context = alembic_migration.MigrationContext.configure(
+                connection)
+            return context.get_current_revision()
+    finally:
+        if made:
+            engine.dispose()

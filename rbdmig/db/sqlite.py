@@ -1,0 +1,61 @@
+"""SQLite made fit for several processes: WAL, a busy timeout, its folder."""
+
+import os
+
+from oslo_log import log as logging
+import sqlalchemy as sa
+
+LOG = logging.getLogger(__name__)
+
+# Seconds a connection waits for another process's write lock before it
+# gives up with "database is locked".  Writes here are single statements
+# that take milliseconds, so waiting long only matters when a host is
+# overloaded; a ``timeout`` in the connection URL overrides it.
+BUSY_TIMEOUT = 30
+
+
+def _is_file(url):
+    return (url.get_backend_name() == 'sqlite'
+            and url.database not in (None, '', ':memory:')
+            and not url.database.startswith('file:'))
+
+
+def prepare_url(connection):
+    """Return ``connection`` ready for several processes, as a string.
+
+    For an SQLite file: the busy timeout (the sqlite3 module's ``timeout``)
+    is added unless the URL sets one, and the file's folder is created, so
+    the default database under ``state_path`` works on first use.  Other
+    URLs are returned unchanged.
+    """
+    url = sa.engine.make_url(connection)
+    if url.get_backend_name() != 'sqlite':
+        return connection
+    if 'timeout' not in url.query:
+        url = url.update_query_dict({'timeout': str(BUSY_TIMEOUT)})
+    if _is_file(url):
+        folder = os.path.dirname(os.path.abspath(url.database))
+        if not os.path.isdir(folder):
+            LOG.info('Creating %s for the database.', folder)
+            os.makedirs(folder, mode=0o750, exist_ok=True)
+    return url.render_as_string(hide_password=False)
+
+
+def on_engine_create(engine):
+    """Switch each new SQLite connection of ``engine`` to WAL.
+
+    In WAL mode readers never block the writer nor the writer them, so
+    ``rbdmig show`` can read progress while a migration writes it.  The
+    mode is stored in the file; setting it again is a no-op.  Foreign
+    keys are switched on by oslo.db (``sqlite_fk``).
+    """
+    if engine.dialect.name != 'sqlite':
+        return
+
+    @sa.event.listens_for(engine, 'connect')
+    def _wal(dbapi_connection, connection_record):
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute('PRAGMA journal_mode=WAL')
+        finally:
+            cursor.close()
