@@ -224,6 +224,7 @@ class ObjectCopier {
   // waiting for one at most until `until`.
   void step(Clock::time_point until) {
     while (!stopped_ && next_ < count_ && !free_.empty()) issue();
+    if (in_flight_ == 0) return;  // nothing to wait for
     std::vector<Slot*> done;
     {
       std::unique_lock<std::mutex> lock(lock_);

@@ -302,6 +302,9 @@ def test_copy_objects_within_and_across_namespaces(client, spec):
                                   dst_namespace='ns-b')
 
         assert result == ext.ObjectCopyResult(copied=3, skipped=1)
+        assert ext.copy_objects(spec, SRC, 'obj', DST, 'copy', 0,
+                                src_namespace='ns-a', dst_namespace='ns-b'
+                                ) == ext.ObjectCopyResult(0, 0)
         dst_ioctx.set_namespace('ns-b')
         assert {key: dst_ioctx.read(key, 8192)
                 for key in _objects(dst_ioctx, 'copy')} == {
