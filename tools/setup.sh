@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+# libradospp-dev, librbd-dev and g++ build rbdmig.ext._offload (optional:
+# without them rbdmig installs and runs, minus server-side copy).
 PACKAGES="ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd
-python3-venv python3-dev gcc"
+python3-venv python3-dev gcc g++ libradospp-dev librbd-dev"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
@@ -32,6 +34,8 @@ fi
 .venv/bin/python tools/link_ceph_bindings.py
 if ! .venv/bin/python -c 'import rbdmig, pytest, tox' 2>/dev/null \
         || [ setup.cfg -nt .venv/.rbdmig-installed ] \
+        || [ setup.py -nt .venv/.rbdmig-installed ] \
+        || [ rbdmig/ext/_offload.cpp -nt .venv/.rbdmig-installed ] \
         || [ requirements.txt -nt .venv/.rbdmig-installed ]; then
     echo "setup: installing Python dependencies into .venv"
     .venv/bin/pip install -q --disable-pip-version-check --upgrade pip

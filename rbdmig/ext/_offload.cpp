@@ -1,0 +1,623 @@
+// rbdmig.ext._offload: server-side copies with the GIL released.
+//
+// rbdmig/ext/__init__.py is the documented front end: it validates the
+// arguments and adapts progress callbacks; this file trusts it for types
+// and only re-checks what would otherwise hang or crash.
+//
+// Why the CPython C API and not pybind11: three functions taking plain
+// arguments do not need a binding generator, and depending on nothing but
+// Python's own headers keeps the build optional on g++ and Ceph's headers
+// alone (pybind11 would be one more build requirement to fetch).
+//
+// Threads: Python is touched only on the calling thread, with the GIL
+// held.  Everything that waits (connecting, in-flight ops, librbd) does
+// so with the GIL released.  librados completions and librbd progress
+// callbacks run on Ceph's threads and only record numbers, under a mutex,
+// for the calling thread to report every kReportInterval.
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <rados/librados.hpp>
+#include <rbd/librbd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often the calling thread reports progress to Python, at most.
+constexpr auto kReportInterval = std::chrono::milliseconds(100);
+
+// How long a cancelled copy_image's connection stays blocklisted if
+// lifting the entry fails (see fence()).
+constexpr uint32_t kFenceSeconds = 3600;
+
+// AioCompletions created and not yet released: tests read it through
+// live_completions() to prove that nothing is left in flight.
+std::atomic<long> g_live_completions{0};
+
+// A failed Ceph call, turned into OSError(err, what) at the boundary.
+struct CephError {
+  int err;  // a positive errno
+  std::string what;
+};
+
+// A Python exception already set (with the GIL held), to unwind with.
+struct PythonError {};
+
+[[noreturn]] void fail(int r, const std::string& what) {
+  throw CephError{-r, what + ": " + std::strerror(-r)};
+}
+
+// Releases the GIL for its lifetime, also while an exception unwinds.
+class NoGil {
+ public:
+  NoGil() : state_(PyEval_SaveThread()) {}
+  ~NoGil() { PyEval_RestoreThread(state_); }
+  NoGil(const NoGil&) = delete;
+  NoGil& operator=(const NoGil&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
+// A Python exception set on this thread, held while the GIL is released
+// (cancellation waits for in-flight work) and raised again afterwards.
+class PendingError {
+ public:
+  ~PendingError() {
+    Py_XDECREF(type_);
+    Py_XDECREF(value_);
+    Py_XDECREF(tb_);
+  }
+  bool set() const { return type_ != nullptr; }
+  void fetch() { PyErr_Fetch(&type_, &value_, &tb_); }
+  PyObject* restore() {
+    PyErr_Restore(type_, value_, tb_);
+    type_ = value_ = tb_ = nullptr;
+    return nullptr;
+  }
+
+ private:
+  PyObject* type_ = nullptr;
+  PyObject* value_ = nullptr;
+  PyObject* tb_ = nullptr;
+};
+
+// Calls progress(done, total); false (exception kept in `error`) if it
+// raised or a signal handler did (Ctrl-C cancels like the callback).
+bool report(PyObject* progress, uint64_t done, uint64_t total,
+            PendingError* error) {
+  PyObject* res = PyObject_CallFunction(progress, "KK",
+                                        (unsigned long long)done,
+                                        (unsigned long long)total);
+  if (res == nullptr || PyErr_CheckSignals() < 0) {
+    Py_XDECREF(res);
+    error->fetch();
+    return false;
+  }
+  Py_DECREF(res);
+  return true;
+}
+
+// Handles that close themselves, declared in the order they must be
+// opened so that scope exit closes images, then pools, then the cluster.
+struct ClusterCloser {
+  void operator()(void* h) const { rados_shutdown(h); }
+};
+struct IoctxCloser {
+  void operator()(void* h) const { rados_ioctx_destroy(h); }
+};
+struct ImageCloser {
+  void operator()(void* h) const { rbd_close(h); }
+};
+struct OptionsCloser {
+  void operator()(void* h) const { rbd_image_options_destroy(h); }
+};
+using ClusterPtr = std::unique_ptr<void, ClusterCloser>;
+using IoctxPtr = std::unique_ptr<void, IoctxCloser>;
+using ImagePtr = std::unique_ptr<void, ImageCloser>;
+using OptionsPtr = std::unique_ptr<void, OptionsCloser>;
+
+// What the front end's ClusterSpec carries, as parsed from its tuple.
+struct ConnParams {
+  const char* conf = nullptr;  // nullptr: librados' default search
+  const char* cluster = nullptr;
+  const char* user = nullptr;
+  const char* keyring = nullptr;  // nullptr: whatever the conf says
+  unsigned int timeouts[3] = {0, 0, 0};  // whole seconds: librados
+};
+
+const char* const kTimeoutOptions[3] = {
+    "client_mount_timeout", "rados_mon_op_timeout", "rados_osd_op_timeout"};
+
+// A connection of our own (C API: librbd's C API needs rados_t/ioctx_t;
+// the C++ IoCtx for copy_from is derived from the C one).  Call without
+// the GIL: connecting waits for the monitors.
+ClusterPtr connect(const ConnParams& p) {
+  std::string name = std::string("client.") + p.user;
+  rados_t handle = nullptr;
+  int r = rados_create2(&handle, p.cluster, name.c_str(), 0);
+  if (r < 0) fail(r, "creating a librados handle for " + name);
+  ClusterPtr cluster(handle);
+  r = rados_conf_read_file(handle, p.conf);
+  if (r < 0) {
+    fail(r, std::string("reading Ceph configuration ") +
+                (p.conf ? p.conf : "(default search path)"));
+  }
+  if (p.keyring && (r = rados_conf_set(handle, "keyring", p.keyring)) < 0) {
+    fail(r, std::string("setting keyring ") + p.keyring);
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (p.timeouts[i] == 0) continue;  // keep librados' default
+    char value[16];
+    std::snprintf(value, sizeof value, "%u", p.timeouts[i]);
+    if ((r = rados_conf_set(handle, kTimeoutOptions[i], value)) < 0) {
+      fail(r, std::string("setting ") + kTimeoutOptions[i]);
+    }
+  }
+  if ((r = rados_connect(handle)) < 0) {
+    fail(r, std::string("connecting to Ceph cluster '") + p.cluster +
+                "' as " + name);
+  }
+  return cluster;
+}
+
+IoctxPtr open_pool(rados_t cluster, const char* pool, const char* ns) {
+  rados_ioctx_t io = nullptr;
+  int r = rados_ioctx_create(cluster, pool, &io);
+  if (r < 0) fail(r, std::string("opening pool '") + pool + "'");
+  IoctxPtr ioctx(io);
+  rados_ioctx_set_namespace(io, ns);  // "" is the default namespace
+  return ioctx;
+}
+
+std::string object_name(const std::string& prefix, uint64_t index) {
+  char suffix[20];
+  std::snprintf(suffix, sizeof suffix, ".%016llx", (unsigned long long)index);
+  return prefix + suffix;
+}
+
+// ---- copy_objects --------------------------------------------------------
+
+// Keeps up to `depth` copy_from ops in flight, from the calling thread,
+// which must not hold the GIL while in step() or the destructor.
+class ObjectCopier {
+ public:
+  struct Slot {
+    ObjectCopier* owner;
+    uint64_t index;
+    librados::AioCompletion* completion;
+  };
+
+  ObjectCopier(librados::IoCtx& src, librados::IoCtx& dst,
+               std::string src_prefix, std::string dst_prefix,
+               uint64_t count, unsigned depth)
+      : src_(src), dst_(dst), src_prefix_(std::move(src_prefix)),
+        dst_prefix_(std::move(dst_prefix)), count_(count),
+        slots_(depth) {
+    for (auto& slot : slots_) free_.push_back(&slot);
+    finished_.reserve(depth);  // the callback never allocates
+  }
+
+  // Never return with an op in flight: librados would complete into
+  // freed memory.
+  ~ObjectCopier() {
+    stop();
+    while (in_flight_ > 0) step(Clock::now() + kReportInterval);
+  }
+
+  // Issues ops up to the depth, then harvests those that completed,
+  // waiting for one at most until `until`.
+  void step(Clock::time_point until) {
+    while (!stopped_ && next_ < count_ && !free_.empty()) issue();
+    if (in_flight_ == 0) return;  // nothing to wait for
+    std::vector<Slot*> done;
+    {
+      std::unique_lock<std::mutex> lock(lock_);
+      cond_.wait_until(lock, until, [this] { return !finished_.empty(); });
+      done.swap(finished_);
+      finished_.reserve(slots_.size());
+    }
+    for (Slot* slot : done) harvest(slot);
+  }
+
+  void stop() { stopped_ = true; }
+  bool finished() const {
+    return in_flight_ == 0 && (stopped_ || next_ == count_);
+  }
+  uint64_t done() const { return copied_ + skipped_; }
+  uint64_t copied() const { return copied_; }
+  uint64_t skipped() const { return skipped_; }
+  // The first failure (not -ENOENT), 0 if none, and the object it hit.
+  int error() const { return error_; }
+  uint64_t failed_index() const { return failed_index_; }
+
+ private:
+  static void on_complete(librados::completion_t, void* arg) {
+    auto* slot = static_cast<Slot*>(arg);
+    ObjectCopier* self = slot->owner;
+    // Notify under the lock: once unlocked, the copier may be gone.
+    std::lock_guard<std::mutex> lock(self->lock_);
+    self->finished_.push_back(slot);
+    self->cond_.notify_one();
+  }
+
+  void issue() {
+    Slot* slot = free_.back();
+    free_.pop_back();
+    slot->owner = this;
+    slot->index = next_++;
+    slot->completion =
+        librados::Rados::aio_create_completion(slot, on_complete);
+    ++g_live_completions;
+    librados::ObjectWriteOperation op;
+    op.copy_from(object_name(src_prefix_, slot->index), src_, 0, 0);
+    // FULL_TRY: a full or over-quota destination pool fails the op at
+    // once (ENOSPC, EDQUOT) instead of parking it until space appears.
+    int r = dst_.aio_operate(object_name(dst_prefix_, slot->index),
+                             slot->completion, &op,
+                             librados::OPERATION_FULL_TRY);
+    ++in_flight_;
+    if (r < 0) record(slot, r);  // never sent: no callback will come
+  }
+
+  void harvest(Slot* slot) {
+    // The callback has queued the slot; wait until it has returned too.
+    slot->completion->wait_for_complete_and_cb();
+    record(slot, slot->completion->get_return_value());
+  }
+
+  void record(Slot* slot, int r) {
+    slot->completion->release();
+    --g_live_completions;
+    --in_flight_;
+    free_.push_back(slot);
+    if (r >= 0) {
+      ++copied_;
+    } else if (r == -ENOENT) {
+      ++skipped_;  // no source object: keep the destination thin
+    } else if (error_ == 0) {
+      error_ = r;
+      failed_index_ = slot->index;
+      stopped_ = true;
+    }
+  }
+
+  librados::IoCtx& src_;
+  librados::IoCtx& dst_;
+  const std::string src_prefix_, dst_prefix_;
+  const uint64_t count_;
+  std::vector<Slot> slots_;
+  std::vector<Slot*> free_;
+  uint64_t next_ = 0, in_flight_ = 0, copied_ = 0, skipped_ = 0;
+  uint64_t failed_index_ = 0;
+  int error_ = 0;
+  bool stopped_ = false;
+  std::mutex lock_;
+  std::condition_variable cond_;
+  std::vector<Slot*> finished_;  // guarded by lock_
+};
+
+bool parse_conn(PyObject* tuple, ConnParams* p) {
+  return PyArg_ParseTuple(tuple, "zsszIII;cluster must be a 7-tuple",
+                          &p->conf, &p->cluster, &p->user, &p->keyring,
+                          &p->timeouts[0], &p->timeouts[1],
+                          &p->timeouts[2]);
+}
+
+PyObject* raise_ceph_error(const CephError& e) {
+  PyObject* args = Py_BuildValue("(is)", e.err, e.what.c_str());
+  if (args) {
+    PyErr_SetObject(PyExc_OSError, args);  // picks the errno's subclass
+    Py_DECREF(args);
+  }
+  return nullptr;
+}
+
+PyObject* copy_objects(PyObject*, PyObject* args) {
+  PyObject *conn_args, *progress;
+  ConnParams conn;
+  const char *src_pool, *src_ns, *src_prefix, *dst_pool, *dst_ns,
+      *dst_prefix;
+  unsigned long long count;
+  unsigned int depth;
+  if (!PyArg_ParseTuple(args, "OssssssKIO", &conn_args, &src_pool, &src_ns,
+                        &src_prefix, &dst_pool, &dst_ns, &dst_prefix,
+                        &count, &depth, &progress) ||
+      !parse_conn(conn_args, &conn)) {
+    return nullptr;
+  }
+  if (depth == 0) {
+    PyErr_SetString(PyExc_ValueError, "queue_depth must be at least 1.");
+    return nullptr;
+  }
+  PendingError cancelled;
+  uint64_t copied = 0, skipped = 0;
+  try {
+    ClusterPtr cluster;
+    IoctxPtr src_io, dst_io;
+    {
+      NoGil nogil;
+      cluster = connect(conn);
+      src_io = open_pool(cluster.get(), src_pool, src_ns);
+      dst_io = open_pool(cluster.get(), dst_pool, dst_ns);
+    }
+    librados::IoCtx src, dst;  // references to the C ioctxs above
+    librados::IoCtx::from_rados_ioctx_t(src_io.get(), src);
+    librados::IoCtx::from_rados_ioctx_t(dst_io.get(), dst);
+    int error;
+    uint64_t failed;
+    {
+      ObjectCopier copier(src, dst, src_prefix, dst_prefix, count, depth);
+      auto next_report = Clock::now() + kReportInterval;
+      for (;;) {
+        {
+          NoGil nogil;
+          copier.step(next_report);
+        }
+        if (copier.finished()) break;
+        if (Clock::now() >= next_report) {
+          if (!cancelled.set() &&
+              !report(progress, copier.done(), count, &cancelled)) {
+            copier.stop();  // in-flight ops are still waited for
+          }
+          next_report = Clock::now() + kReportInterval;
+        }
+      }
+      copied = copier.copied();
+      skipped = copier.skipped();
+      error = copier.error();
+      failed = copier.failed_index();
+    }
+    if (cancelled.set()) return cancelled.restore();
+    if (error) {
+      fail(error, "copying object '" + object_name(src_prefix, failed) +
+                      "' of pool '" + src_pool + "' to '" +
+                      object_name(dst_prefix, failed) + "' of pool '" +
+                      dst_pool + "'");
+    }
+  } catch (const CephError& e) {
+    return raise_ceph_error(e);
+  } catch (const std::exception& e) {
+    PyErr_Format(PyExc_RuntimeError, "copy_objects: %s", e.what());
+    return nullptr;
+  }
+  if (!report(progress, copied + skipped, count, &cancelled)) {
+    return cancelled.restore();
+  }
+  return Py_BuildValue("(KK)", (unsigned long long)copied,
+                       (unsigned long long)skipped);
+}
+
+// ---- copy_image ----------------------------------------------------------
+
+// What librbd's progress callback shares with the calling thread.
+struct ImageProgress {
+  std::mutex lock;
+  std::condition_variable cond;
+  uint64_t offset = 0, total = 0;
+  bool finished = false;
+  int ret = 0;
+  std::atomic<bool> cancel{false};
+};
+
+// On a librbd thread: record, never call Python; ask librbd to stop.
+int on_image_progress(uint64_t offset, uint64_t total, void* arg) {
+  auto* p = static_cast<ImageProgress*>(arg);
+  {
+    std::lock_guard<std::mutex> lock(p->lock);
+    p->offset = offset;
+    p->total = total;
+  }
+  return p->cancel.load() ? -ECANCELED : 0;
+}
+
+void set_option(rbd_image_options_t opts, int option, PyObject* value,
+                const char* name) {
+  if (value == Py_None) return;  // unset: librbd uses the source's
+  unsigned long long v = PyLong_AsUnsignedLongLong(value);
+  if (v == (unsigned long long)-1 && PyErr_Occurred()) throw PythonError{};
+  int r = rbd_image_options_set_uint64(opts, option, v);
+  if (r < 0) fail(r, std::string("setting image option ") + name);
+}
+
+// librbd (Pacific) ignores -ECANCELED from the progress callback of copy
+// and deep copy, so cancelling fences our own, private connection: once
+// the OSDs see it blocklisted, librbd's next op fails and its copy
+// returns.  Returns the address blocklisted ("" if that failed, e.g. for
+// want of the 'osd blocklist' mon cap: the copy then runs to its end).
+std::string fence(rados_t cluster) {
+  char* addrs = nullptr;
+  if (rados_getaddrs(cluster, &addrs) < 0) return "";
+  std::string addr(addrs);
+  std::free(addrs);
+  return rados_blocklist_add(cluster, &addr[0], kFenceSeconds) < 0 ? ""
+                                                                  : addr;
+}
+
+// Lifts the fence (the entry would expire by itself, kFenceSeconds on).
+void unfence(rados_t cluster, const std::string& addr) {
+  if (addr.empty()) return;
+  std::string cmd = "{\"prefix\": \"osd blocklist\", "
+                    "\"blocklistop\": \"rm\", \"addr\": \"" + addr + "\"}";
+  const char* cmds[] = {cmd.c_str()};
+  char *out = nullptr, *status = nullptr;
+  size_t out_len = 0, status_len = 0;
+  rados_mon_command(cluster, cmds, 1, "", 0, &out, &out_len, &status,
+                    &status_len);
+  rados_buffer_free(out);
+  rados_buffer_free(status);
+}
+
+// Joins the librbd thread on every path out of copy_image.
+class Joiner {
+ public:
+  explicit Joiner(std::thread& t) : thread_(t) {}
+  ~Joiner() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::thread& thread_;
+};
+
+PyObject* copy_image(PyObject*, PyObject* args) {
+  PyObject *conn_args, *features, *order, *stripe_unit, *stripe_count,
+      *progress;
+  ConnParams conn;
+  const char *src_pool, *src_ns, *src_name, *src_snap, *dst_pool, *dst_ns,
+      *dst_name, *data_pool;
+  int deep;
+  unsigned long long sparse_size;
+  if (!PyArg_ParseTuple(args, "OsssssssOOOOzKpO", &conn_args, &src_pool,
+                        &src_ns, &src_name, &src_snap, &dst_pool, &dst_ns,
+                        &dst_name, &features, &order, &stripe_unit,
+                        &stripe_count, &data_pool, &sparse_size, &deep,
+                        &progress) ||
+      !parse_conn(conn_args, &conn)) {
+    return nullptr;
+  }
+  if (!*src_snap) src_snap = nullptr;  // "" is the head
+  const std::string what = std::string(deep ? "deep-copying" : "copying") +
+                           " image '" + src_pool + "/" + src_name +
+                           "' to '" + dst_pool + "/" + dst_name + "'";
+  PendingError cancelled;
+  ImageProgress prog;
+  try {
+    rbd_image_options_t raw_opts;
+    rbd_image_options_create(&raw_opts);
+    OptionsPtr opts(raw_opts);
+    set_option(raw_opts, RBD_IMAGE_OPTION_FEATURES, features, "features");
+    set_option(raw_opts, RBD_IMAGE_OPTION_ORDER, order, "order");
+    set_option(raw_opts, RBD_IMAGE_OPTION_STRIPE_UNIT, stripe_unit,
+               "stripe_unit");
+    set_option(raw_opts, RBD_IMAGE_OPTION_STRIPE_COUNT, stripe_count,
+               "stripe_count");
+    int r;
+    if (data_pool && (r = rbd_image_options_set_string(
+                          raw_opts, RBD_IMAGE_OPTION_DATA_POOL,
+                          data_pool)) < 0) {
+      fail(r, "setting image option data_pool");
+    }
+    ClusterPtr cluster;
+    IoctxPtr src_io, dst_io;
+    ImagePtr image;
+    {
+      NoGil nogil;
+      cluster = connect(conn);
+      src_io = open_pool(cluster.get(), src_pool, src_ns);
+      dst_io = open_pool(cluster.get(), dst_pool, dst_ns);
+      rbd_image_t raw_image = nullptr;
+      r = rbd_open_read_only(src_io.get(), src_name, &raw_image, src_snap);
+      if (r < 0) {
+        fail(r, std::string("opening image '") + src_pool + "/" +
+                    src_name + (src_snap ? "@" : "") +
+                    (src_snap ? src_snap : "") + "'");
+      }
+      image.reset(raw_image);
+    }
+    // librbd's copy blocks until done: run it on a thread of ours while
+    // this one reports progress and watches for cancellation.
+    std::thread worker([&] {
+      int ret = deep ? rbd_deep_copy_with_progress(
+                           image.get(), dst_io.get(), dst_name, opts.get(),
+                           on_image_progress, &prog)
+                     : rbd_copy_with_progress4(
+                           image.get(), dst_io.get(), dst_name, opts.get(),
+                           on_image_progress, &prog, sparse_size);
+      std::lock_guard<std::mutex> lock(prog.lock);
+      prog.ret = ret;
+      prog.finished = true;
+      prog.cond.notify_all();
+    });
+    Joiner joiner(worker);
+    uint64_t reported[2] = {~0ULL, ~0ULL};
+    std::string fenced;
+    for (;;) {
+      uint64_t offset, total;
+      bool finished;
+      {
+        NoGil nogil;
+        std::unique_lock<std::mutex> lock(prog.lock);
+        prog.cond.wait_for(lock, kReportInterval,
+                           [&] { return prog.finished; });
+        finished = prog.finished;
+        offset = prog.offset;
+        total = prog.total;
+      }
+      if (finished) break;
+      if (cancelled.set()) continue;
+      bool go_on;
+      // total == 0: librbd has not reported yet.
+      if (total != 0 && (offset != reported[0] || total != reported[1])) {
+        reported[0] = offset;
+        reported[1] = total;
+        go_on = report(progress, offset, total, &cancelled);
+      } else {
+        go_on = PyErr_CheckSignals() == 0;  // Ctrl-C while librbd is quiet
+        if (!go_on) cancelled.fetch();
+      }
+      if (!go_on) {
+        prog.cancel = true;
+        NoGil nogil;
+        fenced = fence(cluster.get());
+      }
+    }
+    {
+      NoGil nogil;
+      worker.join();
+      unfence(cluster.get(), fenced);
+    }
+    if (cancelled.set()) return cancelled.restore();
+    if (prog.ret < 0) fail(prog.ret, what);
+  } catch (const CephError& e) {
+    return raise_ceph_error(e);
+  } catch (const PythonError&) {
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_Format(PyExc_RuntimeError, "%s: %s", what.c_str(), e.what());
+    return nullptr;
+  }
+  if (!report(progress, prog.total, prog.total, &cancelled)) {
+    return cancelled.restore();
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* live_completions(PyObject*, PyObject*) {
+  return PyLong_FromLong(g_live_completions.load());
+}
+
+PyMethodDef kMethods[] = {
+    {"copy_objects", copy_objects, METH_VARARGS,
+     "copy_from every object; see rbdmig.ext.copy_objects."},
+    {"copy_image", copy_image, METH_VARARGS,
+     "librbd (deep) copy; see rbdmig.ext.copy_image."},
+    {"live_completions", live_completions, METH_NOARGS,
+     "librados completions not yet released (a test hook)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef kModule = {
+    PyModuleDef_HEAD_INIT, "rbdmig.ext._offload",
+    "Server-side copies for rbdmig.ext (C++, librados and librbd).", -1,
+    kMethods,
+};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__offload(void) { return PyModule_Create(&kModule); }
