@@ -43,6 +43,18 @@ class Backend:
     verify: str = 'extents'
     sleep: object = time.sleep
 
+    def cluster_spec(self):
+        """How :mod:`rbdmig.ext` connects to this backend's cluster."""
+        from rbdmig import ext
+        address, limits = self.address, self.limits
+        timeout = max(0, limits.connect_timeout)
+        return ext.ClusterSpec(
+            conf_path=address.conf or None,
+            cluster_name=address.cluster_name or 'ceph',
+            user=address.user or 'admin', keyring_path=address.keyring,
+            client_mount_timeout=timeout, rados_mon_op_timeout=timeout,
+            rados_osd_op_timeout=max(0, limits.osd_op_timeout))
+
     @property
     def native_rbd(self):
         """The ``rbd`` module with images and ``RBD()`` native-threaded."""

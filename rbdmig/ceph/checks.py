@@ -31,6 +31,8 @@ class Source:
     snaps: tuple
     features: int
     allocated: int  # bytes holding data, a parent's included
+    parent: bool = False  # a clone
+    data_pool: bool = False  # data objects in a pool of their own
 
 
 def destination(volume, host):
@@ -138,15 +140,20 @@ def choose_method(backend, other_cluster):
 
 
 def method_for_snapshots(method, source, other_cluster):
+    """The method that moves ``source``'s snapshots too, or a refusal."""
     if not source.snaps or method.keeps_snapshots:
         return method
     snaps = ', '.join(source.snaps)
     if other_cluster:
         raise Refusal('it has snapshots (%s), and no method moves '
-                       'snapshots into another cluster.' % snaps)
+                      'snapshots into another cluster.' % snaps)
     if not method.snapshots_by:
         raise Refusal('it has snapshots (%s), which method %s would drop; '
-                       'use deep_copy or live.' % (snaps, method.name))
+                      'use deep_copy or live.' % (snaps, method.name))
+    LOG.info('Method %(method)s cannot move it: it has snapshots '
+             '(%(snaps)s); using %(other)s, which keeps them.',
+             {'method': method.name, 'snaps': snaps,
+              'other': method.snapshots_by})
     return methods.get(method.snapshots_by)
 
 
@@ -162,6 +169,11 @@ def inspect_source(backend, ioctx, name):
             size = image.size()
             allocated = sum(length for _, length in
                             images.data_extents(image, size))
+            try:
+                image.parent_info()
+                parent = True
+            except rbd.ImageNotFound:
+                parent = False
     except rbd.ImageNotFound:
         raise Refusal('its image %s does not exist in the source pool.'
                        % name)
@@ -177,7 +189,22 @@ def inspect_source(backend, ioctx, name):
         raise Refusal('it has journaling enabled (RBD mirroring), which a '
                        'copy would not carry over.')
     return Source(size=size, snaps=snaps, features=features,
-                   allocated=allocated)
+                   allocated=allocated, parent=parent,
+                   data_pool=bool(features &
+                                  backend.rbd.RBD_FEATURE_DATA_POOL))
+
+
+def substitute(method, source, backend):
+    """The method that can move ``source``: ``method``, or its stand-in."""
+    while True:
+        stand_in = method.substitute(source)
+        if stand_in is None:
+            return method
+        LOG.info('Method %(method)s cannot move it: %(why)s; using '
+                 '%(other)s.', {'method': method.name, 'why': stand_in[1],
+                                'other': stand_in[0]})
+        method = methods.get(stand_in[0], backend.queue_depth,
+                             backend.chunk_size)
 
 
 def check_name_free(backend, ioctx, name, dest):

@@ -70,6 +70,7 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK):
                                      'volume cannot change pools.')
             method = checks.choose_method(backend, other)
             source = checks.inspect_source(backend, src_ioctx, volume.name)
+            method = checks.substitute(method, source, backend)
             method = checks.method_for_snapshots(method, source, other)
             checks.check_name_free(backend, dst_ioctx, volume.name, dest)
             checks.check_room(dst_client, dest.pool, source, volume)
@@ -104,7 +105,9 @@ class _Migration(object):
             live=not method.uses_source_handle)
         self.move = base.Move(self.rbd, src_ioctx, dst_ioctx, volume.name,
                               self.record.temp, source.size,
-                              self.record.id)
+                              self.record.id, src_pool=backend.pool,
+                              dst_pool=dest.pool,
+                              cluster=backend.cluster_spec())
 
     def run(self, callback):
         with journal.running(self.record):

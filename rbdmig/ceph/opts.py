@@ -13,11 +13,11 @@ from rbdmig.ceph import methods
 # register them; under Cinder they sit beside Cinder's own.
 MIGRATION_OPTS = [
     cfg.StrOpt('rbd_migration_method', default='extents',
-               choices=[('copy', 'rbd.Image.copy; refuses volumes with '
+               choices=[('copy', 'librbd copy; refuses volumes with '
                                  'snapshots'),
                         ('clone_flatten', 'snapshot, clone, flatten; '
                                           'refuses volumes with snapshots'),
-                        ('deep_copy', 'rbd.Image.deep_copy; keeps '
+                        ('deep_copy', 'librbd deep copy; keeps '
                                       'snapshots'),
                         ('live', 'RBD live migration with native '
                                  'progress; keeps snapshots'),
@@ -26,7 +26,12 @@ MIGRATION_OPTS = [
                                     '(default: fastest on sparse '
                                     'volumes, as thin as the source); '
                                     'volumes with snapshots go by '
-                                    'deep_copy')],
+                                    'deep_copy'),
+                        ('offload', 'each data object copied OSD to OSD '
+                                    '(RADOS copy_from), nothing through '
+                                    'this host; needs rbdmig.ext built; '
+                                    'snapshots and clones go by deep_copy,'
+                                    ' separate data pools by extents')],
                help='How ``migrate_volume`` copies an image between two '
                     'pools of one cluster.  A move into another cluster '
                     'always uses ``extents``.  See README.rst for '
@@ -101,3 +106,15 @@ def make_backend(configuration, name, address, rados, rbd,
         queue_depth=configuration.rbd_migration_queue_depth,
         chunk_size=configuration.rbd_migration_chunk_size,
         verify=configuration.migration_verify, sleep=sleep)
+
+
+def capabilities(configuration):
+    """What a backend publishes about its migration methods."""
+    from rbdmig import ext
+    offload = ext.available()
+    names = sorted(name for name in methods.METHODS
+                   if offload or name != 'offload')
+    return {'rbd_migration_method': configuration.rbd_migration_method,
+            'rbd_migration_methods': names,
+            'offload_available': offload,
+            'offload_unavailable_reason': ext.unavailable_reason()}

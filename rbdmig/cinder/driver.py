@@ -8,7 +8,6 @@ from oslo_log import log as logging
 from rbdmig import exception
 from rbdmig.ceph import connection
 from rbdmig.ceph import location
-from rbdmig.ceph import methods
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.ceph import recover
@@ -74,10 +73,8 @@ class RBDDriver(cinder_rbd.RBDDriver):
     def _update_volume_stats(self):
         super()._update_volume_stats()
         self._stats.update(
-            driver_version=self.VERSION,
-            migration_progress_report=True,
-            rbd_migration_method=self.configuration.rbd_migration_method,
-            rbd_migration_methods=sorted(methods.METHODS))
+            driver_version=self.VERSION, migration_progress_report=True,
+            **ceph_opts.capabilities(self.configuration))
 
     def migration_backend(self):
         """Return this backend as rbdmig's migration engine sees it.

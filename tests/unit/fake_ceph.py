@@ -488,6 +488,12 @@ class Ceph(object):
                     raise mod.ImageBusy('snapshot is protected')
                 del self.data.snaps[name]
 
+            def parent_info(self):
+                if self.data.parent is None:
+                    raise mod.ImageNotFound('not a clone')
+                pool, name, snap = self.data.parent
+                return ('parent-pool', name, snap)
+
             def metadata_list(self):
                 return sorted(self.data.metadata.items())
 

@@ -3,6 +3,7 @@
 import pytest
 
 from rbdmig import exception
+from rbdmig import ext
 from rbdmig.ceph import journal
 from rbdmig.ceph import location
 from rbdmig.ceph import methods
@@ -145,6 +146,13 @@ def test_a_cancel_at_the_last_update_leaves_one_copy(ceph, method):
 
 # -- defect 3: recovery of what a killed process left ---------------------
 
+def _undo(monkeypatch):
+    """Undo the test's patches, as if the process had died; the fake
+    still has no compiled extension (tests/unit/conftest.py)."""
+    monkeypatch.undo()
+    monkeypatch.setenv(ext.DISABLE_ENV, '1')
+
+
 def _dead(record):
     # Its lock file is not held: as after the process died.
     record.lock_dir = '/nonexistent-rbdmig-test'
@@ -172,7 +180,7 @@ def _die_mid_copy(ceph, method, monkeypatch):
     ceph.fail(_MID_COPY[method], SystemExit('killed'), times=1)
     with pytest.raises(SystemExit):
         src.migrate_volume(None, volume, fx.host_of(dst))
-    monkeypatch.undo()
+    _undo(monkeypatch)
     return src, volume
 
 
@@ -207,7 +215,7 @@ def test_recovery_of_a_verified_copy_standalone_and_under_cinder(
                                 self, _dead(record), phase))
         with pytest.raises(SystemExit):
             src.migrate_volume(None, volume, fx.host_of(dst))
-        monkeypatch.undo()
+        _undo(monkeypatch)
 
         outcomes = recover.recover(src.backend(), complete_verified=complete)
         results[complete] = ([o.action for o in outcomes],
@@ -249,7 +257,7 @@ def test_recovery_of_a_live_migration(ceph, monkeypatch, executed, complete,
                         lambda self, move: None)
     with pytest.raises(SystemExit):
         src.migrate_volume(None, volume, fx.host_of(dst))
-    monkeypatch.undo()
+    _undo(monkeypatch)
 
     outcomes = recover.recover(src.backend(), complete_verified=complete)
 

@@ -5,12 +5,14 @@ from rbdmig.ceph.methods import copy
 from rbdmig.ceph.methods import deep_copy
 from rbdmig.ceph.methods import extents
 from rbdmig.ceph.methods import live
+from rbdmig.ceph.methods import offload
 
 METHODS = {m.name: m for m in (copy.CopyMethod(),
                                clone_flatten.CloneFlattenMethod(),
                                deep_copy.DeepCopyMethod(),
                                live.LiveMethod(),
-                               extents.ExtentsMethod())}
+                               extents.ExtentsMethod(),
+                               offload.OffloadMethod())}
 
 # The method that moves a volume into another cluster.
 CROSS_CLUSTER = 'extents'
@@ -22,6 +24,6 @@ def get(name, queue_depth=None, chunk_size=None):
     :raises KeyError: no method has that name.
     """
     method = METHODS[name]
-    if isinstance(method, extents.ExtentsMethod) and queue_depth:
+    if hasattr(method, 'configured') and queue_depth:
         method = method.configured(queue_depth, chunk_size)
     return method

@@ -7,6 +7,7 @@ from oslo_log import log as logging
 
 from rbdmig.ceph import images
 from rbdmig.ceph import journal
+from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ class Move:
     :ivar migration_id: the journal's id of this migration.
     :ivar source: the source, open read-only: every read goes through it;
         None for ``live``, which opens its own.
+    :ivar src_pool: the source pool's name.
+    :ivar dst_pool: the destination pool's name.
+    :ivar cluster: how :mod:`rbdmig.ext` reaches the source's cluster (an
+        ``ext.ClusterSpec``), for the server-side copies.
     :ivar guard: the source, open for writing and holding librbd's
         exclusive lock where the image has the feature, so that nobody
         else writes during the copy; snapshots are made through it.  (A
@@ -40,6 +45,9 @@ class Move:
     temp: str
     size: int
     migration_id: str
+    src_pool: str = None
+    dst_pool: str = None
+    cluster: object = None
     source: object = None
     guard: object = None
 
@@ -65,6 +73,14 @@ class Method(object):
     crosses_clusters = False
     # Whether it reads the source through ``move.source``.
     uses_source_handle = True
+
+    def substitute(self, source):
+        """``(method name, why)`` when another method must move ``source``.
+
+        :param source: a :class:`rbdmig.ceph.checks.Source`.
+        :returns: None when this method can.
+        """
+        return None
 
     def copy(self, move, relay):
         """Build ``move.temp`` in the destination with the source's data.
@@ -112,6 +128,20 @@ class Method(object):
         :raises ImageBusy: a client opened it; nothing was removed.
         """
         images.remove_source(move.rbd, move.src_ioctx, move.name)
+
+
+class ScaledProgress(progress.Callback):
+    """Reports counted in other units (objects) passed on as bytes."""
+
+    def __init__(self, sink, size):
+        super().__init__()
+        self.sink = sink
+        self.bytes = size
+        sink.set_size(size)
+
+    def call(self):
+        if self.size:
+            self.sink.absolute_update(self.bytes * self.value // self.size)
 
 
 class ByteProgress(object):

@@ -1,23 +1,32 @@
 """Method ``copy``: ``rbd.Image.copy``, the head only, thin."""
 
+from rbdmig import ext
 from rbdmig import native
 from rbdmig.ceph import images
 from rbdmig.ceph.methods import base
 
 
 class CopyMethod(base.Method):
-    """``rbd.Image.copy``: a thin copy of the head; snapshots refused.
+    """librbd's copy: a thin copy of the head; snapshots refused.
 
-    librbd copies whole objects and reports no progress to Python: the
-    copy is reported done at its end.
+    With :mod:`rbdmig.ext` built, ``rbd_copy_with_progress4`` (as ``rbd
+    cp``: runs of zeros are not written) reports as it goes; without it,
+    ``rbd.Image.copy`` reports nothing, and the copy is reported done at
+    its end.
     """
 
     name = 'copy'
 
     def _copy(self, move, relay):
         args = images.create_args(move.rbd, move.source)
-        native.run(lambda: whole(relay.sink, move.size, move.source.copy,
-                                 move.dst_ioctx, move.temp, **args), relay)
+        if ext.available() and move.cluster is not None:
+            native.run(lambda: ext.copy_image(
+                move.cluster, move.src_pool, move.name, move.dst_pool,
+                move.temp, callback=relay.sink, **args), relay)
+        else:
+            native.run(lambda: whole(relay.sink, move.size,
+                                     move.source.copy, move.dst_ioctx,
+                                     move.temp, **args), relay)
         self.tag(move)
 
 

@@ -1,5 +1,6 @@
 """Method ``deep_copy``: ``rbd.Image.deep_copy``, snapshots kept."""
 
+from rbdmig import ext
 from rbdmig import native
 from rbdmig.ceph import images
 from rbdmig.ceph.methods import base
@@ -7,9 +8,11 @@ from rbdmig.ceph.methods import copy
 
 
 class DeepCopyMethod(base.Method):
-    """``rbd.Image.deep_copy``: data, snapshots, metadata and parent link.
+    """librbd's deep copy: data, snapshots, metadata and parent link.
 
-    Reported done at its end, as ``copy``.
+    Reports as it goes with :mod:`rbdmig.ext` built
+    (``rbd_deep_copy_with_progress``, counting objects), at its end
+    without, as ``copy``.
     """
 
     name = 'deep_copy'
@@ -17,7 +20,14 @@ class DeepCopyMethod(base.Method):
 
     def _copy(self, move, relay):
         args = images.create_args(move.rbd, move.source)
-        native.run(lambda: copy.whole(relay.sink, move.size,
-                                      move.source.deep_copy, move.dst_ioctx,
-                                      move.temp, **args), relay)
+        if ext.available() and move.cluster is not None:
+            counter = base.ScaledProgress(relay.sink, move.size)
+            native.run(lambda: ext.deep_copy_image(
+                move.cluster, move.src_pool, move.name, move.dst_pool,
+                move.temp, callback=counter, **args), relay)
+        else:
+            native.run(lambda: copy.whole(relay.sink, move.size,
+                                          move.source.deep_copy,
+                                          move.dst_ioctx, move.temp, **args),
+                       relay)
         self.tag(move)

@@ -182,7 +182,8 @@ class RBDDriver(driver.VolumeDriver):
                      thin_provisioning_support=True,
                      migration_progress_report=True,
                      multiattach=False,
-                     backend_state='down')
+                     backend_state='down',
+                     **ceph_opts.capabilities(self.configuration))
         try:
             with self._connect(pool='') as (client, _):
                 fsid = encodeutils.safe_decode(client.get_fsid())

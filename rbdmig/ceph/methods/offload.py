@@ -1,0 +1,68 @@
+"""Method ``offload``: the OSDs copy the objects (``copy_from``)."""
+
+from rbdmig import ext
+from rbdmig import native
+from rbdmig.ceph import images
+from rbdmig.ceph.methods import base
+
+
+class OffloadMethod(base.Method):
+    """Each data object copied OSD to OSD: no data crosses this host.
+
+    The copy is created with the source's size, order and striping but no
+    object map, its objects are written behind librbd's back by
+    ``copy_from`` (:func:`rbdmig.ext.copy_objects`, ``queue_depth`` in
+    flight; absent source objects are skipped, so it stays as thin as the
+    source), then the object map is enabled and rebuilt.  Progress counts
+    objects, reported as bytes.
+
+    Where ``copy_from`` cannot make the copy, :meth:`substitute` names the
+    method that can: a volume with snapshots or a clone (whose parent's
+    data is not in its objects) goes by ``deep_copy``, which keeps both;
+    an image with a separate data pool, or no extension built, by
+    ``extents``.  Within one cluster only.
+    """
+
+    name = 'offload'
+    snapshots_by = 'deep_copy'
+
+    def __init__(self, queue_depth=16):
+        self.queue_depth = queue_depth
+
+    def configured(self, queue_depth, chunk_size):
+        """Return a copy of this method with other settings."""
+        return type(self)(queue_depth=queue_depth)
+
+    def substitute(self, source):
+        """``(method name, why)`` when another method must move it."""
+        if not ext.available():
+            return 'extents', ext.unavailable_reason()
+        if source.parent:
+            return 'deep_copy', 'it is a clone, whose parent\'s data is ' \
+                'not in its own objects (deep_copy keeps the parent link)'
+        if source.data_pool:
+            return 'extents', 'its data lives in a separate data pool'
+        return None
+
+    def _copy(self, move, relay):
+        rbd, src = move.rbd, move.source
+        args = images.create_args(rbd, src)
+        object_map = args['features'] & (rbd.RBD_FEATURE_OBJECT_MAP |
+                                          rbd.RBD_FEATURE_FAST_DIFF)
+        # Objects written behind librbd's back: no object map to lie.
+        args['features'] &= ~object_map
+        rbd.RBD().create(move.dst_ioctx, move.temp, move.size, **args)
+        self.tag(move)
+        with rbd.Image(move.dst_ioctx, move.temp) as dst:
+            images.copy_metadata(src, dst)
+            dst_prefix = dst.stat()['block_name_prefix']
+        stat = src.stat()
+        counter = base.ScaledProgress(relay.sink, move.size)
+        native.run(lambda: ext.copy_objects(
+            move.cluster, move.src_pool, stat['block_name_prefix'],
+            move.dst_pool, dst_prefix, stat['num_objs'],
+            queue_depth=self.queue_depth, callback=counter), relay)
+        if object_map:
+            with rbd.Image(move.dst_ioctx, move.temp) as dst:
+                dst.update_features(object_map, True)
+                dst.rebuild_object_map()

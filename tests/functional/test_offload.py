@@ -1,0 +1,170 @@
+"""Method ``offload`` (RADOS copy_from through rbdmig.ext), on a cluster."""
+
+import errno
+import logging
+
+import pytest
+import rbd
+
+from rbdmig import exception
+from rbdmig import objects
+from rbdmig import ext
+from rbdmig.migration import progress
+from tests.functional import helpers
+
+
+@pytest.fixture
+def drivers(ceph_cluster, cleanup):
+    assert ext.available(), ext.unavailable_reason()  # CI builds it
+    return helpers.load_drivers(
+        ceph_cluster, **{'ceph-a': {'rbd_migration_method': 'offload'}})
+
+
+def _volume(drivers, cleanup, extents):
+    volume, before = helpers.new_volume(drivers['ceph-a'], extents=extents)
+    for name in ('ceph-a', 'ceph-b'):
+        cleanup.add('delete', drivers[name].delete_volume, volume)
+    return volume, before
+
+
+def _move(drivers, volume, **kwargs):
+    return drivers['ceph-a'].migrate_volume(
+        None, volume, helpers.host_of(drivers['ceph-b']), **kwargs)
+
+
+def _leftovers(cluster):
+    return [n for pool in ('volumes-a', 'volumes-b')
+            for n in helpers.images(cluster, pool) if '.rbdmig-' in n]
+
+
+def test_offload_copies_identically_and_as_thin(ceph_cluster, drivers,
+                                                cleanup, caplog):
+    caplog.set_level(logging.INFO, logger='rbdmig')
+    volume, before = _volume(drivers, cleanup, extents=100)
+    allocated = helpers.allocated_bytes(ceph_cluster, 'volumes-a',
+                                        volume.name)
+    seen = []
+
+    class Recorder(progress.Callback):
+        def call(self):
+            seen.append(self.value)
+
+    assert _move(drivers, volume, callback=Recorder()) == (True, None)
+
+    assert 'to pool volumes-b by offload' in caplog.text
+    assert helpers.digest(drivers['ceph-b'], volume) == before
+    assert helpers.allocated_bytes(ceph_cluster, 'volumes-b',
+                                   volume.name) == allocated
+    assert seen == sorted(seen) and seen[-1] == 1 << 30
+    assert volume.name not in helpers.images(ceph_cluster, 'volumes-a')
+    with rbd.Image(ceph_cluster.connect().open_ioctx('volumes-b'),
+                   volume.name, read_only=True) as image:
+        # the object map was rebuilt: librbd trusts it again
+        assert not image.flags() & rbd.RBD_FLAG_OBJECT_MAP_INVALID
+
+
+def test_a_cancel_mid_copy_leaves_the_source_alone(ceph_cluster, drivers,
+                                                   cleanup, monkeypatch):
+    monkeypatch.setattr('rbdmig.native.POLL_INTERVAL', 0.001)
+    volume, before = _volume(drivers, cleanup, extents=400)
+
+    class Cancel(progress.Callback):
+        def call(self):
+            if self.size and 0 < self.value < self.size:
+                raise KeyboardInterrupt('operator pressed ^C')
+
+    with pytest.raises(KeyboardInterrupt):
+        _move(drivers, volume, callback=Cancel())
+    assert helpers.digest(drivers['ceph-a'], volume) == before
+    assert _leftovers(ceph_cluster) == []
+
+
+def test_a_failed_copy_from_leaves_no_orphan(ceph_cluster, drivers, cleanup,
+                                             monkeypatch):
+    volume, before = _volume(drivers, cleanup, extents=64)
+    real = ext.copy_objects
+
+    def half_then_fail(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
+                       count, **kwargs):
+        real(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
+             count // 2, **kwargs)  # real objects copied...
+        raise OSError(errno.EIO, 'injected: copy_from of object %d failed'
+                      % (count // 2))  # ...then an OSD error
+
+    monkeypatch.setattr(ext, 'copy_objects', half_then_fail)
+    with pytest.raises(exception.MigrationError, match='injected'):
+        _move(drivers, volume)
+    assert helpers.digest(drivers['ceph-a'], volume) == before
+    assert _leftovers(ceph_cluster) == []
+
+
+def _snapshot(cluster, volume):
+    cluster.rbd('snap', 'create', 'volumes-a/%s@keep' % volume.name)
+
+
+def _clone(cluster, volume, drivers, cleanup):
+    spec = 'volumes-a/%s@golden' % volume.name
+    cluster.rbd('snap', 'create', spec)
+    cluster.rbd('snap', 'protect', spec)
+    child = type(volume)(size=1)
+    cluster.rbd('clone', spec, 'volumes-a/' + child.name)
+    cleanup.add('remove golden', cluster.rbd, 'snap', 'rm', spec)
+    cleanup.add('unprotect', cluster.rbd, 'snap', 'unprotect', spec)
+    for name in ('ceph-a', 'ceph-b'):
+        cleanup.add('delete clone', drivers[name].delete_volume, child)
+    return child
+
+
+@pytest.mark.parametrize('case,substitute', [
+    ('snapshots', 'deep_copy'), ('clone', 'deep_copy'),
+    ('no extension', 'extents')])
+def test_what_copy_from_cannot_do_goes_by_another_method(
+        ceph_cluster, drivers, cleanup, caplog, monkeypatch, case,
+        substitute):
+    caplog.set_level(logging.INFO, logger='rbdmig')
+    volume, before = _volume(drivers, cleanup, extents=8)
+    if case == 'snapshots':
+        _snapshot(ceph_cluster, volume)
+        cleanup.add('purge', ceph_cluster.rbd, 'snap', 'purge',
+                    'volumes-b/' + volume.name)
+    elif case == 'clone':
+        volume = _clone(ceph_cluster, volume, drivers, cleanup)
+        before = helpers.digest(drivers['ceph-a'], volume)
+    else:
+        monkeypatch.setenv(ext.DISABLE_ENV, '1')
+
+    assert _move(drivers, volume) == (True, None)
+
+    assert 'Method offload cannot move it' in caplog.text
+    assert 'using %s' % substitute in caplog.text
+    assert 'by %s' % substitute in caplog.text
+    assert helpers.digest(drivers['ceph-b'], volume) == before
+
+
+def test_a_separate_data_pool_goes_by_extents(ceph_cluster, drivers,
+                                              cleanup, caplog):
+    caplog.set_level(logging.INFO, logger='rbdmig')
+    volume = objects.Volume(size=1)
+    ceph_cluster.rbd('create', '--size', '64M', '--data-pool', 'volumes-b',
+                     'volumes-a/' + volume.name)
+    for name in ('ceph-a', 'ceph-b'):
+        cleanup.add('delete', drivers[name].delete_volume, volume)
+    handle = drivers['ceph-a'].open_volume(None, volume, 'r+b')
+    handle.write(b'data elsewhere' * 1000)
+    handle.close()
+    before = helpers.digest(drivers['ceph-a'], volume)
+
+    assert _move(drivers, volume) == (True, None)
+    assert 'separate data pool; using extents' in caplog.text
+    assert helpers.digest(drivers['ceph-b'], volume) == before
+
+
+def test_capabilities_say_whether_offload_is_there(drivers, monkeypatch):
+    stats = drivers['ceph-a'].get_volume_stats(refresh=True)
+    assert 'offload' in stats['rbd_migration_methods']
+    assert stats['offload_available'] is True
+    monkeypatch.setenv(ext.DISABLE_ENV, '1')
+    stats = drivers['ceph-a'].get_volume_stats(refresh=True)
+    assert 'offload' not in stats['rbd_migration_methods']
+    assert stats['offload_available'] is False
+    assert 'RBDMIG_DISABLE_OFFLOAD' in stats['offload_unavailable_reason']
