@@ -3,13 +3,16 @@
 # ``python -m rbdmig.bench.cases '<spec json>'`` runs the case the spec
 # names and prints one JSON line: wall time, the CPU time and peak RSS of
 # the process that did the work (this one for librbd calls made from
-# Python, the ``rbd`` CLI for Ceph's tools), and what the case reports.
+# Python, the ``rbd`` CLI for Ceph's tools), the CPU time the sandbox's
+# OSDs spent meanwhile, and what the case reports.
 
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -29,14 +32,42 @@ CLI_KINDS = (RBD_CP, RBD_DEEP_CP, RBD_MIGRATION)
 CINDER_CHUNK = 4 * units.Mi
 
 
+def peak_rss(pid='self'):
+    """The process's peak RSS in bytes since its exec (``VmHWM``), or 0.
+
+    Not ``ru_maxrss``: Linux folds into it the RSS of the memory the
+    process had before its exec, i.e. its parent's (a vfork'd child
+    shares it), so a case spawned by the bench counted the bench's RSS.
+    """
+    try:
+        with open('/proc/%s/status' % pid) as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * units.Ki
+    except OSError:
+        pass
+    return 0
+
+
 def _rbd(spec, *args):
-    res = subprocess.run(('rbd', '--conf', spec['ceph_conf']) + args,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, check=False)
-    if res.returncode:
-        raise RuntimeError('rbd %s failed (exit %d): %s' % (
-            ' '.join(args), res.returncode,
-            res.stderr.decode('utf-8', 'replace').strip()[-500:]))
+    """Run the rbd CLI; return its peak RSS, sampled every 20 ms."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(('rbd', '--conf', spec['ceph_conf']) + args,
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while True:
+            try:
+                proc.wait(timeout=0.02)
+                break
+            except subprocess.TimeoutExpired:
+                peak = max(peak, peak_rss(proc.pid))
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError('rbd %s failed (exit %d): %s' % (
+                ' '.join(args), proc.returncode,
+                err.read().decode('utf-8', 'replace').strip()[-500:]))
+    return peak
 
 
 def _cli(spec):
@@ -44,17 +75,37 @@ def _cli(spec):
 
 
 def _run_cli(spec):
+    """Ceph's tools as a whole move: the copy, then the source removed."""
     src = '%s/%s' % (spec['src_pool'], spec['name'])
     dst = '%s/%s' % (spec['dst_pool'], spec['name'])
-    if spec['kind'] == RBD_CP:
-        _rbd(spec, 'cp', '--no-progress', src, dst)
-    elif spec['kind'] == RBD_DEEP_CP:
-        _rbd(spec, 'deep', 'cp', '--no-progress', src, dst)
+    if spec['kind'] == RBD_MIGRATION:
+        # commit removes the source.
+        calls = [('migration', 'prepare', src, dst),
+                 ('migration', 'execute', '--no-progress', dst),
+                 ('migration', 'commit', '--no-progress', dst)]
     else:
-        _rbd(spec, 'migration', 'prepare', src, dst)
-        _rbd(spec, 'migration', 'execute', '--no-progress', dst)
-        _rbd(spec, 'migration', 'commit', '--no-progress', dst)
-    return {}
+        calls = [('cp',) if spec['kind'] == RBD_CP else ('deep', 'cp')]
+        calls = [calls[0] + ('--no-progress', src, dst),
+                 ('rm', '--no-progress', src)]
+    return {'cli_peak_rss': max(_rbd(spec, *call) for call in calls)}
+
+
+def osd_cpu(pids):
+    """Seconds of CPU (user + system) the processes ``pids`` have used.
+
+    From ``/proc/<pid>/stat`` (utime and stime, fields 14 and 15, in
+    clock ticks); a process that is gone counts 0.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is field 3 (state): utime and stime are 14 and 15.
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf('SC_CLK_TCK')
 
 
 def _cinder(spec):
@@ -143,6 +194,25 @@ def _rbdmig(spec):
                                manager)
 
 
+class _MethodSeen(logging.Handler):
+    """Catches the method a move really used (``Migrating ... by X``).
+
+    A method may hand a volume to another (``offload`` without the
+    extension goes by ``extents``): the bench must not report the one
+    asked for.
+    """
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.method = None
+
+    def emit(self, record):
+        args = record.args
+        if str(record.msg).startswith('Migrating ') and isinstance(
+                args, dict):
+            self.method = args.get('method')
+
+
 def _run_rbdmig(spec, conf, drivers, objects, copy_engine, manager):
     callback = _callback(spec)
     vol = objects.Volume(name=spec['name'], size=max(1, spec['size_gib']))
@@ -150,12 +220,23 @@ def _run_rbdmig(spec, conf, drivers, objects, copy_engine, manager):
     if spec['kind'] == ASSISTED:
         conf.set_override('rbd_migration_method', spec['method'],
                           group=spec['src'])
+        if spec.get('verify'):
+            conf.set_override('migration_verify', spec['verify'],
+                              group=spec['src'])
     if spec['kind'] in (ASSISTED, SAME_POOL):
         if spec['kind'] == SAME_POOL:
             dst = drivers['same']
-        result = manager.migrate(None, vol, src, dst, callback=callback,
-                                 allow_generic=False)
-        return {'path': result.path}
+        seen = _MethodSeen()
+        logger = logging.getLogger('rbdmig.ceph.migrate')
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.addHandler(seen)
+        try:
+            result = manager.migrate(None, vol, src, dst, callback=callback,
+                                     allow_generic=False)
+        finally:
+            logger.removeHandler(seen)
+        return {'path': result.path, 'method_used': seen.method}
     if spec['size'] % units.Gi == 0:
         copied = src.copy_volume_data(None, vol, vol, dest_driver=dst,
                                       callback=callback)
@@ -189,25 +270,29 @@ def run(spec):
     prepare = _cli if spec['kind'] in CLI_KINDS else (
         _cinder if spec['kind'] == CINDER else _rbdmig)
     work = prepare(spec)
+    osds = spec.get('osd_pids', ())
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    osd0 = osd_cpu(osds)
+    rss_before = peak_rss()
     start = time.monotonic()
     extra = work()
     seconds = time.monotonic() - start
+    osd1 = osd_cpu(osds)
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cli = spec['kind'] in CLI_KINDS
+    cli = extra.pop('cli_peak_rss', None)
     return dict(
-        extra, seconds=seconds,
+        extra, seconds=seconds, osd_cpu=osd1 - osd0,
         cpu_user=(self1.ru_utime - self0.ru_utime
                   + kids1.ru_utime - kids0.ru_utime),
         cpu_sys=(self1.ru_stime - self0.ru_stime
                  + kids1.ru_stime - kids0.ru_stime),
-        # ru_maxrss is in KiB on Linux: of the largest child for the CLI
-        # cases, of this process (interpreter and imports included) else.
-        peak_rss=(kids1.ru_maxrss if cli else self1.ru_maxrss) * units.Ki,
-        rss_before=0 if cli else self0.ru_maxrss * units.Ki,
-        rss_measured='rbd CLI' if cli else 'case process')
+        # Of the largest rbd CLI for Ceph's tools, else of this process
+        # (interpreter and imports included).
+        peak_rss=peak_rss() if cli is None else cli,
+        rss_before=0 if cli is not None else rss_before,
+        rss_measured='case process' if cli is None else 'rbd CLI')
 
 
 def main(argv=None):

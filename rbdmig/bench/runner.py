@@ -36,10 +36,11 @@ def plan():
     Every method of ``rbd_methods.METHODS`` is included, so a new one
     shows up without touching the bench.
     """
+    # Ceph's tools as whole moves, the source removed, as rbdmig's.
     steps = [
-        {'label': cases.RBD_CP, 'kind': cases.RBD_CP, 'route': COPY},
+        {'label': cases.RBD_CP, 'kind': cases.RBD_CP, 'route': MOVE},
         {'label': cases.RBD_DEEP_CP, 'kind': cases.RBD_DEEP_CP,
-         'route': COPY},
+         'route': MOVE},
         {'label': cases.RBD_MIGRATION, 'kind': cases.RBD_MIGRATION,
          'route': MOVE},
         {'label': 'cinder generic RBD->RBD', 'kind': cases.CINDER,
@@ -201,6 +202,10 @@ class Bench:
                                     else volume['allocated'])
             if route == MOVE and self.vols.exists(src, name):
                 raise RuntimeError('the source is still there after a move')
+            used = row.get('method_used')
+            if step.get('method') and used != step['method']:
+                raise RuntimeError('moved by %s, not %s' % (used,
+                                                            step['method']))
             row['ok'] = row['checksum_ok']
             if not row['ok']:
                 row['error'] = 'destination checksum differs'
@@ -227,6 +232,8 @@ class Bench:
                 'size_gib': volume['size'] // units.Gi, 'src': src,
                 'dst': dst, 'src_pool': pools.get(src),
                 'dst_pool': pools.get(dst),
+                'osd_pids': [pid for n, pid in self.sandbox.pids.items()
+                             if n.startswith('osd.')],
                 'ceph_conf': self.sandbox.conf_path,
                 'rbdmig_conf': self.sandbox.rbdmig_conf_path}
         proc = subprocess.run(

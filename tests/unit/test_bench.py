@@ -1,10 +1,12 @@
 """The bench's arithmetic: sizes, rbd bench parsing, ratios, targets."""
 
 import argparse
+import os
 
 import pytest
 from oslo_utils import units
 
+from rbdmig.bench import cases
 from rbdmig.bench import command
 from rbdmig.bench import report
 from rbdmig.bench import runner
@@ -47,6 +49,20 @@ def test_extents_are_seeded_and_sized():
     tenth = volumes.chosen_extents(size, 0.1, 7)
     assert len(tenth) == 10 and tenth == volumes.chosen_extents(size, 0.1, 7)
     assert len(volumes.chosen_extents(size, 0.001, 7)) == 1
+
+
+def test_cpu_of_processes_is_read_from_proc():
+    mine = cases.osd_cpu([os.getpid()])
+    assert mine > 0
+    assert cases.osd_cpu([os.getpid(), 2 ** 22 + 1]) >= mine  # gone: 0
+    assert cases.peak_rss() > 10 * units.Mi
+    assert cases.peak_rss(2 ** 22 + 1) == 0
+
+
+def test_ceph_tools_are_whole_moves():
+    steps = {s['label']: s for s in runner.plan()}
+    for tool in cases.CLI_KINDS:
+        assert steps[tool]['route'] == runner.MOVE
 
 
 def _run(case, seconds, fill='full', size=units.Gi, **extra):
