@@ -5,48 +5,68 @@ import os
 
 from oslo_utils import units
 
+from rbdmig.bench import chart
 from rbdmig.bench import report
 from rbdmig.bench import targets
 
 COLUMN_HELP = """\
-Columns: *wall s* is the median wall time of the case; *MiB/s prov* is the
-provisioned size over it, *MiB/s alloc* the source's allocated bytes
-(librbd ``diff_iterate``, or ``st_blocks`` for a file) over it; *usr* and
-*sys s/GiB* are host CPU seconds per GiB provisioned, of the process that
-did the work (the case's own process for librbd called from Python, the
-``rbd`` CLI child for Ceph's tools; never the Ceph daemons); *RSS MiB* is
-that process's peak RSS (``ru_maxrss``; each case runs in a fresh
-process, so the Python cases include the interpreter and its imports);
-*dst MiB* is the destination's allocated size; *sha256* compares the whole
-destination with the source; *x bound* is the rate over the copy bound
+Columns: *wall s* is the median wall time of the case; *MiB/s* is the
+provisioned size over it; *host CPU* and *OSD CPU s/GiB* are CPU seconds
+(user + system) per GiB provisioned, of the process that did the work
+(the case's own process for librbd called from Python, the ``rbd`` CLI
+for Ceph's tools), and of the sandbox's ``ceph-osd`` processes
+meanwhile; *RSS MiB* is the peak RSS of the process that did the work
+(the largest of the runs; ``VmHWM``: the Python cases include the
+interpreter and its imports); *src MiB* and *dst MiB* are the source's
+and the destination's allocated size (librbd ``diff_iterate``, which
+counts from an object's start to its last written byte, or a file's
+``st_blocks``); *sha256* compares the destination's digest (every byte)
+with the source's; *x bound* is the rate over the copy bound
 1/(1/R + 1/W) of ``rbd bench`` sequential read R of the source pool and
-write W of the destination pool; *x Ceph* and *x Cinder* are the fastest of
-``rbd cp``/``rbd deep cp``/``rbd migration``, and Cinder's generic loop,
-on the same volume, over this case's time (above 1: faster than them).
-Moves (``rbd migration``, ``rbdmig <method>``) include verifying and
-removing the source; copies do not.  The generic cases time
-``copy_volume_data`` (``copy_volume`` for sizes that are not whole GiB)
-onto a destination created beforehand, as Cinder's loop is.
+write W of the destination pool; *x Ceph* and *x Cinder* are the
+fastest of Ceph's three moves, and Cinder's generic loop, on the same
+volume, over this case's time (above 1: faster than them).
 """
 
 TARGET_HELP = """\
 Every target is computed from this run's own numbers (medians over the
-repetitions); ratios of times are "baseline / case", so above 1 is faster.
-*Same pool flat*: the full volume's same-pool time at the largest size
-minus at the smallest.  *Allocated / data*: the destination's allocated
-bytes over what the same data takes written straight into that kind of
-backend (the file's bytes of data, or, for RBD, the source image's
-``diff_iterate`` extents, which run from an object's start to its last
-written byte).  *CPU/GiB*: user + sys of the default method over Cinder's
-loop, full volume.  *Progress on/off*: the case with a real
-``IntervalCallback`` (a line a second) over the same case with
-``DEFAULT_CALLBACK``.
+repetitions); ratios of times are "baseline / case", so above 1 is
+faster.  The first ones are the issue's: ``offload`` against the fastest
+of Ceph's whole moves; its host CPU per GiB over ``rbd deep cp``'s (the
+OSDs' ratio is shown beside it); the 10%-allocated volume's time over
+the full one's, with both destinations exactly as allocated as their
+sources; and peak RSS growth from the smallest to the largest full
+volume, under the memory the queue may hold.  The rest are kept from
+the earlier bench: *same pool flat* is the full volume's same-pool time
+at the largest size minus at the smallest; *allocated / data* is the
+destination's allocated bytes over what the same data takes written
+straight into that kind of backend; *progress on/off* is the case with
+a real ``IntervalCallback`` (a line a second) over the same case
+without.
 """
 
 
+def _clusters_lines(data):
+    lines = []
+    for desc in data['config'].get('clusters', []):
+        pgs = desc.get('pgs_per_osd') or {}
+        lines.append(
+            '* Sandbox **%s**: pools of size %s (one copy of each object), '
+            '%s PGs per OSD; volumes of %s.' % (
+                desc['name'], desc.get('pool_size', '?'),
+                '/'.join(str(pgs[k]) for k in sorted(pgs)) or '?',
+                ' and '.join(_size(s) for s in desc['sizes'])))
+    return lines
+
+
+def _size(n):
+    return ('%d GiB' % (n // units.Gi) if n % units.Gi == 0
+            else '%d MiB' % (n // units.Mi))
+
+
 def text(data):
-    """Return the run as RST: machine, ceiling, per-volume tables, targets."""
-    rows = report.summarize(data)
+    """Return the run as RST: machine, targets, verify, ceiling, cases."""
+    rows = data.get('summary') or report.summarize(data)
     machine, conf = data['machine'], data['config']
     out = ['================', 'rbdmig benchmark', '================', '',
            'Generated by ``rbdmig bench`` (%s to %s); do not edit.' % (
@@ -57,78 +77,38 @@ def text(data):
                machine['ram_bytes'] / units.Gi, machine['kernel'],
                machine['load_at_start'][0],
                machine.get('load_at_end', [float('nan')])[0]),
-           '* Cluster: a one-OSD sandbox, objectstore **%s**, %s.' % (
-               conf['objectstore'], machine['ceph']),
-           '* Repetitions: %d (medians shown); default method %s.' % (
-               conf['repeat'], conf['default_method']), '',
-           'Targets', '=======', '']
+           '* Ceph: objectstore **%s**, %s.' % (conf['objectstore'],
+                                                machine['ceph'])]
+    loads = sorted(r['load1'] for r in data.get('runs', []) if 'load1' in r)
+    if loads:
+        out[-2] = out[-2][:-1] + (
+            '; at the cases\' starts median %.2f, highest %.2f.' % (
+                loads[len(loads) // 2], loads[-1]))
+    out += _clusters_lines(data)
+    out += ['* Repetitions: %d (medians shown); default method %s, '
+            '``migration_verify`` %s; rbdmig.ext %s.' % (
+                conf['repeat'], conf['default_method'],
+                conf.get('default_verify', 'extents'),
+                'built' if conf.get('ext_available') else
+                'NOT available (%s)' % conf.get('ext_reason')), '',
+            'Targets', '=======', '']
     lines = [[t['target'], t['measured'], t['rule'], t['result']]
-             for t in targets.compute(data, rows)]
+             for t in (data.get('targets')
+                       or targets.compute(data, rows))]
     out += [report.table(['target', 'measured', 'rule', 'result'], lines),
-            '', TARGET_HELP,
-            'Cluster ceiling (rbd bench, 4 MiB, 16 threads, seq)', '=' * 51,
+            '', TARGET_HELP]
+    verify = report.verify_table(data, rows)
+    if verify:
+        out += ['Cost of migration_verify', '=' * 24, '',
+                'Whole moves (seconds, and %% over ``none``) of the same '
+                'volume with each level (%s is the default).' % conf.get(
+                    'default_verify', 'extents'), '', verify, '']
+    out += ['Cluster ceiling (rbd bench, 4 MiB, 16 threads, seq)', '=' * 51,
             '', report.ceiling_table(data), '', 'Cases', '=====', '',
             COLUMN_HELP]
     for title, tab in report.volume_tables(data, rows):
         out += [title, '-' * len(title), '', tab, '']
     return '\n'.join(out) + '\n'
-
-
-def chart(data, path):
-    """Draw MiB/s (provisioned) per case, per volume, into a PNG.
-
-    :returns: False when matplotlib is missing (``pip install
-        rbdmig[bench]``), else True.
-    """
-    try:
-        import matplotlib
-    except ImportError:
-        return False
-    matplotlib.use('Agg')
-    from matplotlib import pyplot
-    from matplotlib import ticker
-
-    rows = report.summarize(data)
-    sizes = sorted(data['config']['sizes'])
-    fills = data['config']['fills']
-    cases = data['config']['cases']
-    fig, axes = pyplot.subplots(1, len(sizes), squeeze=False, sharey=True,
-                                figsize=(4 + 4 * len(sizes),
-                                         0.45 * len(cases) + 2))
-    height = 0.8 / len(fills)
-    by_key = {(r['size'], r['fill'], r['case']): r for r in rows}
-    ceil = report.ceiling(data)
-    for ax, size in zip(axes[0], sizes):
-        for i, fill in enumerate(fills):
-            rates = []
-            for case in cases:
-                row = by_key.get((size, fill, case), {})
-                rates.append(size / units.Mi / row['seconds']
-                             if 'seconds' in row else 0)
-            ax.barh([n + i * height for n in range(len(cases))], rates,
-                    height=height, label=fill + ' allocated')
-        bound = report.copy_bound(ceil, size, 'ceph-a', 'ceph-b')
-        if bound:
-            ax.axvline(bound / units.Mi, color='k', linestyle='--',
-                       label='copy bound')
-        ax.set_xscale('log')
-        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter('%g'))
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_title('%d MiB volumes' % (size // units.Mi))
-        ax.set_xlabel('MiB/s of provisioned size (log)')
-        ax.grid(axis='x', which='both', alpha=0.3)
-    axes[0][0].set_yticks([n + height for n in range(len(cases))])
-    axes[0][0].set_yticklabels(cases)
-    axes[0][0].invert_yaxis()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc='lower center', ncol=len(labels),
-               fontsize='small')
-    fig.suptitle('rbdmig bench, %s, %s' % (data['config']['objectstore'],
-                                            data['machine']['cpu']))
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=100)
-    pyplot.close(fig)
-    return True
 
 
 def write(data, out_dir, stem='benchmark'):
@@ -145,6 +125,6 @@ def write(data, out_dir, stem='benchmark'):
         json.dump(data, f, indent=1, sort_keys=True)
     with open(paths['rst'], 'w') as f:
         f.write(text(data))
-    if not chart(data, paths['png']):
+    if not chart.draw(data, paths['png']):
         paths['png'] = None
     return paths

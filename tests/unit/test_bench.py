@@ -1,18 +1,23 @@
-"""The bench's arithmetic: sizes, rbd bench parsing, ratios, targets."""
+"""The bench's arithmetic: sizes, data, plans, medians, ratios, targets."""
 
 import argparse
+import json
 import os
 
 import pytest
 from oslo_utils import units
 
 from rbdmig.bench import cases
+from rbdmig.bench import chart
 from rbdmig.bench import command
+from rbdmig.bench import output
 from rbdmig.bench import report
 from rbdmig.bench import runner
 from rbdmig.bench import targets
 from rbdmig.bench import volumes
 from rbdmig.ceph import methods as rbd_methods
+
+ONE, THREE = '1 OSD', '3 OSDs'
 
 
 def test_sizes_are_gib_unless_said_mib():
@@ -51,6 +56,12 @@ def test_extents_are_seeded_and_sized():
     assert len(volumes.chosen_extents(size, 0.001, 7)) == 1
 
 
+def test_ceph_tools_are_whole_moves():
+    steps = {s['label']: s for s in runner.plan()}
+    for tool in cases.CLI_KINDS:
+        assert steps[tool]['route'] == runner.MOVE
+
+
 def test_cpu_of_processes_is_read_from_proc():
     mine = cases.osd_cpu([os.getpid()])
     assert mine > 0
@@ -59,61 +70,168 @@ def test_cpu_of_processes_is_read_from_proc():
     assert cases.peak_rss(2 ** 22 + 1) == 0
 
 
-def test_ceph_tools_are_whole_moves():
-    steps = {s['label']: s for s in runner.plan()}
-    for tool in cases.CLI_KINDS:
-        assert steps[tool]['route'] == runner.MOVE
-
-
-def _run(case, seconds, fill='full', size=units.Gi, **extra):
-    row = {'size': size, 'fill': fill, 'case': case, 'rep': 0, 'ok': True,
-           'checksum_ok': True, 'seconds': seconds, 'cpu_user': seconds,
-           'cpu_sys': 0.0, 'peak_rss': 100 * units.Mi, 'src': 'ceph-a',
-           'dst': 'ceph-b', 'route': 'copy', 'src_allocated': size,
-           'dst_allocated': size, 'dst_reference': size}
+def _run(case, seconds, fill='full', size=units.Gi, cluster=ONE, **extra):
+    row = {'cluster': cluster, 'size': size, 'fill': fill, 'case': case,
+           'rep': 0, 'ok': True, 'checksum_ok': True, 'seconds': seconds,
+           'cpu_user': seconds, 'cpu_sys': 0.0, 'osd_cpu': seconds,
+           'peak_rss': 100 * units.Mi, 'src': 'ceph-a', 'dst': 'ceph-b',
+           'route': 'move', 'src_allocated': size, 'dst_allocated': size,
+           'dst_reference': size}
     row.update(extra)
     return row
 
 
-def _data(runs):
-    return {'config': {'sizes': [units.Gi], 'fills': ['full', '10%', '1%'],
-                       'default_method': 'deep_copy',
-                       'cases': sorted({r['case'] for r in runs})},
-            'ceiling': [{'size': units.Gi, 'backend': b, 'ok': True,
+def _data(runs, clusters=((ONE, 1, [units.Gi]),), default='deep_copy'):
+    return {'config': {'sizes': sorted({s for _, _, ss in clusters
+                                        for s in ss}),
+                       'fills': ['full', '10%'], 'repeat': 1,
+                       'default_method': default, 'queue_depth': 16,
+                       'chunk_size': 4 * units.Mi, 'objectstore': 'memstore',
+                       'clusters': [{'name': n, 'osds': o, 'sizes': ss,
+                                     'pool_size': 1,
+                                     'pgs_per_osd': {'0': 8},
+                                     'cases': sorted({r['case']
+                                                      for r in runs})}
+                                    for n, o, ss in clusters]},
+            'machine': {'cpu': 'test', 'cores': 2, 'ram_bytes': units.Gi,
+                        'kernel': 'k', 'load_at_start': [0.5],
+                        'load_at_end': [0.5], 'ceph': 'ceph 16'},
+            'ceiling': [{'cluster': n, 'size': s, 'backend': b, 'ok': True,
                          'read': 400 * units.Mi, 'write': 400 * units.Mi}
+                        for n, _, ss in clusters for s in ss
                         for b in ('ceph-a', 'ceph-b')],
-            'volumes': [], 'runs': runs}
+            'volumes': [{'cluster': n, 'size': s, 'fill': f,
+                         'allocated': s, 'rbd_extents': 1, 'sha256': 'ab'}
+                        for n, _, ss in clusters for s in ss
+                        for f in ('full', '10%')],
+            'runs': runs}
 
 
-def test_ratios_come_from_the_same_run():
+def test_medians_and_ratios_come_from_the_same_cluster_and_run():
     data = _data([_run('rbd cp', 8.0), _run('rbd deep cp', 4.0),
-                  _run(report.CINDER, 10.0), _run('rbdmig deep_copy', 5.0)])
-    rows = {r['case']: r for r in report.summarize(data)}
-    mine = rows['rbdmig deep_copy']
-    assert mine['x_ceph'] == pytest.approx(4.0 / 5.0)
+                  _run('rbd deep cp', 6.0), _run('rbd deep cp', 100.0),
+                  _run(report.CINDER, 10.0), _run('rbdmig deep_copy', 5.0),
+                  _run('rbd deep cp', 1.0, cluster=THREE)],
+                 clusters=((ONE, 1, [units.Gi]), (THREE, 3, [units.Gi])))
+    rows = {(r['cluster'], r['case']): r for r in report.summarize(data)}
+    assert rows[(ONE, 'rbd deep cp')]['seconds'] == 6.0  # the median
+    mine = rows[(ONE, 'rbdmig deep_copy')]
+    assert mine['x_ceph'] == pytest.approx(6.0 / 5.0)
     assert mine['x_cinder'] == pytest.approx(2.0)
+    assert mine['cpu'] == 5.0 and mine['osd_cpu'] == 5.0
     # Bound: 1 / (1/400 + 1/400) = 200 MiB/s; 1 GiB in 5 s is 204.8.
     assert mine['x_bound'] == pytest.approx(204.8 / 200)
 
 
-def test_targets_pass_and_fail_on_the_numbers():
+def _offload_runs(cluster, size, full, tenth, deep, cpu=0.1, rss=0,
+                  thin=True):
+    return [
+        _run('rbd deep cp', deep, size=size, cluster=cluster),
+        _run('rbd deep cp', deep / 5, fill='10%', size=size,
+             cluster=cluster),
+        _run('rbdmig offload', full, size=size, cluster=cluster,
+             cpu_user=deep * cpu, peak_rss=(100 + rss) * units.Mi),
+        _run('rbdmig offload', tenth, fill='10%', size=size,
+             cluster=cluster, cpu_user=deep * cpu / 5,
+             src_allocated=size // 10,
+             dst_allocated=size // 10 if thin else size // 5),
+    ]
+
+
+def _found(data):
+    return {t['target']: (t['result'], t['measured'])
+            for t in targets.compute(data, report.summarize(data))}
+
+
+def test_offload_targets_pass_and_fail_on_the_numbers():
+    gib, four = units.Gi, 4 * units.Gi
+    runs = (_offload_runs(ONE, gib, 4.0, 0.5, 5.1)
+            + _offload_runs(ONE, four, 16.0, 3.5, 16.0, cpu=0.2, rss=10)
+            + _offload_runs(THREE, gib, 4.0, 0.5, 5.9, thin=False)
+            + _offload_runs(THREE, 2 * gib, 4.0, 0.5, 6.1, rss=80))
+    found = _found(_data(runs, clusters=((ONE, 1, [gib, four]),
+                                         (THREE, 3, [gib, 2 * gib]))))
+    one = ', 1 OSD, 1024 MiB, full'
+    assert found['offload vs fastest Ceph move' + one][0] == 'PASS'
+    assert found['offload vs fastest Ceph move, 1 OSD, 4096 MiB, full'][
+        0] == 'FAIL'
+    # Three OSDs ask for 1.5x: 5.9/4 fails where 5.1/4 passed on one.
+    assert found['offload vs fastest Ceph move, 3 OSDs, 1024 MiB, full'][
+        0] == 'FAIL'
+    assert found['offload vs fastest Ceph move, 3 OSDs, 2048 MiB, full'][
+        0] == 'PASS'
+    cpu = found['offload host CPU/GiB vs rbd deep cp' + one]
+    assert cpu[0] == 'PASS' and 'OSDs' in cpu[1]
+    assert found['offload host CPU/GiB vs rbd deep cp, 1 OSD, 4096 MiB, '
+                 'full'][0] == 'FAIL'
+    sparse = 'rbdmig offload 10% time / full, as thin, '
+    assert found[sparse + '1 OSD, 1024 MiB'][0] == 'PASS'
+    assert found[sparse + '1 OSD, 4096 MiB'][0] == 'FAIL'  # 3.5/16
+    assert found[sparse + '3 OSDs, 1024 MiB'][0] == 'FAIL'  # not thin
+    memory = 'peak RSS growth, %s, %s, offload'
+    assert found[memory % (ONE, '1024 MiB -> 4096 MiB')][0] == 'PASS'
+    assert found[memory % (THREE, '1024 MiB -> 2048 MiB')][0] == 'FAIL'
+
+
+def test_missing_cases_fail_and_one_size_is_not_applicable():
+    found = _found(_data([_run('rbd deep cp', 4.0)]))
+    assert found['offload vs fastest Ceph move, 1 OSD, 1024 MiB, full'] == (
+        'FAIL', 'case failed or missing')
+    assert found['peak RSS growth, 1 OSD, 1024 MiB -> 1024 MiB, rbdmig '
+                 'cases'][0] == 'N/A'
+    assert found['same pool < 0.2 s, 1 OSD, 1024 MiB'][0] == 'FAIL'
+
+
+def test_earlier_targets_pass_and_fail_on_the_numbers():
     data = _data([
         _run('rbd deep cp', 4.0), _run(report.CINDER, 10.0),
         _run('rbdmig deep_copy', 5.0),
-        _run('rbdmig deep_copy', 0.1, fill='1%'),
+        _run('rbdmig deep_copy', 0.5, fill='10%'),
         _run('rbdmig deep_copy +progress', 5.05),
         _run(report.TO_FILE, 5.0), _run(report.TO_FILE, 1.0, fill='10%'),
         _run(report.CINDER, 10.0, fill='10%'),
     ])
-    found = {t['target']: t['result']
-             for t in targets.compute(data, report.summarize(data))}
-    mib = ', 1024 MiB'
-    assert found['rbdmig deep_copy full vs fastest Ceph tool' + mib] == 'FAIL'
-    assert found['rbdmig deep_copy full vs copy bound' + mib] == 'PASS'
-    assert found['rbdmig deep_copy 1% allocated time / full' + mib] == 'PASS'
-    assert found['rbdmig generic RBD->file full vs Cinder' + mib] == 'PASS'
-    assert found['rbdmig generic RBD->file 10% vs Cinder' + mib] == 'PASS'
-    assert found['rbdmig generic file->RBD full vs Cinder' + mib] == 'FAIL'
-    assert found['rbdmig deep_copy full progress on/off' + mib] == 'PASS'
-    assert found['same pool < 0.2 s' + mib] == 'FAIL'  # never ran
-    assert found['peak RSS growth, rbdmig cases, full volumes'] == 'N/A'
+    found = {k: v[0] for k, v in _found(data).items()}
+    tag = ', 1 OSD, 1024 MiB'
+    assert found['rbdmig deep_copy full vs fastest Ceph move' + tag] == \
+        'FAIL'
+    assert found['rbdmig deep_copy full vs copy bound' + tag] == 'PASS'
+    assert found['rbdmig deep_copy 10% time / full, as thin' + tag] == \
+        'PASS'
+    assert found['rbdmig generic RBD->file full vs Cinder' + tag] == 'PASS'
+    assert found['rbdmig generic RBD->file 10% vs Cinder' + tag] == 'PASS'
+    assert found['rbdmig generic file->RBD full vs Cinder' + tag] == 'FAIL'
+    assert found['rbdmig deep_copy full progress on/off' + tag] == 'PASS'
+
+
+def test_verify_cost_is_reported_over_none():
+    runs = [_run('rbdmig offload verify=none', 2.0, method='offload',
+                 verify='none'),
+            _run('rbdmig offload', 2.5, method='offload', verify='extents'),
+            _run('rbdmig offload verify=checksum', 5.0, method='offload',
+                 verify='checksum')]
+    text = report.verify_table(_data(runs), report.summarize(_data(runs)))
+    line = [x for x in text.splitlines() if 'offload' in x][0]
+    assert '2.000 (+0 %)' in line and '2.500 (+25 %)' in line
+    assert '5.000 (+150 %)' in line
+
+
+def test_the_page_and_chart_cover_every_cluster(tmp_path):
+    gib = units.Gi
+    runs = (_offload_runs(ONE, gib, 4.0, 0.5, 5.1)
+            + _offload_runs(THREE, gib, 3.0, 0.4, 5.9)
+            + [_run('rbdmig offload', 1.0, cluster=THREE, ok=False,
+                    error='boom')])
+    data = _data(runs, clusters=((ONE, 1, [gib]), (THREE, 3, [gib])))
+    data.update(started='s', finished='f')
+    paths = output.write(data, str(tmp_path))
+    page = open(paths['rst']).read()
+    assert '3 OSDs: 1024 MiB volume, full' in page
+    assert 'rbdmig offload (1/2 failed)' in page and '* rbdmig offload: ' \
+        'boom' in page
+    assert 'Sandbox **3 OSDs**: pools of size 1' in page
+    saved = json.load(open(paths['json']))
+    assert {t['result'] for t in saved['targets']} <= {'PASS', 'FAIL', 'N/A'}
+    pytest.importorskip('matplotlib')
+    assert chart.draw(data, str(tmp_path / 'c.png'))
+    assert (tmp_path / 'c.png').read_bytes()[:4] == b'\x89PNG'
