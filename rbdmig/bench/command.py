@@ -9,6 +9,7 @@ from oslo_utils import units
 
 DEFAULT_SIZES = ('1', '4')     # GiB
 QUICK_SIZES = ('64M',)
+DEFAULT_OSDS = (1, 3)
 _SIZE = re.compile(r'^(\d+)\s*(M|MiB|G|GiB)?$', re.I)
 
 
@@ -23,31 +24,50 @@ def parse_size(text):
     return int(match.group(1)) * (units.Mi if unit == 'M' else units.Gi)
 
 
+def _positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError('%r is not a whole number >= 1'
+                                         % text)
+    return int(text)
+
+
 def add_parser(sub):
     """Add the ``bench`` subcommand to an argparse subparsers object."""
     bench = sub.add_parser(
         'bench', help='benchmark every migration path against rbd cp/deep '
-                      'cp/migration and Cinder\'s generic copy on a '
-                      'throwaway cluster; writes JSON, an RST table, a PNG')
+                      'cp/migration and Cinder\'s generic copy on '
+                      'throwaway clusters of one and three OSDs; writes '
+                      'JSON, an RST page, a PNG')
     bench.add_argument('--sizes', nargs='+', type=parse_size,
                        metavar='SIZE',
                        help='volume sizes: GiB (1, 4G) or MiB (64M) '
                             '(default: %s; --quick: %s)' % (
                                 ' '.join(DEFAULT_SIZES),
                                 ' '.join(QUICK_SIZES)))
+    bench.add_argument('--osds', nargs='+', type=int, choices=range(1, 9),
+                       metavar='N', default=list(DEFAULT_OSDS),
+                       help='one sandbox per number of OSDs, run one after '
+                            'the other; more than one OSD runs the moves '
+                            'only (default: %s)' % ' '.join(
+                                map(str, DEFAULT_OSDS)))
+    bench.add_argument('--multi-osd-sizes', nargs='+', type=parse_size,
+                       metavar='SIZE',
+                       help='volume sizes for the sandboxes of more than '
+                            'one OSD (default: --sizes)')
     bench.add_argument('--objectstore', choices=('bluestore', 'memstore'),
                        help='OSD store: bluestore on a sparse file '
                             '(default) or memstore in RAM (--quick)')
-    bench.add_argument('--repeat', type=int,
+    bench.add_argument('--repeat', type=_positive,
                        help='runs of every case; medians are reported '
                             '(default 3; --quick: 1)')
     bench.add_argument('--quick', action='store_true',
                        help='tiny and fast, to check the bench works: 64 '
-                            'MiB volumes, memstore, one run')
+                            'MiB volumes, memstore, one run, on each '
+                            'sandbox')
     bench.add_argument('--output-dir',
                        help='where benchmark.json/.rst/.png go (default: '
                             'doc; --quick: a new temporary directory)')
-    bench.add_argument('--workdir', help='directory for the cluster '
+    bench.add_argument('--workdir', help='directory for the clusters '
                                          '(default: a new temporary one)')
 
 
@@ -69,14 +89,19 @@ def run(args, out=sys.stdout):
         tempfile.mkdtemp(prefix='rbdmig-bench-quick-') if quick else 'doc')
     try:
         data = runner.run(sorted(set(sizes)), objectstore, repeat,
-                          workdir=args.workdir, say=say)
+                          workdir=args.workdir, say=say,
+                          osd_counts=list(dict.fromkeys(args.osds)),
+                          multi_osd_sizes=args.multi_osd_sizes and sorted(
+                              set(args.multi_osd_sizes)))
     except KeyboardInterrupt:
         say('Interrupted; the sandbox was stopped, nothing written.')
         return 130
     paths = output.write(data, out_dir)
     with open(paths['rst']) as f:
         say(f.read())
-    say('Results: %s' % ', '.join(p for p in paths.values() if p))
+    say('Results: %s (the bench took %.1f minutes)' % (
+        ', '.join(p for p in paths.values() if p),
+        data['wall_seconds'] / 60))
     if not paths['png']:
         say('No chart: matplotlib is missing (pip install -e .[bench]).')
     runs = data.get('runs', [])

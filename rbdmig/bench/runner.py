@@ -1,5 +1,6 @@
-"""The bench run: one sandbox, the same volumes, every case timed."""
+"""The bench run: sandboxes, a fresh identical volume per case, timings."""
 
+import hashlib
 import json
 import os
 import platform
@@ -12,59 +13,14 @@ import time
 
 from oslo_utils import units
 
+from rbdmig import ext
 from rbdmig import sandbox
-from rbdmig.bench import cases
+from rbdmig.bench import placement
+from rbdmig.bench import plan
 from rbdmig.bench import volumes
-from rbdmig.volume.drivers import rbd as rbd_driver
 from rbdmig.ceph import methods as rbd_methods
 
 A, B, FILE = 'ceph-a', 'ceph-b', volumes.FILE
-# Routes: where a case copies the volume, and what becomes of it.
-COPY, MOVE, STAY, TO_FILE, FROM_FILE = ('copy', 'move', 'stay', 'to file',
-                                        'from file')
-
-
-def default_method():
-    """The driver's default ``rbd_migration_method``."""
-    return next(o.default for o in rbd_driver.RBD_OPTS
-                if o.name == 'rbd_migration_method')
-
-
-def plan():
-    """Return the cases, in run order, as dicts (label, kind, route...).
-
-    Every method of ``rbd_methods.METHODS`` is included, so a new one
-    shows up without touching the bench.
-    """
-    # Ceph's tools as whole moves, the source removed, as rbdmig's.
-    steps = [
-        {'label': cases.RBD_CP, 'kind': cases.RBD_CP, 'route': MOVE},
-        {'label': cases.RBD_DEEP_CP, 'kind': cases.RBD_DEEP_CP,
-         'route': MOVE},
-        {'label': cases.RBD_MIGRATION, 'kind': cases.RBD_MIGRATION,
-         'route': MOVE},
-        {'label': 'cinder generic RBD->RBD', 'kind': cases.CINDER,
-         'route': COPY},
-    ]
-    for method in rbd_methods.METHODS:
-        steps.append({'label': 'rbdmig ' + method, 'kind': cases.ASSISTED,
-                      'method': method, 'route': MOVE})
-    steps += [
-        {'label': 'rbdmig %s +progress' % default_method(),
-         'kind': cases.ASSISTED, 'method': default_method(),
-         'progress': True, 'route': MOVE},
-        {'label': 'rbdmig same pool', 'kind': cases.SAME_POOL,
-         'route': STAY},
-        {'label': 'rbdmig generic RBD->RBD', 'kind': cases.GENERIC,
-         'route': COPY},
-        {'label': 'rbdmig generic RBD->file', 'kind': cases.GENERIC,
-         'route': TO_FILE},
-        {'label': 'rbdmig generic file->RBD', 'kind': cases.GENERIC,
-         'route': FROM_FILE},
-        {'label': 'rbdmig generic RBD->file +progress',
-         'kind': cases.GENERIC, 'progress': True, 'route': TO_FILE},
-    ]
-    return steps
 
 
 def machine_info(objectstore):
@@ -99,19 +55,28 @@ def parse_rbd_bench(output):
     return float(number) * _UNITS[unit or None]
 
 
+def _extents_digest(extents):
+    return hashlib.sha256(json.dumps(extents).encode()).hexdigest()
+
+
 class Bench:
-    """One bench run on a started sandbox.
+    """One bench run on one started sandbox.
 
     :param cluster: a started :class:`rbdmig.sandbox.Cluster`.
+    :param label: the cluster's name in the results (``1 OSD``).
     :param say: prints one line of progress.
     """
 
-    def __init__(self, cluster, say, repeat=1, timeout=1800):
+    def __init__(self, cluster, label, say, repeat=1, timeout=1800):
         self.sandbox = cluster
+        self.label = label
         self.vols = volumes.Cluster(cluster)
         self.say = say
         self.repeat = repeat
         self.timeout = timeout
+        self.steps = plan.plan(cluster.osd_count)
+        self.osd_pids = [pid for name, pid in cluster.pids.items()
+                         if name.startswith('osd.')]
         self.runs = []
         self.ceiling = []
         self.volumes = []
@@ -126,7 +91,8 @@ class Bench:
         for backend in (A, B):
             image = self.vols.spec(backend, 'bench-ceiling')
             for rep in range(self.repeat):
-                row = {'size': size, 'backend': backend, 'rep': rep}
+                row = {'cluster': self.label, 'size': size,
+                       'backend': backend, 'rep': rep}
                 try:
                     self.vols.create(backend, 'bench-ceiling', size)
                     for io in ('write', 'read'):
@@ -142,56 +108,86 @@ class Bench:
                 self.say('  ceiling %-7s write %s read %s' % (
                     backend, _mibs(row.get('write')), _mibs(row.get('read'))))
 
-    # -- one volume, every case --
+    # -- one volume, every case on a fresh copy of it --
 
     def run_volume(self, size, fill, seed):
-        """Create a volume, run every case on it ``repeat`` times."""
+        """Describe a volume, run every case ``repeat`` times on it.
+
+        Odd repetitions run the cases in reverse order, so that no case
+        always follows the same one.
+        """
         name = 'bench-%dm-%s' % (size // units.Mi, fill.rstrip('%') + (
             'pct' if fill.endswith('%') else ''))
-        self.vols.purge(name)
-        digest = self._create(name, size, fill, seed)
-        volume = {'name': name, 'size': size, 'fill': fill, 'seed': seed,
-                  'sha256': digest,
-                  'allocated': self.vols.allocated(A, name),
+        fraction = volumes.FILLS[fill]
+        volume = {'cluster': self.label, 'name': name, 'size': size,
+                  'fill': fill, 'seed': seed,
+                  'sha256': volumes.expected_digest(size, fraction, seed),
                   'data_bytes': len(volumes.chosen_extents(
-                      size, volumes.FILLS[fill], seed)) * volumes.EXTENT}
-        self.volumes.append(volume)
-        self.say('volume %s: %s MiB, %s allocated (%d MiB)' % (
-            name, size // units.Mi, fill, volume['allocated'] // units.Mi))
-        where = A
+                      size, fraction, seed)) * volumes.EXTENT}
+        self.vols.purge(name)
         try:
-            for rep in range(self.repeat):
-                for step in plan():
-                    where = self._case(volume, step, rep, where)
+            for backend, key in ((A, 'rbd'), (FILE, 'file')):
+                found = self._fresh(volume, backend, check=False)
+                volume.update({key + '_extents': len(found),
+                               key + '_extents_sha256':
+                                   _extents_digest(found),
+                               key + '_allocated':
+                                   self.vols.allocated(backend, name)})
         finally:
             self.vols.purge(name)
+        volume['allocated'] = volume['rbd_allocated']
+        self.volumes.append(volume)
+        self.say('volume %s: %s MiB, %s allocated (%d MiB in %d extents)'
+                 % (name, size // units.Mi, fill,
+                    volume['allocated'] // units.Mi, volume['rbd_extents']))
+        for rep in range(self.repeat):
+            steps = self.steps if rep % 2 == 0 else self.steps[::-1]
+            for step in steps:
+                self._case(volume, step, rep)
 
-    def _create(self, name, size, fill, seed, backend=A):
+    def _fresh(self, volume, backend, check=True):
+        """Create the volume anew in ``backend``; check it is the same.
+
+        :returns: its data extents.
+        :raises RuntimeError: its sha256, or its extents, differ from
+            the volume's.
+        """
+        # The name is free: every case ends by purging it.
+        name, size = volume['name'], volume['size']
         self.vols.create(backend, name, size)
-        return self.vols.fill(backend, name, size, volumes.FILLS[fill], seed)
+        self.vols.fill(backend, name, size, volumes.FILLS[volume['fill']],
+                       volume['seed'])
+        if self.vols.digest(backend, name) != volume['sha256']:
+            raise RuntimeError('the fresh volume in %s has another sha256'
+                               % backend)
+        found = self.vols.extents(backend, name)
+        key = ('file' if backend == FILE else 'rbd') + '_extents_sha256'
+        if check and _extents_digest(found) != volume[key]:
+            raise RuntimeError('the fresh volume in %s has other extents'
+                               % backend)
+        return found
 
-    def _route(self, route, where):
-        other = B if where == A else A
-        return {COPY: (where, other), MOVE: (where, other),
-                STAY: (where, where), TO_FILE: (where, FILE),
-                FROM_FILE: (FILE, other)}[route]
+    def _route(self, route):
+        return {plan.COPY: (A, B), plan.MOVE: (A, B), plan.STAY: (A, A),
+                plan.TO_FILE: (A, FILE), plan.FROM_FILE: (FILE, B)}[route]
 
-    def _case(self, volume, step, rep, where):
-        """Run one case; return where the volume now lives."""
+    def _case(self, volume, step, rep):
+        """Run one case on a fresh volume; record it in :attr:`runs`."""
         name, route = volume['name'], step['route']
-        src, dst = self._route(route, where)
-        row = {'size': volume['size'], 'fill': volume['fill'], 'rep': rep,
-               'case': step['label'], 'kind': step['kind'],
-               'method': step.get('method'), 'route': route, 'src': src,
-               'dst': dst, 'progress': bool(step.get('progress'))}
+        src, dst = self._route(route)
+        row = {'cluster': self.label, 'size': volume['size'],
+               'fill': volume['fill'], 'rep': rep, 'case': step['label'],
+               'kind': step['kind'], 'method': step.get('method'),
+               'verify': step.get('verify'), 'route': route, 'src': src,
+               'dst': dst, 'progress': bool(step.get('progress')),
+               'load1': os.getloadavg()[0]}
+        began = time.monotonic()
         try:
-            if route == FROM_FILE and not self.vols.exists(FILE, name):
-                # The RBD->file case failed: put the file there by hand.
-                self._create(name, volume['size'], volume['fill'],
-                             volume['seed'], backend=FILE)
+            self._fresh(volume, src)
             row['src_allocated'] = self.vols.allocated(src, name)
-            if step['kind'] in (cases.CINDER, cases.GENERIC):
+            if step['kind'] in ('cinder generic', 'generic'):
                 self.vols.create(dst, name, volume['size'])
+            row['setup_seconds'] = time.monotonic() - began
             row.update(self._spawn(volume, step, src, dst))
             row['checksum_ok'] = (self.vols.digest(dst, name)
                                   == volume['sha256'])
@@ -200,40 +196,31 @@ class Bench:
             # kind of backend: files count bytes, librbd whole extents.
             row['dst_reference'] = (volume['data_bytes'] if dst == FILE
                                     else volume['allocated'])
-            if route == MOVE and self.vols.exists(src, name):
+            if route == plan.MOVE and self.vols.exists(src, name):
                 raise RuntimeError('the source is still there after a move')
             used = row.get('method_used')
             if step.get('method') and used != step['method']:
-                raise RuntimeError('moved by %s, not %s' % (used,
-                                                            step['method']))
+                raise RuntimeError('moved by %s, not %s (extension: %s)' % (
+                    used, step['method'], ext.unavailable_reason() or 'ok'))
             row['ok'] = row['checksum_ok']
             if not row['ok']:
                 row['error'] = 'destination checksum differs'
         except Exception as err:  # reported in the table, the run goes on
             row.update(ok=False, error=str(err).strip()[-800:])
+        self.vols.purge(name)
+        row['case_wall'] = time.monotonic() - began
         self.runs.append(row)
         self.say('  %-36s %s' % (step['label'], _outcome(row)))
-        if not row['ok']:
-            self.vols.purge(name)
-            self._create(name, volume['size'], volume['fill'],
-                         volume['seed'])
-            return A
-        if route in (COPY, FROM_FILE):
-            self.vols.remove(dst, name)
-        if route == FROM_FILE or (route == TO_FILE and step.get("progress")):
-            self.vols.remove(FILE, name)
-        return dst if route == MOVE else where
 
     def _spawn(self, volume, step, src, dst):
         pools = self.vols.pools
         spec = {'kind': step['kind'], 'method': step.get('method'),
+                'verify': step.get('verify'),
                 'progress': bool(step.get('progress')),
                 'name': volume['name'], 'size': volume['size'],
                 'size_gib': volume['size'] // units.Gi, 'src': src,
                 'dst': dst, 'src_pool': pools.get(src),
-                'dst_pool': pools.get(dst),
-                'osd_pids': [pid for n, pid in self.sandbox.pids.items()
-                             if n.startswith('osd.')],
+                'dst_pool': pools.get(dst), 'osd_pids': self.osd_pids,
                 'ceph_conf': self.sandbox.conf_path,
                 'rbdmig_conf': self.sandbox.rbdmig_conf_path}
         proc = subprocess.run(
@@ -262,41 +249,86 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt('SIGTERM')
 
 
-def run(sizes, objectstore, repeat, workdir=None, say=print):
-    """Start a sandbox, run every size and fill, stop it; return the data.
+def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data):
+    """Start a sandbox of ``osds`` OSDs, run every size and fill, stop it.
 
-    :param sizes: volume sizes in bytes.
-    :returns: a JSON-able dict: machine, config, ceiling, volumes, runs.
+    Adds the cluster's description and every row measured to ``data``,
+    even when interrupted.
     """
-    data = {'machine': machine_info(objectstore),
-            'config': {'sizes': sizes, 'fills': list(volumes.FILLS),
-                       'repeat': repeat, 'objectstore': objectstore,
-                       'default_method': default_method(),
-                       'methods': list(rbd_methods.METHODS),
-                       'cases': [s['label'] for s in plan()]},
-            'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
-    workdir = workdir or tempfile.mkdtemp(prefix='rbdmig-bench-')
-    cluster = sandbox.Cluster(workdir, name='bench', objectstore=objectstore,
-                              osd_bytes=3 * max(sizes) + units.Gi)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    label = plan.cluster_name(osds)
+    cluster = sandbox.Cluster(
+        os.path.join(workdir, 'osd%d' % osds), name='bench%d' % osds,
+        objectstore=objectstore, osd_count=osds,
+        osd_bytes=3 * max(sizes) + units.Gi)
+    desc = {'name': label, 'osds': osds, 'sizes': sizes,
+            'cases': [s['label'] for s in plan.plan(osds)]}
+    data['config']['clusters'].append(desc)
     bench = None
+    say('Starting a %s sandbox of %s in %s ...' % (objectstore, label,
+                                                   cluster.base_dir))
     try:
-        say('Starting a %s sandbox in %s ...' % (objectstore, workdir))
         cluster.start()
-        bench = Bench(cluster, say, repeat=repeat)
-        for size in sorted(sizes):
-            say('size %d MiB' % (size // units.Mi))
+        placement.spread(cluster)
+        desc['pool_size'] = placement.pool_size(cluster, cluster.pools[0])
+        desc['pgs_per_osd'] = placement.pgs_per_osd(cluster)
+        bench = Bench(cluster, label, say, repeat=repeat)
+        for size in sizes:
+            say('%s, size %d MiB' % (label, size // units.Mi))
             bench.measure_ceiling(size)
             for number, fill in enumerate(volumes.FILLS):
                 bench.run_volume(size, fill, seed=size + number)
     finally:
         if bench is not None:
-            data.update(ceiling=bench.ceiling, volumes=bench.volumes,
-                        runs=bench.runs)
+            data['ceiling'] += bench.ceiling
+            data['volumes'] += bench.volumes
+            data['runs'] += bench.runs
             bench.close()
         cluster.stop()
+        say('Sandbox of %s stopped and removed.' % label)
+
+
+def run(sizes, objectstore, repeat, workdir=None, say=print,
+        osd_counts=(1,), multi_osd_sizes=None):
+    """Run the bench on a sandbox per OSD count; return the data.
+
+    :param sizes: volume sizes in bytes.
+    :param osd_counts: the OSDs of each sandbox, one after the other.
+    :param multi_osd_sizes: sizes for sandboxes of more than one OSD
+        (default: ``sizes``).
+    :returns: a JSON-able dict: machine, config, ceiling, volumes, runs.
+    """
+    data = {'machine': machine_info(objectstore),
+            'config': {'sizes': sorted(set(sizes) | set(
+                           multi_osd_sizes or ())),
+                       'fills': list(volumes.FILLS),
+                       'repeat': repeat, 'objectstore': objectstore,
+                       'default_method': plan.default_method(),
+                       'default_verify': plan.option_default(
+                           'migration_verify'),
+                       'queue_depth': plan.option_default(
+                           'rbd_migration_queue_depth'),
+                       'chunk_size': plan.option_default(
+                           'rbd_migration_chunk_size'),
+                       'methods': list(rbd_methods.METHODS),
+                       'verify_methods': plan.verify_methods(),
+                       'ext_available': ext.available(),
+                       'ext_reason': ext.unavailable_reason(),
+                       'clusters': []},
+            'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            'ceiling': [], 'volumes': [], 'runs': []}
+    workdir = workdir or tempfile.mkdtemp(prefix='rbdmig-bench-')
+    began = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        for osds in osd_counts:
+            mine = sizes if osds == 1 else (multi_osd_sizes or sizes)
+            run_cluster(osds, sorted(mine), objectstore, repeat, workdir,
+                        say, data)
+    finally:
         signal.signal(signal.SIGTERM, previous)
-        say('Sandbox stopped and removed.')
+        if os.path.isdir(workdir) and not os.listdir(workdir):
+            os.rmdir(workdir)
     data['machine']['load_at_end'] = os.getloadavg()
     data['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    data['wall_seconds'] = time.monotonic() - began
     return data

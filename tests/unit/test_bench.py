@@ -1,6 +1,7 @@
 """The bench's arithmetic: sizes, data, plans, medians, ratios, targets."""
 
 import argparse
+import hashlib
 import json
 import os
 
@@ -11,6 +12,8 @@ from rbdmig.bench import cases
 from rbdmig.bench import chart
 from rbdmig.bench import command
 from rbdmig.bench import output
+from rbdmig.bench import placement
+from rbdmig.bench import plan
 from rbdmig.bench import report
 from rbdmig.bench import runner
 from rbdmig.bench import targets
@@ -41,11 +44,29 @@ def test_rbd_bench_rate_is_read_from_the_summary_line():
         runner.parse_rbd_bench('rbd: error opening image')
 
 
-def test_every_assisted_method_is_a_case():
-    labels = [step['label'] for step in runner.plan()]
+def test_every_method_is_a_case_on_every_cluster():
+    one = [step['label'] for step in plan.plan(1)]
+    three = [step['label'] for step in plan.plan(3)]
     for method in rbd_methods.METHODS:
-        assert 'rbdmig ' + method in labels
-    assert 'rbdmig %s +progress' % runner.default_method() in labels
+        assert 'rbdmig ' + method in one and 'rbdmig ' + method in three
+    for tool in cases.CLI_KINDS:
+        assert tool in one and tool in three
+    assert 'rbdmig %s +progress' % plan.default_method() in one
+    # More OSDs: the moves only.
+    assert report.CINDER in one and report.CINDER not in three
+    assert report.SAME_POOL not in three and len(set(one)) == len(one)
+
+
+def test_ceph_tools_are_whole_moves_and_verify_levels_are_cases():
+    steps = {s['label']: s for s in plan.plan(1)}
+    for tool in cases.CLI_KINDS:
+        assert steps[tool]['route'] == plan.MOVE
+    for method in plan.verify_methods():
+        assert steps['rbdmig ' + method]['verify'] == 'extents'
+        for level in ('none', 'checksum'):
+            step = steps['rbdmig %s verify=%s' % (method, level)]
+            assert (step['method'], step['verify']) == (method, level)
+    assert 'offload' in plan.verify_methods()
 
 
 def test_extents_are_seeded_and_sized():
@@ -56,10 +77,56 @@ def test_extents_are_seeded_and_sized():
     assert len(volumes.chosen_extents(size, 0.001, 7)) == 1
 
 
-def test_ceph_tools_are_whole_moves():
-    steps = {s['label']: s for s in runner.plan()}
-    for tool in cases.CLI_KINDS:
-        assert steps[tool]['route'] == runner.MOVE
+def test_fill_writes_what_the_expected_digest_hashes():
+    size, seed = 24 * units.Mi, 5
+    slots = volumes.chosen_extents(size, 0.5, seed)
+    image = bytearray(size)
+    writes = list(volumes._runs(volumes.extent_data(seed), slots))
+    for data, offset in writes:
+        # Adjacent extents are joined, never across a 4 MiB object.
+        assert offset // volumes.CHUNK == (
+            offset + len(data) - 1) // volumes.CHUNK
+        image[offset:offset + len(data)] = data
+    assert sum(len(d) for d, _ in writes) == len(slots) * volumes.EXTENT
+    assert len(writes) < len(slots)
+    expected = volumes.expected_digest(size, 0.5, seed)
+    # The sha256 of the 4 MiB chunks' sha256s, zero chunks included.
+    assert _tree(image) == expected
+    # Every extent differs, so one written in the wrong place shows.
+    data = volumes.extent_data(seed)
+    assert len({data(s) for s in range(2 * volumes.POOL)}) == 2 * \
+        volumes.POOL
+    assert volumes.expected_digest(size, 0.5, seed + 1) != expected
+
+
+def _tree(image):
+    return hashlib.sha256(b''.join(
+        hashlib.sha256(image[o:o + volumes.CHUNK]).digest()
+        for o in range(0, len(image), volumes.CHUNK))).hexdigest()
+
+
+def test_the_digest_tells_every_byte_zero_chunks_too():
+    size = 6 * units.Mi  # the last chunk is half a chunk
+    image = bytearray(size)
+    digest = volumes.Digest()
+    for offset in range(0, size, volumes.CHUNK):
+        digest.update(bytes(image[offset:offset + volumes.CHUNK]))
+    assert digest.hexdigest() == _tree(image)
+    image[size - 1] = 1
+    other = volumes.Digest()
+    for offset in range(0, size, volumes.CHUNK):
+        other.update(bytes(image[offset:offset + volumes.CHUNK]))
+    assert other.hexdigest() == _tree(image) != digest.hexdigest()
+
+
+def test_a_file_volume_lists_its_data_runs(tmp_path):
+    path = tmp_path / 'vol'
+    with open(path, 'wb') as f:
+        f.truncate(8 * units.Mi)
+        os.pwrite(f.fileno(), b'x' * units.Mi, 2 * units.Mi)
+    with open(path, 'rb', buffering=0) as f:
+        runs = volumes._FileIO(f).data_runs()
+    assert runs == [[2 * units.Mi, units.Mi]]
 
 
 def test_cpu_of_processes_is_read_from_proc():
@@ -235,3 +302,45 @@ def test_the_page_and_chart_cover_every_cluster(tmp_path):
     pytest.importorskip('matplotlib')
     assert chart.draw(data, str(tmp_path / 'c.png'))
     assert (tmp_path / 'c.png').read_bytes()[:4] == b'\x89PNG'
+
+
+class _FakeCeph:
+    """Answers the mon commands placement.spread makes."""
+
+    def __init__(self, osds, pgs_per_pool):
+        self.osd_count = osds
+        self.pools = ['volumes-a', 'volumes-b']
+        self.up = {'%d.%x' % (p + 1, i): 0 for p in range(2)
+                   for i in range(pgs_per_pool)}
+        self.calls = []
+
+    def ceph(self, *args):
+        self.calls.append(args)
+        if args[:2] == ('osd', 'pg-upmap-items'):
+            assert self.up[args[2]] == int(args[3])
+            self.up[args[2]] = int(args[4])
+        elif args[:2] == ('pg', 'ls-by-pool'):
+            number = self.pools.index(args[2]) + 1
+            return json.dumps({'pg_stats': [
+                {'pgid': pg, 'up': [osd]} for pg, osd in self.up.items()
+                if pg.startswith('%d.' % number)]})
+        elif args[:2] == ('osd', 'df'):
+            counts = {}
+            for osd in self.up.values():
+                counts[osd] = counts.get(osd, 0) + 1
+            return json.dumps({'nodes': [{'id': o, 'pgs': n}
+                                         for o, n in counts.items()]})
+        elif args[:1] == ('status',):
+            return json.dumps({'pgmap': {
+                'num_pgs': len(self.up), 'pgs_by_state': [
+                    {'state_name': 'active+clean', 'count': len(self.up)}]}})
+        return ''
+
+
+def test_pgs_are_spread_evenly_over_the_osds():
+    fake = _FakeCeph(3, 8)
+    placement.spread(fake)
+    assert placement.pgs_per_osd(fake) == {'0': 5, '1': 6, '2': 5}
+    one = _FakeCeph(1, 8)
+    placement.spread(one)
+    assert one.calls == []
