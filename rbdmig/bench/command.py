@@ -1,6 +1,8 @@
 """``rbdmig bench``: its arguments, and the run from start to files."""
 
 import argparse
+import json
+import os
 import re
 import sys
 import tempfile
@@ -10,6 +12,9 @@ from oslo_utils import units
 DEFAULT_SIZES = ('1', '4')     # GiB
 QUICK_SIZES = ('64M',)
 DEFAULT_OSDS = (1, 3)
+# The data measured so far, kept in the output directory until the run
+# is written out: a long run that fails late is not lost.
+PARTIAL = '.benchmark-partial.json'
 _SIZE = re.compile(r'^(\d+)\s*(M|MiB|G|GiB)?$', re.I)
 
 
@@ -87,16 +92,28 @@ def run(args, out=sys.stdout):
     repeat = args.repeat or (1 if quick else 3)
     out_dir = args.output_dir or (
         tempfile.mkdtemp(prefix='rbdmig-bench-quick-') if quick else 'doc')
+    partial = os.path.join(out_dir, PARTIAL)
+
+    def checkpoint(data):
+        os.makedirs(out_dir, exist_ok=True)
+        with open(partial + '.tmp', 'w') as f:
+            json.dump(data, f)
+        os.replace(partial + '.tmp', partial)
+
     try:
         data = runner.run(sorted(set(sizes)), objectstore, repeat,
                           workdir=args.workdir, say=say,
                           osd_counts=list(dict.fromkeys(args.osds)),
                           multi_osd_sizes=args.multi_osd_sizes and sorted(
-                              set(args.multi_osd_sizes)))
+                              set(args.multi_osd_sizes)),
+                          checkpoint=checkpoint)
     except KeyboardInterrupt:
-        say('Interrupted; the sandbox was stopped, nothing written.')
+        say('Interrupted; the sandboxes were stopped.  What was measured '
+            'until the last volume is in %s.' % partial)
         return 130
     paths = output.write(data, out_dir)
+    if os.path.exists(partial):
+        os.unlink(partial)
     with open(paths['rst']) as f:
         say(f.read())
     say('Results: %s (the bench took %.1f minutes)' % (
@@ -107,6 +124,7 @@ def run(args, out=sys.stdout):
     runs = data.get('runs', [])
     bad = [r for r in runs if not r.get('ok')]
     bad += [r for r in data.get('ceiling', []) if not r.get('ok')]
+    bad += [c for c in data['config']['clusters'] if c.get('error')]
     say('%d of %d cases failed.' % (len(bad), len(runs)) if bad
         else 'Every case ran and every checksum matched.')
     return 1 if bad else 0

@@ -78,6 +78,9 @@ def _clusters_lines(data):
                 desc['name'], desc.get('pool_size', '?'),
                 '/'.join(str(pgs[k]) for k in sorted(pgs)) or '?',
                 ' and '.join(_size(s) for s in desc['sizes'])))
+        if desc.get('error'):
+            lines[-1] += '  **FAILED**: %s' % ' '.join(
+                desc['error'].split())[:500]
     return lines
 
 

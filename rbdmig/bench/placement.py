@@ -24,39 +24,48 @@ def pool_size(cluster, pool):
                           'size')['size'])
 
 
-def spread(cluster, timeout=120):
+def _pgs(cluster, pool):
+    pgs = _ceph_json(cluster, 'pg', 'ls-by-pool', pool)
+    return pgs['pg_stats'] if isinstance(pgs, dict) else pgs
+
+
+def spread(cluster, timeout=300):
     """Map each pool's PG ``i`` to OSD ``(i + shift) % osds`` by upmap.
 
     Pools of size 1 only (one OSD per PG).  ``shift`` differs per pool so
     that the PGs left over fall on different OSDs.  Waits until every PG
-    is active+clean again.
+    is up where it should be and active+clean again.
+
+    :raises RuntimeError: not so within ``timeout`` seconds; the message
+        counts the PGs' states.
     """
     osds = cluster.osd_count
     if osds < 2:
         return
     cluster.ceph('osd', 'set-require-min-compat-client', 'luminous')
-    expected = {str(n): 0 for n in range(osds)}
+    want = {}
     for shift, pool in enumerate(cluster.pools):
-        pgs = _ceph_json(cluster, 'pg', 'ls-by-pool', pool)
-        pgs = pgs['pg_stats'] if isinstance(pgs, dict) else pgs
-        for pg in pgs:
+        for pg in _pgs(cluster, pool):
             index = int(pg['pgid'].split('.')[1], 16)
-            now, want = pg['up'][0], (index + shift) % osds
-            expected[str(want)] += 1
-            if now != want:
-                cluster.ceph('osd', 'pg-upmap-items', pg['pgid'], str(now),
-                             str(want))
+            want[pg['pgid']] = (index + shift) % osds
+            # The whole mapping, not items "from -> to": the mgr's PG
+            # stats can lag the OSD map, and an item whose "from" is not
+            # the PG's OSD any more is ignored.
+            cluster.ceph('osd', 'pg-upmap', pg['pgid'],
+                         str(want[pg['pgid']]))
     deadline = time.monotonic() + timeout
-    # The mgr's view lags the OSD map: wait for the counts, then clean.
-    while pgs_per_osd(cluster) != expected or not _clean(cluster):
+    while True:
+        pgs = [pg for pool in cluster.pools for pg in _pgs(cluster, pool)]
+        if all(pg['up'] == [want.get(pg['pgid'])]
+               and pg['state'].startswith('active+clean') for pg in pgs):
+            return
         if time.monotonic() > deadline:
-            raise RuntimeError('PGs not active+clean %d s after the upmaps'
-                               % timeout)
+            states = {}
+            for pg in pgs:
+                key = '%s on %s, want %s' % (pg['state'], pg['up'],
+                                             want.get(pg['pgid']))
+                states[key] = states.get(key, 0) + 1
+            raise RuntimeError('PGs not where they should be, active+clean, '
+                               '%d s after the upmaps: %s' % (timeout,
+                                                              states))
         time.sleep(0.2)
-
-
-def _clean(cluster):
-    pgmap = _ceph_json(cluster, 'status')['pgmap']
-    clean = sum(s['count'] for s in pgmap['pgs_by_state']
-                if s['state_name'] == 'active+clean')
-    return clean == pgmap['num_pgs'] and not pgmap.get('misplaced_objects')

@@ -249,11 +249,21 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt('SIGTERM')
 
 
-def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data):
+def _merged(data, bench):
+    """``data`` with ``bench``'s rows so far added (a copy)."""
+    return dict(data, ceiling=data['ceiling'] + bench.ceiling,
+                volumes=data['volumes'] + bench.volumes,
+                runs=data['runs'] + bench.runs)
+
+
+def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
+                checkpoint=None):
     """Start a sandbox of ``osds`` OSDs, run every size and fill, stop it.
 
     Adds the cluster's description and every row measured to ``data``,
     even when interrupted.
+
+    :param checkpoint: called with the data so far after each volume.
     """
     label = plan.cluster_name(osds)
     cluster = sandbox.Cluster(
@@ -277,6 +287,8 @@ def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data):
             bench.measure_ceiling(size)
             for number, fill in enumerate(volumes.FILLS):
                 bench.run_volume(size, fill, seed=size + number)
+                if checkpoint:
+                    checkpoint(_merged(data, bench))
     finally:
         if bench is not None:
             data['ceiling'] += bench.ceiling
@@ -288,13 +300,17 @@ def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data):
 
 
 def run(sizes, objectstore, repeat, workdir=None, say=print,
-        osd_counts=(1,), multi_osd_sizes=None):
+        osd_counts=(1,), multi_osd_sizes=None, checkpoint=None):
     """Run the bench on a sandbox per OSD count; return the data.
+
+    A sandbox that fails (to start, or to spread its PGs) is recorded
+    with its error, and the next one runs: what was measured is kept.
 
     :param sizes: volume sizes in bytes.
     :param osd_counts: the OSDs of each sandbox, one after the other.
     :param multi_osd_sizes: sizes for sandboxes of more than one OSD
         (default: ``sizes``).
+    :param checkpoint: called with the data so far after each volume.
     :returns: a JSON-able dict: machine, config, ceiling, volumes, runs.
     """
     data = {'machine': machine_info(objectstore),
@@ -322,8 +338,13 @@ def run(sizes, objectstore, repeat, workdir=None, say=print,
     try:
         for osds in osd_counts:
             mine = sizes if osds == 1 else (multi_osd_sizes or sizes)
-            run_cluster(osds, sorted(mine), objectstore, repeat, workdir,
-                        say, data)
+            try:
+                run_cluster(osds, sorted(mine), objectstore, repeat,
+                            workdir, say, data, checkpoint=checkpoint)
+            except Exception as err:  # recorded; the next sandbox runs
+                data['config']['clusters'][-1]['error'] = str(err)[-1500:]
+                say('Sandbox of %s FAILED: %s' % (plan.cluster_name(osds),
+                                                  err))
     finally:
         signal.signal(signal.SIGTERM, previous)
         if os.path.isdir(workdir) and not os.listdir(workdir):

@@ -307,22 +307,24 @@ def test_the_page_and_chart_cover_every_cluster(tmp_path):
 class _FakeCeph:
     """Answers the mon commands placement.spread makes."""
 
-    def __init__(self, osds, pgs_per_pool):
+    def __init__(self, osds, pgs_per_pool, stuck=False):
         self.osd_count = osds
         self.pools = ['volumes-a', 'volumes-b']
         self.up = {'%d.%x' % (p + 1, i): 0 for p in range(2)
                    for i in range(pgs_per_pool)}
+        self.stuck = stuck
         self.calls = []
 
     def ceph(self, *args):
         self.calls.append(args)
-        if args[:2] == ('osd', 'pg-upmap-items'):
-            assert self.up[args[2]] == int(args[3])
-            self.up[args[2]] = int(args[4])
+        if args[:2] == ('osd', 'pg-upmap'):
+            if not self.stuck:
+                self.up[args[2]] = int(args[3])
         elif args[:2] == ('pg', 'ls-by-pool'):
             number = self.pools.index(args[2]) + 1
             return json.dumps({'pg_stats': [
-                {'pgid': pg, 'up': [osd]} for pg, osd in self.up.items()
+                {'pgid': pg, 'up': [osd], 'state': 'active+clean'}
+                for pg, osd in self.up.items()
                 if pg.startswith('%d.' % number)]})
         elif args[:2] == ('osd', 'df'):
             counts = {}
@@ -344,3 +346,36 @@ def test_pgs_are_spread_evenly_over_the_osds():
     one = _FakeCeph(1, 8)
     placement.spread(one)
     assert one.calls == []
+
+
+def test_pgs_that_do_not_move_are_reported():
+    with pytest.raises(RuntimeError, match='active.clean on .0., want 1'):
+        placement.spread(_FakeCeph(3, 8, stuck=True), timeout=0)
+
+
+def test_a_failed_sandbox_is_recorded_and_the_next_one_runs(monkeypatch,
+                                                            tmp_path):
+    ran = []
+
+    def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
+                    checkpoint=None):
+        data['config']['clusters'].append({'name': plan.cluster_name(osds),
+                                           'osds': osds, 'sizes': sizes})
+        ran.append((osds, sizes))
+        if osds == 1:
+            raise RuntimeError('PGs stuck')
+        data['runs'].append(_run('rbd cp', 1.0, cluster=THREE))
+        checkpoint(data)
+
+    saved = []
+    monkeypatch.setattr(runner, 'run_cluster', run_cluster)
+    data = runner.run([units.Gi, 4 * units.Gi], 'memstore', 1,
+                      workdir=str(tmp_path / 'w'), say=lambda line: None,
+                      osd_counts=(1, 3), multi_osd_sizes=[units.Gi],
+                      checkpoint=saved.append)
+    assert ran == [(1, [units.Gi, 4 * units.Gi]), (3, [units.Gi])]
+    first, second = data['config']['clusters']
+    assert first['error'] == 'PGs stuck' and 'error' not in second
+    assert len(saved) == 1 and data['runs'] and data['wall_seconds'] >= 0
+    page = output.text(data)
+    assert '**1 OSD**' in page and '**FAILED**: PGs stuck' in page
