@@ -97,7 +97,7 @@ class API(migration_records.MigrationRecordsMixin):
 
     def create_volume(self, backend, size_gib, id=None, name=None,
                       display_name=None, status=states.AVAILABLE,
-                      hidden=False):
+                      hidden=False, extra_specs=None):
         """Record a volume and return it.
 
         :param name: the backend's image or file name; ``volume-<id>`` when
@@ -105,6 +105,8 @@ class API(migration_records.MigrationRecordsMixin):
         :param status: one of ``states.INITIAL_VOLUME_STATUSES``.
         :param hidden: True for the destination of a generic migration,
             left out of listings until the switch-over.
+        :param extra_specs: ``{key: requirement}`` a destination's
+            capabilities must meet (Cinder's volume type extra specs).
         :raises VolumeExists: the id, or the name on that backend, is taken.
         """
         if status not in states.INITIAL_VOLUME_STATUSES:
@@ -118,7 +120,8 @@ class API(migration_records.MigrationRecordsMixin):
         id = id or uuidutils.generate_uuid()
         volume = models.Volume(
             id=id, name=name or 'volume-%s' % id, display_name=display_name,
-            size_gib=size_gib, backend=backend, status=status, hidden=hidden)
+            size_gib=size_gib, backend=backend, status=status, hidden=hidden,
+            extra_specs=dict(extra_specs) if extra_specs else None)
         try:
             with self.transaction() as session:
                 session.add(volume)
