@@ -54,11 +54,6 @@ class CopyResult:
                 f'{self.bytes_skipped / mib:.1f} MiB skipped')
 
 
-# Public here too: callers found them in this module first.
-normalize_extents = extents_mod.normalize_extents
-data_extents = extents_mod.data_extents
-
-
 def _end_of(handle):
     handle.seek(0, os.SEEK_END)
     return handle.tell()

@@ -10,7 +10,7 @@ import pytest
 from oslo_utils import units
 
 from rbdmig import exception
-from rbdmig.migration import copy, progress
+from rbdmig.migration import copy, extents, progress
 
 CHUNK = 64 * units.Ki
 
@@ -181,7 +181,7 @@ def test_result_str_reads_well():
 
 
 def test_normalize_extents_sorts_merges_and_clips():
-    found = copy.normalize_extents(
+    found = extents.normalize_extents(
         [(50, 10), (0, 10), (5, 10), (15, 5), (30, 0), (95, 20), (200, 5)],
         100)
     assert found == [(0, 20), (50, 10), (95, 5)]
@@ -189,18 +189,18 @@ def test_normalize_extents_sorts_merges_and_clips():
 
 def test_normalize_extents_rejects_negative():
     with pytest.raises(exception.InvalidInput):
-        copy.normalize_extents([(-1, 5)], 100)
+        extents.normalize_extents([(-1, 5)], 100)
     with pytest.raises(exception.InvalidInput):
-        copy.normalize_extents([(1, -5)], 100)
+        extents.normalize_extents([(1, -5)], 100)
 
 
 def test_data_extents_unknown_for_plain_memory():
-    assert copy.data_extents(io.BytesIO(b'abc'), 3) is None
+    assert extents.data_extents(io.BytesIO(b'abc'), 3) is None
 
 
 def test_data_extents_asks_the_handle():
     handle = Recorder(size=100, extents=[(60, 50), (0, 10)])
-    assert copy.data_extents(handle, 100) == [(0, 10), (60, 40)]
+    assert extents.data_extents(handle, 100) == [(0, 10), (60, 40)]
 
 
 def test_data_extents_of_sparse_file(tmp_path):
@@ -208,7 +208,7 @@ def test_data_extents_of_sparse_file(tmp_path):
     path = sparse_file(tmp_path / 'f', size,
                        {units.Mi: b'x' * 100, 9 * units.Mi: b'y' * 5000})
     with open(path, 'rb') as f:
-        found = list(copy.data_extents(f, size))
+        found = list(extents.data_extents(f, size))
     if found == [(0, size)]:
         pytest.skip('file system does not report holes')
     assert len(found) == 2
@@ -221,7 +221,7 @@ def test_data_extents_of_sparse_file(tmp_path):
 def test_data_extents_of_empty_sparse_file(tmp_path):
     path = sparse_file(tmp_path / 'f', units.Mi, {})
     with open(path, 'rb') as f:
-        assert list(copy.data_extents(f, units.Mi)) == []
+        assert list(extents.data_extents(f, units.Mi)) == []
 
 
 def test_data_extents_leaves_buffered_position_alone(tmp_path):
@@ -230,7 +230,7 @@ def test_data_extents_leaves_buffered_position_alone(tmp_path):
                        {0: data, 2 * units.Mi: data})
     with open(path, 'rb') as f:
         assert f.read(1000) == data[:1000]  # fills the read buffer
-        list(copy.data_extents(f, 4 * units.Mi))
+        list(extents.data_extents(f, 4 * units.Mi))
         assert f.read(200 * units.Ki) == data[1000:1000 + 200 * units.Ki]
 
 
@@ -245,7 +245,7 @@ def test_data_extents_without_fs_support(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, 'lseek', lseek)
     with open(path, 'rb') as f:
-        assert copy.data_extents(f, units.Mi) is None
+        assert extents.data_extents(f, units.Mi) is None
         dst = Recorder(size=units.Mi)
         result = copy.copy_volume(f, dst, chunk_size=CHUNK)
     assert result.bytes_read == units.Mi
