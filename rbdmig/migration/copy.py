@@ -290,7 +290,7 @@ def _sync(handle):
 
 def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                 callback=progress.DEFAULT_CALLBACK, extents=None,
-                dest_zeroed=True, clock=time.monotonic, sleep=time.sleep,
+                dest_zeroed=False, clock=time.monotonic, sleep=time.sleep,
                 queue_depth=1):
     """Copy the first ``size`` bytes of ``src`` onto ``dst``.
 
@@ -315,9 +315,10 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
     :param extents: where the source holds data, as ``(offset, length)``
         pairs; found by :func:`data_extents` when omitted, and the whole
         range is read if they cannot be found.
-    :param dest_zeroed: the destination reads as zeros (freshly created);
-        when false, holes and zero chunks are written so the destination
-        ends identical to the source, block for block.
+    :param dest_zeroed: the caller vouches that the destination reads as
+        zeros (it created it); by default holes and zero chunks are
+        written too, so the destination ends identical to the source
+        whatever it held.
     :param clock: a monotonic clock in seconds, injectable for tests.
     :param sleep: the sleep function used by the throttle.
     :param queue_depth: chunks in flight at once.  1 copies in the calling

@@ -67,10 +67,14 @@ def migrate(context, volume, src_driver, dst_driver,
                                      'generic path was not allowed.')
     new_volume = _moved(volume, host, None)
     dst_driver.create_volume(new_volume)
+    # Zeros may be skipped only on this destination, created just now, and
+    # only when its driver says a new volume reads as zeros.
+    zeroed = getattr(dst_driver, 'CREATES_ZEROED_VOLUMES', False)
     try:
         copied = src_driver.copy_volume_data(context, volume, new_volume,
                                              dest_driver=dst_driver,
-                                             callback=callback)
+                                             callback=callback,
+                                             dest_zeroed=zeroed)
     except BaseException:
         LOG.error('Copying %s failed; removing the partial destination, '
                   'the source is intact.', volume.id)

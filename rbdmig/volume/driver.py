@@ -61,6 +61,10 @@ class VolumeDriver(object):
     SUPPORTED = True
     # The driver's own options, registered in its backend group.
     OPTS = []
+    # True when a volume this driver has just created reads as zeros
+    # everywhere, so that a copy onto it may leave zeros unwritten.
+    # False is always safe: the copy then writes (or discards) them.
+    CREATES_ZEROED_VOLUMES = False
 
     def __init__(self, *args, **kwargs):
         # cinder-volume passes configuration, host, cluster_name,
@@ -198,17 +202,23 @@ class VolumeDriver(object):
         handle.close()
 
     def copy_volume_data(self, context, src_vol, dest_vol, dest_driver=None,
-                         callback=None):
+                         callback=None, dest_zeroed=False):
         """Copy every block of ``src_vol`` into the existing ``dest_vol``.
 
         The source is opened by this driver, the destination by
         ``dest_driver`` (this driver when omitted); both handles are closed
-        whatever happens.  The destination must be freshly created (it
-        reads as zeros), so holes are skipped and it stays thin.
+        whatever happens.  Afterwards the destination's first
+        ``src_vol.size`` GiB read exactly as the source's, whatever the
+        destination held before.
 
         :param callback: a :class:`rbdmig.migration.progress.Callback`;
             progress is logged every ``migration_progress_report_interval``
             seconds when omitted.
+        :param dest_zeroed: the caller vouches that the destination reads
+            as zeros (it has just created it, on a driver whose
+            ``CREATES_ZEROED_VOLUMES`` is true): holes and zero blocks are
+            then skipped, and a thin destination stays thin.  Otherwise
+            they are zeroed on the destination too.
         :returns: a :class:`rbdmig.migration.copy.CopyResult`.
         :raises InvalidVolume: the destination is smaller than the source.
         """
@@ -237,7 +247,7 @@ class VolumeDriver(object):
                     'volume_copy_bps_limit') or 0,
                 queue_depth=self.configuration.safe_get(
                     'volume_copy_queue_depth') or 1,
-                callback=callback)
+                callback=callback, dest_zeroed=dest_zeroed)
         LOG.info('Copied %(src)s to %(dst)s: %(result)s',
                  {'src': src_vol.id, 'dst': dest_vol.id, 'result': result})
         return result

@@ -49,14 +49,33 @@ def test_copy_volume_data_between_existing_volumes(ceph_cluster):
     dst = type(src)(size=1)
     drivers['ceph-a'].create_volume(dst)
 
+    # dst was created just now: the caller vouches that it reads as zeros.
     result = drivers['files'].copy_volume_data(None, src, dst,
-                                               dest_driver=drivers['ceph-a'])
+                                               dest_driver=drivers['ceph-a'],
+                                               dest_zeroed=True)
 
     assert helpers.digest(drivers['ceph-a'], dst) == before
     assert result.bytes_written == 8 * units.Mi
     assert result.bytes_skipped == units.Gi - 8 * units.Mi
     drivers['ceph-a'].delete_volume(dst)
     drivers['files'].delete_volume(src)
+
+
+@pytest.mark.parametrize('source', ['files', 'ceph-a'])
+def test_copy_onto_a_used_volume_leaves_nothing_stale(ceph_cluster, source):
+    # Issue #5: an existing RBD volume full of other data, overwritten by
+    # a sparse source, reads back identical to the source.
+    drivers = helpers.load_drivers(ceph_cluster)
+    src, before = helpers.new_volume(drivers[source], extents=8)
+    dst, old = helpers.new_volume(drivers['ceph-b'], extents=64)
+    assert old != before
+
+    drivers[source].copy_volume_data(None, src, dst,
+                                     dest_driver=drivers['ceph-b'])
+
+    assert helpers.digest(drivers['ceph-b'], dst) == before
+    drivers['ceph-b'].delete_volume(dst)
+    drivers[source].delete_volume(src)
 
 
 def test_failed_generic_copy_removes_partial_destination(ceph_cluster):

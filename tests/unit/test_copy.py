@@ -279,7 +279,8 @@ def test_explicit_extents_skip_holes_at_odd_offsets():
     for offset, length in extents:
         data[offset:offset + length] = pattern(length, seed=offset)
     src, dst = Recorder(data), Recorder(size=size)
-    result = copy.copy_volume(src, dst, chunk_size=CHUNK, extents=extents)
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK, extents=extents,
+                              dest_zeroed=True)
     assert bytes(dst.buf) == bytes(data)
     assert result.bytes_read == result.bytes_written == 127
     assert result.bytes_skipped == size - 127
@@ -316,7 +317,8 @@ def test_sparse_file_copy_reads_only_data(tmp_path):
                        {0: piece, 20 * units.Mi + 4097: piece})
     dst = Recorder(size=size)
     with open(path, 'rb') as f:
-        result = copy.copy_volume(f, dst, chunk_size=units.Mi)
+        result = copy.copy_volume(f, dst, chunk_size=units.Mi,
+                                  dest_zeroed=True)
     assert result.bytes_read < 4 * units.Mi
     assert result.bytes_skipped > 28 * units.Mi
     assert bytes(dst.buf) == path.read_bytes()
@@ -325,7 +327,7 @@ def test_sparse_file_copy_reads_only_data(tmp_path):
 def test_zero_chunks_are_not_written_to_zeroed_destination():
     data = pattern(CHUNK) + bytes(CHUNK) + pattern(CHUNK)
     src, dst = Recorder(data), Recorder(size=len(data))
-    result = copy.copy_volume(src, dst, chunk_size=CHUNK)
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK, dest_zeroed=True)
     assert dst.writes == [(0, CHUNK), (2 * CHUNK, CHUNK)]
     assert result.bytes_read == 3 * CHUNK
     assert result.bytes_skipped == CHUNK
@@ -340,7 +342,7 @@ def test_zero_blocks_inside_a_chunk_are_not_written():
     data = (bytes(3 * block) + pattern(100) + bytes(block - 100) +
             pattern(2 * block) + bytes(chunk - 6 * block))
     src, dst = Recorder(data), Recorder(size=len(data))
-    result = copy.copy_volume(src, dst, chunk_size=chunk)
+    result = copy.copy_volume(src, dst, chunk_size=chunk, dest_zeroed=True)
     assert dst.writes == [(3 * block, 3 * block)]
     assert result.bytes_written == 3 * block
     assert result.bytes_skipped == chunk - 3 * block
@@ -359,6 +361,16 @@ def test_not_zeroed_destination_ends_identical():
     assert result.bytes_skipped == 0
     assert result.bytes_read == 2 * CHUNK
     assert max(length for _, length in dst.writes) <= CHUNK
+
+
+def test_by_default_the_destination_is_not_assumed_zeroed():
+    # Issue #5: the default must be the safe one.
+    data = pattern(CHUNK) + bytes(3 * CHUNK) + pattern(CHUNK)
+    src = Recorder(data, extents=[(0, CHUNK), (4 * CHUNK, CHUNK)])
+    dst = Recorder(b'\xff' * len(data))
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK)
+    assert bytes(dst.buf) == data
+    assert result.bytes_skipped == 0
 
 
 def test_zero_chunks_keep_a_real_file_sparse(tmp_path):

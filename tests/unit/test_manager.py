@@ -110,3 +110,16 @@ def test_source_delete_failure_keeps_the_migration(ceph, file_backend,
     assert result.path == 'generic'
     assert _file_bytes(file_backend, volume, len(DATA)) == DATA
     assert 'LEFTOVER' in caplog.text
+
+
+def test_generic_copy_skips_zeros_only_when_the_driver_vouches(
+        ceph, file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA, size_mib=1024)
+    # A driver whose new volumes may hold old data (thick LVM, say).
+    file_backend.CREATES_ZEROED_VOLUMES = False
+
+    result = manager.migrate(None, volume, src, file_backend)
+
+    assert result.copy.bytes_skipped == 0
+    assert _file_bytes(file_backend, volume, len(DATA)) == DATA

@@ -7,6 +7,8 @@ from rbdmig import objects
 from rbdmig.ceph import location as rbd_location
 from tests.unit import rbd_fixtures as fx
 
+MiB = fx.MiB
+
 
 @pytest.fixture
 def ceph():
@@ -154,3 +156,21 @@ def test_driver_options_listed(ceph):
             'rados_connection_retries', 'rados_connection_interval',
             'rbd_store_chunk_size', 'reserved_percentage',
             'rbd_migration_method', 'volume_copy_bps_limit'} <= names
+
+
+def test_copy_volume_data_onto_a_used_image_leaves_nothing_stale(ceph):
+    # Issue #5 on RBD: the destination image already holds data.
+    src_drv = fx.make_driver(ceph, pool='hdd')
+    dst_drv = fx.make_driver(ceph, pool='ssd', backend='fast')
+    src = fx.make_volume(ceph, pool='hdd', size_mib=1024, data=b'new')
+    dst = fx.make_volume(ceph, pool='ssd', size_mib=1024,
+                         data=b'\xff' * (2 * MiB))
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('ssd')
+    with ceph.rbd.Image(ioctx, dst.name) as image:
+        image.write(b'\xee' * 4096, 700 * MiB)
+
+    src_drv.copy_volume_data(None, src, dst, dest_driver=dst_drv)
+
+    with ceph.rbd.Image(ioctx, dst.name) as image:
+        assert image.read(0, 2 * MiB) == b'new' + bytes(2 * MiB - 3)
+        assert image.read(700 * MiB, 4096) == bytes(4096)

@@ -52,6 +52,8 @@ class FileDriver(driver.VolumeDriver):
 
     VERSION = '1.0.0'
     OPTS = FILE_OPTS
+    # ftruncate() extends a new, empty file with zeros.
+    CREATES_ZEROED_VOLUMES = True
 
     def __init__(self, *args, **kwargs):
         # An os-brick connector can be injected (tests); otherwise the

@@ -88,6 +88,8 @@ class RBDDriver(driver.VolumeDriver):
     VERSION = '1.1.0'
     STORAGE_PROTOCOL = 'ceph'
     OPTS = RBD_OPTS
+    # A new image has no objects: every block reads as zeros.
+    CREATES_ZEROED_VOLUMES = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
