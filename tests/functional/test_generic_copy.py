@@ -70,10 +70,15 @@ def test_copy_onto_a_used_volume_leaves_nothing_stale(ceph_cluster, source):
     dst, old = helpers.new_volume(drivers['ceph-b'], extents=64)
     assert old != before
 
-    drivers[source].copy_volume_data(None, src, dst,
-                                     dest_driver=drivers['ceph-b'])
+    result = drivers[source].copy_volume_data(
+        None, src, dst, dest_driver=drivers['ceph-b'])
 
     assert helpers.digest(drivers['ceph-b'], dst) == before
+    # The old data was deallocated (write_zeroes), not overwritten with
+    # zeros: at most the 8 objects holding the source's 8 extents remain.
+    assert helpers.allocated_bytes(ceph_cluster, 'volumes-b',
+                                   dst.name) <= 8 * 4 * units.Mi
+    assert result.bytes_zeroed > units.Gi // 2
     drivers['ceph-b'].delete_volume(dst)
     drivers[source].delete_volume(src)
 

@@ -339,6 +339,22 @@ class Ceph(object):
                           lambda ret, _: oncomplete(Completion(ret)))
                 return Completion(None)
 
+            def write_zeroes(self, offset, length, zero_flags=0):
+                ceph._check('write_zeroes')
+                if self.read_only:
+                    raise mod.InvalidArgument('read-only image')
+                if offset + length > self.data.size:
+                    raise mod.InvalidArgument('zeroing past end')
+                end = offset + length
+                first = -(-offset // BLOCK)  # whole blocks are dropped
+                for idx in range(first, end // BLOCK):
+                    self.data.blocks.pop(idx, None)
+                for start, stop in ((offset, min(end, first * BLOCK)),
+                                    (max(offset, end // BLOCK * BLOCK),
+                                     end)):
+                    if start < stop:
+                        self.write(bytes(stop - start), start)
+
             def flush(self):
                 ceph._check('flush')
 

@@ -92,6 +92,18 @@ class Recorder(io.RawIOBase):
         return self._extents
 
 
+class Zeroing(Recorder):
+    """A handle that can make ranges read as zeros (``zero_at``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.zeroed = []  # (offset, length)
+
+    def zero_at(self, offset, length):
+        self.zeroed.append((offset, length))
+        self.buf[offset:offset + length] = bytes(length)
+
+
 class NoReadinto(Recorder):
     """A handle without any readinto attribute."""
 
@@ -371,6 +383,70 @@ def test_by_default_the_destination_is_not_assumed_zeroed():
     result = copy.copy_volume(src, dst, chunk_size=CHUNK)
     assert bytes(dst.buf) == data
     assert result.bytes_skipped == 0
+
+
+def test_holes_are_zeroed_by_the_handle_at_chunk_boundaries():
+    data = pattern(CHUNK + 5) + bytes(3 * CHUNK - 5) + pattern(10)
+    src = Recorder(data, extents=[(0, CHUNK + 5), (4 * CHUNK, 10)])
+    dst = Zeroing(b'\xff' * len(data))
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK)
+    assert bytes(dst.buf) == data
+    # Cut at multiples of the chunk: whole RBD objects go away.
+    assert dst.zeroed == [(CHUNK + 5, CHUNK - 5), (2 * CHUNK, CHUNK),
+                          (3 * CHUNK, CHUNK)]
+    assert dst.writes == [(0, CHUNK), (CHUNK, 5), (4 * CHUNK, 10)]
+    assert result.bytes_zeroed == 3 * CHUNK - 5
+    assert result.bytes_written == CHUNK + 15
+    assert result.bytes_skipped == 0
+    assert str(result).endswith('MiB zeroed')
+
+
+def test_holes_are_punched_in_a_used_file(tmp_path):
+    size = 16 * units.Mi
+    piece = pattern(units.Mi)
+    src = sparse_file(tmp_path / 'src', size, {3 * units.Mi: piece})
+    used = sparse_file(tmp_path / 'dst', size, {0: b'\xff' * size})
+    with open(src, 'rb') as s, open(used, 'r+b') as d:
+        result = copy.copy_volume(s, d, chunk_size=units.Mi)
+    assert used.read_bytes() == src.read_bytes()
+    if result.bytes_zeroed == 0:
+        pytest.skip('file system cannot punch holes')
+    assert result.bytes_zeroed == size - units.Mi
+    assert allocated(used) <= 2 * units.Mi
+
+
+@pytest.mark.parametrize('queue_depth', [1, 4])
+def test_without_hole_punching_zeros_are_written(tmp_path, monkeypatch,
+                                                 queue_depth):
+    calls = []
+
+    def cannot(fd, offset, length):
+        calls.append(offset)
+        raise OSError(errno.EOPNOTSUPP, 'not on this file system')
+
+    monkeypatch.setattr(copy.positional, 'punch_hole', cannot)
+    size = 8 * units.Mi
+    src = sparse_file(tmp_path / 'src', size, {units.Mi: pattern(100)})
+    used = sparse_file(tmp_path / 'dst', size, {0: b'\xff' * size})
+    with open(src, 'rb') as s, open(used, 'r+b') as d:
+        result = copy.copy_volume(s, d, chunk_size=units.Mi,
+                                  queue_depth=queue_depth)
+    assert used.read_bytes() == src.read_bytes()
+    assert result.bytes_zeroed == 0
+    assert result.bytes_written + result.bytes_skipped == size
+    assert len(calls) <= queue_depth  # tried, then written from then on
+
+
+def test_hole_punching_errors_are_not_hidden(tmp_path, monkeypatch):
+    def broken(fd, offset, length):
+        raise OSError(errno.EIO, 'I/O error')
+
+    monkeypatch.setattr(copy.positional, 'punch_hole', broken)
+    src = sparse_file(tmp_path / 'src', units.Mi, {})
+    used = sparse_file(tmp_path / 'dst', units.Mi, {0: b'\xff'})
+    with open(src, 'rb') as s, open(used, 'r+b') as d:
+        with pytest.raises(OSError, match='I/O error'):
+            copy.copy_volume(s, d, chunk_size=CHUNK)
 
 
 def test_zero_chunks_keep_a_real_file_sparse(tmp_path):

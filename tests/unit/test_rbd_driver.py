@@ -5,6 +5,7 @@ import pytest
 from rbdmig import exception
 from rbdmig import objects
 from rbdmig.ceph import location as rbd_location
+from tests.unit import fake_ceph
 from tests.unit import rbd_fixtures as fx
 
 MiB = fx.MiB
@@ -169,8 +170,11 @@ def test_copy_volume_data_onto_a_used_image_leaves_nothing_stale(ceph):
     with ceph.rbd.Image(ioctx, dst.name) as image:
         image.write(b'\xee' * 4096, 700 * MiB)
 
-    src_drv.copy_volume_data(None, src, dst, dest_driver=dst_drv)
+    result = src_drv.copy_volume_data(None, src, dst, dest_driver=dst_drv)
 
     with ceph.rbd.Image(ioctx, dst.name) as image:
         assert image.read(0, 2 * MiB) == b'new' + bytes(2 * MiB - 3)
         assert image.read(700 * MiB, 4096) == bytes(4096)
+    # The stale data was deallocated (write_zeroes), not overwritten.
+    assert len(ceph.image(fx.CONF_A, 'ssd', dst.name).blocks) == 1
+    assert result.bytes_zeroed == 1024 * MiB - fake_ceph.BLOCK
