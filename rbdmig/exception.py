@@ -34,6 +34,10 @@ class InvalidVolume(RbdmigError):
     message = 'Invalid volume: %(reason)s'
 
 
+class VolumeInUse(InvalidVolume):
+    message = 'Volume %(volume)s is in use: %(reason)s'
+
+
 class VolumeNotFound(RbdmigError):
     message = 'Volume %(name)s could not be found.'
 

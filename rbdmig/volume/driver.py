@@ -182,6 +182,16 @@ class VolumeDriver(object):
 
     # -- migration --
 
+    def volume_in_use(self, volume):
+        """Return True if a client has the volume open, as far as known.
+
+        The generic copy refuses such a volume: its data may change while
+        it is copied.  The base driver cannot tell, and says no.
+
+        :raises VolumeNotFound: the volume does not exist.
+        """
+        return False
+
     def migrate_volume(self, context, volume, host,
                        callback=progress.DEFAULT_CALLBACK):
         """Move ``volume`` to ``host`` without the host in the data path.

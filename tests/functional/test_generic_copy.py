@@ -3,6 +3,7 @@
 import io
 
 import pytest
+import rbd
 from oslo_utils import units
 
 from rbdmig import exception
@@ -81,6 +82,36 @@ def test_copy_onto_a_used_volume_leaves_nothing_stale(ceph_cluster, source):
     assert result.bytes_zeroed > units.Gi // 2
     drivers['ceph-b'].delete_volume(dst)
     drivers[source].delete_volume(src)
+
+
+def test_a_volume_open_by_another_client_is_refused(ceph_cluster):
+    # Issue #6: it was copied, reported as moved, and its source left.
+    drivers = helpers.load_drivers(ceph_cluster)
+    volume, before = helpers.new_volume(drivers['ceph-a'], extents=4)
+    client = ceph_cluster.connect()
+    try:
+        ioctx = client.open_ioctx('volumes-a')
+        holder = rbd.Image(ioctx, volume.name)  # read-write, as a VM
+        try:
+            for dst in ('files', 'ceph-b'):
+                with pytest.raises(exception.VolumeInUse, match='client'):
+                    manager.migrate(None, volume, drivers['ceph-a'],
+                                    drivers[dst])
+        finally:
+            holder.close()
+            ioctx.close()
+    finally:
+        client.shutdown()
+    with pytest.raises(exception.VolumeNotFound):
+        drivers['files'].get_allocated_bytes(volume)
+    assert volume.name not in helpers.images(ceph_cluster, 'volumes-b')
+    assert helpers.digest(drivers['ceph-a'], volume) == before
+
+    # Closed, it moves.
+    moved = manager.migrate(None, volume, drivers['ceph-a'],
+                            drivers['files'])
+    assert helpers.digest(drivers['files'], moved.volume) == before
+    drivers['files'].delete_volume(volume)
 
 
 def test_failed_generic_copy_removes_partial_destination(ceph_cluster):

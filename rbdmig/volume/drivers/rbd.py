@@ -83,9 +83,11 @@ class RBDDriver(driver.VolumeDriver):
     * 1.1.0 - assisted migration by extents (librbd async I/O over the
       allocated extents; the default), ``rbd_concurrent_management_ops``;
       handles read and write at offsets for the threaded generic copy.
+    * 1.2.0 - ``volume_in_use`` (watchers); handles zero ranges with
+      ``write_zeroes`` for copies onto used volumes.
     """
 
-    VERSION = '1.1.0'
+    VERSION = '1.2.0'
     STORAGE_PROTOCOL = 'ceph'
     OPTS = RBD_OPTS
     # A new image has no objects: every block reads as zeros.
@@ -294,6 +296,26 @@ class RBDDriver(driver.VolumeDriver):
             return handle
 
     # -- migration --
+
+    def volume_in_use(self, volume):
+        """Return True if a client has the image open (a watcher).
+
+        Every read-write open of an image registers a watch on its
+        header; read-only opens (this one too) do not, and are not seen.
+
+        :raises VolumeNotFound: the image does not exist.
+        """
+        with self._connect() as (client, ioctx):
+            try:
+                with self._rbd.Image(ioctx, volume.name,
+                                     read_only=True) as image:
+                    watchers = list(image.watchers_list())
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+        if watchers:
+            LOG.debug('%(name)s has %(n)d watcher(s).',
+                      {'name': volume.name, 'n': len(watchers)})
+        return bool(watchers)
 
     def migrate_volume(self, context, volume, host,
                        callback=progress.DEFAULT_CALLBACK):
