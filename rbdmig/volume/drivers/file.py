@@ -2,6 +2,7 @@
 
 import os
 import socket
+import unicodedata
 
 from os_brick.initiator import connector as brick_connector
 from oslo_config import cfg
@@ -29,6 +30,14 @@ FILE_OPTS = [
 MODES = ('rb', 'r+b')
 
 
+def _name_max(path):
+    """The longest file name, in bytes, the file system of ``path`` takes."""
+    try:
+        return os.pathconf(path, 'PC_NAME_MAX')
+    except (OSError, ValueError):
+        return 255
+
+
 def _open_nofollow(path, flags, mode=0o777):
     # Refuse a symlink swapped in after the name was checked.
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
@@ -48,9 +57,11 @@ class FileDriver(driver.VolumeDriver):
 
         1.0.0 - Initial driver: create, delete, extend, stats, local
                 connections and open_volume for host-driven copies.
+        1.1.0 - Names with control characters, invalid text or longer
+                than the file system's are refused in one sentence.
     """
 
-    VERSION = '1.0.0'
+    VERSION = '1.1.0'
     OPTS = FILE_OPTS
     # ftruncate() extends a new, empty file with zeros.
     CREATES_ZEROED_VOLUMES = True
@@ -115,15 +126,28 @@ class FileDriver(driver.VolumeDriver):
         """Return the file of ``volume``, checked to lie in the directory.
 
         :raises InvalidVolume: the name is empty, hidden, contains a path
-            separator or NUL, or the file is a symlink.
+            separator or a control character (NUL, newline...), is not
+            valid text, is longer than the file system's file names, or
+            the file is a symlink.
         """
         name = volume['name']
         if (not isinstance(name, str) or not name or name.startswith('.')
-                or os.sep in name or '\0' in name
-                or (os.altsep and os.altsep in name)):
+                or os.sep in name or (os.altsep and os.altsep in name)
+                or any(unicodedata.category(c) == 'Cc' for c in name)):
             raise exception.InvalidVolume(
-                reason=f'volume name {name!r} is not a plain file name.')
+                reason='volume name %.40r is not a plain file name.'
+                       % (name,))
+        try:
+            length = len(name.encode('utf-8'))
+        except UnicodeEncodeError:
+            raise exception.InvalidVolume(
+                reason='volume name %.40r is not valid text (a lone '
+                       'surrogate).' % name) from None
         base = self.volume_dir
+        if length > _name_max(base):
+            raise exception.InvalidVolume(
+                reason=f'volume name of {length} bytes is longer than the '
+                       f'{_name_max(base)} file names may have in {base}.')
         path = os.path.join(base, name)
         # Names are already plain, but a symlink planted in the directory
         # could still lead out of it; follow nothing.

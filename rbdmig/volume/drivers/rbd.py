@@ -15,6 +15,7 @@ from rbdmig import native
 from rbdmig.ceph import connection
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
+from rbdmig.ceph import names
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.migration import progress
 from rbdmig.volume import driver
@@ -84,7 +85,8 @@ class RBDDriver(driver.VolumeDriver):
       allocated extents; the default), ``rbd_concurrent_management_ops``;
       handles read and write at offsets for the threaded generic copy.
     * 1.2.0 - ``volume_in_use`` (watchers); handles zero ranges with
-      ``write_zeroes`` for copies onto used volumes.
+      ``write_zeroes`` for copies onto used volumes; names librbd cannot
+      take whole are refused (:mod:`rbdmig.ceph.names`).
     """
 
     VERSION = '1.2.0'
@@ -203,17 +205,28 @@ class RBDDriver(driver.VolumeDriver):
     # -- lifecycle --
 
     def create_volume(self, volume):
+        """Create the volume's image, thin.
+
+        :raises InvalidVolume: its name cannot name an RBD image.
+        :raises VolumeExists: an image of that name is already there.
+        """
+        name = names.check_image_name(volume.name)
         order = int(math.log2(self.configuration.rbd_store_chunk_size)) + 20
         with self._connect() as (client, ioctx):
             try:
-                self._rbd.RBD().create(ioctx, volume.name,
+                self._rbd.RBD().create(ioctx, name,
                                        volume.size * units.Gi, order=order)
             except self.rbd.ImageExists:
-                raise exception.VolumeExists(name=volume.name)
+                raise exception.VolumeExists(name=name)
         return None
 
     def delete_volume(self, volume):
-        """Delete the image; an image that is already gone is success."""
+        """Delete the image; an image that is already gone is success.
+
+        :raises InvalidVolume: its name cannot name an RBD image (a name
+            librbd would cut short would delete another image).
+        """
+        names.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
                 self._rbd.RBD().remove(ioctx, volume.name)
@@ -228,6 +241,8 @@ class RBDDriver(driver.VolumeDriver):
                     reason='%s is in use by a client.' % volume.name)
 
     def extend_volume(self, volume, new_size):
+        """Grow the image to ``new_size`` GiB."""
+        names.check_image_name(volume.name)
         if new_size < volume.size:
             raise exception.InvalidInput(
                 reason='cannot shrink %s from %d to %d GiB.' % (
@@ -246,6 +261,7 @@ class RBDDriver(driver.VolumeDriver):
         Cinder's own driver.
         """
         cfg_ = self.configuration
+        names.check_image_name(volume.name)
         with self._connect(pool='') as (client, _):
             monmap = self._mon_json(client, {'prefix': 'mon dump'})
         hosts, ports = [], []
@@ -276,6 +292,7 @@ class RBDDriver(driver.VolumeDriver):
             raise exception.InvalidInput(
                 reason='mode %r is not one of %s.'
                        % (mode, ', '.join(rbd_io.MODES)))
+        names.check_image_name(volume.name)
         with contextlib.ExitStack() as stack:
             client, ioctx = stack.enter_context(self._connect())
             try:
@@ -304,7 +321,9 @@ class RBDDriver(driver.VolumeDriver):
         header; read-only opens (this one too) do not, and are not seen.
 
         :raises VolumeNotFound: the image does not exist.
+        :raises InvalidVolume: its name cannot name an RBD image.
         """
+        names.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
                 with self._rbd.Image(ioctx, volume.name,
@@ -335,6 +354,13 @@ class RBDDriver(driver.VolumeDriver):
         :raises MigrationError: the copy failed; the partial destination
             was removed and the source is intact.
         """
+        try:
+            names.check_image_name(volume.name)
+        except exception.InvalidVolume as err:
+            LOG.info('Not migrating %(vol)s with the backend: %(why)s '
+                     'Falling back to generic migration.',
+                     {'vol': volume.id, 'why': err})
+            return False, None
         if callback is progress.DEFAULT_CALLBACK:
             # Cinder passes no callback: report to the log, as often as
             # migration_progress_report_interval says.
