@@ -68,3 +68,20 @@ def test_a_nul_never_makes_librbd_delete_another_image(ceph_cluster):
 
     assert victim in helpers.images(ceph_cluster, 'volumes-a')
     drv.delete_volume(_named(victim))
+
+
+@pytest.mark.parametrize('size', [2 ** 20, 2 ** 34, 0, -1, 1.5, '1'],
+                         ids=['1-PiB', '16-EiB', 'zero', 'negative',
+                              'float', 'str'])
+def test_sizes_librbd_cannot_take_are_refused(ceph_cluster, size):
+    # Measured: librbd refuses 1 PiB with EINVAL (its object map), the
+    # binding 16 EiB with OverflowError; rbdmig says so in one sentence.
+    drv = helpers.load_drivers(ceph_cluster)['ceph-a']
+    volume = _named('sized-' + uuid.uuid4().hex)
+    volume.size = size  # a record that was never checked
+    before = helpers.images(ceph_cluster, 'volumes-a')
+    with pytest.raises((exception.InvalidVolume,
+                        exception.InvalidInput)) as caught:
+        drv.create_volume(volume)
+    _one_sentence(caught.value)
+    assert helpers.images(ceph_cluster, 'volumes-a') == before

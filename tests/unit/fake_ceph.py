@@ -456,6 +456,9 @@ class Ceph(object):
                        features=None, stripe_unit=None, stripe_count=None,
                        data_pool=None):
                 ceph._check('create')
+                if not 0 <= size < 1 << 64:
+                    # The binding's uint64_t conversion, measured.
+                    raise OverflowError('size out of range for uint64_t')
                 new(ioctx, name, _Image(size, order or 22, features or 61))
 
             def remove(self, ioctx, name, on_progress=None):

@@ -10,6 +10,7 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig import objects
 from rbdmig.volume import driver
 
 LOG = logging.getLogger(__name__)
@@ -36,6 +37,17 @@ def _name_max(path):
         return os.pathconf(path, 'PC_NAME_MAX')
     except (OSError, ValueError):
         return 255
+
+
+def _truncate(fd, gib, path):
+    """Set the file's size to ``gib`` GiB, or say in one sentence why not."""
+    try:
+        os.ftruncate(fd, gib * units.Gi)
+    except (OSError, OverflowError) as err:
+        why = getattr(err, 'strerror', None) or str(err)
+        raise exception.InvalidVolume(
+            reason=f'{gib} GiB is more than the file system of '
+                   f'{os.path.dirname(path)} can hold ({why}).') from err
 
 
 def _open_nofollow(path, flags, mode=0o777):
@@ -175,6 +187,7 @@ class FileDriver(driver.VolumeDriver):
         :raises VolumeExists: a file of that name is already there.
         """
         path = self.local_path(volume)
+        size = objects.check_size(volume['size'])
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = _open_nofollow(path, flags, self._file_mode())
@@ -183,7 +196,7 @@ class FileDriver(driver.VolumeDriver):
         try:
             # The umask may have narrowed the mode given to open().
             os.fchmod(fd, self._file_mode())
-            os.ftruncate(fd, volume['size'] * units.Gi)
+            _truncate(fd, size, path)
         except BaseException:
             os.unlink(path)
             raise
@@ -211,7 +224,7 @@ class FileDriver(driver.VolumeDriver):
         :raises InvalidInput: ``new_size`` is smaller than the file.
         """
         path = self.local_path(volume)
-        new_bytes = new_size * units.Gi
+        new_bytes = objects.check_size(new_size, 'the new size') * units.Gi
         try:
             fd = _open_nofollow(path, os.O_WRONLY)
         except FileNotFoundError as err:
@@ -222,7 +235,7 @@ class FileDriver(driver.VolumeDriver):
                 raise exception.InvalidInput(
                     reason=f'volume {volume["name"]} cannot shrink from '
                            f'{current} to {new_bytes} bytes.')
-            os.ftruncate(fd, new_bytes)
+            _truncate(fd, new_size, path)
         finally:
             os.close(fd)
         LOG.info('Extended volume %(name)s to %(size)d GiB',

@@ -12,6 +12,7 @@ from oslo_utils import units
 
 from rbdmig import exception
 from rbdmig import native
+from rbdmig import objects
 from rbdmig.ceph import connection
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
@@ -211,14 +212,29 @@ class RBDDriver(driver.VolumeDriver):
         :raises VolumeExists: an image of that name is already there.
         """
         name = names.check_image_name(volume.name)
+        size = self._size_in_bytes(objects.check_size(volume.size))
         order = int(math.log2(self.configuration.rbd_store_chunk_size)) + 20
         with self._connect() as (client, ioctx):
             try:
-                self._rbd.RBD().create(ioctx, name,
-                                       volume.size * units.Gi, order=order)
+                self._rbd.RBD().create(ioctx, name, size, order=order)
             except self.rbd.ImageExists:
                 raise exception.VolumeExists(name=name)
+            except self.rbd.InvalidArgument as err:
+                # Measured: librbd refuses 1 PiB and more (EINVAL) when
+                # the object map could not cover the image.
+                raise exception.InvalidVolume(
+                    reason='librbd refused to create %.40r with %d GiB '
+                           '(%s).' % (name, volume.size, err))
         return None
+
+    @staticmethod
+    def _size_in_bytes(gib):
+        size = gib * units.Gi
+        if size >= 1 << 64:
+            raise exception.InvalidVolume(
+                reason='%d GiB is more than an RBD image can hold (16 EiB).'
+                       % gib)
+        return size
 
     def delete_volume(self, volume):
         """Delete the image; an image that is already gone is success.
@@ -241,15 +257,26 @@ class RBDDriver(driver.VolumeDriver):
                     reason='%s is in use by a client.' % volume.name)
 
     def extend_volume(self, volume, new_size):
-        """Grow the image to ``new_size`` GiB."""
+        """Grow the image to ``new_size`` GiB.
+
+        :raises InvalidInput: ``new_size`` is not a whole number of GiB,
+            or smaller than the volume.
+        """
         names.check_image_name(volume.name)
+        objects.check_size(new_size, 'the new size')
         if new_size < volume.size:
             raise exception.InvalidInput(
                 reason='cannot shrink %s from %d to %d GiB.' % (
                     volume.name, volume.size, new_size))
+        size = self._size_in_bytes(new_size)
         with self._connect() as (client, ioctx):
             with self._rbd.Image(ioctx, volume.name) as image:
-                image.resize(new_size * units.Gi)
+                try:
+                    image.resize(size)
+                except self.rbd.InvalidArgument as err:
+                    raise exception.InvalidVolume(
+                        reason='librbd refused to grow %.40r to %d GiB '
+                               '(%s).' % (volume.name, new_size, err))
 
     # -- connections for hosts --
 
