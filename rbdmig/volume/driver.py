@@ -4,6 +4,7 @@ import contextlib
 
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import strutils
 from oslo_utils import units
 
 from rbdmig import exception
@@ -99,7 +100,35 @@ class VolumeDriver(object):
         return list(volume_opts) + list(cls.OPTS)
 
     def do_setup(self, context):
-        """Prepare the driver; connects nothing by default."""
+        """Prepare the driver: check its options; connects nothing.
+
+        Subclasses call this first.
+        """
+        self.check_options()
+
+    def check_options(self):
+        """Read every option this driver reads, now, to check its value.
+
+        oslo.config checks a value from a file only when it is read: a
+        bad one would otherwise surface in the middle of a migration, as
+        oslo's own error.
+
+        :raises InvalidConfiguration: one sentence naming the first option
+            whose value is invalid, and why.
+        """
+        for opt in self.get_driver_options():
+            try:
+                getattr(self.configuration, opt.name)
+            except (cfg.Error, ValueError) as err:
+                # oslo says "Value for option X from <where> is not valid:
+                # <why>"; the why is what the operator needs.  (Every
+                # option here is registered: NoSuchOptError means a
+                # ``$name`` in the value naming no option.)
+                why = str(err).rpartition('is not valid: ')[2].strip()
+                raise exception.InvalidConfiguration(
+                    reason='option %s of [%s] is invalid: %s.' % (
+                        opt.name, self.configuration.config_group,
+                        strutils.mask_password(why.rstrip('.'))))
 
     def check_for_setup_error(self):
         """Raise InvalidConfiguration if the backend cannot work."""

@@ -93,6 +93,9 @@ class FileDriver(driver.VolumeDriver):
         if not configured:
             raise exception.InvalidConfiguration(
                 reason='file_volume_dir is not set.')
+        if '\0' in configured:
+            raise exception.InvalidConfiguration(
+                reason='file_volume_dir holds a NUL character.')
         return os.path.realpath(configured)
 
     def _file_mode(self):
@@ -101,8 +104,10 @@ class FileDriver(driver.VolumeDriver):
     def do_setup(self, context):
         """Create ``file_volume_dir`` if it does not exist yet.
 
-        :raises InvalidConfiguration: the directory cannot be created.
+        :raises InvalidConfiguration: an option is invalid, or the
+            directory cannot be created.
         """
+        super().do_setup(context)
         path = self.volume_dir
         try:
             os.makedirs(path, mode=0o750, exist_ok=True)

@@ -4,6 +4,7 @@ import contextlib
 import json
 import math
 import time
+import unicodedata
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -73,6 +74,8 @@ CINDER_NAMED_OPTS = [
 ]
 
 RBD_OPTS = CINDER_NAMED_OPTS + ceph_opts.MIGRATION_OPTS
+_C_STRING_OPTS = ('rbd_cluster_name', 'rbd_pool', 'rbd_user', 'rbd_ceph_conf',
+                  'rbd_keyring_conf')
 
 
 class RBDDriver(driver.VolumeDriver):
@@ -108,17 +111,28 @@ class RBDDriver(driver.VolumeDriver):
     # -- set-up ---------------------------------------------------------------
 
     def do_setup(self, context):
+        """Check the options and that the Ceph bindings are there."""
+        super().do_setup(context)
         if self.rados is None or self.rbd is None:
             raise exception.InvalidConfiguration(
                 reason='the rados and rbd Python modules are missing; '
                        'install python3-rados and python3-rbd.')
 
     def check_for_setup_error(self):
+        """Raise InvalidConfiguration unless the backend can work."""
         chunk = self.configuration.rbd_store_chunk_size
-        if chunk & (chunk - 1):
+        # librbd's objects are 4 KiB to 32 MiB (orders 12 to 25).
+        if chunk & (chunk - 1) or chunk > 32:
             raise exception.InvalidConfiguration(
-                reason='rbd_store_chunk_size %d is not a power of two.'
-                       % chunk)
+                reason='rbd_store_chunk_size %d is not a power of two from '
+                       '1 to 32 (MiB).' % chunk)
+        for name in _C_STRING_OPTS:
+            # librados takes these as C strings: a NUL would cut them.
+            if any(unicodedata.category(c) == 'Cc'
+                   for c in getattr(self.configuration, name) or ''):
+                raise exception.InvalidConfiguration(
+                    reason='%s holds a control character (NUL, newline...).'
+                           % name)
         with self._connect() as (client, ioctx):
             fsid = client.get_fsid()
         location_info = self._location_info(fsid)
@@ -223,8 +237,10 @@ class RBDDriver(driver.VolumeDriver):
                 # Measured: librbd refuses 1 PiB and more (EINVAL) when
                 # the object map could not cover the image.
                 raise exception.InvalidVolume(
-                    reason='librbd refused to create %.40r with %d GiB '
-                           '(%s).' % (name, volume.size, err))
+                    reason='librbd refused to create %.40r of %d GiB in '
+                           '%d MiB objects (%s).' % (
+                               name, volume.size,
+                               self.configuration.rbd_store_chunk_size, err))
         return None
 
     @staticmethod
