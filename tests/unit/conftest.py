@@ -29,11 +29,11 @@ def pytest_configure(config):
 
 @pytest.fixture
 def bad_input(request):
-    """Return ``record(category, answer)``, counting one input tried."""
+    """Return ``record(category, answer, n=1)``: ``n`` inputs tried."""
     counter = request.config.stash[_TRIED]
 
-    def record(category, answer):
-        counter[(category, answer)] += 1
+    def record(category, answer, n=1):
+        counter[(category, answer)] += n
     return record
 
 

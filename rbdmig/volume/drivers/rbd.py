@@ -14,6 +14,7 @@ from oslo_utils import units
 from rbdmig import exception
 from rbdmig import native
 from rbdmig import objects
+from rbdmig import redact
 from rbdmig.ceph import connection
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
@@ -184,8 +185,10 @@ class RBDDriver(driver.VolumeDriver):
                 fsid = encodeutils.safe_decode(client.get_fsid())
                 free, total = self._pool_capacity(client)
         except (exception.RbdmigError, self.rados.Error) as err:
+            # librados' own errors are not masked as rbdmig's are.
             LOG.warning('Cannot read stats of %(name)s: %(err)s',
-                        {'name': self._backend_name(), 'err': err})
+                        {'name': self._backend_name(),
+                         'err': redact.mask(err)})
             return
         stats.update(location_info=self._location_info(fsid),
                      free_capacity_gb=free, total_capacity_gb=total,
