@@ -2,12 +2,14 @@
 
 Every test that feeds rbdmig bad input records each one with the
 ``bad_input`` fixture, under a category and rbdmig's answer; the totals
-are printed at the end of the run ("bad inputs tried"), and are the
-numbers doc/reliability.rst quotes.  Examples are derandomized, so a run
-tries the same inputs, and counts the same, every time.
+are printed at the end of the run ("bad inputs tried") and, when
+``RBDMIG_BAD_INPUT_TABLE`` names a file, written there as the table
+doc/reliability.rst includes.  Examples are derandomized, so the same
+set of test files tries the same inputs every time.
 """
 
 import collections
+import os
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -37,17 +39,41 @@ def bad_input(request):
     return record
 
 
+def _rows(counter):
+    """``[(category, total, 'answer n, ...')]``, sorted by category."""
+    by_category = collections.defaultdict(dict)
+    for (category, answer), n in counter.items():
+        by_category[category][answer] = n
+    return [(category, sum(answers.values()),
+             ', '.join('%s %d' % item for item in sorted(answers.items())))
+            for category, answers in sorted(by_category.items())]
+
+
+def _table(rows):
+    lines = ['.. list-table::', '   :header-rows: 1',
+             '   :widths: 40 12 48', '',
+             '   * - Input', '     - Tried', '     - rbdmig answered']
+    for category, total, answers in rows:
+        lines += ['   * - %s' % category, '     - %d' % total,
+                  '     - %s' % answers]
+    lines += ['   * - **all of the above**',
+              '     - **%d**' % sum(row[1] for row in rows), '     -']
+    return '\n'.join(lines) + '\n'
+
+
 def pytest_terminal_summary(terminalreporter, config):
     counter = config.stash.get(_TRIED, None)
     if not counter:
         return
-    by_category = collections.defaultdict(dict)
-    for (category, answer), n in counter.items():
-        by_category[category][answer] = n
+    rows = _rows(counter)
     terminalreporter.write_sep('-', 'bad inputs tried')
-    for category in sorted(by_category):
-        answers = by_category[category]
-        detail = ', '.join('%s %d' % (answer, n)
-                           for answer, n in sorted(answers.items()))
-        terminalreporter.write_line('%-28s %6d  (%s)' % (
-            category, sum(answers.values()), detail))
+    for category, total, answers in rows:
+        terminalreporter.write_line('%-36s %6d  (%s)' % (
+            category, total, answers))
+    terminalreporter.write_line('%-36s %6d' % (
+        'all of the above', sum(row[1] for row in rows)))
+    path = os.environ.get('RBDMIG_BAD_INPUT_TABLE')
+    if path:
+        with open(path, 'w') as out:
+            out.write(_table(rows))
+        terminalreporter.write_line('written to %s' % path)

@@ -184,7 +184,7 @@ def test_any_location_info_moves_correctly_or_refuses(location_info,
                                                       bad_input):
     answer = _migrate({'host': 'node@fast#ssd', 'capabilities': {
         'storage_protocol': 'ceph', 'location_info': location_info}})
-    bad_input('location_info', answer)
+    bad_input('location_info (generated)', answer)
 
 
 @settings(max_examples=HOST_EXAMPLES)
@@ -200,4 +200,4 @@ def test_any_location_info_moves_correctly_or_refuses(location_info,
 @example(host={'capabilities': {'storage_protocol': 'ceph',
                                 'location_info': VALID}})
 def test_any_host_moves_correctly_or_refuses(host, bad_input):
-    bad_input('host', _migrate(host))
+    bad_input('host dict (generated)', _migrate(host))

@@ -113,14 +113,14 @@ def _rbd_create(name):
 def test_file_backend_names(file_driver, tmp_path, name, bad_input):
     answer = _file_create(file_driver, tmp_path, name)
     assert answer == ('taken' if NAMES[name][0] else 'refused')
-    bad_input('volume name (file)', answer)
+    bad_input('volume name, file (chosen)', answer)
 
 
 @pytest.mark.parametrize('name', list(NAMES), ids=lambda n: repr(n)[:20])
 def test_rbd_names(name, bad_input):
     answer = _rbd_create(name)
     assert answer == ('taken' if NAMES[name][1] else 'refused')
-    bad_input('volume name (rbd)', answer)
+    bad_input('volume name, rbd (chosen)', answer)
 
 
 def test_a_name_cut_short_never_deletes_another_image():
@@ -155,11 +155,11 @@ def test_file_backend_never_leaves_its_directory(tmp_path_factory, name,
     drv = files.make_driver(tmp_path, file_volume_dir=str(
         tmp_path / 'backend' / 'volumes'))
     drv.do_setup(None)
-    bad_input('volume name (file, generated)',
+    bad_input('volume name, file (generated)',
               _file_create(drv, tmp_path, name))
 
 
 @settings(max_examples=NAME_EXAMPLES)
 @given(name=names)
 def test_rbd_takes_a_name_whole_or_refuses_it(name, bad_input):
-    bad_input('volume name (rbd, generated)', _rbd_create(name))
+    bad_input('volume name, rbd (generated)', _rbd_create(name))

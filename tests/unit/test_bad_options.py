@@ -100,7 +100,7 @@ def test_a_bad_value_is_named_in_one_sentence(loader, kind, option, value,
     assert option in text
     assert '\n' not in text and text.endswith('.') and len(text) < 300
     assert 'LocationInfo' not in text  # oslo's noise is left out
-    bad_input('option value (%s)' % kind, 'refused')
+    bad_input('option value, %s (chosen)' % kind, 'refused')
 
 
 # Any one-line value, for any option the driver reads (but where the
@@ -121,7 +121,7 @@ def _options(driver_cls):
 @settings(max_examples=OPTION_EXAMPLES)
 @given(option=_options(rbd_driver.RBDDriver), value=_values)
 def test_rbd_loads_or_says_what_is_wrong(loader, option, value, bad_input):
-    bad_input('option value (rbd, generated)',
+    bad_input('option value, rbd (generated)',
               _load_or_refuse(loader, 'rbd', option, value))
 
 
@@ -129,7 +129,7 @@ def test_rbd_loads_or_says_what_is_wrong(loader, option, value, bad_input):
 @given(option=_options(file_driver.FileDriver), value=_values)
 def test_file_loads_or_says_what_is_wrong(loader, option, value,
                                           bad_input):
-    bad_input('option value (file, generated)',
+    bad_input('option value, file (generated)',
               _load_or_refuse(loader, 'file', option, value))
 
 

@@ -42,7 +42,7 @@ def test_a_volume_record_refuses_it(size, bad_input):
     with pytest.raises(exception.InvalidInput, match='whole number') as e:
         objects.Volume(size=size)
     one_sentence(e.value)
-    bad_input('size (Volume)', 'refused')
+    bad_input('size, Volume record (chosen)', 'refused')
 
 
 @pytest.mark.parametrize('size', NOT_SIZES + TOO_BIG,
@@ -53,7 +53,7 @@ def test_the_file_backend_refuses_it(file_driver, size, bad_input):
         file_driver.create_volume(Record(size))
     one_sentence(e.value)
     assert os.listdir(file_driver.volume_dir) == []
-    bad_input('size (file create)', 'refused')
+    bad_input('size, file create (chosen)', 'refused')
 
     volume = objects.Volume(size=1)
     file_driver.create_volume(volume)
@@ -62,7 +62,7 @@ def test_the_file_backend_refuses_it(file_driver, size, bad_input):
         file_driver.extend_volume(volume, size)
     one_sentence(e.value)
     assert os.path.getsize(file_driver.local_path(volume)) == 1 << 30
-    bad_input('size (file extend)', 'refused')
+    bad_input('size, file extend (chosen)', 'refused')
 
 
 @pytest.mark.parametrize('size', NOT_SIZES + TOO_BIG,
@@ -76,7 +76,7 @@ def test_the_rbd_backend_refuses_it(size, bad_input):
         drv.create_volume(Record(size))
     one_sentence(e.value)
     assert images == {}
-    bad_input('size (rbd create)', 'refused')
+    bad_input('size, rbd create (chosen)', 'refused')
 
     volume = fx.make_volume(ceph)
     with pytest.raises((exception.InvalidInput,
@@ -85,7 +85,7 @@ def test_the_rbd_backend_refuses_it(size, bad_input):
     one_sentence(e.value)
     assert images[volume.name].size == 8 * fx.MiB
     assert ceph.connections == 0
-    bad_input('size (rbd extend)', 'refused')
+    bad_input('size, rbd extend (chosen)', 'refused')
 
 
 def test_librbd_refusing_a_size_is_one_sentence():

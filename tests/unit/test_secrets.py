@@ -76,13 +76,12 @@ def _python_files():
         yield from sorted((ROOT / top).rglob('*.py'))
 
 
-def test_no_shell_anywhere_in_rbdmig(bad_input):
-    found = {str(path.relative_to(ROOT)): uses
-             for path in _python_files()
+def test_no_shell_anywhere_in_rbdmig():
+    scanned = list(_python_files())
+    found = {str(path.relative_to(ROOT)): uses for path in scanned
              if (uses := shell_uses(path.read_text(), str(path)))}
     assert found == {}
-    bad_input('shell: source files scanned', 'none found',
-              len(list(_python_files())))
+    assert len(scanned) > 40  # rbdmig/ and tools/ were found
 
 
 @pytest.mark.parametrize('source', [
@@ -222,7 +221,7 @@ def _shown(caplog, *more):
     return '\n'.join(texts)
 
 
-def test_a_planted_key_never_shows(tmp_path, caplog, bad_input):
+def test_a_planted_key_never_shows(tmp_path, caplog):
     keyring = tmp_path / 'ceph.client.cinder.keyring'
     keyring.write_text('[client.cinder]\n\tkey = %s\n' % KEY)
     os.chmod(keyring, 0o600)
@@ -260,8 +259,7 @@ def test_a_planted_key_never_shows(tmp_path, caplog, bad_input):
     assert produced[2] == (False, None)
     assert 'keyring' in shown or 'cinder' in shown  # the run said things
     assert KEY not in shown and PASSWORD not in shown
-    bad_input('secrets: texts searched', 'no secret',
-              len(caplog.records) + len(produced))
+    assert len(caplog.records) > 10
 
 
 def test_caplog_would_see_a_leak(caplog):
