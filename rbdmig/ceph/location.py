@@ -3,10 +3,10 @@
 import collections
 import collections.abc
 import reprlib
-import unicodedata
 import uuid
 
 from rbdmig import exception
+from rbdmig.ceph import limits
 
 # Cinder's RBD driver formats unset options with '%s', so its location_info
 # says 'None' where rbdmig says ''.  Both mean "unset" when parsed.
@@ -102,7 +102,7 @@ def parse_location(text):
 
 
 def _check_field(name, field):
-    if any(unicodedata.category(c) == 'Cc' for c in field):
+    if limits.has_control(field):
         raise exception.InvalidInput(
             reason='the %s field of location_info holds a control '
                    'character (NUL, newline...).' % name)

@@ -4,7 +4,6 @@ import contextlib
 import json
 import math
 import time
-import unicodedata
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -16,9 +15,9 @@ from rbdmig import native
 from rbdmig import objects
 from rbdmig import redact
 from rbdmig.ceph import connection
+from rbdmig.ceph import limits
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
-from rbdmig.ceph import names
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.migration import progress
 from rbdmig.volume import driver
@@ -91,7 +90,7 @@ class RBDDriver(driver.VolumeDriver):
       handles read and write at offsets for the threaded generic copy.
     * 1.2.0 - ``volume_in_use`` (watchers); handles zero ranges with
       ``write_zeroes`` for copies onto used volumes; names librbd cannot
-      take whole are refused (:mod:`rbdmig.ceph.names`).
+      take whole are refused (:mod:`rbdmig.ceph.limits`).
     """
 
     VERSION = '1.2.0'
@@ -128,9 +127,7 @@ class RBDDriver(driver.VolumeDriver):
                 reason='rbd_store_chunk_size %d is not a power of two from '
                        '1 to 32 (MiB).' % chunk)
         for name in _C_STRING_OPTS:
-            # librados takes these as C strings: a NUL would cut them.
-            if any(unicodedata.category(c) == 'Cc'
-                   for c in getattr(self.configuration, name) or ''):
+            if limits.has_control(getattr(self.configuration, name) or ''):
                 raise exception.InvalidConfiguration(
                     reason='%s holds a control character (NUL, newline...).'
                            % name)
@@ -228,8 +225,8 @@ class RBDDriver(driver.VolumeDriver):
         :raises InvalidVolume: its name cannot name an RBD image.
         :raises VolumeExists: an image of that name is already there.
         """
-        name = names.check_image_name(volume.name)
-        size = self._size_in_bytes(objects.check_size(volume.size))
+        name = limits.check_image_name(volume.name)
+        size = limits.image_bytes(objects.check_size(volume.size))
         order = int(math.log2(self.configuration.rbd_store_chunk_size)) + 20
         with self._connect() as (client, ioctx):
             try:
@@ -246,22 +243,13 @@ class RBDDriver(driver.VolumeDriver):
                                self.configuration.rbd_store_chunk_size, err))
         return None
 
-    @staticmethod
-    def _size_in_bytes(gib):
-        size = gib * units.Gi
-        if size >= 1 << 64:
-            raise exception.InvalidVolume(
-                reason='%d GiB is more than an RBD image can hold (16 EiB).'
-                       % gib)
-        return size
-
     def delete_volume(self, volume):
         """Delete the image; an image that is already gone is success.
 
         :raises InvalidVolume: its name cannot name an RBD image (a name
             librbd would cut short would delete another image).
         """
-        names.check_image_name(volume.name)
+        limits.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
                 self._rbd.RBD().remove(ioctx, volume.name)
@@ -281,13 +269,13 @@ class RBDDriver(driver.VolumeDriver):
         :raises InvalidInput: ``new_size`` is not a whole number of GiB,
             or smaller than the volume.
         """
-        names.check_image_name(volume.name)
+        limits.check_image_name(volume.name)
         objects.check_size(new_size, 'the new size')
         if new_size < volume.size:
             raise exception.InvalidInput(
                 reason='cannot shrink %s from %d to %d GiB.' % (
                     volume.name, volume.size, new_size))
-        size = self._size_in_bytes(new_size)
+        size = limits.image_bytes(new_size)
         with self._connect() as (client, ioctx):
             with self._rbd.Image(ioctx, volume.name) as image:
                 try:
@@ -307,7 +295,7 @@ class RBDDriver(driver.VolumeDriver):
         Cinder's own driver.
         """
         cfg_ = self.configuration
-        names.check_image_name(volume.name)
+        limits.check_image_name(volume.name)
         with self._connect(pool='') as (client, _):
             monmap = self._mon_json(client, {'prefix': 'mon dump'})
         hosts, ports = [], []
@@ -338,7 +326,7 @@ class RBDDriver(driver.VolumeDriver):
             raise exception.InvalidInput(
                 reason='mode %r is not one of %s.'
                        % (mode, ', '.join(rbd_io.MODES)))
-        names.check_image_name(volume.name)
+        limits.check_image_name(volume.name)
         with contextlib.ExitStack() as stack:
             client, ioctx = stack.enter_context(self._connect())
             try:
@@ -369,7 +357,7 @@ class RBDDriver(driver.VolumeDriver):
         :raises VolumeNotFound: the image does not exist.
         :raises InvalidVolume: its name cannot name an RBD image.
         """
-        names.check_image_name(volume.name)
+        limits.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
                 with self._rbd.Image(ioctx, volume.name,
@@ -401,7 +389,7 @@ class RBDDriver(driver.VolumeDriver):
             was removed and the source is intact.
         """
         try:
-            names.check_image_name(volume.name)
+            limits.check_image_name(volume.name)
         except exception.InvalidVolume as err:
             LOG.info('Not migrating %(vol)s with the backend: %(why)s '
                      'Falling back to generic migration.',

@@ -1,6 +1,8 @@
-"""RBD image names: what librbd takes, checked before it is asked."""
+"""What librbd takes (image names and sizes), checked before it is asked."""
 
 import unicodedata
+
+from oslo_utils import units
 
 from rbdmig import exception
 
@@ -12,6 +14,15 @@ MAX_BYTES = 2041
 # takes these characters in a name, but such an image cannot be named
 # there (connection info says "pool/name").
 SEPARATORS = ('/', '@')
+
+
+def has_control(text):
+    """Whether ``text`` holds a control character (NUL, newline, DEL...).
+
+    The bindings hand names, paths and pools to librados and librbd as
+    C strings, where a NUL ends them early.
+    """
+    return any(unicodedata.category(c) == 'Cc' for c in text)
 
 
 def check_image_name(name):
@@ -28,7 +39,7 @@ def check_image_name(name):
         raise exception.InvalidVolume(
             reason='an RBD image name must be a non-empty string, not '
                    '%.40r.' % (name,))
-    if any(unicodedata.category(c) == 'Cc' for c in name):
+    if has_control(name):
         raise exception.InvalidVolume(
             reason='image name %.40r holds a control character (NUL, '
                    'newline...), which librbd cannot take.' % name)
@@ -48,3 +59,18 @@ def check_image_name(name):
             reason='image name of %d bytes is longer than the %d librbd '
                    'takes.' % (size, MAX_BYTES))
     return name
+
+
+def image_bytes(gib):
+    """Return ``gib`` GiB in bytes, if an RBD image can be that large.
+
+    The binding takes sizes as uint64 (OverflowError beyond, measured).
+
+    :raises InvalidVolume: 16 EiB or more.
+    """
+    size = gib * units.Gi
+    if size >= 1 << 64:
+        raise exception.InvalidVolume(
+            reason='%d GiB is more than an RBD image can hold (16 EiB).'
+                   % gib)
+    return size
