@@ -106,7 +106,7 @@ def _check_not_in_use(volume, src_driver):
     if volume.status == 'in-use' or attachments:
         raise exception.VolumeInUse(
             volume=volume.id,
-            reason='its status is %r and it has %d attachment(s); detach '
+            reason='its status is %.40r and it has %d attachment(s); detach '
                    'it first.' % (volume.status, len(attachments)))
     in_use = getattr(src_driver, 'volume_in_use', None)
     if in_use is not None and in_use(volume):

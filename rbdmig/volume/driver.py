@@ -64,7 +64,8 @@ class VolumeDriver(object):
     OPTS = []
     # True when a volume this driver has just created reads as zeros
     # everywhere, so that a copy onto it may leave zeros unwritten.
-    # False is always safe: the copy then writes (or discards) them.
+    # False is always safe: the copy then zeroes them (deallocating where
+    # the destination can, else writing them).
     CREATES_ZEROED_VOLUMES = False
 
     def __init__(self, *args, **kwargs):
