@@ -10,6 +10,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from rbdmig import exception
+from rbdmig import redact
 
 
 def _bounded(kind, low, high=None):
@@ -116,7 +117,7 @@ def main(argv=None):
             print('stopped %d daemon(s); removed %s' % (len(pids), args.dir))
         return 0
     except exception.RbdmigError as err:
-        print('rbdmig: error: %s' % err, file=sys.stderr)
+        print('rbdmig: error: %s' % redact.mask(err), file=sys.stderr)
         return 1
 
 

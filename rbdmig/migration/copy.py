@@ -3,8 +3,6 @@
 import collections
 import concurrent.futures as futures
 import dataclasses
-import errno
-import io
 import itertools
 import os
 import time
@@ -21,7 +19,7 @@ LOG = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class CopyResult:
-    """What one copy did; ``bytes_written + bytes_skipped == size``.
+    """What one copy did; written + skipped + zeroed bytes make ``size``.
 
     :ivar size: bytes of the range copied, from offset 0.
     :ivar bytes_read: bytes read from the source (holes are not read).
@@ -29,6 +27,9 @@ class CopyResult:
     :ivar bytes_skipped: bytes not written: holes and all-zero chunks left
         to a destination that already reads as zeros.
     :ivar seconds: wall-clock duration of the copy.
+    :ivar bytes_zeroed: holes of the source made to read as zeros on the
+        destination without writing them (librbd write_zeroes, punched
+        holes in files).
     """
 
     size: int
@@ -36,6 +37,7 @@ class CopyResult:
     bytes_written: int
     bytes_skipped: int
     seconds: float
+    bytes_zeroed: int = 0
 
     @property
     def bytes_per_second(self):
@@ -51,12 +53,9 @@ class CopyResult:
         return (f'{self.size / mib:.1f} MiB in {self.seconds:.2f} s '
                 f'({rate}): {self.bytes_read / mib:.1f} MiB read, '
                 f'{self.bytes_written / mib:.1f} MiB written, '
-                f'{self.bytes_skipped / mib:.1f} MiB skipped')
-
-
-# Public here too: callers found them in this module first.
-normalize_extents = extents_mod.normalize_extents
-data_extents = extents_mod.data_extents
+                f'{self.bytes_skipped / mib:.1f} MiB skipped' +
+                (f', {self.bytes_zeroed / mib:.1f} MiB zeroed'
+                 if self.bytes_zeroed else ''))
 
 
 def _end_of(handle):
@@ -144,11 +143,13 @@ class _Counts:
     read: int = 0
     written: int = 0
     skipped: int = 0
+    zeroed: int = 0
 
     def add(self, other):
         self.read += other.read
         self.written += other.written
         self.skipped += other.skipped
+        self.zeroed += other.zeroed
 
 
 class _Copier:
@@ -166,8 +167,9 @@ class _Copier:
         self.zero_view = memoryview(self.zeros)
 
     def zero_chunk(self, offset, n, buffer=None):
-        """Write ``n`` zeros at ``offset`` (a hole, destination not zeroed)."""
-        self.writer.write(offset, self.zero_view[:n])
+        """Zero ``n`` bytes at ``offset`` (a hole, destination not zeroed)."""
+        if self.writer.zero(offset, self.zero_view[:n]):
+            return _Counts(zeroed=n)
         return _Counts(written=n)
 
     def chunk(self, offset, n, buffer):
@@ -195,12 +197,17 @@ def _tasks(ranges, size, chunk_size, dest_zeroed):
     """Yield ``(kind, offset, n)`` in offset order; kind names the work.
 
     ``'skip'`` is a hole left to a zeroed destination (no I/O), ``'zero'``
-    a hole written with zeros, ``'data'`` a chunk to copy.
+    a hole to zero, ``'data'`` a chunk to copy.  Holes are cut at
+    multiples of ``chunk_size``, so that zeroing them deallocates whole
+    RBD objects (4 MiB, as the default chunk) rather than parts of two.
     """
     def split(kind, offset, length):
         end = offset + length
         while offset < end:
-            n = min(chunk_size, end - offset)
+            stop = offset + chunk_size
+            if kind == 'zero':
+                stop -= stop % chunk_size
+            n = min(stop, end) - offset
             yield kind, offset, n
             offset += n
 
@@ -276,26 +283,9 @@ def _run_pool(copier, tasks, chunk_size, depth, callback, throttle,
             raise
 
 
-def _sync(handle):
-    flush = getattr(handle, 'flush', None)
-    if callable(flush):
-        flush()
-    try:
-        fd = handle.fileno()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return  # not backed by a file descriptor: flush() was all
-    try:
-        os.fsync(fd)
-    except OSError as err:
-        if err.errno != errno.EINVAL:  # EINVAL: fd cannot be synced
-            raise exception.CopyError(
-                reason=f'syncing the destination failed: {err}.'
-            ) from err
-
-
 def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                 callback=progress.DEFAULT_CALLBACK, extents=None,
-                dest_zeroed=True, clock=time.monotonic, sleep=time.sleep,
+                dest_zeroed=False, clock=time.monotonic, sleep=time.sleep,
                 queue_depth=1):
     """Copy the first ``size`` bytes of ``src`` onto ``dst``.
 
@@ -312,17 +302,18 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
     :param size: bytes to copy; the source's size when omitted.
     :param chunk_size: bytes per read and write.
     :param bps_limit: the highest average rate in bytes per second; bytes
-        read, and zeros written over holes, count against it.  0 means
-        unlimited.
+        read, and holes zeroed, count against it.  0 means unlimited.
     :param callback: a :class:`rbdmig.migration.progress.Callback`; it gets
         ``set_size(size)`` once, then ``relative_update`` for every byte
         handled (copied or skipped), and may cancel the copy by raising.
     :param extents: where the source holds data, as ``(offset, length)``
         pairs; found by :func:`data_extents` when omitted, and the whole
         range is read if they cannot be found.
-    :param dest_zeroed: the destination reads as zeros (freshly created);
-        when false, holes and zero chunks are written so the destination
-        ends identical to the source, block for block.
+    :param dest_zeroed: the caller vouches that the destination reads as
+        zeros (it created it); by default holes are zeroed (deallocated by
+        the handle's ``zero_at``, or punched in a regular file, else
+        written) and data chunks written whole, so the destination ends
+        identical to the source whatever it held.
     :param clock: a monotonic clock in seconds, injectable for tests.
     :param sleep: the sleep function used by the throttle.
     :param queue_depth: chunks in flight at once.  1 copies in the calling
@@ -386,11 +377,11 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                   throttle, counts)
     else:
         _run_serial(copier, tasks, chunk_size, callback, throttle, counts)
-    _sync(dst)
+    copier.writer.sync()
 
     result = CopyResult(size=size, bytes_read=counts.read,
                         bytes_written=counts.written,
                         bytes_skipped=counts.skipped,
-                        seconds=clock() - start)
+                        seconds=clock() - start, bytes_zeroed=counts.zeroed)
     LOG.debug('Copy finished: %s', result)
     return result

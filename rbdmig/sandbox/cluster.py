@@ -195,10 +195,19 @@ class Cluster:
                  time.monotonic() - began, self.base_dir)
         return self
 
-    def _start(self):
-        os.makedirs(self.base_dir, exist_ok=True)
+    def _make_base_dir(self):
+        """Create ``base_dir`` (or take it, empty), readable by us alone.
+
+        The mon's store under it holds every cephx key, in files Ceph
+        makes readable to all (0644): the directory must not be.
+        """
+        os.makedirs(self.base_dir, mode=0o700, exist_ok=True)
         if os.listdir(self.base_dir):
             raise SandboxError(reason=f'{self.base_dir} is not empty')
+        os.chmod(self.base_dir, 0o700)
+
+    def _start(self):
+        self._make_base_dir()
         templates.write(self._path(processes.MARKER_FILE),
                         f'rbdmig sandbox {self.name}\n')
         self._owned = True
@@ -353,8 +362,11 @@ class Cluster:
         name = 'osd.' + osd_id
         os.makedirs(self._path(name))
         templates.write_keyring(self._path(name, 'keyring'), {name: (key, {})})
+        # The key on stdin, as ceph-volume gives it: an argument would be
+        # in /proc/<pid>/cmdline for every local user to read.
         self._run('ceph-osd', '--conf', self.conf_path, '-i', osd_id,
-                  '--mkfs', '--key', key, '--osd-uuid', osd_uuid)
+                  '--mkfs', '--keyfile', '-', '--osd-uuid', osd_uuid,
+                  input=key)
         self._spawn(name, 'ceph-osd', '-i', osd_id)
 
     def _osds_up(self, client):

@@ -212,7 +212,7 @@ def test_sparse_files_with_pread_and_pwrite(tmp_path):
         f.truncate(SIZE)
     with open(src_path, 'rb') as src, open(dst_path, 'r+b') as dst:
         result = copy.copy_volume(src, dst, chunk_size=CHUNK,
-                                  queue_depth=4)
+                                  queue_depth=4, dest_zeroed=True)
     assert dst_path.read_bytes() == data
     assert result.bytes_written < SIZE - 10 * CHUNK
     assert os.stat(dst_path).st_blocks * 512 <= os.stat(

@@ -12,7 +12,10 @@ from oslo_utils import units
 
 from rbdmig import exception
 from rbdmig import native
+from rbdmig import objects
+from rbdmig import redact
 from rbdmig.ceph import connection
+from rbdmig.ceph import limits
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
@@ -72,6 +75,8 @@ CINDER_NAMED_OPTS = [
 ]
 
 RBD_OPTS = CINDER_NAMED_OPTS + ceph_opts.MIGRATION_OPTS
+_C_STRING_OPTS = ('rbd_cluster_name', 'rbd_pool', 'rbd_user', 'rbd_ceph_conf',
+                  'rbd_keyring_conf')
 
 
 class RBDDriver(driver.VolumeDriver):
@@ -84,11 +89,16 @@ class RBDDriver(driver.VolumeDriver):
     * 1.1.0 - assisted migration by extents (librbd async I/O over the
       allocated extents; the default), ``rbd_concurrent_management_ops``;
       handles read and write at offsets for the threaded generic copy.
+    * 1.2.0 - ``volume_in_use`` (watchers); handles zero ranges with
+      ``write_zeroes`` for copies onto used volumes; names librbd cannot
+      take whole are refused (:mod:`rbdmig.ceph.limits`).
     """
 
-    VERSION = '1.1.0'
+    VERSION = '1.2.0'
     STORAGE_PROTOCOL = 'ceph'
     OPTS = RBD_OPTS
+    # A new image has no objects: every block reads as zeros.
+    CREATES_ZEROED_VOLUMES = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -103,10 +113,12 @@ class RBDDriver(driver.VolumeDriver):
     # -- set-up ---------------------------------------------------------------
 
     def do_setup(self, context):
-        """Check the bindings, then recover interrupted migrations.
+        """Check the options and the bindings; recover migrations.
 
-        The outcomes are kept in :attr:`recovered` (the CLI prints them).
+        Interrupted migrations are finished or undone; the outcomes are
+        kept in :attr:`recovered` (the CLI prints them).
         """
+        super().do_setup(context)
         if self.rados is None or self.rbd is None:
             raise exception.InvalidConfiguration(
                 reason='the rados and rbd Python modules are missing; '
@@ -132,11 +144,18 @@ class RBDDriver(driver.VolumeDriver):
             return []
 
     def check_for_setup_error(self):
+        """Raise InvalidConfiguration unless the backend can work."""
         chunk = self.configuration.rbd_store_chunk_size
-        if chunk & (chunk - 1):
+        # librbd's objects are 4 KiB to 32 MiB (orders 12 to 25).
+        if chunk & (chunk - 1) or chunk > 32:
             raise exception.InvalidConfiguration(
-                reason='rbd_store_chunk_size %d is not a power of two.'
-                       % chunk)
+                reason='rbd_store_chunk_size %d is not a power of two from '
+                       '1 to 32 (MiB).' % chunk)
+        for name in _C_STRING_OPTS:
+            if limits.has_control(getattr(self.configuration, name) or ''):
+                raise exception.InvalidConfiguration(
+                    reason='%s holds a control character (NUL, newline...).'
+                           % name)
         with self._connect() as (client, ioctx):
             fsid = client.get_fsid()
         location_info = self._location_info(fsid)
@@ -189,8 +208,10 @@ class RBDDriver(driver.VolumeDriver):
                 fsid = encodeutils.safe_decode(client.get_fsid())
                 free, total = self._pool_capacity(client)
         except (exception.RbdmigError, self.rados.Error) as err:
+            # librados' own errors are not masked as rbdmig's are.
             LOG.warning('Cannot read stats of %(name)s: %(err)s',
-                        {'name': self._backend_name(), 'err': err})
+                        {'name': self._backend_name(),
+                         'err': redact.mask(err)})
             return
         stats.update(location_info=self._location_info(fsid),
                      free_capacity_gb=free, total_capacity_gb=total,
@@ -225,17 +246,36 @@ class RBDDriver(driver.VolumeDriver):
     # -- lifecycle --
 
     def create_volume(self, volume):
+        """Create the volume's image, thin.
+
+        :raises InvalidVolume: its name cannot name an RBD image.
+        :raises VolumeExists: an image of that name is already there.
+        """
+        name = limits.check_image_name(volume.name)
+        size = limits.image_bytes(objects.check_size(volume.size))
         order = int(math.log2(self.configuration.rbd_store_chunk_size)) + 20
         with self._connect() as (client, ioctx):
             try:
-                self._rbd.RBD().create(ioctx, volume.name,
-                                       volume.size * units.Gi, order=order)
+                self._rbd.RBD().create(ioctx, name, size, order=order)
             except self.rbd.ImageExists:
-                raise exception.VolumeExists(name=volume.name)
+                raise exception.VolumeExists(name=name)
+            except self.rbd.InvalidArgument as err:
+                # Measured: librbd refuses 1 PiB and more (EINVAL) when
+                # the object map could not cover the image.
+                raise exception.InvalidVolume(
+                    reason='librbd refused to create %.40r of %d GiB in '
+                           '%d MiB objects (%s).' % (
+                               name, volume.size,
+                               self.configuration.rbd_store_chunk_size, err))
         return None
 
     def delete_volume(self, volume):
-        """Delete the image; an image that is already gone is success."""
+        """Delete the image; an image that is already gone is success.
+
+        :raises InvalidVolume: its name cannot name an RBD image (a name
+            librbd would cut short would delete another image).
+        """
+        limits.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
                 self._rbd.RBD().remove(ioctx, volume.name)
@@ -250,13 +290,26 @@ class RBDDriver(driver.VolumeDriver):
                     reason='%s is in use by a client.' % volume.name)
 
     def extend_volume(self, volume, new_size):
+        """Grow the image to ``new_size`` GiB.
+
+        :raises InvalidInput: ``new_size`` is not a whole number of GiB,
+            or smaller than the volume.
+        """
+        limits.check_image_name(volume.name)
+        objects.check_size(new_size, 'the new size')
         if new_size < volume.size:
             raise exception.InvalidInput(
                 reason='cannot shrink %s from %d to %d GiB.' % (
                     volume.name, volume.size, new_size))
+        size = limits.image_bytes(new_size)
         with self._connect() as (client, ioctx):
             with self._rbd.Image(ioctx, volume.name) as image:
-                image.resize(new_size * units.Gi)
+                try:
+                    image.resize(size)
+                except self.rbd.InvalidArgument as err:
+                    raise exception.InvalidVolume(
+                        reason='librbd refused to grow %.40r to %d GiB '
+                               '(%s).' % (volume.name, new_size, err))
 
     # -- connections for hosts --
 
@@ -268,6 +321,7 @@ class RBDDriver(driver.VolumeDriver):
         Cinder's own driver.
         """
         cfg_ = self.configuration
+        limits.check_image_name(volume.name)
         with self._connect(pool='') as (client, _):
             monmap = self._mon_json(client, {'prefix': 'mon dump'})
         hosts, ports = [], []
@@ -298,6 +352,7 @@ class RBDDriver(driver.VolumeDriver):
             raise exception.InvalidInput(
                 reason='mode %r is not one of %s.'
                        % (mode, ', '.join(rbd_io.MODES)))
+        limits.check_image_name(volume.name)
         with contextlib.ExitStack() as stack:
             client, ioctx = stack.enter_context(self._connect())
             try:
@@ -319,6 +374,28 @@ class RBDDriver(driver.VolumeDriver):
 
     # -- migration --
 
+    def volume_in_use(self, volume):
+        """Return True if a client has the image open (a watcher).
+
+        Every read-write open of an image registers a watch on its
+        header; read-only opens (this one too) do not, and are not seen.
+
+        :raises VolumeNotFound: the image does not exist.
+        :raises InvalidVolume: its name cannot name an RBD image.
+        """
+        limits.check_image_name(volume.name)
+        with self._connect() as (client, ioctx):
+            try:
+                with self._rbd.Image(ioctx, volume.name,
+                                     read_only=True) as image:
+                    watchers = list(image.watchers_list())
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+        if watchers:
+            LOG.debug('%(name)s has %(n)d watcher(s).',
+                      {'name': volume.name, 'n': len(watchers)})
+        return bool(watchers)
+
     def migrate_volume(self, context, volume, host,
                        callback=progress.DEFAULT_CALLBACK):
         """Move the image to another pool, name kept.
@@ -337,6 +414,13 @@ class RBDDriver(driver.VolumeDriver):
         :raises MigrationError: the copy failed; the partial destination
             was removed and the source is intact.
         """
+        try:
+            limits.check_image_name(volume.name)
+        except exception.InvalidVolume as err:
+            LOG.info('Not migrating %(vol)s with the backend: %(why)s '
+                     'Falling back to generic migration.',
+                     {'vol': volume.id, 'why': err})
+            return False, None
         if callback is progress.DEFAULT_CALLBACK:
             # Cinder passes no callback: report to the log, as often as
             # migration_progress_report_interval says.
