@@ -31,12 +31,17 @@ def _parser():
     # Imported here, after main() filtered eventlet's deprecation warning:
     # os-brick imports oslo.privsep, hence eventlet.
     from rbdmig.bench import command as bench_command
-    from rbdmig.cmd import recover as recover_command
+    from rbdmig.cmd import context
+    from rbdmig.cmd import migrations
+    from rbdmig.cmd import volumes
 
     parser = argparse.ArgumentParser(
-        prog='rbdmig', description='Fast, lossless Ceph volume migration.')
+        prog='rbdmig', description='Fast, lossless Ceph volume migration.',
+        epilog='Exit status: 0 done or accepted, 1 failed, 2 bad usage, '
+               '3 refused before anything changed.')
     parser.add_argument('--debug', action='store_true',
                         help='log at debug level to standard error')
+    context.add_arguments(parser)
     sub = parser.add_subparsers(dest='command', required=True)
 
     demo = sub.add_parser(
@@ -66,7 +71,8 @@ def _parser():
                           help='stop the sandbox cluster in DIR, remove DIR')
     stop.add_argument('dir')
     bench_command.add_parser(sub)
-    recover_command.add_parser(sub)
+    volumes.add_parsers(sub)
+    migrations.add_parsers(sub)
     return parser
 
 
@@ -83,42 +89,62 @@ def _setup_logging(debug):
         std_logging.getLogger().setLevel(std_logging.WARNING)
 
 
+# Errors that refuse a request before anything changed: exit status 3.
+_REFUSALS = (exception.InvalidInput, exception.InvalidVolume,
+             exception.VolumeNotFound, exception.VolumeExists,
+             exception.MigrationInProgress)
+EXIT_FAILED, EXIT_REFUSED = 1, 3
+
+
 def main(argv=None):
-    """Run the command; return its exit status."""
+    """Run the command; return its exit status (0 done or accepted, 1
+    failed, 2 bad usage, 3 refused before anything changed)."""
     # It means nothing to an operator, and would be printed on --help.
     warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     args = _parser().parse_args(argv)
     _setup_logging(args.debug)
     try:
-        if args.command == 'demo':
-            from rbdmig.cmd import demo
-            return demo.run(args)
-        if args.command == 'bench':
-            from rbdmig.bench import command as bench_command
-            return bench_command.run(args)
-        if args.command == 'recover':
-            from rbdmig.cmd import recover as recover_command
-            return recover_command.run(args)
-        from rbdmig import sandbox
-        if args.command == 'sandbox-start':
-            # detach: the cluster outlives this command, until
-            # sandbox-stop.
-            cluster = sandbox.Cluster(args.dir, objectstore=args.objectstore,
-                                      detach=True).start()
-            print('cluster %s is up; rbdmig config: %s'
-                  % (cluster.fsid, cluster.rbdmig_conf_path))
-            print('stop it with: rbdmig sandbox-stop %s' % args.dir)
-        else:
-            if not os.path.exists(os.path.join(args.dir,
-                                               sandbox.MARKER_FILE)):
-                raise exception.InvalidInput(
-                    reason='%s holds no rbdmig sandbox.' % args.dir)
-            pids = sandbox.stop_dir(args.dir)
-            print('stopped %d daemon(s); removed %s' % (len(pids), args.dir))
-        return 0
+        return _run(args)
     except exception.RbdmigError as err:
-        print('rbdmig: error: %s' % redact.mask(err), file=sys.stderr)
-        return 1
+        from rbdmig.migration import service
+        refused = isinstance(err, _REFUSALS + (service.Rejected,))
+        print('rbdmig: %s: %s' % ('refused' if refused else 'error',
+                                  redact.mask(err)), file=sys.stderr)
+        return EXIT_REFUSED if refused else EXIT_FAILED
+    except KeyboardInterrupt:
+        print('rbdmig: interrupted', file=sys.stderr)
+        return 130
+
+
+def _run(args):
+    if args.command == 'demo':
+        from rbdmig.cmd import demo
+        return demo.run(args)
+    if args.command == 'bench':
+        from rbdmig.bench import command as bench_command
+        return bench_command.run(args)
+    if args.command in ('backends', 'create', 'list', 'show', 'delete',
+                        'import'):
+        from rbdmig.cmd import volumes
+        return volumes.run(args)
+    if args.command in ('migrate', 'run-migration', 'drain', 'recover'):
+        from rbdmig.cmd import migrations
+        return migrations.run(args)
+    from rbdmig import sandbox
+    if args.command == 'sandbox-start':
+        # detach: the cluster outlives this command, until sandbox-stop.
+        cluster = sandbox.Cluster(args.dir, objectstore=args.objectstore,
+                                  detach=True).start()
+        print('cluster %s is up; rbdmig config: %s'
+              % (cluster.fsid, cluster.rbdmig_conf_path))
+        print('stop it with: rbdmig sandbox-stop %s' % args.dir)
+        return 0
+    if not os.path.exists(os.path.join(args.dir, sandbox.MARKER_FILE)):
+        raise exception.InvalidInput(
+            reason='%s holds no rbdmig sandbox.' % args.dir)
+    pids = sandbox.stop_dir(args.dir)
+    print('stopped %d daemon(s); removed %s' % (len(pids), args.dir))
+    return 0
 
 
 if __name__ == '__main__':

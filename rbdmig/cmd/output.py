@@ -12,8 +12,9 @@ def dumps(value):
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
-def table(rows, columns, out=sys.stdout):
+def table(rows, columns, out=None):
     """Print ``rows`` (dicts) as aligned columns, ``columns`` in order."""
+    out = out or sys.stdout
     cells = [[str('' if row.get(c) is None else row.get(c))
               for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells])
@@ -35,11 +36,16 @@ def describe(progress):
         return 'no progress yet'
     rate = progress.get('rate')
     eta = progress.get('eta')
+    if progress['percent'] >= 100:
+        left = 'done'
+    elif eta is not None:
+        left = '%.0f s left' % eta
+    else:
+        left = 'time left unknown'
     return '%.1f%% (%s of %s, %s, %s)' % (
         progress['percent'], size(progress.get('bytes_done')),
         size(progress.get('bytes_total')),
-        '%.1f MiB/s' % (rate / units.Mi) if rate else 'rate unknown',
-        '%.0f s left' % eta if eta is not None else 'time left unknown')
+        '%.1f MiB/s' % (rate / units.Mi) if rate else 'rate unknown', left)
 
 
 class ProgressView(object):
@@ -48,9 +54,10 @@ class ProgressView(object):
 
     WIDTH = 30
 
-    def __init__(self, out=sys.stdout, interval=5.0, clock=time.monotonic):
-        self.out, self.interval, self.clock = out, interval, clock
-        self.tty = hasattr(out, 'isatty') and out.isatty()
+    def __init__(self, out=None, interval=5.0, clock=time.monotonic):
+        self.out = out or sys.stdout
+        self.interval, self.clock = interval, clock
+        self.tty = hasattr(self.out, 'isatty') and self.out.isatty()
         self._last = None
 
     def show(self, progress, force=False):

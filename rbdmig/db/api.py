@@ -37,7 +37,7 @@ LOG = logging.getLogger(__name__)
 # Volume columns callers may set; status fields only through CAS.
 _VOLUME_FIELDS = frozenset(['name', 'display_name', 'size_gib', 'backend',
                             'status', 'migration_status', 'previous_status',
-                            'hidden'])
+                            'hidden', 'extra_specs'])
 _VOLUME_FILTERS = frozenset(['backend', 'status', 'migration_status'])
 
 

@@ -1,7 +1,5 @@
 """The copy engine: a chunked, hole-skipping, throttled copy of two handles."""
 
-import collections
-import concurrent.futures as futures
 import dataclasses
 import itertools
 import os
@@ -14,6 +12,7 @@ from rbdmig import exception
 from rbdmig.migration import extents as extents_mod
 from rbdmig.migration import positional
 from rbdmig.migration import progress
+from rbdmig.migration import runners
 
 LOG = logging.getLogger(__name__)
 
@@ -193,14 +192,22 @@ class _Copier:
         counts.skipped += len(chunk) - written
 
 
-def _tasks(ranges, size, chunk_size, dest_zeroed):
+def _tasks(ranges, size, chunk_size, dest_zeroed, start=0):
     """Yield ``(kind, offset, n)`` in offset order; kind names the work.
 
     ``'skip'`` is a hole left to a zeroed destination (no I/O), ``'zero'``
-    a hole to zero, ``'data'`` a chunk to copy.  Holes are cut at
-    multiples of ``chunk_size``, so that zeroing them deallocates whole
-    RBD objects (4 MiB, as the default chunk) rather than parts of two.
+    a hole to zero, ``'data'`` a chunk to copy, ``'done'`` a task that
+    ends at or before ``start`` (a resumed copy did it before).  Holes are
+    cut at multiples of ``chunk_size``, so that zeroing them deallocates
+    whole RBD objects (4 MiB, as the default chunk) rather than parts of
+    two.
     """
+    for kind, offset, n in _all_tasks(ranges, size, chunk_size,
+                                      dest_zeroed):
+        yield ('done' if offset + n <= start else kind), offset, n
+
+
+def _all_tasks(ranges, size, chunk_size, dest_zeroed):
     def split(kind, offset, length):
         end = offset + length
         while offset < end:
@@ -222,71 +229,10 @@ def _tasks(ranges, size, chunk_size, dest_zeroed):
         position = offset + length
 
 
-def _run_serial(copier, tasks, chunk_size, callback, throttle, counts):
-    """One chunk at a time, in the calling thread, through one buffer."""
-    buffer = bytearray(chunk_size)
-    for kind, offset, n in tasks:
-        if kind == 'skip':
-            counts.skipped += n
-        else:
-            throttle.take(n)
-            work = copier.chunk if kind == 'data' else copier.zero_chunk
-            counts.add(work(offset, n, buffer))
-        callback.relative_update(n)
-
-
-def _run_pool(copier, tasks, chunk_size, depth, callback, throttle,
-              counts):
-    """Up to ``depth`` chunks in flight on worker threads.
-
-    librbd and file I/O release the GIL, so reads and writes of different
-    chunks overlap.  Memory is ``depth`` buffers of ``chunk_size``.  The
-    throttle, the callback and the counters are only touched here, in the
-    calling thread.  The first error (a worker's, or the callback's when
-    it cancels) stops new work; chunks already in flight are waited for,
-    so no thread touches the handles after this returns.
-    """
-    buffers = [bytearray(chunk_size) for _ in range(depth)]
-    pending = collections.OrderedDict()  # future -> (buffer, n)
-
-    def collect(done):
-        for future in done:
-            buffer, n = pending.pop(future)
-            buffers.append(buffer)
-            counts.add(future.result())  # a worker's error raises here
-            callback.relative_update(n)
-
-    with futures.ThreadPoolExecutor(max_workers=depth,
-                                    thread_name_prefix='rbdmig-copy') as ex:
-        try:
-            for kind, offset, n in tasks:
-                if kind == 'skip':
-                    counts.skipped += n
-                    callback.relative_update(n)
-                    continue
-                while not buffers:
-                    done, _ = futures.wait(
-                        pending, return_when=futures.FIRST_COMPLETED)
-                    collect(done)
-                throttle.take(n)
-                work = copier.chunk if kind == 'data' else copier.zero_chunk
-                buffer = buffers.pop()
-                pending[ex.submit(work, offset, n, buffer)] = (buffer, n)
-            while pending:
-                done, _ = futures.wait(
-                    pending, return_when=futures.FIRST_COMPLETED)
-                collect(done)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            futures.wait(pending)
-            raise
-
-
 def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                 callback=progress.DEFAULT_CALLBACK, extents=None,
                 dest_zeroed=False, clock=time.monotonic, sleep=time.sleep,
-                queue_depth=1):
+                queue_depth=1, resume_from=0, checkpoint=None):
     """Copy the first ``size`` bytes of ``src`` onto ``dst``.
 
     Reads and writes whole chunks at the same offsets, with memory bounded
@@ -323,6 +269,13 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
         callback and throttle are still called from the calling thread
         only; the first error stops the copy once the chunks in flight
         are done.
+    :param resume_from: an offset a copy onto this same destination, in
+        chunks of this same size, reported as a checkpoint: tasks ending
+        there or before are not done again (they count as progress).
+    :param checkpoint: ``checkpoint(offset)``, called on the calling
+        thread every 16 chunks or 5 s of progress, with an offset below which
+        every byte is on the destination (to pass back as
+        ``resume_from``), or None.
     :returns: a :class:`CopyResult`.
     :raises InvalidInput: a negative size or limit, a chunk size or queue
         depth < 1.
@@ -371,12 +324,18 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
     throttle = _Throttle(bps_limit, clock, sleep, start)
     counts = _Counts()
     callback.set_size(size)
-    tasks = _tasks(ranges, size, chunk_size, dest_zeroed)
+    tasks = _tasks(ranges, size, chunk_size, dest_zeroed, resume_from)
+    # A checkpoint is only as good as the destination's flush: sync first.
+    marks = runners.Checkpoints(
+        (lambda offset: (copier.writer.sync(), checkpoint(offset)))
+        if checkpoint else (lambda offset: None), clock,
+        every=16 * chunk_size)
     if parallel:
-        _run_pool(copier, tasks, chunk_size, queue_depth, callback,
-                  throttle, counts)
+        runners.run_pool(copier, tasks, chunk_size, queue_depth, callback,
+                         throttle, counts, marks)
     else:
-        _run_serial(copier, tasks, chunk_size, callback, throttle, counts)
+        runners.run_serial(copier, tasks, chunk_size, callback, throttle,
+                           counts, marks)
     copier.writer.sync()
 
     result = CopyResult(size=size, bytes_read=counts.read,

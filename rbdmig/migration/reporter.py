@@ -34,7 +34,7 @@ class Reporter(progress.Callback):
 
     def __init__(self, label, interval, record=None, notifier=notify.NULL,
                  event=None, clock=time.monotonic):
-        super().__init__(size=0, value=0)
+        super().__init__(size=None, value=0)
         self.label, self.interval = label, interval
         self._record = record
         self.notifier = notifier
@@ -44,11 +44,23 @@ class Reporter(progress.Callback):
         self._last = (self.started, 0)
         self._stop = threading.Event()
         self._thread = None
+        self._begun = False
+
+    def set_size(self, size):
+        """The copy begins: the start event, and a first report."""
+        super().set_size(size)
+        if not self._begun:
+            self._begun = True
+            self.started = self._clock()
+            self._last = (self.started, self.value)
+            self.notifier.emit(notify.START, self._payload())
+            self.report()
 
     def start(self):
-        """Report now, and every interval until :meth:`stop`."""
-        self.notifier.emit(notify.START, self._payload())
-        self.report()
+        """Report every interval until :meth:`stop`, once the copy began.
+
+        A move refused before any copy began sends no event.
+        """
         if self.interval > 0:
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name='rbdmig-progress')
@@ -57,16 +69,19 @@ class Reporter(progress.Callback):
 
     def _run(self):
         while not self._stop.wait(self.interval):
-            self.report()
+            if self._begun:
+                self.report()
 
     def stop(self, error=None):
         """Stop reporting; emit the end (or error) event."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.report(final=True)
-        self.notifier.emit(notify.ERROR if error else notify.END,
-                           self._payload(error=error and str(error)))
+        if self._begun:
+            self.report(final=True)
+        if self._begun or error:
+            self.notifier.emit(notify.ERROR if error else notify.END,
+                               self._payload(error=error and str(error)))
 
     def __enter__(self):
         return self.start()

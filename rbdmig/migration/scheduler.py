@@ -13,6 +13,8 @@ import operator
 from oslo_utils import strutils
 
 GiB = 1 << 30
+# Cinder's max_over_subscription_ratio default.
+DEFAULT_OVER_SUBSCRIPTION = 20.0
 
 
 def _number(value):
@@ -46,11 +48,14 @@ def room(capabilities, size_gib, data_bytes):
         capabilities.get('thin_provisioning_support', False))
     if not thin:
         if size_gib > usable:
-            return ('it needs %d GiB and the destination offers %.1f GiB '
-                    '(%.1f free, %d reserved).' % (size_gib, usable, free,
+            return ('it needs %d GiB and the destination offers %.2f GiB '
+                    '(%.2f free, %d reserved).' % (size_gib, usable, free,
                                                    reserved))
         return None
-    ratio = _number(capabilities.get('max_over_subscription_ratio')) or 1.0
+    # Cinder's default when a backend does not say (a thin backend that
+    # reports no ratio is not limited to its own size).
+    ratio = _number(capabilities.get('max_over_subscription_ratio')) or (
+        DEFAULT_OVER_SUBSCRIPTION)
     provisioned = _number(capabilities.get(
         'provisioned_capacity_gb')) or (total - free)
     if total and (provisioned + size_gib) / total > ratio:
@@ -58,9 +63,9 @@ def room(capabilities, size_gib, data_bytes):
                 'its size, above its max_over_subscription_ratio %.1f.'
                 % (size_gib, (provisioned + size_gib) / total, ratio))
     if data_bytes / GiB > usable:
-        return ('it holds %.1f GiB of data and the destination offers %.1f '
-                'GiB (%.1f free, %d reserved).' % (data_bytes / GiB, usable,
-                                                   free, reserved))
+        return ('it holds %.2f GiB of data and the destination offers '
+                '%.2f GiB (%.2f free, %d reserved).' % (
+                    data_bytes / GiB, usable, free, reserved))
     return None
 
 

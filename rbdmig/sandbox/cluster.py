@@ -270,7 +270,9 @@ class Cluster:
         templates.write(self.rbdmig_conf_path, self._rbdmig_conf())
 
     def _rbdmig_conf(self):
-        sections = {'DEFAULT': {'enabled_backends': ', '.join(self.backends)}}
+        # The database of rbdmig's own CLI lives with the cluster.
+        sections = {'DEFAULT': {'enabled_backends': ', '.join(self.backends),
+                                'state_path': self._path('state')}}
         for backend, pool in self.backends.items():
             if pool == 'file':
                 sections[backend] = {

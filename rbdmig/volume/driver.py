@@ -210,6 +210,18 @@ class VolumeDriver(object):
     def extend_volume(self, volume, new_size):
         raise NotImplementedError()
 
+    def list_images(self):
+        """Return ``[(name, size in bytes)]`` of every volume the backend
+        holds, for ``rbdmig import``."""
+        raise NotImplementedError()
+
+    def allocated_bytes(self, volume):
+        """Return the bytes of data the volume holds (what a copy moves).
+
+        The base driver does not know, and says the whole size.
+        """
+        return volume.size * units.Gi
+
     # -- migration --
 
     def volume_in_use(self, volume):
@@ -242,7 +254,8 @@ class VolumeDriver(object):
         handle.close()
 
     def copy_volume_data(self, context, src_vol, dest_vol, dest_driver=None,
-                         callback=None, dest_zeroed=False):
+                         callback=None, dest_zeroed=False, resume_from=0,
+                         checkpoint=None):
         """Copy every block of ``src_vol`` into the existing ``dest_vol``.
 
         The source is opened by this driver, the destination by
@@ -259,6 +272,13 @@ class VolumeDriver(object):
             ``CREATES_ZEROED_VOLUMES`` is true): holes and zero blocks are
             then skipped, and a thin destination stays thin.  Otherwise
             they are zeroed on the destination too.
+        :param resume_from: a checkpoint of an earlier copy onto this
+            destination, in chunks of this backend's
+            ``volume_copy_chunk_size``: what lies before is not copied
+            again.
+        :param checkpoint: ``checkpoint(offset)``, told now and then how
+            far the destination is complete (see
+            :func:`rbdmig.migration.copy.copy_volume`).
         :returns: a :class:`rbdmig.migration.copy.CopyResult`.
         :raises InvalidVolume: the destination is smaller than the source.
         """
@@ -287,7 +307,8 @@ class VolumeDriver(object):
                     'volume_copy_bps_limit') or 0,
                 queue_depth=self.configuration.safe_get(
                     'volume_copy_queue_depth') or 1,
-                callback=callback, dest_zeroed=dest_zeroed)
+                callback=callback, dest_zeroed=dest_zeroed,
+                resume_from=resume_from, checkpoint=checkpoint)
         LOG.info('Copied %(src)s to %(dst)s: %(result)s',
                  {'src': src_vol.id, 'dst': dest_vol.id, 'result': result})
         return result

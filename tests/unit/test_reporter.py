@@ -31,8 +31,8 @@ def _reporter(clock, interval=0):
 def test_every_report_has_rate_and_eta_from_the_interval():
     clock = Clock()
     rep, sent, recorded = _reporter(clock)
-    rep.set_size(1000)
     rep.start()
+    rep.set_size(1000)
     clock.now += 2
     rep.absolute_update(200)
     rep.report()  # 100 B/s over the last 2 s: 800 B left, 8 s
@@ -55,8 +55,8 @@ def test_every_report_has_rate_and_eta_from_the_interval():
 def test_payloads_carry_every_field():
     clock = Clock()
     rep, sent, _ = _reporter(clock)
-    rep.set_size(4000)
     rep.start()
+    rep.set_size(4000)
     clock.now += 4
     rep.absolute_update(1000)
     rep.report()
@@ -99,3 +99,10 @@ def test_the_thread_reports_at_the_interval_even_when_stalled():
     rep.stop()
     assert len(recorded) >= 5  # start, several ticks, the final one
     assert sent[-1][0] == notify.END
+
+
+def test_a_move_refused_before_copying_sends_nothing():
+    rep, sent, recorded = _reporter(Clock())
+    with rep:
+        pass  # the driver answered (False, None) without copying
+    assert sent == [] and recorded == []

@@ -19,8 +19,8 @@ def test_thin_counts_the_data_against_free_space_minus_reserve():
     # 100 free, 20 reserved: 80 GiB of data fit, 81 do not.
     assert scheduler.room(THIN, 50, 80 * GiB) is None
     why = scheduler.room(THIN, 50, 81 * GiB)
-    assert why == ('it holds 81.0 GiB of data and the destination offers '
-                   '80.0 GiB (100.0 free, 20 reserved).')
+    assert why == ('it holds 81.00 GiB of data and the destination offers '
+                   '80.00 GiB (100.00 free, 20 reserved).')
 
 
 def test_thin_counts_the_provisioned_size_against_the_ratio():
@@ -41,8 +41,15 @@ def test_thick_counts_the_whole_size():
     thick = dict(THIN, thin_provisioning_support=False)
     assert scheduler.room(thick, 80, 0) is None
     assert scheduler.room(thick, 81, 0) == (
-        'it needs 81 GiB and the destination offers 80.0 GiB (100.0 free, '
-        '20 reserved).')
+        'it needs 81 GiB and the destination offers 80.00 GiB (100.00 '
+        'free, 20 reserved).')
+
+
+def test_a_thin_backend_without_a_ratio_gets_cinders_default():
+    caps = dict(THIN, max_over_subscription_ratio=None)
+    assert scheduler.room(caps, 3000, GiB) is None  # 3300 of 200: < 20x
+    assert 'max_over_subscription_ratio 20.0' in scheduler.room(
+        caps, 3800, GiB)
 
 
 CAPS = {'storage_protocol': 'ceph', 'thin_provisioning_support': True,

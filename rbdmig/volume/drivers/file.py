@@ -173,6 +173,16 @@ class FileDriver(driver.VolumeDriver):
                 reason=f'volume file {path} is a symlink or leaves {base}.')
         return path
 
+    def list_images(self):
+        """Every regular file of the directory: ``[(name, size)]``."""
+        base = self.volume_dir
+        return sorted((entry.name, entry.stat(follow_symlinks=False).st_size)
+                      for entry in os.scandir(base)
+                      if entry.is_file(follow_symlinks=False))
+
+    def allocated_bytes(self, volume):
+        return self.get_allocated_bytes(volume)
+
     def get_allocated_bytes(self, volume):
         """Return the bytes the volume's file occupies on disk.
 

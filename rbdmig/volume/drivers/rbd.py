@@ -15,6 +15,7 @@ from rbdmig import native
 from rbdmig import objects
 from rbdmig import redact
 from rbdmig.ceph import connection
+from rbdmig.ceph import images
 from rbdmig.ceph import limits
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
@@ -371,6 +372,36 @@ class RBDDriver(driver.VolumeDriver):
             # The handle closes the image, then the connection.
             handle.on_close = stack.pop_all().close
             return handle
+
+    def list_images(self):
+        """The pool's images and sizes, without a migration's own copies.
+
+        Images named ``<image>.rbdmig-<id>`` are copies in progress
+        (:mod:`rbdmig.ceph.journal`), never volumes of their own.
+        """
+        found = []
+        with self._connect() as (client, ioctx):
+            for name in self._rbd.RBD().list(ioctx):
+                if '.rbdmig-' in name:
+                    continue
+                try:
+                    with self._rbd.Image(ioctx, name,
+                                         read_only=True) as image:
+                        found.append((name, image.size()))
+                except self.rbd.ImageNotFound:
+                    continue  # removed meanwhile
+        return sorted(found)
+
+    def allocated_bytes(self, volume):
+        """The bytes librbd says hold data, a parent's included."""
+        with self._connect() as (client, ioctx):
+            try:
+                with self._rbd.Image(ioctx, volume.name,
+                                     read_only=True) as image:
+                    return sum(length for _, length in images.data_extents(
+                        image, image.size()))
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
 
     # -- migration --
 
