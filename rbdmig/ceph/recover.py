@@ -203,9 +203,9 @@ class _Recovery(object):
             if source_there:
                 return self._done('released', 'no copy had been placed; '
                                   'the source is the volume')
-            raise exception.MigrationError(
-                volume=record.image, reason='neither the source nor the '
-                'verified copy can be found')
+            # Someone deleted the volume since: nothing is left to keep.
+            return self._done('released', 'neither the source nor the '
+                              'copy exists any more')
         if source_there:
             self._drop_snapshot()
             images.remove_source(self.rbd, self.src_ioctx, record.image)

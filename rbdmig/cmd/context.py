@@ -1,5 +1,6 @@
 """What every management command needs: config, database, drivers."""
 
+import argparse
 import socket
 
 from oslo_config import cfg
@@ -41,8 +42,11 @@ class Drivers(dict):
         return len(self.names)
 
 
-def add_arguments(parser):
-    parser.add_argument('--config-file', action='append', default=[],
+def add_arguments(parser, command=False):
+    """``--config-file``, before the command (as in every OpenStack tool)
+    or, for convenience, after it."""
+    parser.add_argument('--config-file', action='append',
+                        default=argparse.SUPPRESS if command else [],
                         metavar='PATH',
                         help='rbdmig.conf naming the backends, the database '
                              'and notifications (repeatable; default: '

@@ -73,22 +73,33 @@ def _parser():
     bench_command.add_parser(sub)
     volumes.add_parsers(sub)
     migrations.add_parsers(sub)
+    for name in MANAGEMENT:
+        context.add_arguments(sub.choices[name], command=True)
     return parser
 
 
-def _setup_logging(debug):
+def _setup_logging(args):
+    """oslo.log as the config files say (``log_file``...), and quiet on
+    standard error when they name no log file: standard output is the
+    command's answer."""
     conf = cfg.ConfigOpts()
     logging.register_options(conf)
-    conf([], project='rbdmig')
-    conf.set_override('debug', debug)
-    # Logs to standard error: standard output is the command's answer.
-    conf.set_override('use_stderr', True)
+    argv = []
+    for path in getattr(args, 'config_file', None) or []:
+        argv += ['--config-file', path]
+    conf(argv, project='rbdmig')
+    if args.debug:
+        conf.set_override('debug', True)
+    if not conf.log_file:
+        conf.set_override('use_stderr', True)
     logging.setup(conf, 'rbdmig')
-    if not debug:
+    if not args.debug and not conf.log_file:
         # Say only what goes wrong; the commands print their own progress.
         std_logging.getLogger().setLevel(std_logging.WARNING)
 
 
+MANAGEMENT = ('backends', 'create', 'list', 'show', 'delete', 'import',
+              'migrate', 'run-migration', 'drain', 'recover')
 # Errors that refuse a request before anything changed: exit status 3.
 _REFUSALS = (exception.InvalidInput, exception.InvalidVolume,
              exception.VolumeNotFound, exception.VolumeExists,
@@ -102,7 +113,7 @@ def main(argv=None):
     # It means nothing to an operator, and would be printed on --help.
     warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     args = _parser().parse_args(argv)
-    _setup_logging(args.debug)
+    _setup_logging(args)
     try:
         return _run(args)
     except exception.RbdmigError as err:
@@ -123,11 +134,10 @@ def _run(args):
     if args.command == 'bench':
         from rbdmig.bench import command as bench_command
         return bench_command.run(args)
-    if args.command in ('backends', 'create', 'list', 'show', 'delete',
-                        'import'):
+    if args.command in MANAGEMENT[:6]:
         from rbdmig.cmd import volumes
         return volumes.run(args)
-    if args.command in ('migrate', 'run-migration', 'drain', 'recover'):
+    if args.command in MANAGEMENT:
         from rbdmig.cmd import migrations
         return migrations.run(args)
     from rbdmig import sandbox

@@ -99,3 +99,16 @@ def test_import_adopts_files(capsys, conf, tmp_path):
     (tmp_path / 'near' / 'old-disk').write_bytes(b'\0' * 10)
     code, out, _ = _run(capsys, conf, 'import', 'near')
     assert code == 0 and out.strip().endswith('1 image(s) adopted from near')
+
+
+def test_config_file_after_the_command_and_a_log_file(capsys, conf,
+                                                      tmp_path):
+    log = tmp_path / 'rbdmig.log'
+    with open(conf, 'a') as f:
+        f.write('[DEFAULT]\nlog_file = %s\n' % log)
+    code = cli.main(['create', '--backend', 'near', '--size', '1',
+                     '--config-file', conf])
+    out, err = capsys.readouterr()
+    assert code == 0 and len(out.strip()) == 36 and err == ''
+    assert 'Recorded volume' not in log.read_text()  # DEBUG stays out
+    assert cli.main(['--config-file', conf, 'show', out.strip()]) == 0
