@@ -136,9 +136,8 @@ class RBDDriver(cinder_rbd.RBDDriver):
         return self.migrate_volume(context, volume, host)
 
     def _in_another_pool(self, host):
-        caps = (host or {}).get('capabilities') or {}
         try:
-            dest = location.parse_location(caps.get('location_info'))
+            dest = location.from_host(host)
         except exception.InvalidInput:
             return False
         return dest.pool != self.configuration.rbd_pool or (

@@ -1,24 +1,4 @@
-"""The database API: volumes, migrations, compare-and-set status changes.
-
-Sessions come from oslo.db's ``enginefacade``, one private transaction
-context per :class:`API` (no global state): it reads ``[database]``
-directly, translates driver errors into oslo.db's (a duplicate key is
-``DBDuplicateEntry`` on every backend), switches SQLite's foreign keys on,
-and nests: a call made inside :meth:`API.transaction` joins that
-transaction, which is how two steps (claim the volume, record the
-migration) commit together or not at all.  Plain ``sessionmaker`` would
-need all of that by hand.
-
-SQLite rule: in a writing transaction the first statement writes.  A
-transaction that reads first and writes later can fail at once with
-"database is locked" when another process wrote in between (its snapshot
-is stale), without waiting for the busy timeout; a transaction that
-starts with ``UPDATE ... WHERE`` waits for the lock and then sees the
-newest rows.  Every method here follows the rule; callers of
-:meth:`API.transaction` should too.
-
-Records returned are detached snapshots: change them through this API.
-"""
+"""The database API: volumes, migrations, compare-and-set status changes."""
 
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
@@ -52,6 +32,25 @@ def _matches(column, value):
 
 class API(migration_records.MigrationRecordsMixin):
     """Volumes and migrations in one database.
+
+    Sessions come from oslo.db's ``enginefacade``, one private transaction
+    context per :class:`API` (no global state): it reads ``[database]``
+    directly, translates driver errors into oslo.db's (a duplicate key is
+    ``DBDuplicateEntry`` on every backend), switches SQLite's foreign keys on,
+    and nests: a call made inside :meth:`API.transaction` joins that
+    transaction, which is how two steps (claim the volume, record the
+    migration) commit together or not at all.  Plain ``sessionmaker`` would
+    need all of that by hand.
+
+    SQLite rule: in a writing transaction the first statement writes.  A
+    transaction that reads first and writes later can fail at once with
+    "database is locked" when another process wrote in between (its snapshot
+    is stale), without waiting for the busy timeout; a transaction that
+    starts with ``UPDATE ... WHERE`` waits for the lock and then sees the
+    newest rows.  Every method here follows the rule; callers of
+    :meth:`API.transaction` should too.
+
+    Records returned are detached snapshots: change them through this API.
 
     :param connection: a SQLAlchemy URL; SQLite files get WAL and a busy
         timeout (:mod:`rbdmig.db.sqlite`).

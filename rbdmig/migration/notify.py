@@ -1,11 +1,4 @@
-"""Migration events over oslo.messaging, as Cinder reports to telemetry.
-
-Events ``volume.migration.start``, ``.progress``, ``.end`` and
-``.error``, published as ``rbdmig.<host>``, with one payload shape
-(:func:`payload`).  Where they go is ``[oslo_messaging_notifications]``
-(``driver``, ``transport_url``, ``topics``): with no driver set, as by
-default, nothing is sent.
-"""
+"""Migration events over oslo.messaging, as Cinder reports to telemetry."""
 
 from oslo_log import log as logging
 
@@ -62,6 +55,12 @@ def from_conf(conf, host):
 
     oslo.messaging's options are registered on ``conf``; publisher id
     ``rbdmig.<host>``.
+
+    Events ``volume.migration.start``, ``.progress``, ``.end`` and
+    ``.error``, published as ``rbdmig.<host>``, with one payload shape
+    (:func:`payload`).  Where they go is ``[oslo_messaging_notifications]``
+    (``driver``, ``transport_url``, ``topics``): with no driver set, as by
+    default, nothing is sent.
     """
     import oslo_messaging as messaging
     transport = messaging.get_notification_transport(conf)

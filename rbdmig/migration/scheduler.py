@@ -1,11 +1,8 @@
-"""The scheduler's questions before a move: room, and capabilities.
+"""The scheduler's questions before a move: room, and capabilities."""
 
-Cinder asks them in its scheduler (``CapacityFilter``,
-``CapabilitiesFilter``) before it migrates; rbdmig on its own asks them
-in its manager.  Each answer is None (the destination will do) or one
-sentence saying why not.  No Ceph imports: the numbers are the
-destination driver's stats.
-"""
+# Cinder asks them in its scheduler (CapacityFilter, CapabilitiesFilter)
+# before it migrates; rbdmig on its own asks them in its service.  Each
+# answer is None (the destination will do) or one sentence saying why not.
 
 import math
 import operator

@@ -1,12 +1,4 @@
-"""The migration service: checks, claims, moves and records volumes.
-
-What cinder-volume and its scheduler do on ``cinder migrate``, for rbdmig
-on its own: every check first, each rejection one sentence that changes
-nothing; a claim by compare-and-set, so two processes never move one
-volume; the source driver's assisted move first, the generic copy
-second; progress recorded where any process reads it, logged and
-notified; and the outcome recorded, the reason with it.
-"""
+"""The migration service: checks, claims, moves and records volumes."""
 
 import concurrent.futures as futures
 import contextlib
@@ -17,8 +9,8 @@ import time
 from oslo_log import log as logging
 
 from rbdmig import exception
-from rbdmig import objects
 from rbdmig.db import migration_records
+from rbdmig.migration import inventory
 from rbdmig.migration import manager
 from rbdmig.migration import notify
 from rbdmig.migration import progress
@@ -37,15 +29,6 @@ class Rejected(exception.RbdmigError):
     message = 'Cannot migrate volume %(volume)s: %(reason)s'
 
 
-def _volume(record):
-    """The driver's view of a volume record."""
-    return objects.Volume(id=record.id, name=record.name,
-                          size=record.size_gib, status=record.status,
-                          host=record.backend,
-                          migration_status=record.migration_status,
-                          display_name=record.display_name)
-
-
 def _alive(host):
     """Whether the process ``hostname:pid`` still runs (here)."""
     name, _, pid = (host or '').rpartition(':')
@@ -54,8 +37,15 @@ def _alive(host):
     return pid.isdigit() and os.path.exists('/proc/%s' % pid)
 
 
-class Service(object):
+class Service(inventory.Inventory):
     """Volumes and their migrations, on the configured backends.
+
+    What cinder-volume and its scheduler do on ``cinder migrate``, for rbdmig
+    on its own: every check first, each rejection one sentence that changes
+    nothing; a claim by compare-and-set, so two processes never move one
+    volume; the source driver's assisted move first, the generic copy
+    second; progress recorded where any process reads it, logged and
+    notified; and the outcome recorded, the reason with it.
 
     :param db: a :class:`rbdmig.db.api.API`.
     :param drivers: ``{backend: driver}``, set up.
@@ -64,124 +54,6 @@ class Service(object):
 
     def __init__(self, db, drivers, notifier=notify.NULL):
         self.db, self.drivers, self.notifier = db, drivers, notifier
-
-    def driver(self, backend):
-        try:
-            return self.drivers[backend]
-        except KeyError:
-            raise exception.InvalidInput(
-                reason='backend %s is not configured (enabled_backends: '
-                       '%s).' % (backend, ', '.join(sorted(self.drivers))))
-
-    # -- volumes ----------------------------------------------------------
-
-    def create(self, backend, size_gib, name=None, extra_specs=None):
-        """Create a volume (``volume-<id>`` on its backend); return it."""
-        drv = self.driver(backend)
-        objects.check_size(size_gib)
-        record = self.db.create_volume(backend, size_gib, display_name=name,
-                                       status=states.CREATING,
-                                       extra_specs=extra_specs)
-        try:
-            drv.create_volume(_volume(record))
-        except BaseException:
-            self.db.compare_and_set_status(
-                record.id, {'status': states.CREATING},
-                {'status': states.VOLUME_ERROR})
-            raise
-        self.db.compare_and_set_status(record.id,
-                                       {'status': states.CREATING},
-                                       {'status': states.AVAILABLE})
-        return self.db.get_volume(record.id)
-
-    def delete(self, volume_id):
-        """Delete a volume that no migration holds."""
-        record = self.db.get_volume(volume_id)
-        if states.is_running(record.migration_status):
-            raise exception.MigrationInProgress(
-                volume=volume_id, holder=record.migration_status)
-        if not self.db.compare_and_set_status(
-                volume_id, {'status': record.status},
-                {'status': states.DELETING}):
-            raise exception.ConcurrentUpdate(what='volume %s' % volume_id,
-                                             expected=record.status)
-        self.driver(record.backend).delete_volume(_volume(record))
-        self.db.delete_volume(volume_id)
-
-    def show(self, volume_id):
-        """A volume and its latest migration, as plain data."""
-        return self._describe(self.db.get_volume(volume_id))
-
-    def list(self, backend=None, migration_status=...):
-        """Volumes, optionally by backend and migration status."""
-        filters = {}
-        if backend is not None:
-            filters['backend'] = backend
-        if migration_status is not ...:
-            filters['migration_status'] = migration_status
-        return [self._describe(r) for r in self.db.list_volumes(**filters)]
-
-    def _describe(self, record):
-        found = {'id': record.id, 'name': record.name,
-                 'display_name': record.display_name,
-                 'status': record.status,
-                 'migration_status': record.migration_status,
-                 'backend': record.backend, 'size': record.size_gib,
-                 'extra_specs': record.extra_specs or {},
-                 'progress': None}
-        migration = self.db.latest_migration(record.id)
-        if migration is not None:
-            found['progress'] = {
-                'migration': migration.id, 'status': migration.status,
-                'destination': migration.dest_backend,
-                'path': migration.path, 'method': migration.method,
-                'percent': migration.percent,
-                'bytes_done': migration.bytes_done,
-                'bytes_total': migration.bytes_total,
-                'rate': migration.rate, 'eta': migration.eta,
-                'error': migration.error, 'host': migration.host,
-                'checkpoint': migration.checkpoint_offset,
-                'started_at': migration.started_at,
-                'finished_at': migration.finished_at}
-        return found
-
-    def backends(self):
-        """Each backend's capabilities and free space, refreshed."""
-        found = []
-        for name, drv in sorted(self.drivers.items()):
-            stats = dict(drv.get_volume_stats(refresh=True))
-            stats['backend'] = name
-            found.append(stats)
-        return found
-
-    def adopt(self, backend):
-        """Record the images of ``backend`` the database does not know.
-
-        ``volume-<uuid>`` images keep their id; others get a new one and
-        keep their name.  Sizes are rounded up to whole GiB.
-        :returns: the new records.
-        """
-        drv = self.driver(backend)
-        known = {r.name for r in self.db.list_volumes(backend=backend,
-                                                      include_hidden=True)}
-        adopted = []
-        for name, size in drv.list_images():
-            if name in known:
-                continue
-            uuid = name[len('volume-'):] if name.startswith('volume-') \
-                else None
-            if uuid and (len(uuid) != 36 or self._exists(uuid)):
-                uuid = None
-            adopted.append(self.db.create_volume(
-                backend, max(1, -(-size // (1 << 30))), id=uuid, name=name))
-        return adopted
-
-    def _exists(self, volume_id):
-        try:
-            self.db.get_volume(volume_id)
-            return True
-        except exception.VolumeNotFound:
-            return False
 
     # -- migrations -------------------------------------------------------
 
@@ -209,7 +81,7 @@ class Service(object):
             reject('its status is %s; only an available volume moves '
                    '(detach it first).' % record.status)
         src, dst = self.drivers[record.backend], self.drivers[dest_backend]
-        volume = _volume(record)
+        volume = inventory.as_volume(record)
         if src.volume_in_use(volume):
             reject('a client has it open on %s; close it first.'
                    % record.backend)
@@ -253,7 +125,7 @@ class Service(object):
         record = self.db.get_volume(migration.volume_id)
         src = self.drivers[migration.source_backend]
         dst = self.drivers[migration.dest_backend]
-        volume = _volume(record)
+        volume = inventory.as_volume(record)
         rep = reporter.Reporter(
             'migration %s of %s' % (migration_id, record.id),
             src.configuration.safe_get(
@@ -320,9 +192,9 @@ class Service(object):
                                          status=states.CREATING, hidden=True)
             self.db.set_path(migration.id, states.GENERIC, method=GENERIC,
                              dest_volume_id=dest.id)
-            dst.create_volume(_volume(dest))
+            dst.create_volume(inventory.as_volume(dest))
             start = 0
-        dest_volume = _volume(dest)
+        dest_volume = inventory.as_volume(dest)
         try:
             src.copy_volume_data(
                 None, volume, dest_volume, dest_driver=dst, callback=callback,
@@ -414,8 +286,8 @@ class Service(object):
     def _holds(self, backend, record):
         drv = self.drivers[backend]
         try:
-            drv.close_volume(None, _volume(record),
-                             drv.open_volume(None, _volume(record)))
+            volume = inventory.as_volume(record)
+            drv.close_volume(None, volume, drv.open_volume(None, volume))
         except exception.VolumeNotFound:
             return False
         return True

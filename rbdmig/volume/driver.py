@@ -168,6 +168,8 @@ class VolumeDriver(object):
             'storage_protocol': 'unknown',
             'total_capacity_gb': 'unknown',
             'free_capacity_gb': 'unknown',
+            # copy_volume_data reports progress, whatever the backend.
+            'migration_progress_report': True,
             'reserved_percentage': self.configuration.safe_get(
                 'reserved_percentage') or 0,
         }

@@ -164,6 +164,9 @@ def test_driver_retype_into_another_pool_moves_the_image(
         {'host': back.host, 'capabilities': back.capabilities}) == (
             False, None)
     assert volume.name in images.names(ceph_cluster, 'volumes-b')
+    # A destination that is not a Ceph pool is no pool change (no crash).
+    for not_ceph in ('compat@lvm', {'capabilities': []}, None):
+        assert driver._in_another_pool(not_ceph) is False
 
 
 def test_cinders_generic_copy_attaches_rbdmig_volumes(cinder, ceph_cluster,

@@ -5,7 +5,6 @@ import json
 import math
 import time
 
-from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import encodeutils
 from oslo_utils import units
@@ -24,6 +23,7 @@ from rbdmig.ceph import recover
 from rbdmig.migration import progress
 from rbdmig.volume import driver
 from rbdmig.volume import rbd_io
+from rbdmig.volume.drivers import rbd_opts
 
 try:
     import rados
@@ -37,47 +37,7 @@ from os_brick.initiator import linuxrbd
 LOG = logging.getLogger(__name__)
 
 
-# Cinder's RBD option names, with Cinder's meanings: a cinder.conf backend
-# section works unchanged.  Under Cinder itself, use rbdmig.cinder's driver,
-# which uses Cinder's own options.
-CINDER_NAMED_OPTS = [
-    cfg.StrOpt('rbd_cluster_name', default='ceph',
-               help='The name of the Ceph cluster (as in cinder).'),
-    cfg.StrOpt('rbd_pool', default='rbd',
-               help='The RADOS pool where volumes are stored.'),
-    cfg.StrOpt('rbd_user',
-               help='The RADOS client name for accessing rbd volumes; '
-                    'only set when using cephx authentication.'),
-    cfg.StrOpt('rbd_ceph_conf', default='',
-               help='Path to the Ceph configuration file; empty means '
-                    'librados\' default search.'),
-    cfg.StrOpt('rbd_keyring_conf', default='',
-               help='Path to the keyring of ``rbd_user``, when ceph.conf '
-                    'does not name it.  Only this host reads it: it never '
-                    'goes into connection info (OSSN-0085).'),
-    cfg.StrOpt('rbd_secret_uuid',
-               help='The libvirt secret UUID of ``rbd_user``, passed on in '
-                    'connection info.'),
-    cfg.IntOpt('rados_connect_timeout', default=-1,
-               help='Seconds one attempt to connect to the cluster may '
-                    'take (librados\' ``client_mount_timeout``, which also '
-                    'bounds monitor commands); negative leaves librados\' '
-                    'defaults (300 s to connect).'),
-    cfg.IntOpt('rados_connection_retries', default=3, min=1,
-               help='Attempts at connecting to the cluster when an attempt '
-                    'times out; a wrong key or a missing conf or keyring '
-                    'fails at once.'),
-    cfg.IntOpt('rados_connection_interval', default=5, min=0,
-               help='Seconds between two attempts at connecting '
-                    '(``rados_connection_retries``).'),
-    cfg.IntOpt('rbd_store_chunk_size', default=4, min=1,
-               help='Volumes are chunked into objects of this size, in '
-                    'MiB; a power of two.'),
-]
-
-RBD_OPTS = CINDER_NAMED_OPTS + ceph_opts.MIGRATION_OPTS
-_C_STRING_OPTS = ('rbd_cluster_name', 'rbd_pool', 'rbd_user', 'rbd_ceph_conf',
-                  'rbd_keyring_conf')
+RBD_OPTS = rbd_opts.RBD_OPTS
 
 
 class RBDDriver(driver.VolumeDriver):
@@ -152,7 +112,7 @@ class RBDDriver(driver.VolumeDriver):
             raise exception.InvalidConfiguration(
                 reason='rbd_store_chunk_size %d is not a power of two from '
                        '1 to 32 (MiB).' % chunk)
-        for name in _C_STRING_OPTS:
+        for name in rbd_opts.C_STRING_OPTS:
             if limits.has_control(getattr(self.configuration, name) or ''):
                 raise exception.InvalidConfiguration(
                     reason='%s holds a control character (NUL, newline...).'
@@ -200,7 +160,6 @@ class RBDDriver(driver.VolumeDriver):
         stats.update(vendor_name='Open Source',
                      storage_protocol=self.STORAGE_PROTOCOL,
                      thin_provisioning_support=True,
-                     migration_progress_report=True,
                      multiattach=False,
                      backend_state='down',
                      **ceph_opts.capabilities(self.configuration))
