@@ -8,6 +8,7 @@ import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import units
 
 from rbdmig import exception
 from rbdmig import redact
@@ -67,6 +68,10 @@ def _parser():
     start.add_argument('dir')
     start.add_argument('--objectstore', choices=('memstore', 'bluestore'),
                        default='memstore')
+    start.add_argument('--osd-gib', type=_bounded(int, 1, 1024), default=2,
+                       help='capacity of the OSD in GiB (memstore keeps '
+                            'it in RAM, bluestore in a sparse file; '
+                            'default: 2)')
     stop = sub.add_parser('sandbox-stop',
                           help='stop the sandbox cluster in DIR, remove DIR')
     stop.add_argument('dir')
@@ -144,9 +149,11 @@ def _run(args):
     if args.command == 'sandbox-start':
         # detach: the cluster outlives this command, until sandbox-stop.
         cluster = sandbox.Cluster(args.dir, objectstore=args.objectstore,
+                                  osd_bytes=args.osd_gib * units.Gi,
                                   detach=True).start()
-        print('cluster %s is up; rbdmig config: %s'
-              % (cluster.fsid, cluster.rbdmig_conf_path))
+        print('cluster %s is up (%s, %d GiB); rbdmig config: %s'
+              % (cluster.fsid, args.objectstore, args.osd_gib,
+                 cluster.rbdmig_conf_path))
         print('stop it with: rbdmig sandbox-stop %s' % args.dir)
         return 0
     if not os.path.exists(os.path.join(args.dir, sandbox.MARKER_FILE)):

@@ -75,7 +75,10 @@ def _key_files(base):
 def test_cli_sandbox_keeps_its_keys_to_itself(tmp_path, capsys):
     base = str(tmp_path / 'made-by-rbdmig')
     try:
-        assert cli.main(['--debug', 'sandbox-start', base]) == 0
+        assert cli.main(['--debug', 'sandbox-start', '--osd-gib', '3',
+                         base]) == 0
+        with open(os.path.join(base, 'ceph.conf')) as conf:
+            assert 'memstore device bytes = %d' % (3 << 30) in conf.read()
         keys = set()
         loose = []
         for path in _key_files(base):
