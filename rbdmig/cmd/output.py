@@ -65,15 +65,16 @@ class ProgressView(object):
         now = self.clock()
         if self.tty:
             done = int(self.WIDTH * (progress.get('percent') or 0) / 100)
-            self.out.write('\r[%s%s] %s' % ('#' * done,
-                                            '.' * (self.WIDTH - done),
-                                            describe(progress)).ljust(79))
+            bar = '[%s%s] %s' % ('#' * done, '.' * (self.WIDTH - done),
+                                 describe(progress))
+            # Padded: a shorter line overwrites all of a longer one.
+            self.out.write('\r' + bar.ljust(79))
             self.out.flush()
         elif force or self._last is None or (
                 now - self._last >= self.interval):
             self.out.write(describe(progress) + '\n')
             self.out.flush()
-        self._last = now
+            self._last = now
 
     def end(self, line):
         if self.tty:

@@ -8,6 +8,7 @@ down (``volume_copy_bps_limit``) where a test must watch one in flight.
 import hashlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -123,6 +124,47 @@ def test_a_migration_watched_from_a_second_process(cli):
     assert found['backend'] == 'ceph-b'
     assert seen == sorted(seen) and seen[-1] == 100.0
     assert len(set(seen)) >= 3  # it rose, seen from another process
+    assert cli.digest('ceph-b', volume) == before
+
+
+def _on_a_terminal(args, timeout=120):
+    """Run ``args`` with stdout on a pseudo-terminal; (exit, output)."""
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(args, stdout=follower, stderr=subprocess.PIPE)
+    os.close(follower)
+    output = b''
+    try:
+        while chunk := _read(leader):
+            output += chunk
+        child.wait(timeout=timeout)
+    finally:
+        os.close(leader)
+        child.stderr.close()
+    # The terminal turns each \n into \r\n; a bar's frames start with \r.
+    return child.returncode, output.decode().replace('\r\n', '\n')
+
+
+def _read(fd):
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child closed the terminal
+        return b''
+
+
+def test_wait_on_a_terminal_draws_a_bar_to_the_end(cli):
+    volume, before = cli.create(mib=256)
+
+    code, shown = _on_a_terminal(cli.args('migrate', volume, 'ceph-b',
+                                          '--wait'))
+
+    assert code == 0, shown
+    frames = shown.split('\r')
+    assert frames[0].startswith('accepted: migration 1 moves %s' % volume)
+    last, status = frames[-1].rstrip().split('\n')
+    assert last.startswith('[%s] 100.0%% (1024.0 MiB of 1024.0 MiB' % (
+        '#' * 30))
+    assert status == '%s: success on ceph-b' % volume
+    assert cli.show(volume)['backend'] == 'ceph-b'
     assert cli.digest('ceph-b', volume) == before
 
 
