@@ -15,7 +15,8 @@ def payload(volume_id, source_backend, destination_backend, method,
             error=None):
     """The payload every event carries.
 
-    :param rate: bytes per second over the last report, or None.
+    :param rate: bytes per second since the last report (the mean of the
+        whole move in the end and error events), or None.
     :param duration: seconds since the migration started, or None.
     :param error: one sentence (no secret: rbdmig's messages carry none),
         or None.

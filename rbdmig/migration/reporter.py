@@ -80,8 +80,11 @@ class Reporter(progress.Callback):
         if self._begun:
             self.report(final=True)
         if self._begun or error:
+            elapsed = self._clock() - self.started
+            mean = round(self.value / elapsed) if elapsed > 0 else None
             self.notifier.emit(notify.ERROR if error else notify.END,
-                               self._payload(error=error and str(error)))
+                               self._payload(rate=mean,
+                                             error=error and str(error)))
 
     def __enter__(self):
         return self.start()

@@ -50,6 +50,7 @@ def test_every_report_has_rate_and_eta_from_the_interval():
     assert [e for e, _, _ in sent] == [notify.START, notify.PROGRESS,
                                        notify.PROGRESS, notify.PROGRESS,
                                        notify.END]
+    assert sent[-1][1]['rate'] == 250  # the end event has the mean too
 
 
 def test_payloads_carry_every_field():
