@@ -256,7 +256,8 @@ class VolumeDriver(object):
         handle.close()
 
     def copy_volume_data(self, context, src_vol, dest_vol, dest_driver=None,
-                         callback=None, dest_zeroed=False, resume_from=0,
+                         callback=progress.DEFAULT_CALLBACK,
+                         dest_zeroed=False, resume_from=0,
                          checkpoint=None):
         """Copy every block of ``src_vol`` into the existing ``dest_vol``.
 
@@ -290,7 +291,7 @@ class VolumeDriver(object):
                 reason='destination %s (%d GiB) is smaller than source %s '
                        '(%d GiB).' % (dest_vol.id, dest_vol.size, src_vol.id,
                                       src_vol.size))
-        if callback is None:
+        if callback is progress.DEFAULT_CALLBACK:
             callback = progress.log_progress(
                 'copy %s -> %s' % (src_vol.id, dest_vol.id),
                 self.configuration.safe_get(
