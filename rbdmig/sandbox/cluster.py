@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -292,10 +293,40 @@ class Cluster:
     def signal(self, name, sig):
         """Send ``sig`` to daemon ``name`` (``osd.0``): fault injection.
 
-        ``SIGSTOP``/``SIGCONT`` pause and resume it; ``SIGKILL`` kills it
-        (:meth:`restart` brings it back).
+        ``SIGSTOP`` pauses it (:meth:`resume` resumes it); ``SIGKILL``
+        kills it (:meth:`restart` brings it back).
         """
         os.kill(self._procs[name].pid, sig)
+
+    def resume(self, name, timeout=60):
+        """Resume OSD ``name`` after ``SIGSTOP``; return once it serves I/O.
+
+        A lone OSD paused past its PGs' read leases keeps them ``laggy``
+        after ``SIGCONT``, every op parked until the next interval change
+        (ceph/ceph-container#1682, Ceph tracker 80404): the OSD is marked
+        down, so that it re-peers as a restarted one would, and this waits
+        until it is up again and every PG is active+clean.
+        """
+        os.kill(self._procs[name].pid, signal.SIGCONT)
+        osd_id = int(name.split('.', 1)[1])
+        self._deadline = time.monotonic() + timeout
+        client = self._connect()
+        try:
+            before = self._up_from(client, osd_id)
+            self._command(client, 'osd down', ids=[str(osd_id)])
+            self._wait(name, 'it to be up again after "osd down"',
+                       lambda: self._up_from(client, osd_id) > before)
+            self._wait(name, 'the PGs to be active+clean',
+                       lambda: self._pgs_clean(client))
+        finally:
+            client.shutdown()
+
+    def _up_from(self, client, osd_id):
+        """The epoch OSD ``osd_id`` last came up in; 0 while it is down."""
+        for osd in self._command(client, 'osd dump')['osds']:
+            if osd['osd'] == osd_id:
+                return osd['up_from'] if osd['up'] else 0
+        raise SandboxError(reason=f'osd.{osd_id} is not in the OSD map')
 
     def restart(self, name):
         """Start daemon ``name`` again, once its old process has exited."""
