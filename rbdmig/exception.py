@@ -1,11 +1,15 @@
 """The exception tree: every error rbdmig raises derives from RbdmigError."""
 
+from rbdmig import redact
+
 
 class RbdmigError(Exception):
     """Base class of rbdmig's errors.
 
     Subclasses set ``message`` to a format string; keyword arguments given
     to the constructor fill it in, so every error reads as one sentence.
+    Secrets are masked out of it (:func:`rbdmig.redact.mask`): the
+    message is logged, printed by the CLI and shown to Cinder's users.
     """
 
     message = 'An unknown error occurred.'
@@ -18,7 +22,7 @@ class RbdmigError(Exception):
             except (KeyError, TypeError):
                 # A wrong format must not hide the error being raised.
                 message = self.message
-        self.msg = message
+        self.msg = message = redact.mask(message)
         super().__init__(message)
 
 
@@ -32,6 +36,10 @@ class InvalidInput(RbdmigError):
 
 class InvalidVolume(RbdmigError):
     message = 'Invalid volume: %(reason)s'
+
+
+class VolumeInUse(InvalidVolume):
+    message = 'Volume %(volume)s is in use: %(reason)s'
 
 
 class VolumeNotFound(RbdmigError):

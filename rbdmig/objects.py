@@ -5,6 +5,22 @@ import uuid
 from rbdmig import exception
 
 
+def check_size(size, what='size'):
+    """Return ``size`` if it is a whole, positive number of GiB.
+
+    Drivers check it too: a Cinder record reaches them unchecked, and a
+    size that is a string would make ``size * units.Gi`` a gigabyte of
+    text.
+
+    :raises InvalidInput: a bool, a float, a string, zero or negative.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise exception.InvalidInput(
+            reason='%s must be a positive whole number of GiB, not %.40r.'
+                   % (what, size))
+    return size
+
+
 class Volume(object):
     """A plain volume record, attribute-compatible with Cinder's Volume.
 
@@ -24,10 +40,7 @@ class Volume(object):
                  host=None, migration_status=None, volume_type_id=None,
                  volume_attachment=None, provider_location=None,
                  display_name=None):
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise exception.InvalidInput(
-                reason='size must be a positive whole number of GiB, '
-                       'not %r.' % (size,))
+        check_size(size)
         self.id = id or str(uuid.uuid4())
         self.name = name or 'volume-%s' % self.id
         self.size = size

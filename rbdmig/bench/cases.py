@@ -238,8 +238,10 @@ def _run_rbdmig(spec, conf, drivers, objects, copy_engine, manager):
             logger.removeHandler(seen)
         return {'path': result.path, 'method_used': seen.method}
     if spec['size'] % units.Gi == 0:
+        # The runner created the destination just before: it reads as
+        # zeros, as in a migration.
         copied = src.copy_volume_data(None, vol, vol, dest_driver=dst,
-                                      callback=callback)
+                                      callback=callback, dest_zeroed=True)
         entry = 'copy_volume_data'
     else:
         # Volume records count whole GiB; a quick run's MiB-sized volume
@@ -254,7 +256,7 @@ def _run_rbdmig(spec, conf, drivers, objects, copy_engine, manager):
                         'volume_copy_chunk_size') or 4 * units.Mi,
                     queue_depth=config.safe_get(
                         'volume_copy_queue_depth') or 1,
-                    callback=callback)
+                    callback=callback, dest_zeroed=True)
             finally:
                 dst.close_volume(None, vol, d)
         finally:

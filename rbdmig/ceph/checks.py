@@ -36,17 +36,17 @@ class Source:
 
 
 def destination(volume, host):
-    """Return the destination's LocationInfo, or refuse."""
+    """Return the destination's LocationInfo, or refuse.
+
+    Everything the caller handed over is checked here, before anything
+    is connected to: ``host`` may be anything (see
+    :func:`location.from_host`).
+    """
     if volume.status not in ALLOWED_STATUSES:
-        raise Refusal('its status is %r, not one of %s.'
-                       % (volume.status, ', '.join(ALLOWED_STATUSES)))
-    caps = (host or {}).get('capabilities') or {}
-    protocol = str(caps.get('storage_protocol', '')).lower()
-    if protocol != 'ceph':
-        raise Refusal('the destination is not a Ceph backend (protocol '
-                       '%r).' % caps.get('storage_protocol'))
+        raise Refusal('its status is %.40r, not one of %s.'
+                      % (volume.status, ', '.join(ALLOWED_STATUSES)))
     try:
-        return location.parse_location(caps.get('location_info'))
+        return location.from_host(host)
     except exception.InvalidInput as err:
         raise Refusal(str(err))
 

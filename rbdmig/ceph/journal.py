@@ -1,19 +1,4 @@
-"""The migration journal: what a move is doing, kept in the source pool.
-
-Before any data moves, a migration claims its image by creating the
-RADOS object ``rbdmig_migration.<image>`` exclusively in the source pool
-(a second claim fails: two processes never move one image) and writes
-its record there as JSON: id, method, source, destination, the name the
-copy is built under, the temporary snapshot if any, the phase and the
-owning process.  The omap of ``rbdmig_migrations`` indexes the records,
-so recovery reads one object instead of listing a pool.  Nothing here
-is a secret: the destination is described by ``location_info`` fields.
-
-Images rbdmig creates are built under :func:`temp_name` (the image's
-name and the migration id), so cleanup can only ever remove images whose
-name says they are this migration's, and carry :data:`TAG` in their
-image metadata until the move completes.
-"""
+"""The migration journal: what a move is doing, kept in the source pool."""
 
 import contextlib
 import dataclasses
@@ -156,6 +141,20 @@ class Record:
 
 class Journal(object):
     """The journal of one source pool.
+
+    Before any data moves, a migration claims its image by creating the
+    RADOS object ``rbdmig_migration.<image>`` exclusively in the source pool
+    (a second claim fails: two processes never move one image) and writes
+    its record there as JSON: id, method, source, destination, the name the
+    copy is built under, the temporary snapshot if any, the phase and the
+    owning process.  The omap of ``rbdmig_migrations`` indexes the records,
+    so recovery reads one object instead of listing a pool.  Nothing here
+    is a secret: the destination is described by ``location_info`` fields.
+
+    Images rbdmig creates are built under :func:`temp_name` (the image's
+    name and the migration id), so cleanup can only ever remove images whose
+    name says they are this migration's, and carry :data:`TAG` in their
+    image metadata until the move completes.
 
     :param rados: the ``rados`` module (injectable for tests).
     :param ioctx: the source pool's librados ioctx.

@@ -1,19 +1,4 @@
-"""Assisted migration of one image: check, journal, copy, verify, place.
-
-The order is what keeps one complete copy at every instant:
-
-1. every check that can refuse, before anything changes;
-2. the journal claims the image (:mod:`rbdmig.ceph.journal`);
-3. the copy is built under a name that is the migration's own, while
-   the source is held open and, where it can be, exclusively locked;
-4. the copy is verified (``migration_verify``) and the journal says so;
-5. the copy takes the image's name (never over another image);
-6. only then is the source removed, and the journal closed.
-
-Until 4 the source is the volume and anything built is removed on
-failure; after 4, recovery (:mod:`rbdmig.ceph.recover`) knows the copy
-is complete.
-"""
+"""Assisted migration of one image: check, journal, copy, verify, place."""
 
 import contextlib
 import dataclasses
@@ -92,7 +77,22 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK):
 
 
 class _Migration(object):
-    """One move, from its journal claim to its journal's end."""
+    """One move, from its journal claim to its journal's end.
+
+    The order is what keeps one complete copy at every instant:
+
+    1. every check that can refuse, before anything changes;
+    2. the journal claims the image (:mod:`rbdmig.ceph.journal`);
+    3. the copy is built under a name that is the migration's own, while
+       the source is held open and, where it can be, exclusively locked;
+    4. the copy is verified (``migration_verify``) and the journal says so;
+    5. the copy takes the image's name (never over another image);
+    6. only then is the source removed, and the journal closed.
+
+    Until 4 the source is the volume and anything built is removed on
+    failure; after 4, recovery (:mod:`rbdmig.ceph.recover`) knows the copy
+    is complete.
+    """
 
     def __init__(self, backend, method, volume, source, where, client,
                  src_ioctx, dst_ioctx, dest):

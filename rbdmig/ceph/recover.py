@@ -1,21 +1,4 @@
-"""Recovery: finish or undo what a dead process left in the journal.
-
-Each journaled migration (:mod:`rbdmig.ceph.journal`) whose process no
-longer runs is brought to an end where one complete copy exists and
-nothing is left over:
-
-* ``claimed``: nothing was built; the record goes.
-* ``copying``: the partial copy (under the migration's own name) and the
-  temporary snapshot are removed; the source is the volume.
-* ``verified``: the copy is complete.  With ``complete_verified`` (rbdmig
-  on its own) it gets the image's name and the source is removed; without
-  it (under Cinder, whose database still names the source) it is removed
-  instead, unless the source is already gone.
-* ``live``: committed if librbd had executed it (and ``complete_verified``),
-  aborted otherwise.
-
-Only ever removes images whose name or tag says they are the migration's.
-"""
+"""Recovery: finish or undo what a dead process left in the journal."""
 
 import dataclasses
 import json
@@ -46,6 +29,22 @@ class Outcome:
 
 def recover(backend, complete_verified=True, any_host=False):
     """Recover every migration journaled in ``backend``'s pool.
+
+    Each journaled migration (:mod:`rbdmig.ceph.journal`) whose process no
+    longer runs is brought to an end where one complete copy exists and
+    nothing is left over:
+
+    * ``claimed``: nothing was built; the record goes.
+    * ``copying``: the partial copy (under the migration's own name) and the
+      temporary snapshot are removed; the source is the volume.
+    * ``verified``: the copy is complete.  With ``complete_verified`` (rbdmig
+      on its own) it gets the image's name and the source is removed; without
+      it (under Cinder, whose database still names the source) it is removed
+      instead, unless the source is already gone.
+    * ``live``: committed if librbd had executed it (and
+      ``complete_verified``), aborted otherwise.
+
+    Only ever removes images whose name or tag says they are the migration's.
 
     :param complete_verified: finish verified moves (rbdmig on its own);
         False undoes them while their source exists (under Cinder).
@@ -203,9 +202,9 @@ class _Recovery(object):
             if source_there:
                 return self._done('released', 'no copy had been placed; '
                                   'the source is the volume')
-            raise exception.MigrationError(
-                volume=record.image, reason='neither the source nor the '
-                'verified copy can be found')
+            # Someone deleted the volume since: nothing is left to keep.
+            return self._done('released', 'neither the source nor the '
+                              'copy exists any more')
         if source_there:
             self._drop_snapshot()
             images.remove_source(self.rbd, self.src_ioctx, record.image)

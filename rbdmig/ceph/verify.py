@@ -1,19 +1,4 @@
-"""Checks a copy against its source, before the source may be removed.
-
-Three levels (``migration_verify``):
-
-``none``
-    Size, and snapshot names where the method keeps them.
-``extents``
-    Also the allocation maps, at object granularity: the copy holds data
-    nowhere the source has none, and every source object it lacks reads
-    as zeros in the source (copies skip zeros).  Reads only those.
-``checksum``
-    Also the data: every byte either image holds is read from both and
-    compared.
-
-Runs on a native thread (:func:`rbdmig.native.run`): it never logs.
-"""
+"""Checks a copy against its source, before the source may be removed."""
 
 from oslo_utils import units
 
@@ -25,6 +10,20 @@ _CHUNK = 4 * units.Mi
 
 def verify(source, copy, level, size, snapshots=None):
     """Raise unless ``copy`` matches ``source`` at ``level``.
+
+    Three levels (``migration_verify``):
+
+    ``none``
+        Size, and snapshot names where the method keeps them.
+    ``extents``
+        Also the allocation maps, at object granularity: the copy holds data
+        nowhere the source has none, and every source object it lacks reads
+        as zeros in the source (copies skip zeros).  Reads only those.
+    ``checksum``
+        Also the data: every byte either image holds is read from both and
+        compared.
+
+    Runs on a native thread (:func:`rbdmig.native.run`): it never logs.
 
     :param source: the open source image (unused at level ``none``).
     :param copy: the open copy.

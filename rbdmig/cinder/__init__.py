@@ -1,6 +1,3 @@
-"""The driver operators name in cinder.conf: ``rbdmig.cinder.RBDDriver``.
-
-The only package of rbdmig that imports Cinder.
-"""
+"""The RBD driver to name in cinder.conf; only this package imports Cinder."""
 
 from rbdmig.cinder.driver import RBDDriver  # noqa: F401

@@ -11,7 +11,9 @@ from rbdmig.ceph import location
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.ceph import recover
+from rbdmig.migration import notify
 from rbdmig.migration import progress
+from rbdmig.migration import reporter
 
 LOG = logging.getLogger(__name__)
 
@@ -99,14 +101,21 @@ class RBDDriver(cinder_rbd.RBDDriver):
         :raises VolumeMigrationFailed: the copy failed; the partial copy
             was removed and the source is intact.
         """
-        callback = progress.log_progress(
-            'migration of %s' % volume.id,
-            self.configuration.migration_progress_report_interval)
-        try:
-            return migrate.migrate(self.migration_backend(), volume, host,
-                                   callback)
-        except exception.MigrationError as err:
-            raise cinder_exception.VolumeMigrationFailed(reason=str(err))
+        backend = self.migration_backend()
+        dest = (host or {}).get('host') if isinstance(host, dict) else None
+        with reporter.Reporter(
+                'migration of %s' % volume.id,
+                self.configuration.migration_progress_report_interval,
+                notifier=_cinder_notifier(context, self.host),
+                event=dict(volume_id=volume.id,
+                           source_backend=self._backend_name,
+                           destination_backend=dest,
+                           method=backend.method)) as callback:
+            try:
+                return migrate.migrate(backend, volume, host, callback)
+            except exception.MigrationError as err:
+                raise cinder_exception.VolumeMigrationFailed(
+                    reason=str(err))
 
     def retype(self, context, volume, new_type, diff, host):
         """Retype; when ``host`` is in another pool, rbdmig moves the image.
@@ -127,13 +136,26 @@ class RBDDriver(cinder_rbd.RBDDriver):
         return self.migrate_volume(context, volume, host)
 
     def _in_another_pool(self, host):
-        caps = (host or {}).get('capabilities') or {}
         try:
-            dest = location.parse_location(caps.get('location_info'))
+            dest = location.from_host(host)
         except exception.InvalidInput:
             return False
         return dest.pool != self.configuration.rbd_pool or (
             dest.fsid != self._get_fsid())
+
+
+def _cinder_notifier(context, host):
+    """rbdmig's migration events, sent through Cinder's own notifier
+    (``[oslo_messaging_notifications]`` of cinder.conf), publisher
+    ``rbdmig.<host>``."""
+    from cinder import rpc
+    cinder_notifier = rpc.get_notifier('rbdmig', host)
+
+    def send(event_type, body, error):
+        send_as = cinder_notifier.error if error else cinder_notifier.info
+        send_as(context, event_type, body)
+
+    return notify.Notifier(send)
 
 
 def _placement_only(diff):

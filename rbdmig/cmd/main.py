@@ -8,8 +8,10 @@ import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig import redact
 
 
 def _bounded(kind, low, high=None):
@@ -30,12 +32,17 @@ def _parser():
     # Imported here, after main() filtered eventlet's deprecation warning:
     # os-brick imports oslo.privsep, hence eventlet.
     from rbdmig.bench import command as bench_command
-    from rbdmig.cmd import recover as recover_command
+    from rbdmig.cmd import context
+    from rbdmig.cmd import migrations
+    from rbdmig.cmd import volumes
 
     parser = argparse.ArgumentParser(
-        prog='rbdmig', description='Fast, lossless Ceph volume migration.')
+        prog='rbdmig', description='Fast, lossless Ceph volume migration.',
+        epilog='Exit status: 0 done or accepted, 1 failed, 2 bad usage, '
+               '3 refused before anything changed.')
     parser.add_argument('--debug', action='store_true',
                         help='log at debug level to standard error')
+    context.add_arguments(parser)
     sub = parser.add_subparsers(dest='command', required=True)
 
     demo = sub.add_parser(
@@ -61,63 +68,100 @@ def _parser():
     start.add_argument('dir')
     start.add_argument('--objectstore', choices=('memstore', 'bluestore'),
                        default='memstore')
+    start.add_argument('--osd-gib', type=_bounded(int, 1, 1024), default=2,
+                       help='capacity of the OSD in GiB (memstore keeps '
+                            'it in RAM, bluestore in a sparse file; '
+                            'default: 2)')
     stop = sub.add_parser('sandbox-stop',
                           help='stop the sandbox cluster in DIR, remove DIR')
     stop.add_argument('dir')
     bench_command.add_parser(sub)
-    recover_command.add_parser(sub)
+    volumes.add_parsers(sub)
+    migrations.add_parsers(sub)
+    for name in MANAGEMENT:
+        context.add_arguments(sub.choices[name], command=True)
     return parser
 
 
-def _setup_logging(debug):
+def _setup_logging(args):
+    """oslo.log as the config files say (``log_file``...), and quiet on
+    standard error when they name no log file: standard output is the
+    command's answer."""
     conf = cfg.ConfigOpts()
     logging.register_options(conf)
-    conf([], project='rbdmig')
-    conf.set_override('debug', debug)
-    # Logs to standard error: standard output is the command's answer.
-    conf.set_override('use_stderr', True)
+    argv = []
+    for path in getattr(args, 'config_file', None) or []:
+        argv += ['--config-file', path]
+    conf(argv, project='rbdmig')
+    if args.debug:
+        conf.set_override('debug', True)
+    if not conf.log_file:
+        conf.set_override('use_stderr', True)
     logging.setup(conf, 'rbdmig')
-    if not debug:
+    if not args.debug and not conf.log_file:
         # Say only what goes wrong; the commands print their own progress.
         std_logging.getLogger().setLevel(std_logging.WARNING)
 
 
+MANAGEMENT = ('backends', 'create', 'list', 'show', 'delete', 'import',
+              'migrate', 'run-migration', 'drain', 'recover')
+# Errors that refuse a request before anything changed: exit status 3.
+_REFUSALS = (exception.InvalidInput, exception.InvalidVolume,
+             exception.VolumeNotFound, exception.VolumeExists,
+             exception.MigrationInProgress)
+EXIT_FAILED, EXIT_REFUSED = 1, 3
+
+
 def main(argv=None):
-    """Run the command; return its exit status."""
+    """Run the command; return its exit status (0 done or accepted, 1
+    failed, 2 bad usage, 3 refused before anything changed)."""
     # It means nothing to an operator, and would be printed on --help.
     warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     args = _parser().parse_args(argv)
-    _setup_logging(args.debug)
+    _setup_logging(args)
     try:
-        if args.command == 'demo':
-            from rbdmig.cmd import demo
-            return demo.run(args)
-        if args.command == 'bench':
-            from rbdmig.bench import command as bench_command
-            return bench_command.run(args)
-        if args.command == 'recover':
-            from rbdmig.cmd import recover as recover_command
-            return recover_command.run(args)
-        from rbdmig import sandbox
-        if args.command == 'sandbox-start':
-            # detach: the cluster outlives this command, until
-            # sandbox-stop.
-            cluster = sandbox.Cluster(args.dir, objectstore=args.objectstore,
-                                      detach=True).start()
-            print('cluster %s is up; rbdmig config: %s'
-                  % (cluster.fsid, cluster.rbdmig_conf_path))
-            print('stop it with: rbdmig sandbox-stop %s' % args.dir)
-        else:
-            if not os.path.exists(os.path.join(args.dir,
-                                               sandbox.MARKER_FILE)):
-                raise exception.InvalidInput(
-                    reason='%s holds no rbdmig sandbox.' % args.dir)
-            pids = sandbox.stop_dir(args.dir)
-            print('stopped %d daemon(s); removed %s' % (len(pids), args.dir))
-        return 0
+        return _run(args)
     except exception.RbdmigError as err:
-        print('rbdmig: error: %s' % err, file=sys.stderr)
-        return 1
+        from rbdmig.migration import service
+        refused = isinstance(err, _REFUSALS + (service.Rejected,))
+        print('rbdmig: %s: %s' % ('refused' if refused else 'error',
+                                  redact.mask(err)), file=sys.stderr)
+        return EXIT_REFUSED if refused else EXIT_FAILED
+    except KeyboardInterrupt:
+        print('rbdmig: interrupted', file=sys.stderr)
+        return 130
+
+
+def _run(args):
+    if args.command == 'demo':
+        from rbdmig.cmd import demo
+        return demo.run(args)
+    if args.command == 'bench':
+        from rbdmig.bench import command as bench_command
+        return bench_command.run(args)
+    if args.command in MANAGEMENT[:6]:
+        from rbdmig.cmd import volumes
+        return volumes.run(args)
+    if args.command in MANAGEMENT:
+        from rbdmig.cmd import migrations
+        return migrations.run(args)
+    from rbdmig import sandbox
+    if args.command == 'sandbox-start':
+        # detach: the cluster outlives this command, until sandbox-stop.
+        cluster = sandbox.Cluster(args.dir, objectstore=args.objectstore,
+                                  osd_bytes=args.osd_gib * units.Gi,
+                                  detach=True).start()
+        print('cluster %s is up (%s, %d GiB); rbdmig config: %s'
+              % (cluster.fsid, args.objectstore, args.osd_gib,
+                 cluster.rbdmig_conf_path))
+        print('stop it with: rbdmig sandbox-stop %s' % args.dir)
+        return 0
+    if not os.path.exists(os.path.join(args.dir, sandbox.MARKER_FILE)):
+        raise exception.InvalidInput(
+            reason='%s holds no rbdmig sandbox.' % args.dir)
+    pids = sandbox.stop_dir(args.dir)
+    print('stopped %d daemon(s); removed %s' % (len(pids), args.dir))
+    return 0
 
 
 if __name__ == '__main__':

@@ -1,24 +1,4 @@
-"""The database API: volumes, migrations, compare-and-set status changes.
-
-Sessions come from oslo.db's ``enginefacade``, one private transaction
-context per :class:`API` (no global state): it reads ``[database]``
-directly, translates driver errors into oslo.db's (a duplicate key is
-``DBDuplicateEntry`` on every backend), switches SQLite's foreign keys on,
-and nests: a call made inside :meth:`API.transaction` joins that
-transaction, which is how two steps (claim the volume, record the
-migration) commit together or not at all.  Plain ``sessionmaker`` would
-need all of that by hand.
-
-SQLite rule: in a writing transaction the first statement writes.  A
-transaction that reads first and writes later can fail at once with
-"database is locked" when another process wrote in between (its snapshot
-is stale), without waiting for the busy timeout; a transaction that
-starts with ``UPDATE ... WHERE`` waits for the lock and then sees the
-newest rows.  Every method here follows the rule; callers of
-:meth:`API.transaction` should too.
-
-Records returned are detached snapshots: change them through this API.
-"""
+"""The database API: volumes, migrations, compare-and-set status changes."""
 
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
@@ -37,7 +17,7 @@ LOG = logging.getLogger(__name__)
 # Volume columns callers may set; status fields only through CAS.
 _VOLUME_FIELDS = frozenset(['name', 'display_name', 'size_gib', 'backend',
                             'status', 'migration_status', 'previous_status',
-                            'hidden'])
+                            'hidden', 'extra_specs'])
 _VOLUME_FILTERS = frozenset(['backend', 'status', 'migration_status'])
 
 
@@ -52,6 +32,25 @@ def _matches(column, value):
 
 class API(migration_records.MigrationRecordsMixin):
     """Volumes and migrations in one database.
+
+    Sessions come from oslo.db's ``enginefacade``, one private transaction
+    context per :class:`API` (no global state): it reads ``[database]``
+    directly, translates driver errors into oslo.db's (a duplicate key is
+    ``DBDuplicateEntry`` on every backend), switches SQLite's foreign keys on,
+    and nests: a call made inside :meth:`API.transaction` joins that
+    transaction, which is how two steps (claim the volume, record the
+    migration) commit together or not at all.  Plain ``sessionmaker`` would
+    need all of that by hand.
+
+    SQLite rule: in a writing transaction the first statement writes.  A
+    transaction that reads first and writes later can fail at once with
+    "database is locked" when another process wrote in between (its snapshot
+    is stale), without waiting for the busy timeout; a transaction that
+    starts with ``UPDATE ... WHERE`` waits for the lock and then sees the
+    newest rows.  Every method here follows the rule; callers of
+    :meth:`API.transaction` should too.
+
+    Records returned are detached snapshots: change them through this API.
 
     :param connection: a SQLAlchemy URL; SQLite files get WAL and a busy
         timeout (:mod:`rbdmig.db.sqlite`).
@@ -97,7 +96,7 @@ class API(migration_records.MigrationRecordsMixin):
 
     def create_volume(self, backend, size_gib, id=None, name=None,
                       display_name=None, status=states.AVAILABLE,
-                      hidden=False):
+                      hidden=False, extra_specs=None):
         """Record a volume and return it.
 
         :param name: the backend's image or file name; ``volume-<id>`` when
@@ -105,6 +104,8 @@ class API(migration_records.MigrationRecordsMixin):
         :param status: one of ``states.INITIAL_VOLUME_STATUSES``.
         :param hidden: True for the destination of a generic migration,
             left out of listings until the switch-over.
+        :param extra_specs: ``{key: requirement}`` a destination's
+            capabilities must meet (Cinder's volume type extra specs).
         :raises VolumeExists: the id, or the name on that backend, is taken.
         """
         if status not in states.INITIAL_VOLUME_STATUSES:
@@ -118,7 +119,8 @@ class API(migration_records.MigrationRecordsMixin):
         id = id or uuidutils.generate_uuid()
         volume = models.Volume(
             id=id, name=name or 'volume-%s' % id, display_name=display_name,
-            size_gib=size_gib, backend=backend, status=status, hidden=hidden)
+            size_gib=size_gib, backend=backend, status=status, hidden=hidden,
+            extra_specs=dict(extra_specs) if extra_specs else None)
         try:
             with self.transaction() as session:
                 session.add(volume)

@@ -167,6 +167,26 @@ class MigrationRecordsMixin:
                 what='Volume %s' % migration.volume_id,
                 expected='being migrated by migration %s' % migration.id)
 
+    def set_path(self, migration_id, path, method=None,
+                 dest_volume_id=None):
+        """Record how a running migration moves its volume.
+
+        A generic copy's destination is recorded before any data is
+        written, so a copy that dies can be resumed.
+
+        :returns: False if the migration no longer runs.
+        """
+        if path not in states.PATHS:
+            raise exception.InvalidInput(
+                reason='path must be one of %s.'
+                % ', '.join(sorted(states.PATHS)))
+        values = {'path': path}
+        if method is not None:
+            values['method'] = method
+        if dest_volume_id is not None:
+            values['dest_volume_id'] = dest_volume_id
+        return self._update_running(migration_id, values)
+
     def update_progress(self, migration_id, bytes_done, bytes_total=None,
                         rate=None, eta=None):
         """Record how far a running migration is.

@@ -66,6 +66,10 @@ class Volume(TimestampMixin, Base):
         sa.String(32), nullable=True)
     hidden: orm.Mapped[bool] = orm.mapped_column(
         sa.Boolean, nullable=False, default=False)
+    # What its type requires of a backend (Cinder's extra specs), checked
+    # against a destination's capabilities before a migration.
+    extra_specs: orm.Mapped[dict | None] = orm.mapped_column(
+        sa.JSON, nullable=True)
 
     def __repr__(self):
         return '<Volume %s %s/%s status=%s migration_status=%s>' % (

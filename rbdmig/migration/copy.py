@@ -1,10 +1,6 @@
 """The copy engine: a chunked, hole-skipping, throttled copy of two handles."""
 
-import collections
-import concurrent.futures as futures
 import dataclasses
-import errno
-import io
 import itertools
 import os
 import time
@@ -16,12 +12,13 @@ from rbdmig import exception
 from rbdmig.migration import extents as extents_mod
 from rbdmig.migration import positional
 from rbdmig.migration import progress
+from rbdmig.migration import runners
 
 LOG = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class CopyResult:
-    """What one copy did; ``bytes_written + bytes_skipped == size``.
+    """What one copy did; written + skipped + zeroed bytes make ``size``.
 
     :ivar size: bytes of the range copied, from offset 0.
     :ivar bytes_read: bytes read from the source (holes are not read).
@@ -29,6 +26,9 @@ class CopyResult:
     :ivar bytes_skipped: bytes not written: holes and all-zero chunks left
         to a destination that already reads as zeros.
     :ivar seconds: wall-clock duration of the copy.
+    :ivar bytes_zeroed: holes of the source made to read as zeros on the
+        destination without writing them (librbd write_zeroes, punched
+        holes in files).
     """
 
     size: int
@@ -36,6 +36,7 @@ class CopyResult:
     bytes_written: int
     bytes_skipped: int
     seconds: float
+    bytes_zeroed: int = 0
 
     @property
     def bytes_per_second(self):
@@ -51,12 +52,9 @@ class CopyResult:
         return (f'{self.size / mib:.1f} MiB in {self.seconds:.2f} s '
                 f'({rate}): {self.bytes_read / mib:.1f} MiB read, '
                 f'{self.bytes_written / mib:.1f} MiB written, '
-                f'{self.bytes_skipped / mib:.1f} MiB skipped')
-
-
-# Public here too: callers found them in this module first.
-normalize_extents = extents_mod.normalize_extents
-data_extents = extents_mod.data_extents
+                f'{self.bytes_skipped / mib:.1f} MiB skipped' +
+                (f', {self.bytes_zeroed / mib:.1f} MiB zeroed'
+                 if self.bytes_zeroed else ''))
 
 
 def _end_of(handle):
@@ -144,11 +142,13 @@ class _Counts:
     read: int = 0
     written: int = 0
     skipped: int = 0
+    zeroed: int = 0
 
     def add(self, other):
         self.read += other.read
         self.written += other.written
         self.skipped += other.skipped
+        self.zeroed += other.zeroed
 
 
 class _Copier:
@@ -166,8 +166,9 @@ class _Copier:
         self.zero_view = memoryview(self.zeros)
 
     def zero_chunk(self, offset, n, buffer=None):
-        """Write ``n`` zeros at ``offset`` (a hole, destination not zeroed)."""
-        self.writer.write(offset, self.zero_view[:n])
+        """Zero ``n`` bytes at ``offset`` (a hole, destination not zeroed)."""
+        if self.writer.zero(offset, self.zero_view[:n]):
+            return _Counts(zeroed=n)
         return _Counts(written=n)
 
     def chunk(self, offset, n, buffer):
@@ -191,16 +192,29 @@ class _Copier:
         counts.skipped += len(chunk) - written
 
 
-def _tasks(ranges, size, chunk_size, dest_zeroed):
+def _tasks(ranges, size, chunk_size, dest_zeroed, start=0):
     """Yield ``(kind, offset, n)`` in offset order; kind names the work.
 
     ``'skip'`` is a hole left to a zeroed destination (no I/O), ``'zero'``
-    a hole written with zeros, ``'data'`` a chunk to copy.
+    a hole to zero, ``'data'`` a chunk to copy, ``'done'`` a task that
+    ends at or before ``start`` (a resumed copy did it before).  Holes are
+    cut at multiples of ``chunk_size``, so that zeroing them deallocates
+    whole RBD objects (4 MiB, as the default chunk) rather than parts of
+    two.
     """
+    for kind, offset, n in _all_tasks(ranges, size, chunk_size,
+                                      dest_zeroed):
+        yield ('done' if offset + n <= start else kind), offset, n
+
+
+def _all_tasks(ranges, size, chunk_size, dest_zeroed):
     def split(kind, offset, length):
         end = offset + length
         while offset < end:
-            n = min(chunk_size, end - offset)
+            stop = offset + chunk_size
+            if kind == 'zero':
+                stop -= stop % chunk_size
+            n = min(stop, end) - offset
             yield kind, offset, n
             offset += n
 
@@ -215,88 +229,10 @@ def _tasks(ranges, size, chunk_size, dest_zeroed):
         position = offset + length
 
 
-def _run_serial(copier, tasks, chunk_size, callback, throttle, counts):
-    """One chunk at a time, in the calling thread, through one buffer."""
-    buffer = bytearray(chunk_size)
-    for kind, offset, n in tasks:
-        if kind == 'skip':
-            counts.skipped += n
-        else:
-            throttle.take(n)
-            work = copier.chunk if kind == 'data' else copier.zero_chunk
-            counts.add(work(offset, n, buffer))
-        callback.relative_update(n)
-
-
-def _run_pool(copier, tasks, chunk_size, depth, callback, throttle,
-              counts):
-    """Up to ``depth`` chunks in flight on worker threads.
-
-    librbd and file I/O release the GIL, so reads and writes of different
-    chunks overlap.  Memory is ``depth`` buffers of ``chunk_size``.  The
-    throttle, the callback and the counters are only touched here, in the
-    calling thread.  The first error (a worker's, or the callback's when
-    it cancels) stops new work; chunks already in flight are waited for,
-    so no thread touches the handles after this returns.
-    """
-    buffers = [bytearray(chunk_size) for _ in range(depth)]
-    pending = collections.OrderedDict()  # future -> (buffer, n)
-
-    def collect(done):
-        for future in done:
-            buffer, n = pending.pop(future)
-            buffers.append(buffer)
-            counts.add(future.result())  # a worker's error raises here
-            callback.relative_update(n)
-
-    with futures.ThreadPoolExecutor(max_workers=depth,
-                                    thread_name_prefix='rbdmig-copy') as ex:
-        try:
-            for kind, offset, n in tasks:
-                if kind == 'skip':
-                    counts.skipped += n
-                    callback.relative_update(n)
-                    continue
-                while not buffers:
-                    done, _ = futures.wait(
-                        pending, return_when=futures.FIRST_COMPLETED)
-                    collect(done)
-                throttle.take(n)
-                work = copier.chunk if kind == 'data' else copier.zero_chunk
-                buffer = buffers.pop()
-                pending[ex.submit(work, offset, n, buffer)] = (buffer, n)
-            while pending:
-                done, _ = futures.wait(
-                    pending, return_when=futures.FIRST_COMPLETED)
-                collect(done)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            futures.wait(pending)
-            raise
-
-
-def _sync(handle):
-    flush = getattr(handle, 'flush', None)
-    if callable(flush):
-        flush()
-    try:
-        fd = handle.fileno()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return  # not backed by a file descriptor: flush() was all
-    try:
-        os.fsync(fd)
-    except OSError as err:
-        if err.errno != errno.EINVAL:  # EINVAL: fd cannot be synced
-            raise exception.CopyError(
-                reason=f'syncing the destination failed: {err}.'
-            ) from err
-
-
 def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                 callback=progress.DEFAULT_CALLBACK, extents=None,
-                dest_zeroed=True, clock=time.monotonic, sleep=time.sleep,
-                queue_depth=1):
+                dest_zeroed=False, clock=time.monotonic, sleep=time.sleep,
+                queue_depth=1, resume_from=0, checkpoint=None):
     """Copy the first ``size`` bytes of ``src`` onto ``dst``.
 
     Reads and writes whole chunks at the same offsets, with memory bounded
@@ -312,17 +248,18 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
     :param size: bytes to copy; the source's size when omitted.
     :param chunk_size: bytes per read and write.
     :param bps_limit: the highest average rate in bytes per second; bytes
-        read, and zeros written over holes, count against it.  0 means
-        unlimited.
+        read, and holes zeroed, count against it.  0 means unlimited.
     :param callback: a :class:`rbdmig.migration.progress.Callback`; it gets
         ``set_size(size)`` once, then ``relative_update`` for every byte
         handled (copied or skipped), and may cancel the copy by raising.
     :param extents: where the source holds data, as ``(offset, length)``
         pairs; found by :func:`data_extents` when omitted, and the whole
         range is read if they cannot be found.
-    :param dest_zeroed: the destination reads as zeros (freshly created);
-        when false, holes and zero chunks are written so the destination
-        ends identical to the source, block for block.
+    :param dest_zeroed: the caller vouches that the destination reads as
+        zeros (it created it); by default holes are zeroed (deallocated by
+        the handle's ``zero_at``, or punched in a regular file, else
+        written) and data chunks written whole, so the destination ends
+        identical to the source whatever it held.
     :param clock: a monotonic clock in seconds, injectable for tests.
     :param sleep: the sleep function used by the throttle.
     :param queue_depth: chunks in flight at once.  1 copies in the calling
@@ -332,6 +269,13 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
         callback and throttle are still called from the calling thread
         only; the first error stops the copy once the chunks in flight
         are done.
+    :param resume_from: an offset a copy onto this same destination, in
+        chunks of this same size, reported as a checkpoint: tasks ending
+        there or before are not done again (they count as progress).
+    :param checkpoint: ``checkpoint(offset)``, called on the calling
+        thread every 16 chunks or 5 s of progress, with an offset below which
+        every byte is on the destination (to pass back as
+        ``resume_from``), or None.
     :returns: a :class:`CopyResult`.
     :raises InvalidInput: a negative size or limit, a chunk size or queue
         depth < 1.
@@ -380,17 +324,23 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
     throttle = _Throttle(bps_limit, clock, sleep, start)
     counts = _Counts()
     callback.set_size(size)
-    tasks = _tasks(ranges, size, chunk_size, dest_zeroed)
+    tasks = _tasks(ranges, size, chunk_size, dest_zeroed, resume_from)
+    # A checkpoint is only as good as the destination's flush: sync first.
+    marks = runners.Checkpoints(
+        (lambda offset: (copier.writer.sync(), checkpoint(offset)))
+        if checkpoint else (lambda offset: None), clock,
+        every=16 * chunk_size)
     if parallel:
-        _run_pool(copier, tasks, chunk_size, queue_depth, callback,
-                  throttle, counts)
+        runners.run_pool(copier, tasks, chunk_size, queue_depth, callback,
+                         throttle, counts, marks)
     else:
-        _run_serial(copier, tasks, chunk_size, callback, throttle, counts)
-    _sync(dst)
+        runners.run_serial(copier, tasks, chunk_size, callback, throttle,
+                           counts, marks)
+    copier.writer.sync()
 
     result = CopyResult(size=size, bytes_read=counts.read,
                         bytes_written=counts.written,
                         bytes_skipped=counts.skipped,
-                        seconds=clock() - start)
+                        seconds=clock() - start, bytes_zeroed=counts.zeroed)
     LOG.debug('Copy finished: %s', result)
     return result

@@ -46,14 +46,20 @@ def migrate(context, volume, src_driver, dst_driver,
     ``(False, None)`` the volume is created on the destination under the
     same name, its blocks copied, and only then the source deleted.  A
     failed copy deletes the partial destination and leaves the source.
+    A volume in use is refused before anything is asked or created: no
+    one can say which of its blocks the copy would see.
 
     :returns: a :class:`MigrationResult`.
+    :raises VolumeInUse: the volume's status is ``in-use``, it has
+        attachments, or its driver sees clients with it open.
+    :raises VolumeNotFound: the source driver cannot find the volume.
     :raises VolumeExists: the destination already has a volume of that
         name (it is never overwritten).
     :raises MigrationError: the source driver refused and
         ``allow_generic`` is false.
     """
     start = time.monotonic()
+    _check_not_in_use(volume, src_driver)
     host = destination_host(dst_driver)
     moved, model_update = src_driver.migrate_volume(context, volume, host,
                                                     callback=callback)
@@ -67,10 +73,14 @@ def migrate(context, volume, src_driver, dst_driver,
                                      'generic path was not allowed.')
     new_volume = _moved(volume, host, None)
     dst_driver.create_volume(new_volume)
+    # Zeros may be skipped only on this destination, created just now, and
+    # only when its driver says a new volume reads as zeros.
+    zeroed = getattr(dst_driver, 'CREATES_ZEROED_VOLUMES', False)
     try:
         copied = src_driver.copy_volume_data(context, volume, new_volume,
                                              dest_driver=dst_driver,
-                                             callback=callback)
+                                             callback=callback,
+                                             dest_zeroed=zeroed)
     except BaseException:
         LOG.error('Copying %s failed; removing the partial destination, '
                   'the source is intact.', volume.id)
@@ -88,6 +98,22 @@ def migrate(context, volume, src_driver, dst_driver,
                       host['host'])
     return MigrationResult('generic', new_volume, time.monotonic() - start,
                            copied)
+
+
+def _check_not_in_use(volume, src_driver):
+    """Raise VolumeInUse if the volume is attached or open anywhere."""
+    attachments = getattr(volume, 'volume_attachment', None) or []
+    if volume.status == 'in-use' or attachments:
+        raise exception.VolumeInUse(
+            volume=volume.id,
+            reason='its status is %.40r and it has %d attachment(s); detach '
+                   'it first.' % (volume.status, len(attachments)))
+    in_use = getattr(src_driver, 'volume_in_use', None)
+    if in_use is not None and in_use(volume):
+        raise exception.VolumeInUse(
+            volume=volume.id,
+            reason='a client has it open on its backend, so its data may '
+                   'change during the copy; close it first.')
 
 
 def _moved(volume, host, model_update):

@@ -1,6 +1,9 @@
-"""Offset-addressed reads and writes on file-like handles, for threads."""
+"""Offset-addressed reads, writes and zeroing on file-like handles."""
 
+import ctypes
 import errno
+import functools
+import io
 import os
 import threading
 
@@ -82,8 +85,46 @@ class Reader:
         return len(piece)
 
 
+# fallocate(2) modes: deallocate, keep the file's size.
+_PUNCH_HOLE = 0x02 | 0x01
+# errnos meaning "this file (system) cannot punch holes": write zeros.
+_NO_PUNCH = frozenset((errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS,
+                       errno.EINVAL))
+
+
+@functools.lru_cache(maxsize=1)
+def _fallocate():
+    """libc's fallocate(), or None; Python's os module has no PUNCH_HOLE."""
+    try:
+        func = ctypes.CDLL(None, use_errno=True).fallocate64
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64,
+                     ctypes.c_int64)
+    func.restype = ctypes.c_int
+    return func
+
+
+def punch_hole(fd, offset, length):
+    """Deallocate ``length`` bytes at ``offset``; they then read as zeros.
+
+    :raises OSError: the file system cannot (EOPNOTSUPP), or another error.
+    """
+    func = _fallocate()
+    if func is None:
+        raise OSError(errno.ENOSYS, 'fallocate is not available')
+    if func(fd, _PUNCH_HOLE, offset, length):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 class Writer:
-    """Writes a buffer at an offset; see :class:`Reader` for the ways."""
+    """Writes a buffer at an offset; see :class:`Reader` for the ways.
+
+    :meth:`zero` makes a range read as zeros without writing them where
+    the handle can (``zero_at``: librbd's write_zeroes; a regular file:
+    a punched hole), so that the range is deallocated, not filled.
+    """
 
     def __init__(self, handle, positional=True):
         self.handle = handle
@@ -91,6 +132,33 @@ class Writer:
             else None
         self._fd = extents.regular_fileno(handle) if positional else None
         self._lock = threading.Lock()
+        self._zero_at = getattr(handle, 'zero_at', None)
+        self._punch_fd = extents.regular_fileno(handle)
+
+    def zero(self, offset, zeros):
+        """Make ``len(zeros)`` bytes at ``offset`` read as zeros.
+
+        :param zeros: a bytes-like object of zeros, written when the range
+            cannot be deallocated.
+        :returns: True if the range was deallocated, False if ``zeros``
+            were written.
+        """
+        n = len(zeros)
+        if self._zero_at is not None:
+            self._zero_at(offset, n)
+            return True
+        if self._punch_fd is not None:
+            # Ranges of one copy never overlap, so writes still sitting in
+            # a buffered handle cannot land on a punched range.
+            try:
+                punch_hole(self._punch_fd, offset, n)
+                return True
+            except OSError as err:
+                if err.errno not in _NO_PUNCH:
+                    raise
+                self._punch_fd = None  # write zeros from now on
+        self.write(offset, zeros)
+        return False
 
     def write(self, offset, data):
         """Write all of ``data`` at ``offset``.
@@ -121,3 +189,25 @@ class Writer:
             raise exception.CopyError(
                 reason=f'short write: {written} of {n} bytes were written '
                        f'at offset {offset}.')
+
+    def sync(self):
+        """Flush the handle, and fsync it when it has a descriptor.
+
+        :raises CopyError: fsync failed (EINVAL, an fd that cannot be
+            synced, is not an error).
+        """
+        flush = getattr(self.handle, 'flush', None)
+        if callable(flush):
+            flush()
+        try:
+            fd = self.handle.fileno()
+        except (AttributeError, OSError, ValueError,
+                io.UnsupportedOperation):
+            return  # not backed by a file descriptor: flush() was all
+        try:
+            os.fsync(fd)
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise exception.CopyError(
+                    reason=f'syncing the destination failed: {err}.'
+                ) from err

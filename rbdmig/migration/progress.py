@@ -69,6 +69,32 @@ class NoOpCallback(Callback):
 DEFAULT_CALLBACK = NoOpCallback()
 
 
+class Fanout(Callback):
+    """Passes every update on to several callbacks, in order.
+
+    Any of them may cancel by raising; the others have had the update.
+    """
+
+    def __init__(self, *callbacks):
+        super().__init__()
+        self.callbacks = callbacks
+
+    def set_size(self, size):
+        self.size = size
+        for callback in self.callbacks:
+            callback.set_size(size)
+
+    def absolute_update(self, value):
+        self.value = value
+        for callback in self.callbacks:
+            callback.absolute_update(value)
+
+    def relative_update(self, inc):
+        self.value += inc
+        for callback in self.callbacks:
+            callback.relative_update(inc)
+
+
 class IntervalCallback(Callback):
     """Calls ``report(callback)`` at most once per ``interval`` seconds.
 

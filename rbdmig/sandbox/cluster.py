@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -195,10 +196,19 @@ class Cluster:
                  time.monotonic() - began, self.base_dir)
         return self
 
-    def _start(self):
-        os.makedirs(self.base_dir, exist_ok=True)
+    def _make_base_dir(self):
+        """Create ``base_dir`` (or take it, empty), readable by us alone.
+
+        The mon's store under it holds every cephx key, in files Ceph
+        makes readable to all (0644): the directory must not be.
+        """
+        os.makedirs(self.base_dir, mode=0o700, exist_ok=True)
         if os.listdir(self.base_dir):
             raise SandboxError(reason=f'{self.base_dir} is not empty')
+        os.chmod(self.base_dir, 0o700)
+
+    def _start(self):
+        self._make_base_dir()
         templates.write(self._path(processes.MARKER_FILE),
                         f'rbdmig sandbox {self.name}\n')
         self._owned = True
@@ -261,7 +271,9 @@ class Cluster:
         templates.write(self.rbdmig_conf_path, self._rbdmig_conf())
 
     def _rbdmig_conf(self):
-        sections = {'DEFAULT': {'enabled_backends': ', '.join(self.backends)}}
+        # The database of rbdmig's own CLI lives with the cluster.
+        sections = {'DEFAULT': {'enabled_backends': ', '.join(self.backends),
+                                'state_path': self._path('state')}}
         for backend, pool in self.backends.items():
             if pool == 'file':
                 sections[backend] = {
@@ -281,10 +293,40 @@ class Cluster:
     def signal(self, name, sig):
         """Send ``sig`` to daemon ``name`` (``osd.0``): fault injection.
 
-        ``SIGSTOP``/``SIGCONT`` pause and resume it; ``SIGKILL`` kills it
-        (:meth:`restart` brings it back).
+        ``SIGSTOP`` pauses it (:meth:`resume` resumes it); ``SIGKILL``
+        kills it (:meth:`restart` brings it back).
         """
         os.kill(self._procs[name].pid, sig)
+
+    def resume(self, name, timeout=60):
+        """Resume OSD ``name`` after ``SIGSTOP``; return once it serves I/O.
+
+        A lone OSD paused past its PGs' read leases keeps them ``laggy``
+        after ``SIGCONT``, every op parked until the next interval change
+        (ceph/ceph-container#1682, Ceph tracker 80404): the OSD is marked
+        down, so that it re-peers as a restarted one would, and this waits
+        until it is up again and every PG is active+clean.
+        """
+        os.kill(self._procs[name].pid, signal.SIGCONT)
+        osd_id = int(name.split('.', 1)[1])
+        self._deadline = time.monotonic() + timeout
+        client = self._connect()
+        try:
+            before = self._up_from(client, osd_id)
+            self._command(client, 'osd down', ids=[str(osd_id)])
+            self._wait(name, 'it to be up again after "osd down"',
+                       lambda: self._up_from(client, osd_id) > before)
+            self._wait(name, 'the PGs to be active+clean',
+                       lambda: self._pgs_clean(client))
+        finally:
+            client.shutdown()
+
+    def _up_from(self, client, osd_id):
+        """The epoch OSD ``osd_id`` last came up in; 0 while it is down."""
+        for osd in self._command(client, 'osd dump')['osds']:
+            if osd['osd'] == osd_id:
+                return osd['up_from'] if osd['up'] else 0
+        raise SandboxError(reason=f'osd.{osd_id} is not in the OSD map')
 
     def restart(self, name):
         """Start daemon ``name`` again, once its old process has exited."""
@@ -353,8 +395,11 @@ class Cluster:
         name = 'osd.' + osd_id
         os.makedirs(self._path(name))
         templates.write_keyring(self._path(name, 'keyring'), {name: (key, {})})
+        # The key on stdin, as ceph-volume gives it: an argument would be
+        # in /proc/<pid>/cmdline for every local user to read.
         self._run('ceph-osd', '--conf', self.conf_path, '-i', osd_id,
-                  '--mkfs', '--key', key, '--osd-uuid', osd_uuid)
+                  '--mkfs', '--keyfile', '-', '--osd-uuid', osd_uuid,
+                  input=key)
         self._spawn(name, 'ceph-osd', '-i', osd_id)
 
     def _osds_up(self, client):

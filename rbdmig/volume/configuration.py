@@ -1,5 +1,7 @@
 """Per-backend option groups, behaving like cinder.volume.configuration."""
 
+import contextlib
+
 from oslo_config import cfg
 
 SHARED_CONF_GROUP = 'backend_defaults'
@@ -51,6 +53,16 @@ class Configuration(object):
     def set_default(self, opt_name, default):
         """Change an option's shared default."""
         self._conf.set_default(opt_name, default, group=SHARED_CONF_GROUP)
+
+    @contextlib.contextmanager
+    def override(self, opt_name, value):
+        """Set an option of this backend for the duration of a block."""
+        group = self.config_group or None
+        self._conf.set_override(opt_name, value, group=group)
+        try:
+            yield
+        finally:
+            self._conf.clear_override(opt_name, group=group)
 
     def get(self, key, default=None):
         return getattr(self, key, default)

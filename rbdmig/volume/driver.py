@@ -4,6 +4,7 @@ import contextlib
 
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import strutils
 from oslo_utils import units
 
 from rbdmig import exception
@@ -61,6 +62,11 @@ class VolumeDriver(object):
     SUPPORTED = True
     # The driver's own options, registered in its backend group.
     OPTS = []
+    # True when a volume this driver has just created reads as zeros
+    # everywhere, so that a copy onto it may leave zeros unwritten.
+    # False is always safe: the copy then zeroes them (deallocating where
+    # the destination can, else writing them).
+    CREATES_ZEROED_VOLUMES = False
 
     def __init__(self, *args, **kwargs):
         # cinder-volume passes configuration, host, cluster_name,
@@ -95,7 +101,35 @@ class VolumeDriver(object):
         return list(volume_opts) + list(cls.OPTS)
 
     def do_setup(self, context):
-        """Prepare the driver; connects nothing by default."""
+        """Prepare the driver: check its options; connects nothing.
+
+        Subclasses call this first.
+        """
+        self.check_options()
+
+    def check_options(self):
+        """Read every option this driver reads, now, to check its value.
+
+        oslo.config checks a value from a file only when it is read: a
+        bad one would otherwise surface in the middle of a migration, as
+        oslo's own error.
+
+        :raises InvalidConfiguration: one sentence naming the first option
+            whose value is invalid, and why.
+        """
+        for opt in self.get_driver_options():
+            try:
+                getattr(self.configuration, opt.name)
+            except (cfg.Error, ValueError) as err:
+                # oslo says "Value for option X from <where> is not valid:
+                # <why>"; the why is what the operator needs.  (Every
+                # option here is registered: NoSuchOptError means a
+                # ``$name`` in the value naming no option.)
+                why = str(err).rpartition('is not valid: ')[2].strip()
+                raise exception.InvalidConfiguration(
+                    reason='option %s of [%s] is invalid: %s.' % (
+                        opt.name, self.configuration.config_group,
+                        strutils.mask_password(why.rstrip('.'))))
 
     def check_for_setup_error(self):
         """Raise InvalidConfiguration if the backend cannot work."""
@@ -134,6 +168,8 @@ class VolumeDriver(object):
             'storage_protocol': 'unknown',
             'total_capacity_gb': 'unknown',
             'free_capacity_gb': 'unknown',
+            # copy_volume_data reports progress, whatever the backend.
+            'migration_progress_report': True,
             'reserved_percentage': self.configuration.safe_get(
                 'reserved_percentage') or 0,
         }
@@ -176,7 +212,29 @@ class VolumeDriver(object):
     def extend_volume(self, volume, new_size):
         raise NotImplementedError()
 
+    def list_images(self):
+        """Return ``[(name, size in bytes)]`` of every volume the backend
+        holds, for ``rbdmig import``."""
+        raise NotImplementedError()
+
+    def allocated_bytes(self, volume):
+        """Return the bytes of data the volume holds (what a copy moves).
+
+        The base driver does not know, and says the whole size.
+        """
+        return volume.size * units.Gi
+
     # -- migration --
+
+    def volume_in_use(self, volume):
+        """Return True if a client has the volume open, as far as known.
+
+        The generic copy refuses such a volume: its data may change while
+        it is copied.  The base driver cannot tell, and says no.
+
+        :raises VolumeNotFound: the volume does not exist.
+        """
+        return False
 
     def migrate_volume(self, context, volume, host,
                        callback=progress.DEFAULT_CALLBACK):
@@ -198,17 +256,32 @@ class VolumeDriver(object):
         handle.close()
 
     def copy_volume_data(self, context, src_vol, dest_vol, dest_driver=None,
-                         callback=None):
+                         callback=progress.DEFAULT_CALLBACK,
+                         dest_zeroed=False, resume_from=0,
+                         checkpoint=None):
         """Copy every block of ``src_vol`` into the existing ``dest_vol``.
 
         The source is opened by this driver, the destination by
         ``dest_driver`` (this driver when omitted); both handles are closed
-        whatever happens.  The destination must be freshly created (it
-        reads as zeros), so holes are skipped and it stays thin.
+        whatever happens.  Afterwards the destination's first
+        ``src_vol.size`` GiB read exactly as the source's, whatever the
+        destination held before.
 
         :param callback: a :class:`rbdmig.migration.progress.Callback`;
             progress is logged every ``migration_progress_report_interval``
             seconds when omitted.
+        :param dest_zeroed: the caller vouches that the destination reads
+            as zeros (it has just created it, on a driver whose
+            ``CREATES_ZEROED_VOLUMES`` is true): holes and zero blocks are
+            then skipped, and a thin destination stays thin.  Otherwise
+            they are zeroed on the destination too.
+        :param resume_from: a checkpoint of an earlier copy onto this
+            destination, in chunks of this backend's
+            ``volume_copy_chunk_size``: what lies before is not copied
+            again.
+        :param checkpoint: ``checkpoint(offset)``, told now and then how
+            far the destination is complete (see
+            :func:`rbdmig.migration.copy.copy_volume`).
         :returns: a :class:`rbdmig.migration.copy.CopyResult`.
         :raises InvalidVolume: the destination is smaller than the source.
         """
@@ -218,7 +291,7 @@ class VolumeDriver(object):
                 reason='destination %s (%d GiB) is smaller than source %s '
                        '(%d GiB).' % (dest_vol.id, dest_vol.size, src_vol.id,
                                       src_vol.size))
-        if callback is None:
+        if callback is progress.DEFAULT_CALLBACK:
             callback = progress.log_progress(
                 'copy %s -> %s' % (src_vol.id, dest_vol.id),
                 self.configuration.safe_get(
@@ -237,7 +310,8 @@ class VolumeDriver(object):
                     'volume_copy_bps_limit') or 0,
                 queue_depth=self.configuration.safe_get(
                     'volume_copy_queue_depth') or 1,
-                callback=callback)
+                callback=callback, dest_zeroed=dest_zeroed,
+                resume_from=resume_from, checkpoint=checkpoint)
         LOG.info('Copied %(src)s to %(dst)s: %(result)s',
                  {'src': src_vol.id, 'dst': dest_vol.id, 'result': result})
         return result

@@ -135,6 +135,25 @@ class RBDHandle(linuxrbd.RBDVolumeIOWrapper):
                     self.rbd_image.get_name(), written, length))
         return length
 
+    def zero_at(self, offset, length):
+        """Make ``length`` bytes at ``offset`` read as zeros, deallocated.
+
+        librbd's ``write_zeroes`` removes whole objects and zeroes parts
+        of others.  ``discard`` would not do: librbd skips discarding
+        parts of an object (``rbd_skip_partial_discard``), which then
+        keep their old data.
+        """
+        self._checkClosed()
+        if not self.writable():
+            raise io.UnsupportedOperation('handle was opened read-only')
+        if offset < 0 or length < 0 or offset + length > self._size:
+            raise exception.InvalidInput(
+                reason='zeroing %d bytes at offset %d passes the end of '
+                       'image %s (%d bytes).' % (
+                           length, offset, self.rbd_image.get_name(),
+                           self._size))
+        self.rbd_image.write_zeroes(offset, length)
+
     def seek(self, offset, whence=io.SEEK_SET):
         self._checkClosed()
         super().seek(offset, whence)

@@ -32,6 +32,8 @@ def write_conf(path, state_dir, backends):
         'oslo_concurrency': {'lock_path': os.path.join(state_dir, 'locks')},
         'coordination': {'backend_url': 'file://%s' % os.path.join(
             state_dir, 'coordination')},
+        # Notifications to the log, where the tests read them.
+        'oslo_messaging_notifications': {'driver': 'log'},
     }
     sections.update(backends)
     with open(path, 'w') as conf:

@@ -1,5 +1,6 @@
 """rbdmig inside real cinder-volume: load, stats, migrate, retype."""
 
+import json
 import logging
 import time
 
@@ -163,6 +164,9 @@ def test_driver_retype_into_another_pool_moves_the_image(
         {'host': back.host, 'capabilities': back.capabilities}) == (
             False, None)
     assert volume.name in images.names(ceph_cluster, 'volumes-b')
+    # A destination that is not a Ceph pool is no pool change (no crash).
+    for not_ceph in ('compat@lvm', {'capabilities': []}, None):
+        assert driver._in_another_pool(not_ceph) is False
 
 
 def test_cinders_generic_copy_attaches_rbdmig_volumes(cinder, ceph_cluster,
@@ -235,3 +239,22 @@ def _wait_until(predicate, timeout=60):
         if time.monotonic() > deadline:
             raise AssertionError('still false after %d s' % timeout)
         time.sleep(0.2)
+
+
+def test_migration_events_go_out_through_cinders_notifier(
+        cinder, ceph_cluster, cleanup, caplog):
+    volume, _ = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-a')
+    cinder.migrate(volume, 'rbdmig-b')
+
+    events = [json.loads(r.getMessage()) for r in caplog.records
+              if r.name.startswith('oslo.messaging.notification.volume.'
+                                   'migration')]
+    kinds = [e['event_type'] for e in events]
+    assert kinds[0] == 'volume.migration.start'
+    assert kinds[-1] == 'volume.migration.end'
+    assert set(kinds[1:-1]) <= {'volume.migration.progress'}
+    assert {e['publisher_id'] for e in events} == {'rbdmig.compat@rbdmig-a'}
+    end = events[-1]['payload']
+    assert (end['volume_id'], end['source_backend'], end['percent']) == (
+        volume.id, 'rbdmig-a', 100.0)
+    assert end['destination_backend'] == 'compat@rbdmig-b#rbdmig-b'

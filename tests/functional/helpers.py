@@ -12,6 +12,7 @@ from oslo_utils import units
 
 from rbdmig import objects
 from rbdmig import opts
+from rbdmig.migration import progress
 from rbdmig import volume as volume_pkg
 
 EXTENT = 1 * units.Mi
@@ -129,3 +130,14 @@ def with_image_faults(**faults):
             return Image if name == 'Image' else getattr(rbd, name)
 
     return Module()
+
+
+class ProgressRecorder(progress.Callback):
+    """Records the value after every progress update in ``seen``."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def call(self):
+        self.seen.append(self.value)

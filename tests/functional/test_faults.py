@@ -137,7 +137,7 @@ def test_a_paused_osd_ends_the_migration_within_the_op_timeout(
                 callback=PauseTheOSD())
         took = time.monotonic() - paused[0]
     finally:
-        ceph_cluster.signal('osd.0', signal.SIGCONT)
+        ceph_cluster.resume('osd.0')
 
     code, said = _recover_cli(ceph_cluster)
     assert code == 0, said

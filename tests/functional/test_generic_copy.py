@@ -3,6 +3,7 @@
 import io
 
 import pytest
+import rbd
 from oslo_utils import units
 
 from rbdmig import exception
@@ -49,14 +50,68 @@ def test_copy_volume_data_between_existing_volumes(ceph_cluster):
     dst = type(src)(size=1)
     drivers['ceph-a'].create_volume(dst)
 
+    # dst was created just now: the caller vouches that it reads as zeros.
     result = drivers['files'].copy_volume_data(None, src, dst,
-                                               dest_driver=drivers['ceph-a'])
+                                               dest_driver=drivers['ceph-a'],
+                                               dest_zeroed=True)
 
     assert helpers.digest(drivers['ceph-a'], dst) == before
     assert result.bytes_written == 8 * units.Mi
     assert result.bytes_skipped == units.Gi - 8 * units.Mi
     drivers['ceph-a'].delete_volume(dst)
     drivers['files'].delete_volume(src)
+
+
+@pytest.mark.parametrize('source', ['files', 'ceph-a'])
+def test_copy_onto_a_used_volume_leaves_nothing_stale(ceph_cluster, source):
+    # Issue #5: an existing RBD volume full of other data, overwritten by
+    # a sparse source, reads back identical to the source.
+    drivers = helpers.load_drivers(ceph_cluster)
+    src, before = helpers.new_volume(drivers[source], extents=8)
+    dst, old = helpers.new_volume(drivers['ceph-b'], extents=64)
+    assert old != before
+
+    result = drivers[source].copy_volume_data(
+        None, src, dst, dest_driver=drivers['ceph-b'])
+
+    assert helpers.digest(drivers['ceph-b'], dst) == before
+    # The old data was deallocated (write_zeroes), not overwritten with
+    # zeros: at most the 8 objects holding the source's 8 extents remain.
+    assert helpers.allocated_bytes(ceph_cluster, 'volumes-b',
+                                   dst.name) <= 8 * 4 * units.Mi
+    assert result.bytes_zeroed > units.Gi // 2
+    drivers['ceph-b'].delete_volume(dst)
+    drivers[source].delete_volume(src)
+
+
+def test_a_volume_open_by_another_client_is_refused(ceph_cluster):
+    # Issue #6: it was copied, reported as moved, and its source left.
+    drivers = helpers.load_drivers(ceph_cluster)
+    volume, before = helpers.new_volume(drivers['ceph-a'], extents=4)
+    client = ceph_cluster.connect()
+    try:
+        ioctx = client.open_ioctx('volumes-a')
+        holder = rbd.Image(ioctx, volume.name)  # read-write, as a VM
+        try:
+            for dst in ('files', 'ceph-b'):
+                with pytest.raises(exception.VolumeInUse, match='client'):
+                    manager.migrate(None, volume, drivers['ceph-a'],
+                                    drivers[dst])
+        finally:
+            holder.close()
+            ioctx.close()
+    finally:
+        client.shutdown()
+    with pytest.raises(exception.VolumeNotFound):
+        drivers['files'].get_allocated_bytes(volume)
+    assert volume.name not in helpers.images(ceph_cluster, 'volumes-b')
+    assert helpers.digest(drivers['ceph-a'], volume) == before
+
+    # Closed, it moves.
+    moved = manager.migrate(None, volume, drivers['ceph-a'],
+                            drivers['files'])
+    assert helpers.digest(drivers['files'], moved.volume) == before
+    drivers['files'].delete_volume(volume)
 
 
 def test_failed_generic_copy_removes_partial_destination(ceph_cluster):

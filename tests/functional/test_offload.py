@@ -43,18 +43,14 @@ def test_offload_copies_identically_and_as_thin(ceph_cluster, drivers,
     volume, before = _volume(drivers, cleanup, extents=100)
     allocated = helpers.allocated_bytes(ceph_cluster, 'volumes-a',
                                         volume.name)
-    seen = []
-
-    class Recorder(progress.Callback):
-        def call(self):
-            seen.append(self.value)
-
-    assert _move(drivers, volume, callback=Recorder()) == (True, None)
+    recorder = helpers.ProgressRecorder()
+    assert _move(drivers, volume, callback=recorder) == (True, None)
 
     assert 'to pool volumes-b by offload' in caplog.text
     assert helpers.digest(drivers['ceph-b'], volume) == before
     assert helpers.allocated_bytes(ceph_cluster, 'volumes-b',
                                    volume.name) == allocated
+    seen = recorder.seen
     assert seen == sorted(seen) and seen[-1] == 1 << 30
     assert volume.name not in helpers.images(ceph_cluster, 'volumes-a')
     with rbd.Image(ceph_cluster.connect().open_ioctx('volumes-b'),

@@ -25,20 +25,16 @@ def test_moves_data_identically_and_skips_holes(ceph_cluster, depth, chunk,
     volume, before = helpers.new_volume(drivers['ceph-a'], extents=24)
     allocated = helpers.allocated_bytes(ceph_cluster, 'volumes-a',
                                         volume.name)
-    seen = []
-
-    class Recorder(progress.Callback):
-        def call(self):
-            seen.append(self.value)
-
+    recorder = helpers.ProgressRecorder()
     assert drivers['ceph-a'].migrate_volume(
         None, volume, helpers.host_of(drivers['ceph-b']),
-        callback=Recorder()) == (True, None)
+        callback=recorder) == (True, None)
 
     assert helpers.digest(drivers['ceph-b'], volume) == before
     assert helpers.allocated_bytes(ceph_cluster, 'volumes-b',
                                    volume.name) <= allocated
     assert volume.name not in helpers.images(ceph_cluster, 'volumes-a')
+    seen = recorder.seen
     assert seen == sorted(seen) and len(set(seen)) > 3
     assert seen[-1] == 1 << 30
     drivers['ceph-b'].delete_volume(volume)

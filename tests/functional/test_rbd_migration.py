@@ -7,6 +7,7 @@ import pytest
 import rbd
 
 from rbdmig import exception
+from rbdmig import ext
 from rbdmig.migration import progress
 from rbdmig.ceph import location as rbd_location
 from rbdmig.ceph import methods as rbd_methods
@@ -222,9 +223,10 @@ def test_cancelled_mid_copy_leaves_source_and_no_destination(ceph_cluster,
 
 
 @pytest.mark.parametrize('method', ['copy', 'deep_copy'])
-def test_failure_mid_copy_leaves_source_and_no_destination(ceph_cluster,
-                                                           method):
-    """librbd's copy calls take no callback: fail them from inside.
+@pytest.mark.parametrize('through', ['binding', 'extension'])
+def test_failure_mid_copy_leaves_source_and_no_destination(
+        ceph_cluster, method, through, monkeypatch):
+    """Fail librbd's copies from inside, through either path.
 
     The real copy runs into the destination pool, then the call fails as
     an OSD error would, leaving a real partial image behind it.
@@ -239,8 +241,19 @@ def test_failure_mid_copy_leaves_source_and_no_destination(ceph_cluster,
             assert partial.size() > 0  # a real image to clean up
         raise rbd.IOError('injected: OSD went away')
 
-    src.rbd = helpers.with_image_faults(copy=fail_after,
-                                        deep_copy=fail_after)
+    if through == 'binding':
+        monkeypatch.setenv(ext.DISABLE_ENV, '1')
+        src.rbd = helpers.with_image_faults(copy=fail_after,
+                                            deep_copy=fail_after)
+    else:
+        for name in ('copy_image', 'deep_copy_image'):
+            real = getattr(ext, name)
+
+            def fail_in_ext(*args, _real=real, **kwargs):
+                _real(*args, **kwargs)  # a real, complete copy...
+                raise OSError(5, 'injected: OSD went away')  # ...failed
+
+            monkeypatch.setattr(ext, name, fail_in_ext)
     with pytest.raises(exception.MigrationError, match='source is intact'):
         src.migrate_volume(None, volume, helpers.host_of(drivers['ceph-b']))
 

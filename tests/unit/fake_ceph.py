@@ -16,6 +16,19 @@ import types
 BLOCK = 4096
 
 
+def c_string(value):
+    """A name as librados and librbd see it through their bindings.
+
+    The bindings encode names to UTF-8 (lone surrogates raise
+    UnicodeEncodeError) and hand C strings over: a NUL ends the name, so
+    ``'a\x00b'`` silently names ``'a'`` (measured with librbd 16.2).
+    """
+    if isinstance(value, str):
+        value.encode('utf-8')
+        return value.split('\x00', 1)[0]
+    return value
+
+
 class _Image(object):
     def __init__(self, size, order=22, features=61, parent=None):
         self.size = size
@@ -240,6 +253,7 @@ class Ceph(object):
             def __init__(self, rados_id=None, clustername='ceph',
                          conffile='', conf=None):
                 ceph._check('Rados')
+                conffile = c_string(conffile)
                 if conffile not in ceph.clusters:
                     raise ObjectNotFound('conf %r not found' % conffile)
                 self.cluster = ceph.clusters[conffile]
@@ -270,6 +284,7 @@ class Ceph(object):
                 ceph.conf[option] = value
 
             def open_ioctx(self, pool):
+                pool = c_string(pool)
                 if pool not in self.cluster.pools:
                     raise ObjectNotFound('pool %s' % pool)
                 return Ioctx(self.cluster, pool)
@@ -333,11 +348,14 @@ class Ceph(object):
 
         def lookup(ioctx, name):
             try:
-                return ioctx.images[name]
+                return ioctx.images[c_string(name)]
             except KeyError:
                 raise mod.ImageNotFound(name)
 
         def new(ioctx, name, image):
+            name = c_string(name)
+            if not name:
+                raise mod.InvalidArgument('error creating image')
             if name in ioctx.images:
                 raise mod.ImageExists(name)
             ioctx.images[name] = image
@@ -360,7 +378,7 @@ class Ceph(object):
         class Image(object):
             def __init__(self, ioctx, name, snapshot=None, read_only=False):
                 ceph._check('Image')
-                self.ioctx, self.name = ioctx, name
+                self.ioctx, self.name = ioctx, c_string(name)
                 self.data = lookup(ioctx, name)
                 self.read_only = read_only
                 self.closed = False
@@ -445,6 +463,22 @@ class Ceph(object):
                 ceph._aio('aio_write', offset, len(data), work,
                           lambda ret, _: oncomplete(Completion(ret)))
                 return Completion(None)
+
+            def write_zeroes(self, offset, length, zero_flags=0):
+                ceph._check('write_zeroes')
+                if self.read_only:
+                    raise mod.InvalidArgument('read-only image')
+                if offset + length > self.data.size:
+                    raise mod.InvalidArgument('zeroing past end')
+                end = offset + length
+                first = -(-offset // BLOCK)  # whole blocks are dropped
+                for idx in range(first, end // BLOCK):
+                    self.data.blocks.pop(idx, None)
+                for start, stop in ((offset, min(end, first * BLOCK)),
+                                    (max(offset, end // BLOCK * BLOCK),
+                                     end)):
+                    if start < stop:
+                        self.write(bytes(stop - start), start)
 
             def flush(self):
                 ceph._check('flush')
@@ -567,6 +601,9 @@ class Ceph(object):
                        features=None, stripe_unit=None, stripe_count=None,
                        data_pool=None):
                 ceph._check('create')
+                if not 0 <= size < 1 << 64:
+                    # The binding's uint64_t conversion, measured.
+                    raise OverflowError('size out of range for uint64_t')
                 new(ioctx, name, _Image(size, order or 22, features or 61))
 
             def remove(self, ioctx, name, on_progress=None):
@@ -580,7 +617,7 @@ class Ceph(object):
                 if image.parent:
                     pool, parent, snap = image.parent
                     pool[parent].snaps[snap]['children'] -= 1
-                del ioctx.images[name]
+                del ioctx.images[c_string(name)]
 
             def list(self, ioctx):
                 return sorted(ioctx.images)
@@ -607,6 +644,7 @@ class Ceph(object):
                 source = lookup(ioctx, image_name)
                 target = new(dest_ioctx, dest_image_name,
                              _Image(source.size, order, features))
+                image_name = c_string(image_name)
                 target.migrating = (ioctx.images, image_name, source)
                 target.migration_state = mod.RBD_IMAGE_MIGRATION_STATE_PREPARED
                 # The source leaves its pool (librbd moves it to the trash).
@@ -631,7 +669,7 @@ class Ceph(object):
                 target = lookup(ioctx, image_name)
                 pool, name, source = target.migrating
                 pool[name] = source
-                del ioctx.images[image_name]
+                del ioctx.images[c_string(image_name)]
 
         mod.Image, mod.RBD = Image, RBD
         mod.RBD_LOCK_MODE_EXCLUSIVE = 0

@@ -304,3 +304,17 @@ def test_recovery_fences_off_the_dead_process_first(ceph, monkeypatch):
     assert outcome.action == 'rolled back'
     assert ceph.blocklist == ['10.0.0.1:0/1']  # only the dead one
     assert source.watchers == [{'id': 99, 'addr': '10.0.0.2:0/2'}]
+
+
+def test_a_record_whose_images_are_all_gone_is_released(ceph, monkeypatch):
+    src, volume = _die_mid_copy(ceph, 'copy', monkeypatch)
+    (left,) = _journal(ceph).records()
+    _journal(ceph).update(_dead(left), 'verified')
+    # An operator removed both the source and the partial copy since.
+    for pool, name in (('hdd', volume.name), ('ssd', left.temp)):
+        del ceph.clusters[fx.CONF_A].pools[pool][name]
+
+    (outcome,) = recover.recover(src.backend())
+
+    assert outcome.action == 'released'
+    assert _journal(ceph).records() == []

@@ -10,7 +10,7 @@ import pytest
 from oslo_utils import units
 
 from rbdmig import exception
-from rbdmig.migration import copy, progress
+from rbdmig.migration import copy, extents, progress
 
 CHUNK = 64 * units.Ki
 
@@ -90,6 +90,18 @@ class Recorder(io.RawIOBase):
 
     def extents(self):
         return self._extents
+
+
+class Zeroing(Recorder):
+    """A handle that can make ranges read as zeros (``zero_at``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.zeroed = []  # (offset, length)
+
+    def zero_at(self, offset, length):
+        self.zeroed.append((offset, length))
+        self.buf[offset:offset + length] = bytes(length)
 
 
 class NoReadinto(Recorder):
@@ -181,7 +193,7 @@ def test_result_str_reads_well():
 
 
 def test_normalize_extents_sorts_merges_and_clips():
-    found = copy.normalize_extents(
+    found = extents.normalize_extents(
         [(50, 10), (0, 10), (5, 10), (15, 5), (30, 0), (95, 20), (200, 5)],
         100)
     assert found == [(0, 20), (50, 10), (95, 5)]
@@ -189,18 +201,18 @@ def test_normalize_extents_sorts_merges_and_clips():
 
 def test_normalize_extents_rejects_negative():
     with pytest.raises(exception.InvalidInput):
-        copy.normalize_extents([(-1, 5)], 100)
+        extents.normalize_extents([(-1, 5)], 100)
     with pytest.raises(exception.InvalidInput):
-        copy.normalize_extents([(1, -5)], 100)
+        extents.normalize_extents([(1, -5)], 100)
 
 
 def test_data_extents_unknown_for_plain_memory():
-    assert copy.data_extents(io.BytesIO(b'abc'), 3) is None
+    assert extents.data_extents(io.BytesIO(b'abc'), 3) is None
 
 
 def test_data_extents_asks_the_handle():
     handle = Recorder(size=100, extents=[(60, 50), (0, 10)])
-    assert copy.data_extents(handle, 100) == [(0, 10), (60, 40)]
+    assert extents.data_extents(handle, 100) == [(0, 10), (60, 40)]
 
 
 def test_data_extents_of_sparse_file(tmp_path):
@@ -208,7 +220,7 @@ def test_data_extents_of_sparse_file(tmp_path):
     path = sparse_file(tmp_path / 'f', size,
                        {units.Mi: b'x' * 100, 9 * units.Mi: b'y' * 5000})
     with open(path, 'rb') as f:
-        found = list(copy.data_extents(f, size))
+        found = list(extents.data_extents(f, size))
     if found == [(0, size)]:
         pytest.skip('file system does not report holes')
     assert len(found) == 2
@@ -221,7 +233,7 @@ def test_data_extents_of_sparse_file(tmp_path):
 def test_data_extents_of_empty_sparse_file(tmp_path):
     path = sparse_file(tmp_path / 'f', units.Mi, {})
     with open(path, 'rb') as f:
-        assert list(copy.data_extents(f, units.Mi)) == []
+        assert list(extents.data_extents(f, units.Mi)) == []
 
 
 def test_data_extents_leaves_buffered_position_alone(tmp_path):
@@ -230,7 +242,7 @@ def test_data_extents_leaves_buffered_position_alone(tmp_path):
                        {0: data, 2 * units.Mi: data})
     with open(path, 'rb') as f:
         assert f.read(1000) == data[:1000]  # fills the read buffer
-        list(copy.data_extents(f, 4 * units.Mi))
+        list(extents.data_extents(f, 4 * units.Mi))
         assert f.read(200 * units.Ki) == data[1000:1000 + 200 * units.Ki]
 
 
@@ -245,7 +257,7 @@ def test_data_extents_without_fs_support(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, 'lseek', lseek)
     with open(path, 'rb') as f:
-        assert copy.data_extents(f, units.Mi) is None
+        assert extents.data_extents(f, units.Mi) is None
         dst = Recorder(size=units.Mi)
         result = copy.copy_volume(f, dst, chunk_size=CHUNK)
     assert result.bytes_read == units.Mi
@@ -279,7 +291,8 @@ def test_explicit_extents_skip_holes_at_odd_offsets():
     for offset, length in extents:
         data[offset:offset + length] = pattern(length, seed=offset)
     src, dst = Recorder(data), Recorder(size=size)
-    result = copy.copy_volume(src, dst, chunk_size=CHUNK, extents=extents)
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK, extents=extents,
+                              dest_zeroed=True)
     assert bytes(dst.buf) == bytes(data)
     assert result.bytes_read == result.bytes_written == 127
     assert result.bytes_skipped == size - 127
@@ -316,7 +329,8 @@ def test_sparse_file_copy_reads_only_data(tmp_path):
                        {0: piece, 20 * units.Mi + 4097: piece})
     dst = Recorder(size=size)
     with open(path, 'rb') as f:
-        result = copy.copy_volume(f, dst, chunk_size=units.Mi)
+        result = copy.copy_volume(f, dst, chunk_size=units.Mi,
+                                  dest_zeroed=True)
     assert result.bytes_read < 4 * units.Mi
     assert result.bytes_skipped > 28 * units.Mi
     assert bytes(dst.buf) == path.read_bytes()
@@ -325,7 +339,7 @@ def test_sparse_file_copy_reads_only_data(tmp_path):
 def test_zero_chunks_are_not_written_to_zeroed_destination():
     data = pattern(CHUNK) + bytes(CHUNK) + pattern(CHUNK)
     src, dst = Recorder(data), Recorder(size=len(data))
-    result = copy.copy_volume(src, dst, chunk_size=CHUNK)
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK, dest_zeroed=True)
     assert dst.writes == [(0, CHUNK), (2 * CHUNK, CHUNK)]
     assert result.bytes_read == 3 * CHUNK
     assert result.bytes_skipped == CHUNK
@@ -340,7 +354,7 @@ def test_zero_blocks_inside_a_chunk_are_not_written():
     data = (bytes(3 * block) + pattern(100) + bytes(block - 100) +
             pattern(2 * block) + bytes(chunk - 6 * block))
     src, dst = Recorder(data), Recorder(size=len(data))
-    result = copy.copy_volume(src, dst, chunk_size=chunk)
+    result = copy.copy_volume(src, dst, chunk_size=chunk, dest_zeroed=True)
     assert dst.writes == [(3 * block, 3 * block)]
     assert result.bytes_written == 3 * block
     assert result.bytes_skipped == chunk - 3 * block
@@ -359,6 +373,80 @@ def test_not_zeroed_destination_ends_identical():
     assert result.bytes_skipped == 0
     assert result.bytes_read == 2 * CHUNK
     assert max(length for _, length in dst.writes) <= CHUNK
+
+
+def test_by_default_the_destination_is_not_assumed_zeroed():
+    # Issue #5: the default must be the safe one.
+    data = pattern(CHUNK) + bytes(3 * CHUNK) + pattern(CHUNK)
+    src = Recorder(data, extents=[(0, CHUNK), (4 * CHUNK, CHUNK)])
+    dst = Recorder(b'\xff' * len(data))
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK)
+    assert bytes(dst.buf) == data
+    assert result.bytes_skipped == 0
+
+
+def test_holes_are_zeroed_by_the_handle_at_chunk_boundaries():
+    data = pattern(CHUNK + 5) + bytes(3 * CHUNK - 5) + pattern(10)
+    src = Recorder(data, extents=[(0, CHUNK + 5), (4 * CHUNK, 10)])
+    dst = Zeroing(b'\xff' * len(data))
+    result = copy.copy_volume(src, dst, chunk_size=CHUNK)
+    assert bytes(dst.buf) == data
+    # Cut at multiples of the chunk: whole RBD objects go away.
+    assert dst.zeroed == [(CHUNK + 5, CHUNK - 5), (2 * CHUNK, CHUNK),
+                          (3 * CHUNK, CHUNK)]
+    assert dst.writes == [(0, CHUNK), (CHUNK, 5), (4 * CHUNK, 10)]
+    assert result.bytes_zeroed == 3 * CHUNK - 5
+    assert result.bytes_written == CHUNK + 15
+    assert result.bytes_skipped == 0
+    assert str(result).endswith('MiB zeroed')
+
+
+def test_holes_are_punched_in_a_used_file(tmp_path):
+    size = 16 * units.Mi
+    piece = pattern(units.Mi)
+    src = sparse_file(tmp_path / 'src', size, {3 * units.Mi: piece})
+    used = sparse_file(tmp_path / 'dst', size, {0: b'\xff' * size})
+    with open(src, 'rb') as s, open(used, 'r+b') as d:
+        result = copy.copy_volume(s, d, chunk_size=units.Mi)
+    assert used.read_bytes() == src.read_bytes()
+    if result.bytes_zeroed == 0:
+        pytest.skip('file system cannot punch holes')
+    assert result.bytes_zeroed == size - units.Mi
+    assert allocated(used) <= 2 * units.Mi
+
+
+@pytest.mark.parametrize('queue_depth', [1, 4])
+def test_without_hole_punching_zeros_are_written(tmp_path, monkeypatch,
+                                                 queue_depth):
+    calls = []
+
+    def cannot(fd, offset, length):
+        calls.append(offset)
+        raise OSError(errno.EOPNOTSUPP, 'not on this file system')
+
+    monkeypatch.setattr(copy.positional, 'punch_hole', cannot)
+    size = 8 * units.Mi
+    src = sparse_file(tmp_path / 'src', size, {units.Mi: pattern(100)})
+    used = sparse_file(tmp_path / 'dst', size, {0: b'\xff' * size})
+    with open(src, 'rb') as s, open(used, 'r+b') as d:
+        result = copy.copy_volume(s, d, chunk_size=units.Mi,
+                                  queue_depth=queue_depth)
+    assert used.read_bytes() == src.read_bytes()
+    assert result.bytes_zeroed == 0
+    assert result.bytes_written + result.bytes_skipped == size
+    assert len(calls) <= queue_depth  # tried, then written from then on
+
+
+def test_hole_punching_errors_are_not_hidden(tmp_path, monkeypatch):
+    def broken(fd, offset, length):
+        raise OSError(errno.EIO, 'I/O error')
+
+    monkeypatch.setattr(copy.positional, 'punch_hole', broken)
+    src = sparse_file(tmp_path / 'src', units.Mi, {})
+    used = sparse_file(tmp_path / 'dst', units.Mi, {0: b'\xff'})
+    with open(src, 'rb') as s, open(used, 'r+b') as d:
+        with pytest.raises(OSError, match='I/O error'):
+            copy.copy_volume(s, d, chunk_size=CHUNK)
 
 
 def test_zero_chunks_keep_a_real_file_sparse(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from oslo_utils import units
 
 from rbdmig import exception
-from rbdmig.migration import copy, progress
+from rbdmig.migration import copy, progress, runners
 from tests.unit import rbd_fixtures as fx
 from tests.unit.test_copy import FakeClock, NoReadinto, Recorder, pattern
 
@@ -133,7 +133,7 @@ def test_memory_is_queue_depth_buffers(monkeypatch):
             if len(self) == CHUNK:
                 made.append(1)
 
-    monkeypatch.setattr(copy, 'bytearray', Counted, raising=False)
+    monkeypatch.setattr(runners, 'bytearray', Counted, raising=False)
     src = Positional(pattern(SIZE))
     copy.copy_volume(src, Positional(size=SIZE), chunk_size=CHUNK,
                      queue_depth=5)
@@ -212,7 +212,7 @@ def test_sparse_files_with_pread_and_pwrite(tmp_path):
         f.truncate(SIZE)
     with open(src_path, 'rb') as src, open(dst_path, 'r+b') as dst:
         result = copy.copy_volume(src, dst, chunk_size=CHUNK,
-                                  queue_depth=4)
+                                  queue_depth=4, dest_zeroed=True)
     assert dst_path.read_bytes() == data
     assert result.bytes_written < SIZE - 10 * CHUNK
     assert os.stat(dst_path).st_blocks * 512 <= os.stat(

@@ -321,7 +321,9 @@ def test_copy_volume_data_is_identical_and_thin(driver):
     write_at(driver, src, pieces)
     callback = progress.Callback()
 
-    result = driver.copy_volume_data(CTX, src, dst, callback=callback)
+    # Both were just created: the caller vouches for zeros.
+    result = driver.copy_volume_data(CTX, src, dst, callback=callback,
+                                     dest_zeroed=True)
 
     src_path, dst_path = driver.local_path(src), driver.local_path(dst)
     assert callback.value == callback.size == units.Gi
@@ -359,3 +361,28 @@ def test_copy_volume_data_refuses_smaller_destination(driver):
     driver.create_volume(dst)
     with pytest.raises(exception.InvalidVolume, match='smaller'):
         driver.copy_volume_data(CTX, src, dst)
+
+
+def test_copy_volume_data_onto_a_used_volume_leaves_nothing_stale(driver):
+    # Issue #5: copying onto an existing volume must not leave its old
+    # data where the source has holes or zeros.
+    src, dst = volume(), volume()
+    driver.create_volume(src)
+    driver.create_volume(dst)
+    write_at(driver, src, {units.Mi: os.urandom(units.Mi),
+                           # zeros inside the source's data
+                           3 * units.Mi: b'\x01' + bytes(units.Mi)})
+    stale = {0: b'\xff' * units.Mi, units.Mi + 5: b'\xee' * 100,
+             3 * units.Mi + 1: b'\xdd' * 4096, 500 * units.Mi: b'\xcc' * 9,
+             units.Gi - 3: b'end'}
+    write_at(driver, dst, stale)
+
+    result = driver.copy_volume_data(CTX, src, dst)
+
+    with open(driver.local_path(src), 'rb') as s, \
+            open(driver.local_path(dst), 'rb') as d:
+        for offset in sorted(stale) + [units.Mi, 3 * units.Mi]:
+            s.seek(offset)
+            d.seek(offset)
+            assert d.read(units.Mi) == s.read(units.Mi), offset
+    assert result.bytes_skipped == 0

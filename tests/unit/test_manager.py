@@ -110,3 +110,75 @@ def test_source_delete_failure_keeps_the_migration(ceph, file_backend,
     assert result.path == 'generic'
     assert _file_bytes(file_backend, volume, len(DATA)) == DATA
     assert 'LEFTOVER' in caplog.text
+
+
+def test_generic_copy_skips_zeros_only_when_the_driver_vouches(
+        ceph, file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA, size_mib=1024)
+    # A driver whose new volumes may hold old data (thick LVM, say).
+    file_backend.CREATES_ZEROED_VOLUMES = False
+
+    result = manager.migrate(None, volume, src, file_backend)
+
+    assert result.copy.bytes_skipped == 0
+    assert _file_bytes(file_backend, volume, len(DATA)) == DATA
+
+
+def _nothing_created(ceph, file_backend, volume):
+    assert not os.path.exists(file_backend.local_path(volume))
+    assert volume.name not in ceph.clusters[fx.CONF_A].pools['ssd']
+
+
+@pytest.mark.parametrize('destination', ['file', 'rbd'])
+def test_a_volume_with_open_clients_is_refused_before_anything(
+        ceph, file_backend, destination):
+    # Issue #6: it was copied and reported as moved, its source left over.
+    src = fx.make_driver(ceph, pool='hdd')
+    dst = (file_backend if destination == 'file'
+           else fx.make_driver(ceph, pool='ssd', backend='fast'))
+    volume = fx.make_volume(ceph, data=DATA, size_mib=1024)
+    ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.append('client.7')
+
+    with pytest.raises(exception.VolumeInUse, match='client'):
+        manager.migrate(None, volume, src, dst)
+
+    _nothing_created(ceph, file_backend, volume)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+    assert ceph.connections == 0
+
+
+@pytest.mark.parametrize('fields', [
+    {'status': 'in-use'},
+    {'volume_attachment': [{'id': 'a1', 'attach_status': 'attached'}]},
+], ids=['in-use', 'attachments'])
+def test_an_attached_volume_is_refused_before_anything(ceph, file_backend,
+                                                       fields):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA, size_mib=1024, **fields)
+
+    with pytest.raises(exception.VolumeInUse):
+        manager.migrate(None, volume, src, file_backend)
+
+    _nothing_created(ceph, file_backend, volume)
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+
+
+def test_a_missing_source_is_reported_before_anything(ceph, file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph, data=DATA)
+    del ceph.clusters[fx.CONF_A].pools['hdd'][volume.name]
+
+    with pytest.raises(exception.VolumeNotFound):
+        manager.migrate(None, volume, src, file_backend)
+    _nothing_created(ceph, file_backend, volume)
+
+
+def test_drivers_say_whether_a_volume_is_in_use(ceph, file_backend):
+    src = fx.make_driver(ceph, pool='hdd')
+    volume = fx.make_volume(ceph)
+    assert src.volume_in_use(volume) is False
+    ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.append('client.7')
+    assert src.volume_in_use(volume) is True
+    # The base driver (and the file backend) cannot tell: no.
+    assert file_backend.volume_in_use(volume) is False

@@ -5,7 +5,10 @@ import pytest
 from rbdmig import exception
 from rbdmig import objects
 from rbdmig.ceph import location as rbd_location
+from tests.unit import fake_ceph
 from tests.unit import rbd_fixtures as fx
+
+MiB = fx.MiB
 
 
 @pytest.fixture
@@ -177,3 +180,24 @@ def test_open_volume_closes_what_it_opened_when_the_handle_fails(
         drv.open_volume(None, volume)
     assert closed == [volume.name]
     assert ceph.connections == 0
+
+
+def test_copy_volume_data_onto_a_used_image_leaves_nothing_stale(ceph):
+    # Issue #5 on RBD: the destination image already holds data.
+    src_drv = fx.make_driver(ceph, pool='hdd')
+    dst_drv = fx.make_driver(ceph, pool='ssd', backend='fast')
+    src = fx.make_volume(ceph, pool='hdd', size_mib=1024, data=b'new')
+    dst = fx.make_volume(ceph, pool='ssd', size_mib=1024,
+                         data=b'\xff' * (2 * MiB))
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('ssd')
+    with ceph.rbd.Image(ioctx, dst.name) as image:
+        image.write(b'\xee' * 4096, 700 * MiB)
+
+    result = src_drv.copy_volume_data(None, src, dst, dest_driver=dst_drv)
+
+    with ceph.rbd.Image(ioctx, dst.name) as image:
+        assert image.read(0, 2 * MiB) == b'new' + bytes(2 * MiB - 3)
+        assert image.read(700 * MiB, 4096) == bytes(4096)
+    # The stale data was deallocated (write_zeroes), not overwritten.
+    assert len(ceph.image(fx.CONF_A, 'ssd', dst.name).blocks) == 1
+    assert result.bytes_zeroed == 1024 * MiB - fake_ceph.BLOCK

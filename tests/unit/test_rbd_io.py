@@ -110,3 +110,19 @@ def test_failed_flush_still_closes(ceph, opened):
         handle.close()
     assert handle.closed
     assert ceph.connections == 0
+
+
+def test_zero_at_deallocates_and_checks_its_range(ceph, opened):
+    with opened('r+b') as handle:
+        handle.write(b'\xff' * (3 * 4096))
+        handle.zero_at(100, 2 * 4096)
+        handle.seek(0)
+        assert handle.read(3 * 4096) == (b'\xff' * 100 + bytes(2 * 4096) +
+                                         b'\xff' * (4096 - 100))
+        image = next(iter(ceph.clusters[fx.CONF_A].pools['hdd'].values()))
+        assert 1 not in image.blocks  # a whole block went away
+        with pytest.raises(exception.InvalidInput, match='passes the end'):
+            handle.zero_at(SIZE - 1, 2)
+    with opened('rb') as handle:
+        with pytest.raises(io.UnsupportedOperation):
+            handle.zero_at(0, 1)

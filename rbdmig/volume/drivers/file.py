@@ -2,6 +2,7 @@
 
 import os
 import socket
+import unicodedata
 
 from os_brick.initiator import connector as brick_connector
 from oslo_config import cfg
@@ -9,6 +10,7 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig import objects
 from rbdmig.volume import driver
 
 LOG = logging.getLogger(__name__)
@@ -27,6 +29,25 @@ FILE_OPTS = [
 ]
 
 MODES = ('rb', 'r+b')
+
+
+def _name_max(path):
+    """The longest file name, in bytes, the file system of ``path`` takes."""
+    try:
+        return os.pathconf(path, 'PC_NAME_MAX')
+    except (OSError, ValueError):
+        return 255
+
+
+def _truncate(fd, gib, path):
+    """Set the file's size to ``gib`` GiB, or say in one sentence why not."""
+    try:
+        os.ftruncate(fd, gib * units.Gi)
+    except (OSError, OverflowError) as err:
+        why = getattr(err, 'strerror', None) or str(err)
+        raise exception.InvalidVolume(
+            reason=f'{gib} GiB is more than the file system of '
+                   f'{os.path.dirname(path)} can hold ({why}).') from err
 
 
 def _open_nofollow(path, flags, mode=0o777):
@@ -48,10 +69,14 @@ class FileDriver(driver.VolumeDriver):
 
         1.0.0 - Initial driver: create, delete, extend, stats, local
                 connections and open_volume for host-driven copies.
+        1.1.0 - Names with control characters, invalid text or longer
+                than the file system's are refused in one sentence.
     """
 
-    VERSION = '1.0.0'
+    VERSION = '1.1.0'
     OPTS = FILE_OPTS
+    # ftruncate() extends a new, empty file with zeros.
+    CREATES_ZEROED_VOLUMES = True
 
     def __init__(self, *args, **kwargs):
         # An os-brick connector can be injected (tests); otherwise the
@@ -68,6 +93,9 @@ class FileDriver(driver.VolumeDriver):
         if not configured:
             raise exception.InvalidConfiguration(
                 reason='file_volume_dir is not set.')
+        if '\0' in configured:
+            raise exception.InvalidConfiguration(
+                reason='file_volume_dir holds a NUL character.')
         return os.path.realpath(configured)
 
     def _file_mode(self):
@@ -76,8 +104,10 @@ class FileDriver(driver.VolumeDriver):
     def do_setup(self, context):
         """Create ``file_volume_dir`` if it does not exist yet.
 
-        :raises InvalidConfiguration: the directory cannot be created.
+        :raises InvalidConfiguration: an option is invalid, or the
+            directory cannot be created.
         """
+        super().do_setup(context)
         path = self.volume_dir
         try:
             os.makedirs(path, mode=0o750, exist_ok=True)
@@ -113,15 +143,28 @@ class FileDriver(driver.VolumeDriver):
         """Return the file of ``volume``, checked to lie in the directory.
 
         :raises InvalidVolume: the name is empty, hidden, contains a path
-            separator or NUL, or the file is a symlink.
+            separator or a control character (NUL, newline...), is not
+            valid text, is longer than the file system's file names, or
+            the file is a symlink.
         """
         name = volume['name']
         if (not isinstance(name, str) or not name or name.startswith('.')
-                or os.sep in name or '\0' in name
-                or (os.altsep and os.altsep in name)):
+                or os.sep in name or (os.altsep and os.altsep in name)
+                or any(unicodedata.category(c) == 'Cc' for c in name)):
             raise exception.InvalidVolume(
-                reason=f'volume name {name!r} is not a plain file name.')
+                reason='volume name %.40r is not a plain file name.'
+                       % (name,))
+        try:
+            length = len(name.encode('utf-8'))
+        except UnicodeEncodeError:
+            raise exception.InvalidVolume(
+                reason='volume name %.40r is not valid text (a lone '
+                       'surrogate).' % name) from None
         base = self.volume_dir
+        if length > _name_max(base):
+            raise exception.InvalidVolume(
+                reason=f'volume name of {length} bytes is longer than the '
+                       f'{_name_max(base)} file names may have in {base}.')
         path = os.path.join(base, name)
         # Names are already plain, but a symlink planted in the directory
         # could still lead out of it; follow nothing.
@@ -129,6 +172,16 @@ class FileDriver(driver.VolumeDriver):
             raise exception.InvalidVolume(
                 reason=f'volume file {path} is a symlink or leaves {base}.')
         return path
+
+    def list_images(self):
+        """Every regular file of the directory: ``[(name, size)]``."""
+        base = self.volume_dir
+        return sorted((entry.name, entry.stat(follow_symlinks=False).st_size)
+                      for entry in os.scandir(base)
+                      if entry.is_file(follow_symlinks=False))
+
+    def allocated_bytes(self, volume):
+        return self.get_allocated_bytes(volume)
 
     def get_allocated_bytes(self, volume):
         """Return the bytes the volume's file occupies on disk.
@@ -149,6 +202,7 @@ class FileDriver(driver.VolumeDriver):
         :raises VolumeExists: a file of that name is already there.
         """
         path = self.local_path(volume)
+        size = objects.check_size(volume['size'])
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = _open_nofollow(path, flags, self._file_mode())
@@ -157,7 +211,7 @@ class FileDriver(driver.VolumeDriver):
         try:
             # The umask may have narrowed the mode given to open().
             os.fchmod(fd, self._file_mode())
-            os.ftruncate(fd, volume['size'] * units.Gi)
+            _truncate(fd, size, path)
         except BaseException:
             os.unlink(path)
             raise
@@ -185,7 +239,7 @@ class FileDriver(driver.VolumeDriver):
         :raises InvalidInput: ``new_size`` is smaller than the file.
         """
         path = self.local_path(volume)
-        new_bytes = new_size * units.Gi
+        new_bytes = objects.check_size(new_size, 'the new size') * units.Gi
         try:
             fd = _open_nofollow(path, os.O_WRONLY)
         except FileNotFoundError as err:
@@ -196,7 +250,7 @@ class FileDriver(driver.VolumeDriver):
                 raise exception.InvalidInput(
                     reason=f'volume {volume["name"]} cannot shrink from '
                            f'{current} to {new_bytes} bytes.')
-            os.ftruncate(fd, new_bytes)
+            _truncate(fd, new_size, path)
         finally:
             os.close(fd)
         LOG.info('Extended volume %(name)s to %(size)d GiB',

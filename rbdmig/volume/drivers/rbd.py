@@ -5,14 +5,17 @@ import json
 import math
 import time
 
-from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import encodeutils
 from oslo_utils import units
 
 from rbdmig import exception
 from rbdmig import native
+from rbdmig import objects
+from rbdmig import redact
 from rbdmig.ceph import connection
+from rbdmig.ceph import images
+from rbdmig.ceph import limits
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
@@ -20,6 +23,7 @@ from rbdmig.ceph import recover
 from rbdmig.migration import progress
 from rbdmig.volume import driver
 from rbdmig.volume import rbd_io
+from rbdmig.volume.drivers import rbd_opts
 
 try:
     import rados
@@ -33,45 +37,7 @@ from os_brick.initiator import linuxrbd
 LOG = logging.getLogger(__name__)
 
 
-# Cinder's RBD option names, with Cinder's meanings: a cinder.conf backend
-# section works unchanged.  Under Cinder itself, use rbdmig.cinder's driver,
-# which uses Cinder's own options.
-CINDER_NAMED_OPTS = [
-    cfg.StrOpt('rbd_cluster_name', default='ceph',
-               help='The name of the Ceph cluster (as in cinder).'),
-    cfg.StrOpt('rbd_pool', default='rbd',
-               help='The RADOS pool where volumes are stored.'),
-    cfg.StrOpt('rbd_user',
-               help='The RADOS client name for accessing rbd volumes; '
-                    'only set when using cephx authentication.'),
-    cfg.StrOpt('rbd_ceph_conf', default='',
-               help='Path to the Ceph configuration file; empty means '
-                    'librados\' default search.'),
-    cfg.StrOpt('rbd_keyring_conf', default='',
-               help='Path to the keyring of ``rbd_user``, when ceph.conf '
-                    'does not name it.  Only this host reads it: it never '
-                    'goes into connection info (OSSN-0085).'),
-    cfg.StrOpt('rbd_secret_uuid',
-               help='The libvirt secret UUID of ``rbd_user``, passed on in '
-                    'connection info.'),
-    cfg.IntOpt('rados_connect_timeout', default=-1,
-               help='Seconds one attempt to connect to the cluster may '
-                    'take (librados\' ``client_mount_timeout``, which also '
-                    'bounds monitor commands); negative leaves librados\' '
-                    'defaults (300 s to connect).'),
-    cfg.IntOpt('rados_connection_retries', default=3, min=1,
-               help='Attempts at connecting to the cluster when an attempt '
-                    'times out; a wrong key or a missing conf or keyring '
-                    'fails at once.'),
-    cfg.IntOpt('rados_connection_interval', default=5, min=0,
-               help='Seconds between two attempts at connecting '
-                    '(``rados_connection_retries``).'),
-    cfg.IntOpt('rbd_store_chunk_size', default=4, min=1,
-               help='Volumes are chunked into objects of this size, in '
-                    'MiB; a power of two.'),
-]
-
-RBD_OPTS = CINDER_NAMED_OPTS + ceph_opts.MIGRATION_OPTS
+RBD_OPTS = rbd_opts.RBD_OPTS
 
 
 class RBDDriver(driver.VolumeDriver):
@@ -84,11 +50,16 @@ class RBDDriver(driver.VolumeDriver):
     * 1.1.0 - assisted migration by extents (librbd async I/O over the
       allocated extents; the default), ``rbd_concurrent_management_ops``;
       handles read and write at offsets for the threaded generic copy.
+    * 1.2.0 - ``volume_in_use`` (watchers); handles zero ranges with
+      ``write_zeroes`` for copies onto used volumes; names librbd cannot
+      take whole are refused (:mod:`rbdmig.ceph.limits`).
     """
 
-    VERSION = '1.1.0'
+    VERSION = '1.2.0'
     STORAGE_PROTOCOL = 'ceph'
     OPTS = RBD_OPTS
+    # A new image has no objects: every block reads as zeros.
+    CREATES_ZEROED_VOLUMES = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -103,10 +74,12 @@ class RBDDriver(driver.VolumeDriver):
     # -- set-up ---------------------------------------------------------------
 
     def do_setup(self, context):
-        """Check the bindings, then recover interrupted migrations.
+        """Check the options and the bindings; recover migrations.
 
-        The outcomes are kept in :attr:`recovered` (the CLI prints them).
+        Interrupted migrations are finished or undone; the outcomes are
+        kept in :attr:`recovered` (the CLI prints them).
         """
+        super().do_setup(context)
         if self.rados is None or self.rbd is None:
             raise exception.InvalidConfiguration(
                 reason='the rados and rbd Python modules are missing; '
@@ -132,11 +105,18 @@ class RBDDriver(driver.VolumeDriver):
             return []
 
     def check_for_setup_error(self):
+        """Raise InvalidConfiguration unless the backend can work."""
         chunk = self.configuration.rbd_store_chunk_size
-        if chunk & (chunk - 1):
+        # librbd's objects are 4 KiB to 32 MiB (orders 12 to 25).
+        if chunk & (chunk - 1) or chunk > 32:
             raise exception.InvalidConfiguration(
-                reason='rbd_store_chunk_size %d is not a power of two.'
-                       % chunk)
+                reason='rbd_store_chunk_size %d is not a power of two from '
+                       '1 to 32 (MiB).' % chunk)
+        for name in rbd_opts.C_STRING_OPTS:
+            if limits.has_control(getattr(self.configuration, name) or ''):
+                raise exception.InvalidConfiguration(
+                    reason='%s holds a control character (NUL, newline...).'
+                           % name)
         with self._connect() as (client, ioctx):
             fsid = client.get_fsid()
         location_info = self._location_info(fsid)
@@ -180,7 +160,6 @@ class RBDDriver(driver.VolumeDriver):
         stats.update(vendor_name='Open Source',
                      storage_protocol=self.STORAGE_PROTOCOL,
                      thin_provisioning_support=True,
-                     migration_progress_report=True,
                      multiattach=False,
                      backend_state='down',
                      **ceph_opts.capabilities(self.configuration))
@@ -189,8 +168,10 @@ class RBDDriver(driver.VolumeDriver):
                 fsid = encodeutils.safe_decode(client.get_fsid())
                 free, total = self._pool_capacity(client)
         except (exception.RbdmigError, self.rados.Error) as err:
+            # librados' own errors are not masked as rbdmig's are.
             LOG.warning('Cannot read stats of %(name)s: %(err)s',
-                        {'name': self._backend_name(), 'err': err})
+                        {'name': self._backend_name(),
+                         'err': redact.mask(err)})
             return
         stats.update(location_info=self._location_info(fsid),
                      free_capacity_gb=free, total_capacity_gb=total,
@@ -225,17 +206,36 @@ class RBDDriver(driver.VolumeDriver):
     # -- lifecycle --
 
     def create_volume(self, volume):
+        """Create the volume's image, thin.
+
+        :raises InvalidVolume: its name cannot name an RBD image.
+        :raises VolumeExists: an image of that name is already there.
+        """
+        name = limits.check_image_name(volume.name)
+        size = limits.image_bytes(objects.check_size(volume.size))
         order = int(math.log2(self.configuration.rbd_store_chunk_size)) + 20
         with self._connect() as (client, ioctx):
             try:
-                self._rbd.RBD().create(ioctx, volume.name,
-                                       volume.size * units.Gi, order=order)
+                self._rbd.RBD().create(ioctx, name, size, order=order)
             except self.rbd.ImageExists:
-                raise exception.VolumeExists(name=volume.name)
+                raise exception.VolumeExists(name=name)
+            except self.rbd.InvalidArgument as err:
+                # Measured: librbd refuses 1 PiB and more (EINVAL) when
+                # the object map could not cover the image.
+                raise exception.InvalidVolume(
+                    reason='librbd refused to create %.40r of %d GiB in '
+                           '%d MiB objects (%s).' % (
+                               name, volume.size,
+                               self.configuration.rbd_store_chunk_size, err))
         return None
 
     def delete_volume(self, volume):
-        """Delete the image; an image that is already gone is success."""
+        """Delete the image; an image that is already gone is success.
+
+        :raises InvalidVolume: its name cannot name an RBD image (a name
+            librbd would cut short would delete another image).
+        """
+        limits.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
                 self._rbd.RBD().remove(ioctx, volume.name)
@@ -250,13 +250,26 @@ class RBDDriver(driver.VolumeDriver):
                     reason='%s is in use by a client.' % volume.name)
 
     def extend_volume(self, volume, new_size):
+        """Grow the image to ``new_size`` GiB.
+
+        :raises InvalidInput: ``new_size`` is not a whole number of GiB,
+            or smaller than the volume.
+        """
+        limits.check_image_name(volume.name)
+        objects.check_size(new_size, 'the new size')
         if new_size < volume.size:
             raise exception.InvalidInput(
                 reason='cannot shrink %s from %d to %d GiB.' % (
                     volume.name, volume.size, new_size))
+        size = limits.image_bytes(new_size)
         with self._connect() as (client, ioctx):
             with self._rbd.Image(ioctx, volume.name) as image:
-                image.resize(new_size * units.Gi)
+                try:
+                    image.resize(size)
+                except self.rbd.InvalidArgument as err:
+                    raise exception.InvalidVolume(
+                        reason='librbd refused to grow %.40r to %d GiB '
+                               '(%s).' % (volume.name, new_size, err))
 
     # -- connections for hosts --
 
@@ -268,6 +281,7 @@ class RBDDriver(driver.VolumeDriver):
         Cinder's own driver.
         """
         cfg_ = self.configuration
+        limits.check_image_name(volume.name)
         with self._connect(pool='') as (client, _):
             monmap = self._mon_json(client, {'prefix': 'mon dump'})
         hosts, ports = [], []
@@ -298,6 +312,7 @@ class RBDDriver(driver.VolumeDriver):
             raise exception.InvalidInput(
                 reason='mode %r is not one of %s.'
                        % (mode, ', '.join(rbd_io.MODES)))
+        limits.check_image_name(volume.name)
         with contextlib.ExitStack() as stack:
             client, ioctx = stack.enter_context(self._connect())
             try:
@@ -317,7 +332,59 @@ class RBDDriver(driver.VolumeDriver):
             handle.on_close = stack.pop_all().close
             return handle
 
+    def list_images(self):
+        """The pool's images and sizes, without a migration's own copies.
+
+        Images named ``<image>.rbdmig-<id>`` are copies in progress
+        (:mod:`rbdmig.ceph.journal`), never volumes of their own.
+        """
+        found = []
+        with self._connect() as (client, ioctx):
+            for name in self._rbd.RBD().list(ioctx):
+                if '.rbdmig-' in name:
+                    continue
+                try:
+                    with self._rbd.Image(ioctx, name,
+                                         read_only=True) as image:
+                        found.append((name, image.size()))
+                except self.rbd.ImageNotFound:
+                    continue  # removed meanwhile
+        return sorted(found)
+
+    def allocated_bytes(self, volume):
+        """The bytes librbd says hold data, a parent's included."""
+        with self._connect() as (client, ioctx):
+            try:
+                with self._rbd.Image(ioctx, volume.name,
+                                     read_only=True) as image:
+                    return sum(length for _, length in images.data_extents(
+                        image, image.size()))
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+
     # -- migration --
+
+    def volume_in_use(self, volume):
+        """Return True if a client has the image open (a watcher).
+
+        Every read-write open of an image registers a watch on its
+        header; read-only opens (this one too) do not, and are not seen.
+
+        :raises VolumeNotFound: the image does not exist.
+        :raises InvalidVolume: its name cannot name an RBD image.
+        """
+        limits.check_image_name(volume.name)
+        with self._connect() as (client, ioctx):
+            try:
+                with self._rbd.Image(ioctx, volume.name,
+                                     read_only=True) as image:
+                    watchers = list(image.watchers_list())
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+        if watchers:
+            LOG.debug('%(name)s has %(n)d watcher(s).',
+                      {'name': volume.name, 'n': len(watchers)})
+        return bool(watchers)
 
     def migrate_volume(self, context, volume, host,
                        callback=progress.DEFAULT_CALLBACK):
@@ -337,6 +404,13 @@ class RBDDriver(driver.VolumeDriver):
         :raises MigrationError: the copy failed; the partial destination
             was removed and the source is intact.
         """
+        try:
+            limits.check_image_name(volume.name)
+        except exception.InvalidVolume as err:
+            LOG.info('Not migrating %(vol)s with the backend: %(why)s '
+                     'Falling back to generic migration.',
+                     {'vol': volume.id, 'why': err})
+            return False, None
         if callback is progress.DEFAULT_CALLBACK:
             # Cinder passes no callback: report to the log, as often as
             # migration_progress_report_interval says.

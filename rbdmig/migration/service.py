@@ -1,0 +1,300 @@
+"""The migration service: checks, claims, moves and records volumes."""
+
+import concurrent.futures as futures
+import contextlib
+import os
+import socket
+import time
+
+from oslo_log import log as logging
+
+from rbdmig import exception
+from rbdmig.db import migration_records
+from rbdmig.migration import inventory
+from rbdmig.migration import manager
+from rbdmig.migration import notify
+from rbdmig.migration import progress
+from rbdmig.migration import reporter
+from rbdmig.migration import scheduler
+from rbdmig.migration import states
+
+LOG = logging.getLogger(__name__)
+
+GENERIC = 'generic'  # --method: skip the assisted move
+
+
+class Rejected(exception.RbdmigError):
+    """A request refused before anything changed; the message says why."""
+
+    message = 'Cannot migrate volume %(volume)s: %(reason)s'
+
+
+def _alive(host):
+    """Whether the process ``hostname:pid`` still runs (here)."""
+    name, _, pid = (host or '').rpartition(':')
+    if name != socket.gethostname():
+        return True  # another host's: its own recovery owns it
+    return pid.isdigit() and os.path.exists('/proc/%s' % pid)
+
+
+class Service(inventory.Inventory):
+    """Volumes and their migrations, on the configured backends.
+
+    What cinder-volume and its scheduler do on ``cinder migrate``, for rbdmig
+    on its own: every check first, each rejection one sentence that changes
+    nothing; a claim by compare-and-set, so two processes never move one
+    volume; the source driver's assisted move first, the generic copy
+    second; progress recorded where any process reads it, logged and
+    notified; and the outcome recorded, the reason with it.
+
+    :param db: a :class:`rbdmig.db.api.API`.
+    :param drivers: ``{backend: driver}``, set up.
+    :param notifier: a :class:`rbdmig.migration.notify.Notifier`.
+    """
+
+    def __init__(self, db, drivers, notifier=notify.NULL):
+        self.db, self.drivers, self.notifier = db, drivers, notifier
+
+    # -- migrations -------------------------------------------------------
+
+    def request(self, volume_id, dest_backend, force=False, method=None):
+        """Check, then claim: return the new migration record.
+
+        :raises Rejected: one sentence; nothing was changed.
+        """
+        def reject(reason):
+            raise Rejected(volume=volume_id, reason=reason)
+
+        try:
+            record = self.db.get_volume(volume_id)
+        except exception.VolumeNotFound:
+            reject('no such volume.')
+        if dest_backend not in self.drivers:
+            reject('backend %s is not configured (enabled_backends: %s).'
+                   % (dest_backend, ', '.join(sorted(self.drivers))))
+        if record.backend == dest_backend:
+            reject('it is on %s already.' % dest_backend)
+        if states.is_running(record.migration_status):
+            reject('a migration of it is running (%s).'
+                   % record.migration_status)
+        if record.status != states.AVAILABLE:
+            reject('its status is %s; only an available volume moves '
+                   '(detach it first).' % record.status)
+        src, dst = self.drivers[record.backend], self.drivers[dest_backend]
+        volume = inventory.as_volume(record)
+        if src.volume_in_use(volume):
+            reject('a client has it open on %s; close it first.'
+                   % record.backend)
+        self._check_method(src, method, reject)
+        caps = dst.get_volume_stats(refresh=True)
+        for why in (scheduler.room(caps, record.size_gib,
+                                   src.allocated_bytes(volume)),
+                    scheduler.capabilities(caps, record.extra_specs)):
+            if why:
+                reject(why)
+        try:
+            return self.db.start_migration(volume_id, dest_backend,
+                                           force=force)
+        except (exception.MigrationInProgress,
+                exception.InvalidVolume) as err:
+            reject(str(err))
+
+    def _check_method(self, src, method, reject):
+        if method in (None, GENERIC):
+            return
+        known = src.get_volume_stats().get('rbd_migration_methods') or []
+        if method not in known:
+            reject('method %s is not one of %s.'
+                   % (method, ', '.join(known + [GENERIC])))
+
+    def migrate(self, volume_id, dest_backend, force=False, method=None,
+                callback=progress.DEFAULT_CALLBACK):
+        """:meth:`request`, then :meth:`run`."""
+        migration = self.request(volume_id, dest_backend, force, method)
+        return self.run(migration.id, method, callback)
+
+    def run(self, migration_id, method=None,
+            callback=progress.DEFAULT_CALLBACK, resume=False):
+        """Move the volume of a claimed migration; return the record.
+
+        The source driver's assisted move first (unless ``method`` is
+        ``generic``), then the generic copy.  On failure the source is
+        intact, the reason recorded, and the error raised.
+        """
+        migration = self.db.get_migration(migration_id)
+        record = self.db.get_volume(migration.volume_id)
+        src = self.drivers[migration.source_backend]
+        dst = self.drivers[migration.dest_backend]
+        volume = inventory.as_volume(record)
+        rep = reporter.Reporter(
+            'migration %s of %s' % (migration_id, record.id),
+            src.configuration.safe_get(
+                'migration_progress_report_interval') or 0,
+            record=lambda done, total, rate, eta: self.db.update_progress(
+                migration_id, done, total, rate, eta),
+            notifier=self.notifier,
+            event=dict(volume_id=record.id,
+                       source_backend=migration.source_backend,
+                       destination_backend=migration.dest_backend,
+                       method=method or src.configuration.safe_get(
+                           'rbd_migration_method') or GENERIC))
+        rep.set_size(record.size_gib << 30)
+        both = progress.Fanout(rep, callback)
+        try:
+            with rep:
+                if not resume:
+                    # This process runs it now (``migrate`` may have
+                    # claimed it in another one).
+                    self.db.advance_migration(
+                        migration_id, states.MIGRATING, bytes_total=rep.size,
+                        host=migration_records.this_host())
+                moved = (not resume and method != GENERIC and
+                         self._assisted(src, dst, volume, method, both,
+                                        migration_id))
+                name = None
+                if not moved:
+                    name = self._generic(src, dst, volume, record, both,
+                                         migration, resume)
+                self.db.advance_migration(migration_id, states.COMPLETING)
+                if not moved:
+                    self._remove_source(src, volume, migration)
+            return self.db.finish_migration(migration_id, states.SUCCESS,
+                                            name=name)
+        except BaseException as err:
+            with contextlib.suppress(exception.RbdmigError):
+                self.db.finish_migration(migration_id, states.ERROR,
+                                         error=str(err) or repr(err))
+            raise
+
+    def _assisted(self, src, dst, volume, method, callback, migration_id):
+        """The source driver's move; True if it moved the volume."""
+        with _method_override(src, method):
+            moved, _update = src.migrate_volume(
+                None, volume, manager.destination_host(dst),
+                callback=callback)
+        if moved:
+            self.db.set_path(migration_id, states.ASSISTED,
+                             method=src.configuration.safe_get(
+                                 'rbd_migration_method'))
+        return moved
+
+    def _generic(self, src, dst, volume, record, callback, migration,
+                 resume):
+        """Create the destination, copy, resuming where a copy died."""
+        chunk = src.configuration.safe_get('volume_copy_chunk_size')
+        if resume:
+            dest = self.db.get_volume(migration.dest_volume_id)
+            start = migration_records.resume_offset(migration, dest.id,
+                                                    chunk)
+        else:
+            dest = self.db.create_volume(migration.dest_backend,
+                                         record.size_gib, name=record.name,
+                                         status=states.CREATING, hidden=True)
+            self.db.set_path(migration.id, states.GENERIC, method=GENERIC,
+                             dest_volume_id=dest.id)
+            dst.create_volume(inventory.as_volume(dest))
+            start = 0
+        dest_volume = inventory.as_volume(dest)
+        try:
+            src.copy_volume_data(
+                None, volume, dest_volume, dest_driver=dst, callback=callback,
+                dest_zeroed=dst.CREATES_ZEROED_VOLUMES, resume_from=start,
+                checkpoint=lambda offset: self.db.save_checkpoint(
+                    migration.id, offset, chunk))
+        except Exception:
+            LOG.error('Copying %s failed; removing the partial destination, '
+                      'the source is intact.', volume.id)
+            try:
+                dst.delete_volume(dest_volume)
+                self.db.delete_volume(dest.id)
+            except Exception:
+                LOG.exception('Could not remove the partial destination '
+                              '%s.', dest.id)
+            raise
+        return dest.name
+
+    def _remove_source(self, src, volume, migration):
+        try:
+            src.delete_volume(volume)
+        except Exception:
+            LOG.exception('LEFTOVER: %(vol)s was copied to %(dst)s, but '
+                          'deleting the source failed; remove it by hand.',
+                          {'vol': volume.id, 'dst': migration.dest_backend})
+
+    def drain(self, source, dest, parallel=2, report=None):
+        """Move every volume of ``source`` to ``dest``, ``parallel`` at a
+        time; ``report(volume_id, outcome)`` for each.
+
+        :returns: the number of volumes that did not move.
+        """
+        self.driver(source)
+        self.driver(dest)
+        todo = [r.id for r in self.db.list_volumes(backend=source)]
+
+        def one(volume_id):
+            start = time.monotonic()
+            try:
+                self.migrate(volume_id, dest)
+            except exception.RbdmigError as err:
+                return volume_id, False, str(err)
+            return volume_id, True, 'moved in %.1f s' % (
+                time.monotonic() - start)
+
+        failed = 0
+        with futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+            for volume_id, ok, what in pool.map(one, todo):
+                failed += not ok
+                if report is not None:
+                    report(volume_id, what)
+        return failed
+
+    def recover(self):
+        """Resume or close the migrations a dead process left running.
+
+        A generic copy resumes from its last checkpoint.  An assisted move
+        was already finished or undone in Ceph by the drivers' own
+        recovery (their set-up): the record says which.
+        :returns: ``[(migration id, outcome)]``.
+        """
+        done = []
+        for migration in self.db.list_migrations(running=True):
+            if _alive(migration.host):
+                continue
+            if migration.path == states.GENERIC and migration.dest_volume_id:
+                chunk = self.drivers[migration.source_backend].configuration\
+                    .safe_get('volume_copy_chunk_size')
+                offset = migration_records.resume_offset(
+                    migration, migration.dest_volume_id, chunk)
+                self.run(migration.id, GENERIC, resume=True)
+                done.append((migration.id, 'resumed at %.1f MiB and '
+                             'completed' % (offset / (1 << 20))))
+                continue
+            record = self.db.get_volume(migration.volume_id)
+            if (migration.status == states.MIGRATING and
+                    self._holds(migration.dest_backend, record)):
+                self.db.advance_migration(migration.id, states.COMPLETING)
+                self.db.finish_migration(migration.id, states.SUCCESS)
+                done.append((migration.id, 'completed on %s'
+                             % migration.dest_backend))
+            else:
+                self.db.finish_migration(
+                    migration.id, states.ERROR,
+                    error='its process died; the source is intact.')
+                done.append((migration.id, 'ended: the source is intact'))
+        return done
+
+    def _holds(self, backend, record):
+        drv = self.drivers[backend]
+        try:
+            volume = inventory.as_volume(record)
+            drv.close_volume(None, volume, drv.open_volume(None, volume))
+        except exception.VolumeNotFound:
+            return False
+        return True
+
+
+def _method_override(drv, method):
+    """``rbd_migration_method`` set to ``method`` for one move."""
+    if method in (None, GENERIC):
+        return contextlib.nullcontext()
+    return drv.configuration.override('rbd_migration_method', method)

@@ -1,0 +1,262 @@
+"""The migration service against fake Ceph and a real SQLite file."""
+
+import socket
+import threading
+
+import pytest
+
+from rbdmig import exception
+from rbdmig.db import models
+from rbdmig.migration import notify
+from rbdmig.migration import progress
+from rbdmig.migration import service as service_mod
+from rbdmig.migration import states
+from tests.unit import db_fixtures
+from tests.unit import rbd_fixtures as fx
+
+GiB = 1 << 30
+
+
+@pytest.fixture
+def ceph():
+    return fx.make_ceph()
+
+
+@pytest.fixture
+def events():
+    return []
+
+
+@pytest.fixture
+def svc(ceph, tmp_path, events):
+    drivers = {'ceph-a': fx.make_driver(ceph, pool='hdd', backend='ceph-a'),
+               'ceph-b': fx.make_driver(ceph, pool='ssd', backend='ceph-b')}
+    notifier = notify.Notifier(
+        lambda event, body, error: events.append((event, body)))
+    return service_mod.Service(db_fixtures.make_db(tmp_path), drivers,
+                               notifier)
+
+
+def _images(ceph, pool):
+    return sorted(ceph.clusters[fx.CONF_A].pools[pool])
+
+
+def _volume(svc, ceph, data=b'payload' * 1000, **kwargs):
+    record = svc.create('ceph-a', 1, **kwargs)
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    with ceph.rbd.Image(ioctx, record.name) as image:
+        image.write(data, 0)
+    return record
+
+
+def test_create_show_list_delete(svc, ceph):
+    record = svc.create('ceph-a', 1, name='data')
+    assert record.status == 'available' and record.name == (
+        'volume-%s' % record.id)
+    assert _images(ceph, 'hdd') == [record.name]
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['size'], shown['display_name'],
+            shown['migration_status'], shown['progress']) == (
+        'ceph-a', 1, 'data', None, None)
+    assert [v['id'] for v in svc.list(backend='ceph-a')] == [record.id]
+    assert svc.list(backend='ceph-b') == []
+    svc.delete(record.id)
+    assert _images(ceph, 'hdd') == [] and svc.list() == []
+
+
+def test_an_assisted_move_is_recorded(svc, ceph, events):
+    record = _volume(svc, ceph)
+    migration = svc.migrate(record.id, 'ceph-b')
+
+    assert (migration.status, migration.path, migration.method) == (
+        'success', 'assisted', 'extents')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-b', 'available', 'success')
+    assert shown['progress']['percent'] == 100.0
+    assert _images(ceph, 'ssd') == [record.name] and \
+        _images(ceph, 'hdd') == []
+    kinds = [event for event, _ in events]
+    assert kinds[0] == notify.START and kinds[-1] == notify.END
+    assert events[-1][1]['volume_id'] == record.id
+
+
+def test_the_generic_path_when_asked(svc, ceph):
+    record = _volume(svc, ceph)
+    migration = svc.migrate(record.id, 'ceph-b', method='generic')
+    assert (migration.path, migration.method) == ('generic', 'generic')
+    assert fx.read_head(ceph, 'ssd', record.name, 7) == b'payload'
+    assert _images(ceph, 'hdd') == []
+    assert [v['id'] for v in svc.list()] == [record.id]  # no hidden one
+
+
+def _refused(svc, ceph, record, dest, **kwargs):
+    before = (svc.show(record.id), _images(ceph, 'hdd'),
+              _images(ceph, 'ssd'))
+    with pytest.raises(service_mod.Rejected) as err:
+        svc.request(record.id, dest, **kwargs)
+    assert (svc.show(record.id), _images(ceph, 'hdd'),
+            _images(ceph, 'ssd')) == before  # nothing changed
+    message = str(err.value)
+    assert message.count('.') >= 1 and '\n' not in message
+    return message
+
+
+def test_every_check_refuses_in_one_sentence_and_changes_nothing(
+        svc, ceph, monkeypatch):
+    record = _volume(svc, ceph, extra_specs={'tier': 'ssd'})
+    assert _refused(svc, ceph, record, 'ceph-a').endswith(
+        'it is on ceph-a already.')
+    assert 'backend nowhere is not configured' in _refused(
+        svc, ceph, record, 'nowhere')
+    assert 'method telepathy is not one of' in _refused(
+        svc, ceph, record, 'ceph-b', method='telepathy')
+    assert 'extra spec tier=ssd is not met' in _refused(
+        svc, ceph, record, 'ceph-b')
+    svc.db.update_volume(record.id, extra_specs={})  # met now
+    ceph.clusters[fx.CONF_A].total = 100 * (1 << 20)  # 100 MiB pools
+    ceph.clusters[fx.CONF_A].used = 99 * (1 << 20)
+    assert 'of data and the destination offers' in _refused(
+        svc, ceph, record, 'ceph-b')
+    ceph.clusters[fx.CONF_A].total, ceph.clusters[fx.CONF_A].used = (
+        100 * GiB, 0)
+    ceph.image(fx.CONF_A, 'hdd', record.name).watchers = [{'id': 1}]
+    assert 'a client has it open on ceph-a' in _refused(
+        svc, ceph, record, 'ceph-b')
+    ceph.image(fx.CONF_A, 'hdd', record.name).watchers = []
+    svc.db.compare_and_set_status(record.id, {'status': 'available'},
+                                  {'status': 'in-use'})
+    assert 'its status is in-use' in _refused(svc, ceph, record, 'ceph-b')
+    with pytest.raises(service_mod.Rejected, match='no such volume'):
+        svc.request('0' * 36, 'ceph-b')
+
+
+def test_a_running_migration_refuses_a_second(svc, ceph):
+    record = _volume(svc, ceph)
+    svc.request(record.id, 'ceph-b')
+    assert 'a migration of it is running (starting)' in _refused(
+        svc, ceph, record, 'ceph-b')
+
+
+def test_force_holds_the_volume_in_maintenance_then_restores_it(svc, ceph):
+    record = _volume(svc, ceph)
+    seen = []
+
+    class Look(progress.Callback):
+        def call(self):
+            seen.append(svc.db.get_volume(record.id).status)
+
+    svc.migrate(record.id, 'ceph-b', force=True, callback=Look())
+    assert set(seen) == {'maintenance'}
+    assert svc.show(record.id)['status'] == 'available'
+
+
+def test_a_failure_is_recorded_and_the_source_stays(svc, ceph, events):
+    record = _volume(svc, ceph)
+    ceph.fail_aio('aio_write', after=0)
+
+    with pytest.raises(exception.MigrationError):
+        svc.migrate(record.id, 'ceph-b')
+
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-a', 'available', 'error')
+    assert 'source is intact' in shown['progress']['error']
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert _images(ceph, 'ssd') == []
+    assert events[-1][0] == notify.ERROR
+    assert 'source is intact' in events[-1][1]['error']
+    # and it can be tried again
+    ceph._aio_failures.clear()
+    assert svc.migrate(record.id, 'ceph-b').status == 'success'
+
+
+def test_a_failed_generic_copy_removes_its_destination(svc, ceph):
+    record = _volume(svc, ceph)
+    ceph.fail('read', OSError(5, 'injected'), times=1)
+    with pytest.raises(OSError):
+        svc.migrate(record.id, 'ceph-b', method='generic')
+    assert _images(ceph, 'ssd') == []
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        record.id]
+
+
+def test_a_generic_copy_killed_midway_resumes(svc, ceph, monkeypatch):
+    record = _volume(svc, ceph, data=b'x' * (32 << 20))
+    for name in ('ceph-a', 'ceph-b'):
+        cfg = svc.drivers[name].configuration
+        cfg._conf.set_override('volume_copy_chunk_size', 1 << 20,
+                               group=name)
+
+    class Dies(progress.Callback):
+        def call(self):
+            if self.value >= 24 << 20:
+                raise SystemExit('killed')
+
+    # A killed process records nothing more (SystemExit leaves the
+    # partial copy, as a kill does; only the record must not be closed).
+    migration = svc.request(record.id, 'ceph-b')
+    with monkeypatch.context() as patch:
+        patch.setattr(svc.db, 'finish_migration', lambda *a, **k: None)
+        with pytest.raises(SystemExit):
+            svc.run(migration.id, 'generic', callback=Dies())
+    assert svc.show(record.id)['migration_status'] == 'migrating'
+    mark = svc.show(record.id)['progress']['checkpoint']
+    assert mark and mark % (1 << 20) == 0
+    # Its process is gone: a pid that cannot run on this host.
+    with svc.db.transaction() as session:
+        session.get(models.Migration, migration.id).host = (
+            '%s:999999999' % socket.gethostname())
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id, 'resumed at %.1f MiB and completed'
+                       % (mark / (1 << 20)))
+    assert svc.show(record.id)['backend'] == 'ceph-b'
+    assert fx.read_head(ceph, 'ssd', record.name, 32 << 20) == (
+        b'x' * (32 << 20))
+
+
+def test_drain_moves_every_volume_at_most_n_at_a_time(svc, ceph,
+                                                      monkeypatch):
+    records = [_volume(svc, ceph) for _ in range(5)]
+    running, most = [0], [0]
+    lock = threading.Lock()
+    real_run = service_mod.Service.run
+
+    def run(self, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real_run(self, *args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(service_mod.Service, 'run', run)
+    ceph.latency = 0.01  # long enough to overlap
+    reported = []
+    failed = svc.drain('ceph-a', 'ceph-b', parallel=2,
+                       report=lambda vol, what: reported.append(vol))
+    assert failed == 0 and most[0] == 2
+    assert sorted(reported) == sorted(r.id for r in records)
+    assert {v['backend'] for v in svc.list()} == {'ceph-b'}
+
+
+def test_adopt_records_existing_images_once(svc, ceph):
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    ceph.rbd.RBD().create(ioctx, 'legacy', 3 * GiB // 2)
+    ceph.rbd.RBD().create(ioctx, 'volume-%s' % ('1' * 36), GiB)
+    ceph.rbd.RBD().create(ioctx, 'volume-x.rbdmig-abc', GiB)  # a copy
+    adopted = svc.adopt('ceph-a')
+    assert sorted((r.name, r.size_gib) for r in adopted) == [
+        ('legacy', 2), ('volume-%s' % ('1' * 36), 1)]
+    assert svc.adopt('ceph-a') == []
+
+
+def test_states_are_data(svc):
+    # The service only walks the table's transitions: an illegal one
+    # raises (the table is tested on its own in test_states).
+    assert (states.STARTING, states.MIGRATING) in \
+        states.MIGRATION_TRANSITIONS
