@@ -10,6 +10,7 @@ import struct
 from oslo_utils import units
 
 from rbdmig.ceph import images
+from rbdmig.migration import extents as data_map
 
 try:
     import rbd
@@ -324,13 +325,8 @@ class _FileIO:
         os.fsync(self.f.fileno())
 
     def data_runs(self):
-        fd, runs, offset = self.f.fileno(), [], 0
-        size = self.size()
-        while offset < size:
-            try:
-                start = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError:  # ENXIO: no data after offset
-                break
-            offset = os.lseek(fd, start, os.SEEK_HOLE)
-            runs.append([start, offset - start])
-        return runs
+        """``[offset, length]`` runs holding data, from the file system."""
+        found = data_map.data_extents(self.f, self.size())
+        if found is None:  # the file system cannot tell: all of it
+            return [[0, self.size()]]
+        return [list(e) for e in found]
