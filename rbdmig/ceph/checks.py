@@ -20,7 +20,12 @@ ALLOWED_STATUSES = ('available', 'retyping', 'maintenance', 'in-use')
 
 
 class Refusal(Exception):
-    """The move cannot be done safely; the message says why."""
+    """The move cannot be done here; the message says why."""
+
+
+class Unsafe(Refusal):
+    """The move is unsafe now (the volume is in use, say): it must end,
+    the source intact, rather than fall back to another copy of it."""
 
 
 @dataclasses.dataclass(frozen=True)

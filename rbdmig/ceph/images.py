@@ -4,6 +4,8 @@ import errno
 
 from oslo_log import log as logging
 
+from rbdmig import faults
+
 LOG = logging.getLogger(__name__)
 
 
@@ -70,16 +72,69 @@ def copy_metadata(source, destination):
             destination.metadata_set(key, value)
 
 
-def remove_source(rbd, ioctx, name):
-    """Remove a migrated source, its snapshots with it.
+def remove_retired(rbd, ioctx, name):
+    """Remove a retired source: every snapshot, then the image.
 
-    :raises ImageBusy: a client has it open (it may be writing): nothing
-        was removed, not even a snapshot.
+    Only for a source renamed to its migration's retired name, once no
+    client holds it and no clone needs it: it is certain to go, so it
+    may be stripped.  An image already gone, or half-removed (it lists
+    but no longer opens), is removed as far as librbd can;
+    :func:`remove_objects` sweeps what a half-removal left.
     """
-    with rbd.Image(ioctx, name, read_only=True) as image:
-        if list(image.watchers_list()):
-            raise rbd.ImageBusy('%s is open by a client' % name)
-    remove(rbd, ioctx, name)
+    try:
+        with rbd.Image(ioctx, name) as image:
+            for snap in list(image.list_snaps()):
+                if image.is_protected_snap(snap['name']):
+                    image.unprotect_snap(snap['name'])
+                image.remove_snap(snap['name'])
+                faults.point('engine.source.snapshot_removed')
+    except rbd.ImageNotFound:
+        pass
+    faults.point('engine.source.stripped')
+    try:
+        rbd.RBD().remove(ioctx, name)
+    except rbd.ImageNotFound:
+        pass
+    faults.point('engine.source.removed')
+
+
+def remove_objects(ioctx, image_id, prefix):
+    """Remove the RADOS objects a half-removed image left behind.
+
+    librbd removes an image that lists but no longer opens (its process
+    died removing it) from the directory only: its data objects
+    (``prefix``), header and object map stay.  Only objects of this one
+    image's id are touched.
+
+    :returns: how many objects were removed.
+    """
+    names = ('rbd_header.%s' % image_id, 'rbd_object_map.%s' % image_id)
+    removed = 0
+    for obj in list(ioctx.list_objects()):
+        key = obj.key
+        if (prefix and key.startswith(prefix + '.')) or key in names or (
+                key.startswith('rbd_object_map.%s.' % image_id)):
+            try:
+                ioctx.remove_object(key)
+                removed += 1
+            except Exception:  # noqa: BLE001 - gone meanwhile, or retried
+                LOG.warning('Could not remove object %s.', key)
+    return removed
+
+
+def drop_snapshot(rbd, ioctx, name, snap):
+    """Remove a migration's temporary snapshot of ``name``, if there.
+
+    :raises ImageBusy: a clone still depends on it.
+    """
+    try:
+        with rbd.Image(ioctx, name) as image:
+            if snap in {s['name'] for s in image.list_snaps()}:
+                if image.is_protected_snap(snap):
+                    image.unprotect_snap(snap)
+                image.remove_snap(snap)
+    except rbd.ImageNotFound:
+        pass
 
 
 def remove(rbd, ioctx, name):

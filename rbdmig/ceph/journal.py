@@ -13,7 +13,9 @@ import uuid
 from oslo_log import log as logging
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig import native
+from rbdmig.migration import phases
 
 LOG = logging.getLogger(__name__)
 
@@ -22,18 +24,27 @@ INDEX = 'rbdmig_migrations'
 # Image metadata key on the images a migration creates: its id.
 TAG = 'rbdmig.migration'
 
-# Phases, in order.  Only a record in COPYING may own a partial copy;
-# VERIFIED means the copy under ``temp`` (or, for ``live``, the migration
-# target) is complete and verified, and the source may go.
-CLAIMED = 'claimed'
-COPYING = 'copying'
-VERIFIED = 'verified'
-PHASES = (CLAIMED, COPYING, VERIFIED)
+# The phases (:mod:`rbdmig.migration.phases`): only a record in COPYING
+# may own a partial copy; from VERIFIED on the copy (under ``temp``, then
+# the image's name; for ``live``, the migration target) is complete and
+# verified; from RETIRING the source may be under ``retired``.
+CLAIMED = phases.CLAIMED
+COPYING = phases.COPYING
+VERIFIED = phases.VERIFIED
+PLACED = phases.PLACED
+RETIRING = phases.RETIRING
+REMOVING = phases.REMOVING
+PHASES = phases.PHASES
 
 
 def temp_name(image, migration_id):
     """The name a copy of ``image`` is built under before it is renamed."""
     return '%s.rbdmig-%s' % (image, migration_id)
+
+
+def retired_name(image, migration_id):
+    """The name a migrated source is renamed to before it is removed."""
+    return '%s.rbdmig-%s.retired' % (image, migration_id)
 
 
 def snapshot_name(migration_id):
@@ -84,6 +95,14 @@ class Record:
     temp: str
     phase: str = CLAIMED
     snapshot: str = None
+    # The source's name once retired, its image id and data object prefix
+    # (a source half-removed by a kill cannot be opened to learn them).
+    retired: str = None
+    source_id: str = None
+    source_prefix: str = None
+    # Cinder's host string of the destination (``host@backend#pool``):
+    # what Cinder's volume row says once the move completed.
+    dest_host: str = None
     # The migrating process's librados client ids, by cluster ('source',
     # 'dest'): recovery fences them off (blocklists them) before it acts.
     clients: dict = dataclasses.field(default_factory=dict)
@@ -98,7 +117,8 @@ class Record:
         migration_id = uuid.uuid4().hex[:12]
         temp = image if live else temp_name(image, migration_id)
         return cls(id=migration_id, image=image, method=method,
-                   source_pool=source_pool, dest=dict(dest), temp=temp)
+                   source_pool=source_pool, dest=dict(dest), temp=temp,
+                   retired=retired_name(image, migration_id))
 
     def to_bytes(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
@@ -194,13 +214,19 @@ class Journal(object):
             raise exception.MigrationInProgress(
                 volume=record.image, holder=holder or 'another process')
         LOG.debug('Journal: claimed %s', record)
+        faults.point('engine.%s' % CLAIMED)
 
     def update(self, record, phase):
-        """Move ``record`` to ``phase``, in Ceph before anything else."""
+        """Move ``record`` to ``phase``, in Ceph before anything else.
+
+        :raises InvalidTransition: the phase table does not allow it.
+        """
+        phases.check_transition(record.phase, phase)
         record.phase = phase
         self._write(RECORD_PREFIX + record.image,
                     lambda op: op.write_full(record.to_bytes()))
         LOG.debug('Journal: %s', record)
+        faults.point('engine.%s' % phase)
 
     def finish(self, record):
         """Forget a migration that completed or was undone."""
@@ -210,6 +236,7 @@ class Journal(object):
                         RECORD_PREFIX + record.image)
         self._forget(self._index_key(record))
         LOG.debug('Journal: finished %s', record)
+        faults.point('engine.finished')
 
     def _forget(self, key):
         try:

@@ -8,6 +8,7 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig import native
 from rbdmig.ceph import checks
 from rbdmig.ceph import images
@@ -17,6 +18,7 @@ from rbdmig.ceph.methods import base
 from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
+
 
 class _Unverified(Exception):
     """The copy differs from the source (its cause says how)."""
@@ -67,6 +69,8 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK):
             migration.record.clients = {
                 'source': client.get_instance_id(),
                 'dest': dst_client.get_instance_id()}
+            if isinstance(host.get('host'), str):
+                migration.record.dest_host = host['host']
             migration.run(callback)
     except checks.Refusal as why:
         LOG.info('Not migrating %(vol)s with the backend: %(why)s Falling '
@@ -79,19 +83,28 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK):
 class _Migration(object):
     """One move, from its journal claim to its journal's end.
 
-    The order is what keeps one complete copy at every instant:
+    Each phase (:mod:`rbdmig.migration.phases`) is journaled before its
+    action, and the order keeps one complete copy at every instant:
 
     1. every check that can refuse, before anything changes;
-    2. the journal claims the image (:mod:`rbdmig.ceph.journal`);
-    3. the copy is built under a name that is the migration's own, while
-       the source is held open and, where it can be, exclusively locked;
-    4. the copy is verified (``migration_verify``) and the journal says so;
-    5. the copy takes the image's name (never over another image);
-    6. only then is the source removed, and the journal closed.
+    2. ``claimed``: the journal claims the image (:mod:`journal`);
+    3. ``copying``: the copy is built under the migration's own name while
+       the source is held open and, where it has the feature, locked
+       exclusively: from here until the source is renamed away no other
+       client writes to it (librbd fails their writes with EROFS, so no
+       write is acknowledged and lost);
+    4. ``verified``: the copy matched the source (``migration_verify``);
+    5. ``placed``: the copy takes the image's name (never over another);
+    6. ``retiring``: the source, still locked, is renamed to its retired
+       name, out of every client's reach; a client that holds it open or
+       a clone of one of its snapshots undoes 5 and 6 instead, the source
+       whole;
+    7. ``removing``: only then is the retired source stripped of its
+       snapshots and removed, the copy untagged and the journal closed.
 
-    Until 4 the source is the volume and anything built is removed on
-    failure; after 4, recovery (:mod:`rbdmig.ceph.recover`) knows the copy
-    is complete.
+    Any failure before 7 undoes what was built and leaves the source
+    whole; a failure in 7 leaves the journal open at ``removing``, from
+    which recovery (:mod:`rbdmig.ceph.recover`) only ever goes forward.
     """
 
     def __init__(self, backend, method, volume, source, where, client,
@@ -107,7 +120,8 @@ class _Migration(object):
                               self.record.temp, source.size,
                               self.record.id, src_pool=backend.pool,
                               dst_pool=dest.pool,
-                              cluster=backend.cluster_spec())
+                              cluster=backend.cluster_spec(),
+                              retired=self.record.retired)
 
     def run(self, callback):
         with journal.running(self.record):
@@ -118,16 +132,20 @@ class _Migration(object):
         try:
             self.journal.claim(self.record)
         except exception.MigrationInProgress as err:
-            raise checks.Refusal(str(err))
+            raise checks.Unsafe(str(err))
         LOG.info('Migrating %(name)s (%(size).1f GiB) to %(where)s by '
                  '%(method)s (migration %(id)s).',
                  {'name': name, 'size': self.source.size / units.Gi,
                   'where': self.where, 'method': self.method.name,
                   'id': self.record.id})
         start = time.monotonic()
-        self._copy_and_verify(callback)
-        copied = time.monotonic() - start
-        self._place()
+        with contextlib.ExitStack() as self.holding:
+            self._copy_and_verify(callback)
+            copied = time.monotonic() - start
+            self._place()
+            self._retire()
+        # The source's handles are closed: it is out of every client's
+        # reach under its retired name, and removal needs it unopened.
         self._remove_source()
         LOG.info('Migrated %(name)s to %(where)s by %(method)s in %(sec).2f '
                  's (copy and verification %(copy).2f s).',
@@ -138,33 +156,33 @@ class _Migration(object):
     def _copy_and_verify(self, callback):
         """Steps 3 and 4; on any failure, undo them and close the journal."""
         relay = native.ProgressRelay(callback)
-        copied = False
         try:
-            with self._held_source() as (guard, held):
-                self.move = dataclasses.replace(self.move, source=held,
-                                                guard=guard)
-                if self.method.name == 'clone_flatten':
-                    self.record.snapshot = journal.snapshot_name(
-                        self.record.id)
-                self.journal.update(self.record, journal.COPYING)
-                self.method.copy(self.move, relay)
-                copied = True
-                self._check_no_writers(guard)
-                try:
-                    self._verify(held)
-                except exception.CopyError as err:
-                    raise _Unverified() from err
+            guard, held = self.holding.enter_context(self._held_source())
+            self.move = dataclasses.replace(self.move, source=held,
+                                            guard=guard)
+            if self.method.name == 'clone_flatten':
+                self.record.snapshot = journal.snapshot_name(
+                    self.record.id)
+            self.journal.update(self.record, journal.COPYING)
+            self.method.copy(self.move, relay)
+            faults.point('engine.copied')
+            self._refuse_if_used(guard)
+            try:
+                self._verify(held)
+            except exception.CopyError as err:
+                raise _Unverified() from err
             self.journal.update(self.record, journal.VERIFIED)
         except self.rbd.ImageExists:
-            self._undo(copied=False)
-            raise checks.Refusal('an image named %s appeared in %s before '
-                                 'the copy began; it was left untouched.'
-                                 % (self.move.name, self.where))
+            # Another image took the copy's own name: never ours to remove.
+            self._undo(discard=False)
+            raise checks.Unsafe('an image named %s appeared in %s before '
+                                'the copy began; it was left untouched.'
+                                % (self.move.temp, self.where))
         except checks.Refusal:
-            self._undo(copied)
+            self._undo()
             raise
         except _Unverified as err:
-            self._undo(copied)
+            self._undo()
             raise exception.MigrationError(
                 volume=self.volume.id,
                 reason='the copy in %s did not verify: %s; it was removed '
@@ -181,7 +199,7 @@ class _Migration(object):
                            'and "rbdmig recover" (or the next start of '
                            'this backend) removes the partial copy.'
                            % (self.method.name, self.where, err)) from err
-            self._undo(copied)
+            self._undo()
             if relay.sink.cancelled:
                 raise  # the caller cancelled: its own exception, unchanged
             raise exception.MigrationError(
@@ -190,7 +208,7 @@ class _Migration(object):
                        'the source is intact.' % (self.method.name,
                                                   self.where, err)) from err
         except BaseException:
-            self._undo(copied)
+            self._undo()
             raise
 
     @contextlib.contextmanager
@@ -198,9 +216,9 @@ class _Migration(object):
         """Yield ``(guard, reader)``: the source, locked, and read-only.
 
         The guard holds librbd's exclusive lock in exclusive mode, which
-        keeps every other client from writing until the copy is verified;
-        images without the exclusive-lock feature are checked for new
-        clients instead (:meth:`_check_no_writers`).  Reads go through the
+        fails every other client's writes until the source is retired;
+        images without the exclusive-lock feature are checked for other
+        clients instead (:meth:`_refuse_if_used`).  Reads go through the
         read-only handle.  ``live`` opens the source itself.
         """
         if not self.method.uses_source_handle:
@@ -214,18 +232,26 @@ class _Migration(object):
             with self.rbd.Image(ioctx, name, read_only=True) as reader:
                 yield guard, reader
 
-    def _check_no_writers(self, held):
-        """Refuse if a client opened the source during the copy."""
-        image = held
-        if image is None:
-            return
+    def _users(self, image):
+        """Why the source is in use by someone else, or None."""
         ours = self.client.get_instance_id()
         others = [w for w in image.watchers_list() if w.get('id') != ours]
         if others:
-            raise checks.Refusal('a client opened its image during the '
-                                 'copy; the copy was removed and the '
-                                 'source, which it may be writing, is '
-                                 'intact.')
+            return ('a client opened its image during the migration; the '
+                    'copy was removed and the source, which it may be '
+                    'writing, is intact.')
+        children = list(image.list_children2())
+        if children:
+            return ('a clone of one of its snapshots appeared during the '
+                    'migration; the copy was removed and the source, which '
+                    'the clone needs, is intact.')
+        return None
+
+    def _refuse_if_used(self, held):
+        """Refuse if another client opened the source during the copy."""
+        why = held is not None and self._users(held)
+        if why:
+            raise checks.Unsafe(why)
 
     def _verify(self, held):
         # live: librbd moved the data itself, and reads of the target are
@@ -238,26 +264,43 @@ class _Migration(object):
             native.run(lambda: verify.verify(held, copy, level,
                                              self.source.size, snaps))
 
-    def _undo(self, copied):
-        """Remove what this migration built; close the journal if done."""
+    def _undo(self, discard=True):
+        """Remove what this migration built; then close the journal.
+
+        The journal stays open, for recovery to finish the undoing, when
+        anything could not be removed: a record is closed only once
+        nothing of its migration is left.
+        """
         try:
-            if copied:
+            if discard:
                 self.method.discard(self.move)
-            self.journal.finish(self.record)
+            if self.record.snapshot:
+                images.drop_snapshot(self.rbd, self.move.src_ioctx,
+                                     self.move.name, self.record.snapshot)
         except Exception:
             LOG.exception('Could not undo %s; "rbdmig recover" will finish '
                           'undoing it (the source is intact).', self.record)
+            return
+        self.journal.finish(self.record)
 
     def _place(self):
         """Step 5: the verified copy takes the image's name."""
         try:
             self.method.place(self.move)
         except self.rbd.ImageExists:
-            self._undo(copied=True)
-            raise checks.Refusal('an image named %s appeared in %s during '
-                                 'the copy; it was left untouched and the '
-                                 'copy removed.'
-                                 % (self.move.name, self.where))
+            self._undo()
+            raise checks.Unsafe('an image named %s appeared in %s during '
+                                'the copy; it was left untouched and the '
+                                'copy removed.' % (self.move.name,
+                                                   self.where))
+        except Exception as err:
+            self._unplace()
+            raise exception.MigrationError(
+                volume=self.volume.id,
+                reason='the copy in %s could not take the name %s (%s); '
+                       'the source is intact.' % (self.where,
+                                                  self.move.name, err))
+        self.journal.update(self.record, journal.PLACED)
 
     def _unplace(self):
         """Undo :meth:`_place` and the copy: the source stays the volume.
@@ -266,32 +309,93 @@ class _Migration(object):
         it is partial again, so recovery can still find what to remove.
         """
         try:
-            if self.move.temp != self.move.name:
+            if self.move.temp != self.move.name and self._copy_placed():
                 self.rbd.RBD().rename(self.move.dst_ioctx, self.move.name,
                                       self.move.temp)
             self.journal.update(self.record, journal.COPYING)
         except Exception:
             LOG.exception('Could not give %s its temporary name back; '
-                          'remove the copy in %s by hand (it is tagged %s=%s;'
-                          ' the source is intact).', self.move.name,
-                          self.where, journal.TAG, self.record.id)
+                          '"rbdmig recover" will remove the copy in %s (it '
+                          'is tagged %s=%s; the source is intact).',
+                          self.move.name, self.where, journal.TAG,
+                          self.record.id)
             return
-        self._undo(copied=True)
+        self._undo()
+
+    def _copy_placed(self):
+        """Whether the image named as the volume in the destination is
+        this migration's copy (by its tag)."""
+        try:
+            with self.rbd.Image(self.move.dst_ioctx, self.move.name,
+                                read_only=True) as image:
+                return image.metadata_get(journal.TAG) == self.record.id
+        except (self.rbd.ImageNotFound, KeyError):
+            return False
+
+    def _retire(self):
+        """Step 6: the source, still locked, goes out of every client's
+        reach under its retired name; a client or a clone using it undoes
+        the move instead."""
+        guard = self.move.guard
+        if guard is None:  # live: librbd's commit removes the source
+            self.journal.update(self.record, journal.RETIRING)
+            return
+        self.record.source_id = guard.id()
+        self.record.source_prefix = guard.block_name_prefix()
+        self.journal.update(self.record, journal.RETIRING)
+        try:
+            self.rbd.RBD().rename(self.move.src_ioctx, self.move.name,
+                                  self.move.retired)
+            faults.point('engine.retired')
+            why = self._users(guard)
+        except Exception as err:
+            if self._restore():
+                self._unplace()
+            raise exception.MigrationError(
+                volume=self.volume.id,
+                reason='retiring the source failed (%s); the source is '
+                       'intact.' % err) from err
+        if why:
+            if self._restore():
+                self._unplace()
+            raise checks.Unsafe(why)
+
+    def _restore(self):
+        """Give the retired source its name back; True once it has it."""
+        try:
+            with self.rbd.Image(self.move.src_ioctx, self.move.name,
+                                read_only=True):
+                return True  # never renamed
+        except self.rbd.ImageNotFound:
+            pass
+        try:
+            self.rbd.RBD().rename(self.move.src_ioctx, self.move.retired,
+                                  self.move.name)
+        except Exception:
+            LOG.exception('Could not give the source %s its name back; it '
+                          'is whole as %s, and "rbdmig recover" restores '
+                          'it.', self.move.name, self.move.retired)
+            return False
+        return True
 
     def _remove_source(self):
-        """Step 6: remove the source, untag the copy, close the journal."""
+        """Step 7: remove the retired source, untag the copy, close the
+        journal; what fails is left to recovery, journaled."""
+        self.journal.update(self.record, journal.REMOVING)
         try:
             self.method.remove_source(self.move)
         except self.rbd.ImageBusy:
-            # A client opened the source after the copy: it may be
-            # writing to it.  The source stays the volume.
-            self._unplace()
-            raise checks.Refusal('a client opened its image at the end of '
-                                 'the copy; the copy was removed and the '
-                                 'source is intact.')
+            if self.move.guard is not None:
+                raise  # never: a retired source is out of clients' reach
+            # live: a client opened the source before librbd committed;
+            # aborting gives it back whole.
+            self._undo()
+            raise checks.Unsafe('a client opened its image at the end of '
+                                'the copy; the live migration was aborted '
+                                'and the source is intact.')
         except Exception:
-            # The copy is complete and verified: the migration stands, and
-            # the journal (VERIFIED) lets recovery remove the source.
+            # The copy is complete, verified and placed: the migration
+            # stands, and the journal (REMOVING) has recovery finish.
             LOG.exception('LEFTOVER: %(name)s was migrated to %(where)s, '
                           'but removing the source from pool %(src)s failed;'
                           ' "rbdmig recover" will remove it.',

@@ -11,6 +11,7 @@ from rbdmig.ceph import images
 from rbdmig.ceph import journal
 from rbdmig.ceph import location
 from rbdmig.ceph import checks
+from rbdmig.migration import phases
 
 LOG = logging.getLogger(__name__)
 
@@ -27,31 +28,61 @@ class Outcome:
         return '%s: %s (%s)' % (self.record, self.action, self.detail)
 
 
-def recover(backend, complete_verified=True, any_host=False):
+def forward(record):
+    """The authority of rbdmig on its own: the volume is where the move
+    got to.  Its database follows what recovery made of the move (the
+    service asks the destination), so a verified copy is finished."""
+    if phases.PHASES.index(record.phase) >= phases.PHASES.index(
+            phases.VERIFIED):
+        return phases.DEST
+    return phases.SOURCE
+
+
+def source(record):
+    """An authority that names the source until the move returned (under
+    Cinder, when its volume row cannot be read): verified copies are
+    undone while their source is whole."""
+    return phases.SOURCE
+
+
+def recover(backend, complete_verified=True, any_host=False,
+            authority=None, adopt=None):
     """Recover every migration journaled in ``backend``'s pool.
 
     Each journaled migration (:mod:`rbdmig.ceph.journal`) whose process no
     longer runs is brought to an end where one complete copy exists and
-    nothing is left over:
+    nothing is left over.  What is done is the phase table's decision
+    (:func:`rbdmig.migration.phases.decide`) for the record's phase, what
+    exists on each side, and what the authority names as the volume:
 
-    * ``claimed``: nothing was built; the record goes.
-    * ``copying``: the partial copy (under the migration's own name) and the
-      temporary snapshot are removed; the source is the volume.
-    * ``verified``: the copy is complete.  With ``complete_verified`` (rbdmig
-      on its own) it gets the image's name and the source is removed; without
-      it (under Cinder, whose database still names the source) it is removed
-      instead, unless the source is already gone.
-    * ``live``: committed if librbd had executed it (and
-      ``complete_verified``), aborted otherwise.
+    * ``release``: nothing was built, or nothing is left to keep; the
+      record goes.
+    * ``roll back``: the copy (under the migration's name, or under the
+      volume's name with the migration's tag) and the temporary snapshot
+      are removed; the source is the volume.
+    * ``restore``: the retired source gets its name back, then as above.
+    * ``complete``/``adopt``: the verified copy takes the image's name,
+      the source (under its name or its retired one, half-removed
+      included) is removed; ``adopt`` also tells the authority, which
+      still names a source that is no longer whole.
+    * ``keep``: nothing safe to do; the record stays and the log says why.
+    * ``live``: committed if librbd had executed it and the authority
+      names the destination, aborted otherwise.
 
-    Only ever removes images whose name or tag says they are the migration's.
+    Only ever removes images whose name or tag says they are the
+    migration's, or the source once its copy is proven complete.
 
-    :param complete_verified: finish verified moves (rbdmig on its own);
-        False undoes them while their source exists (under Cinder).
-    :param any_host: also take over records written on other hosts.
+    :param complete_verified: without ``authority``: True takes
+        :func:`forward` (rbdmig on its own), False :func:`source`.
+    :param any_host: also take over records whose process looks alive.
+    :param authority: ``authority(record)`` returns
+        :data:`phases.SOURCE` or :data:`phases.DEST`.
+    :param adopt: ``adopt(record)``, called after an ``adopt`` decision.
     :returns: a list of :class:`Outcome`, one per record; a record that
         could not be recovered stays in the journal (``failed``).
     """
+    if authority is None:
+        authority = forward if complete_verified else source
     outcomes = []
     with backend.connect() as (src_client, src_ioctx):
         pool_journal = journal.Journal(backend.rados, src_ioctx)
@@ -63,8 +94,8 @@ def recover(backend, complete_verified=True, any_host=False):
                 continue
             try:
                 outcome = _Recovery(backend, pool_journal, src_client,
-                                    src_ioctx, record,
-                                    complete_verified).run()
+                                    src_ioctx, record, authority,
+                                    adopt).run()
             except Exception as err:
                 LOG.exception('Recovering %s failed; it stays in the '
                               'journal.', record)
@@ -76,11 +107,11 @@ def recover(backend, complete_verified=True, any_host=False):
 
 class _Recovery(object):
     def __init__(self, backend, pool_journal, src_client, src_ioctx, record,
-                 complete_verified):
+                 authority, adopt):
         self.backend, self.journal = backend, pool_journal
         self.src_client, self.src_ioctx = src_client, src_ioctx
         self.record = record
-        self.complete_verified = complete_verified
+        self.authority, self.adopt = authority, adopt
         self.rbd = backend.native_rbd
 
     def run(self):
@@ -93,16 +124,38 @@ class _Recovery(object):
                 dst_client, dst_ioctx):
             self.dst_ioctx = dst_ioctx
             self._fence(self.src_client, self.src_ioctx, 'source',
-                        (record.image,))
+                        [n for n in (record.image, record.retired) if n])
             self._fence(dst_client, dst_ioctx, 'dest',
                         {record.temp, record.image})
+            names = self.authority(record)
             if record.method == 'live':
-                return self._live()
-            source_there = self._exists(self.src_ioctx, record.image)
-            if record.phase == journal.VERIFIED and (
-                    self.complete_verified or not source_there):
-                return self._complete(source_there)
+                return self._live(names)
+            decision = phases.decide(
+                record.phase, names, self._source_whole(),
+                self._copy_complete())
+            LOG.info('Recovering %(rec)s: the authority names the '
+                     '%(names)s; decision: %(decision)s.',
+                     {'rec': record, 'names': names, 'decision': decision})
+            return self._act(decision)
+
+    def _act(self, decision):
+        if decision == phases.RELEASE:
+            return self._release()
+        if decision == phases.ROLL_BACK:
             return self._roll_back()
+        if decision == phases.RESTORE:
+            self._restore_source()
+            return self._roll_back()
+        if decision == phases.KEEP:
+            raise exception.MigrationError(
+                volume=self.record.image,
+                reason='its source is partly removed and its copy is '
+                       'missing: nothing is safe to remove, everything '
+                       'is kept for a person to look at')
+        outcome = self._complete()
+        if decision == phases.ADOPT and self.adopt is not None:
+            self.adopt(self.record)
+        return outcome
 
     def _fence(self, client, ioctx, side, names):
         """Blocklist the migrating process's client where it still watches.
@@ -152,6 +205,8 @@ class _Recovery(object):
         return Outcome(self.record, action, detail)
 
     def _exists(self, ioctx, name):
+        if not name:
+            return False
         try:
             with self.rbd.Image(ioctx, name, read_only=True):
                 return True
@@ -166,48 +221,106 @@ class _Recovery(object):
         except (self.rbd.ImageNotFound, KeyError):
             return False
 
-    def _roll_back(self):
+    def _source_whole(self):
+        """The source exists, under its name or its retired one (from
+        REMOVING on: any of it, half-removed included)."""
+        record = self.record
+        if record.phase == journal.REMOVING:
+            return record.retired in self.rbd.RBD().list(self.src_ioctx)
+        return (self._exists(self.src_ioctx, record.image) or
+                self._exists(self.src_ioctx, record.retired))
+
+    def _copy_complete(self):
+        """The verified copy exists, unplaced or placed (tagged ours)."""
+        record = self.record
+        if phases.PHASES.index(record.phase) < phases.PHASES.index(
+                journal.VERIFIED):
+            return False
+        return (self._exists(self.dst_ioctx, record.temp) or
+                self._is_ours(record.image))
+
+    def _release(self):
         record = self.record
         images.remove(self.rbd, self.dst_ioctx, record.temp)
         if record.snapshot:
             self._drop_snapshot()
-        return self._done('rolled back', 'the copy %s was removed; the '
-                          'source is the volume' % record.temp)
+        return self._done('released', 'nothing complete had been built; '
+                          'the source is the volume' if self._source_whole()
+                          else 'neither the source nor a complete copy '
+                          'exists any more')
+
+    def _roll_back(self):
+        record = self.record
+        images.remove(self.rbd, self.dst_ioctx, record.temp)
+        if record.image != record.temp and self._is_ours(record.image):
+            # A copy placed under the volume's name, tagged ours.
+            images.remove(self.rbd, self.dst_ioctx, record.image)
+        if record.snapshot:
+            self._drop_snapshot()
+        return self._done('rolled back', 'the copy in pool %s was removed; '
+                          'the source is the volume' % record.dest['pool'])
 
     def _drop_snapshot(self):
-        try:
-            with self.rbd.Image(self.src_ioctx, self.record.image) as image:
-                names = {s['name'] for s in image.list_snaps()}
-                if self.record.snapshot in names:
-                    if image.is_protected_snap(self.record.snapshot):
-                        image.unprotect_snap(self.record.snapshot)
-                    image.remove_snap(self.record.snapshot)
-        except self.rbd.ImageNotFound:
-            pass
+        for name in (self.record.image, self.record.retired):
+            if self._exists(self.src_ioctx, name):
+                images.drop_snapshot(self.rbd, self.src_ioctx, name,
+                                     self.record.snapshot)
 
-    def _complete(self, source_there):
+    def _restore_source(self):
+        """The retired source, whole, gets its name back."""
+        record = self.record
+        if (self._exists(self.src_ioctx, record.retired) and
+                not self._exists(self.src_ioctx, record.image)):
+            self.rbd.RBD().rename(self.src_ioctx, record.retired,
+                                  record.image)
+
+    def _users(self, name):
+        """Why the source ``name`` is used by a client or a clone, or
+        None (the dead process was fenced off before)."""
+        with self.rbd.Image(self.src_ioctx, name, read_only=True) as image:
+            if list(image.watchers_list()):
+                return 'a client has the source open'
+            if list(image.list_children2()):
+                return 'a clone depends on a snapshot of the source'
+        return None
+
+    def _complete(self):
+        """The verified copy becomes the volume; the source goes.
+
+        The same phases as the move itself, each journaled before its
+        action: the copy is placed, the source retired (unless a client
+        or a clone uses it: then the move is undone, the source whole),
+        then removed.
+        """
         record = self.record
         if self._exists(self.dst_ioctx, record.temp):
             try:
                 self.rbd.RBD().rename(self.dst_ioctx, record.temp,
                                       record.image)
             except self.rbd.ImageExists:
-                if source_there:
-                    return self._roll_back()
                 raise exception.MigrationError(
                     volume=record.image,
                     reason='its verified copy %s cannot take the name: '
                            'another image has it' % record.temp)
-        elif not self._is_ours(record.image):
-            if source_there:
-                return self._done('released', 'no copy had been placed; '
-                                  'the source is the volume')
-            # Someone deleted the volume since: nothing is left to keep.
-            return self._done('released', 'neither the source nor the '
-                              'copy exists any more')
-        if source_there:
-            self._drop_snapshot()
-            images.remove_source(self.rbd, self.src_ioctx, record.image)
+        self._advance(journal.PLACED)
+        if record.phase != journal.REMOVING and self._exists(
+                self.src_ioctx, record.image):
+            # Not retired yet: retire it now, unless it is in use.
+            why = self._users(record.image)
+            if why:
+                LOG.warning('Not completing %(rec)s: %(why)s; undoing it '
+                            'instead.', {'rec': record, 'why': why})
+                return self._roll_back()
+            with self.rbd.Image(self.src_ioctx, record.image,
+                                read_only=True) as image:
+                record.source_id = image.id()
+                record.source_prefix = image.block_name_prefix()
+            self._advance(journal.RETIRING)
+            self.rbd.RBD().rename(self.src_ioctx, record.image,
+                                  record.retired)
+        self._advance(journal.RETIRING)
+        self._advance(journal.REMOVING)
+        self._remove_retired()
         with self.rbd.Image(self.dst_ioctx, record.image) as image:
             try:
                 image.metadata_remove(journal.TAG)
@@ -217,7 +330,26 @@ class _Recovery(object):
                           'in pool %s; the source was removed'
                           % record.dest['pool'])
 
-    def _live(self):
+    def _advance(self, phase):
+        """Journal ``phase`` unless the record is there or past it."""
+        if phases.PHASES.index(self.record.phase) < phases.PHASES.index(
+                phase):
+            self.journal.update(self.record, phase)
+
+    def _remove_retired(self):
+        """Remove the retired source, a half-removed one included."""
+        record = self.record
+        listed = record.retired in self.rbd.RBD().list(self.src_ioctx)
+        half = listed and not self._exists(self.src_ioctx, record.retired)
+        images.remove_retired(self.rbd, self.src_ioctx, record.retired)
+        if half and record.source_id:
+            swept = images.remove_objects(self.src_ioctx, record.source_id,
+                                          record.source_prefix)
+            LOG.warning('The source of %(rec)s was half-removed; %(n)d of '
+                        'its objects were swept.', {'rec': record,
+                                                    'n': swept})
+
+    def _live(self, names):
         rbd = self.rbd
         try:
             status = rbd.RBD().migration_status(self.dst_ioctx,
@@ -227,7 +359,7 @@ class _Recovery(object):
                               'in progress (committed or aborted)')
         executed = (status['state'] ==
                     self.backend.rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTED)
-        if executed and self.complete_verified:
+        if executed and names == phases.DEST:
             rbd.RBD().migration_commit(self.dst_ioctx, self.record.temp)
             return self._done('committed', 'librbd had executed it')
         rbd.RBD().migration_abort(self.dst_ioctx, self.record.temp)

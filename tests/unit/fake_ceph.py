@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 import types
+import uuid
 
 BLOCK = 4096
 
@@ -40,6 +41,7 @@ class _Image(object):
         self.migrating = None  # (source pool, name) during live migration
         self.watchers = []
         self.metadata = {}  # rbd image-meta
+        self.id = uuid.uuid4().hex[:12]
 
     def copy_data(self):
         clone = _Image(self.size, self.order, self.features)
@@ -249,6 +251,10 @@ class Ceph(object):
                 if self.objects.pop(oid, None) is None:
                     raise ObjectNotFound(oid)
 
+            def list_objects(self):
+                return [types.SimpleNamespace(key=k)
+                        for k in sorted(self.objects)]
+
         class Rados(object):
             def __init__(self, rados_id=None, clustername='ceph',
                          conffile='', conf=None):
@@ -397,6 +403,12 @@ class Ceph(object):
 
             def size(self):
                 return self.data.size
+
+            def id(self):
+                return self.data.id
+
+            def block_name_prefix(self):
+                return 'rbd_data.%s' % self.data.id
 
             def stat(self):
                 return {'size': self.data.size, 'order': self.data.order}

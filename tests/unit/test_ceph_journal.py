@@ -252,7 +252,7 @@ def test_recovery_of_a_live_migration(ceph, monkeypatch, executed, complete,
     else:
         ceph.fail('migration_execute', SystemExit('killed'), times=1)
     monkeypatch.setattr('rbdmig.ceph.migrate._Migration._undo',
-                        lambda self, copied: None)
+                        lambda self, discard=True: None)
     monkeypatch.setattr('rbdmig.ceph.methods.live.LiveMethod._abort',
                         lambda self, move: None)
     with pytest.raises(SystemExit):

@@ -6,6 +6,8 @@ import os
 import pytest
 
 from rbdmig import exception
+from rbdmig import faults
+from rbdmig.ceph import recover
 from rbdmig.migration import progress
 from tests.unit import rbd_fixtures as fx
 
@@ -296,18 +298,57 @@ def test_failed_source_removal_still_reports_the_move(ceph, method, call,
 
     assert fx.read_head(ceph, 'ssd', volume.name, len(DATA)) == DATA
     assert 'LEFTOVER' in caplog.text
-    # The journal stays, verified: recovery will remove the source.
+    # The journal stays at "removing": recovery only goes forward.
     record = _journal(ceph).get(volume.name)
-    assert record.phase == 'verified'
+    assert record.phase == 'removing'
+    assert not _exists(ceph, 'hdd', volume.name)  # out of clients' reach
 
 
-@pytest.mark.parametrize('method,call', [('deep_copy', 'remove'),
-                                         ('live', 'migration_commit')])
-def test_a_client_opening_the_source_at_the_end_keeps_the_source(
-        ceph, method, call):
-    src, dst = _pair(ceph, method)
+def test_a_source_that_failed_to_go_is_removed_by_recovery(ceph):
+    src, dst = _pair(ceph, 'deep_copy')
     volume = fx.make_volume(ceph, data=DATA)
-    ceph.fail(call, ceph.rbd.ImageBusy('watcher appeared'), times=1)
+    ceph.image(fx.CONF_A, 'hdd', volume.name).snaps['before'] = {
+        'blocks': {}, 'protected': True, 'children': 0}
+    ceph.fail('remove', ceph.rbd.Error('OSD went away'), times=1)
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+    record = _journal(ceph).get(volume.name)
+    record.lock_dir = '/nonexistent-rbdmig-test'  # its process is gone
+
+    (outcome,) = recover.recover(src.backend())
+
+    assert outcome.action == 'completed'
+    assert ceph.clusters[fx.CONF_A].pools['hdd'] == {}
+    assert fx.read_head(ceph, 'ssd', volume.name, len(DATA)) == DATA
+    assert _journal(ceph).records() == []
+
+
+def test_a_client_opening_the_source_before_it_retires_keeps_it_whole(
+        ceph, monkeypatch):
+    src, dst = _pair(ceph, 'deep_copy')
+    volume = fx.make_volume(ceph, data=DATA)
+    source = ceph.image(fx.CONF_A, 'hdd', volume.name)
+    source.snaps['kept'] = {'blocks': {}, 'protected': True, 'children': 0}
+
+    def client_opens(point):
+        if point == 'engine.placed':
+            source.watchers.append({'id': 4242, 'addr': '10.0.0.9:0/1'})
+
+    monkeypatch.setattr(faults.POINTS, 'hook', client_opens)
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+
+    # Whole: its name, its snapshot, its data; the copy is gone.
+    assert _exists(ceph, 'hdd', volume.name)
+    assert list(source.snaps) == ['kept']
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
+    assert ceph.clusters[fx.CONF_A].pools['ssd'] == {}
+    assert _journal(ceph).records() == []
+
+
+def test_a_client_opening_a_live_source_at_the_end_aborts(ceph):
+    src, dst = _pair(ceph, 'live')
+    volume = fx.make_volume(ceph, data=DATA)
+    ceph.fail('migration_commit', ceph.rbd.ImageBusy('watcher appeared'),
+              times=1)
 
     assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
 

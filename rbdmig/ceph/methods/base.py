@@ -31,6 +31,8 @@ class Move:
     :ivar dst_pool: the destination pool's name.
     :ivar cluster: how :mod:`rbdmig.ext` reaches the source's cluster (an
         ``ext.ClusterSpec``), for the server-side copies.
+    :ivar retired: the name the source is renamed to once the copy holds
+        its name (:func:`journal.retired_name`), before it is removed.
     :ivar guard: the source, open for writing and holding librbd's
         exclusive lock where the image has the feature, so that nobody
         else writes during the copy; snapshots are made through it.  (A
@@ -50,6 +52,7 @@ class Move:
     cluster: object = None
     source: object = None
     guard: object = None
+    retired: str = None
 
 
 class Method(object):
@@ -123,11 +126,9 @@ class Method(object):
         move.rbd.RBD().rename(move.dst_ioctx, move.temp, move.name)
 
     def remove_source(self, move):
-        """Remove the source once the copy is verified and placed.
-
-        :raises ImageBusy: a client opened it; nothing was removed.
-        """
-        images.remove_source(move.rbd, move.src_ioctx, move.name)
+        """Remove the retired source (``move.retired``): its snapshots,
+        then the image; one already gone is fine."""
+        images.remove_retired(move.rbd, move.src_ioctx, move.retired)
 
 
 class ScaledProgress(progress.Callback):

@@ -49,7 +49,11 @@ class LiveMethod(base.Method):
         """Nothing to tag: librbd's migration state names the target."""
 
     def discard(self, move):
-        move.rbd.RBD().migration_abort(move.dst_ioctx, move.temp)
+        """Abort the migration; one already aborted is fine."""
+        try:
+            move.rbd.RBD().migration_abort(move.dst_ioctx, move.temp)
+        except (move.rbd.ImageNotFound, move.rbd.InvalidArgument):
+            pass  # no migration of it in progress
 
     def place(self, move):
         """The target has its final name already."""

@@ -1,0 +1,107 @@
+"""The phases of one move and the recovery decision table."""
+
+from rbdmig import exception
+
+# Phases, in order.  Each is journaled *before* its action runs, so a
+# record in phase P says "P's action may have started, P-1's finished".
+CLAIMED = 'claimed'      # the volume is claimed; nothing built yet
+COPYING = 'copying'      # a partial copy may exist under the move's name
+VERIFIED = 'verified'    # the copy is complete and verified, unplaced
+PLACED = 'placed'        # the copy holds the volume's name; source whole
+RETIRING = 'retiring'    # the source may be under its retired name, whole
+REMOVING = 'removing'    # the source is being stripped: the copy is it
+PHASES = (CLAIMED, COPYING, VERIFIED, PLACED, RETIRING, REMOVING)
+
+TRANSITIONS = frozenset([
+    # The copy starts (a temporary snapshot, a partial copy may appear).
+    (CLAIMED, COPYING),
+    # The copy is complete and matched the source.
+    (COPYING, VERIFIED),
+    # The copy took the volume's name in the destination.
+    (VERIFIED, PLACED),
+    # The source is renamed out of every client's reach, whole.
+    (PLACED, RETIRING),
+    # No client holds the retired source: it is stripped and removed.
+    (RETIRING, REMOVING),
+    # Undo: a client appeared before the source was stripped; the copy
+    # gives the name back and is partial (ours to remove) again.
+    (RETIRING, COPYING),
+    (PLACED, COPYING),
+    (VERIFIED, COPYING),
+])
+
+# Who the authority (rbdmig's database standalone, Cinder's volume row
+# under Cinder) names as the volume.
+SOURCE = 'source'
+DEST = 'destination'
+
+# Decisions.
+RELEASE = 'release'      # nothing to undo: forget the record
+ROLL_BACK = 'roll back'  # remove the copy; the source is the volume
+RESTORE = 'restore'      # the source gets its name back, the copy goes
+COMPLETE = 'complete'    # the copy is the volume: finish removing the
+#                          source, untag the copy
+ADOPT = 'adopt'          # COMPLETE, and tell the authority: it names a
+#                          source that no longer exists whole
+KEEP = 'keep'            # no safe action: leave everything, say so
+
+# (phase, authority) -> decision, when the copy and the source exist as
+# the phase says they may.  A thing is removed only when the record
+# proves that another complete, verified copy exists and the authority
+# names that copy (or, from REMOVING on, no other complete copy exists).
+TABLE = {
+    (CLAIMED, SOURCE): RELEASE,
+    (CLAIMED, DEST): RELEASE,
+    (COPYING, SOURCE): ROLL_BACK,
+    (COPYING, DEST): ROLL_BACK,    # a partial copy is never the volume
+    (VERIFIED, SOURCE): ROLL_BACK,
+    (VERIFIED, DEST): COMPLETE,
+    (PLACED, SOURCE): ROLL_BACK,
+    (PLACED, DEST): COMPLETE,
+    (RETIRING, SOURCE): RESTORE,
+    (RETIRING, DEST): COMPLETE,
+    (REMOVING, SOURCE): ADOPT,     # stripped: the copy is the only one
+    (REMOVING, DEST): COMPLETE,
+}
+
+
+def check_transition(old, new):
+    """Raise unless a move may go from phase ``old`` to ``new``.
+
+    :raises InvalidTransition: the table has no ``(old, new)`` pair.
+    """
+    if (old, new) not in TRANSITIONS:
+        raise exception.InvalidTransition(field='phase', old=old, new=new)
+
+
+def decide(phase, authority, source_whole, copy_complete):
+    """Return what recovery does with a move a dead process left.
+
+    :param phase: the journaled phase.
+    :param authority: :data:`SOURCE` or :data:`DEST`, what the authority
+        names as the volume.
+    :param source_whole: the source exists, under its name or its
+        retired name (before REMOVING: untouched; from REMOVING on: any
+        of it is left).
+    :param copy_complete: the verified copy exists (under the move's own
+        name, or under the volume's, tagged with the move's id); False
+        before VERIFIED.
+    :returns: one of the decisions above.
+    """
+    decision = TABLE[(phase, authority)]
+    if decision in (ROLL_BACK, RESTORE) and not source_whole:
+        # The source is gone (deleted by someone since): the copy, if
+        # complete, is all that is left of the volume.
+        return COMPLETE if copy_complete else RELEASE
+    if decision in (COMPLETE, ADOPT) and not copy_complete:
+        # Nothing complete to finish with: never remove the source.  One
+        # already being stripped is left as it is, for a person; with
+        # nothing left anywhere, there is nothing to keep.
+        return KEEP if phase == REMOVING and source_whole else RELEASE
+    return decision
+
+
+def table_rows():
+    """The table as ``(phase, authority, decision)``, phases in order."""
+    return [(phase, who, TABLE[(phase, who)])
+            for phase in PHASES for who in (SOURCE, DEST)]
