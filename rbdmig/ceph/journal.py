@@ -100,9 +100,10 @@ class Record:
     retired: str = None
     source_id: str = None
     source_prefix: str = None
-    # Cinder's host string of the destination (``host@backend#pool``):
-    # what Cinder's volume row says once the move completed.
+    # The volume's id, and Cinder's host string of the destination
+    # (``host@backend#pool``): what Cinder's row says once it moved.
     dest_host: str = None
+    volume_id: str = None
     # The migrating process's librados client ids, by cluster ('source',
     # 'dest'): recovery fences them off (blocklists them) before it acts.
     clients: dict = dataclasses.field(default_factory=dict)
@@ -135,10 +136,10 @@ class Record:
         return os.path.join(self.lock_dir, 'migration-%s.lock' % self.id)
 
     def owner_alive(self):
-        """Whether this migration is still running.
+        """Whether this host says this migration still runs.
 
-        A record from another host is treated as running: that host's own
-        recovery owns it (``rbdmig recover --any-host`` overrides).
+        A record from another host: True (this host cannot tell; Ceph
+        can, :mod:`rbdmig.ceph.liveness`).
         """
         if self.host != socket.gethostname():
             return True
@@ -188,6 +189,10 @@ class Journal(object):
         with self.rados.WriteOpCtx() as op:
             build(op)
             native.call(self.ioctx.operate_write_op, op, oid)
+
+    def oid(self, record):
+        """The RADOS object holding ``record``."""
+        return RECORD_PREFIX + record.image
 
     def _index_key(self, record):
         return '%s/%s' % (record.image, record.id)

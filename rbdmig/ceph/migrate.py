@@ -13,6 +13,7 @@ from rbdmig import native
 from rbdmig.ceph import checks
 from rbdmig.ceph import images
 from rbdmig.ceph import journal
+from rbdmig.ceph import liveness
 from rbdmig.ceph import verify
 from rbdmig.ceph.methods import base
 from rbdmig.migration import progress
@@ -116,6 +117,7 @@ class _Migration(object):
         self.record = journal.Record.new(
             volume.name, method.name, backend.pool, dest._asdict(),
             live=not method.uses_source_handle)
+        self.record.volume_id = volume.id
         self.move = base.Move(self.rbd, src_ioctx, dst_ioctx, volume.name,
                               self.record.temp, source.size,
                               self.record.id, src_pool=backend.pool,
@@ -128,11 +130,18 @@ class _Migration(object):
             self._run(callback)
 
     def _run(self, callback):
-        name = self.move.name
         try:
             self.journal.claim(self.record)
         except exception.MigrationInProgress as err:
             raise checks.Unsafe(str(err))
+        # Any host's recovery leaves the record alone while this watch
+        # lasts: while this process runs (rbdmig.ceph.liveness).
+        with liveness.watching(self.move.src_ioctx, self.journal.oid(
+                self.record)):
+            self._run_claimed(callback)
+
+    def _run_claimed(self, callback):
+        name = self.move.name
         LOG.info('Migrating %(name)s (%(size).1f GiB) to %(where)s by '
                  '%(method)s (migration %(id)s).',
                  {'name': name, 'size': self.source.size / units.Gi,

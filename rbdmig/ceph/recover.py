@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import socket
 import time
 
 from oslo_log import log as logging
@@ -9,6 +10,7 @@ from oslo_log import log as logging
 from rbdmig import exception
 from rbdmig.ceph import images
 from rbdmig.ceph import journal
+from rbdmig.ceph import liveness
 from rbdmig.ceph import location
 from rbdmig.ceph import checks
 from rbdmig.migration import phases
@@ -28,25 +30,37 @@ class Outcome:
         return '%s: %s (%s)' % (self.record, self.action, self.detail)
 
 
-def forward(record):
-    """The authority of rbdmig on its own: the volume is where the move
-    got to.  Its database follows what recovery made of the move (the
-    service asks the destination), so a verified copy is finished."""
-    if phases.PHASES.index(record.phase) >= phases.PHASES.index(
-            phases.VERIFIED):
-        return phases.DEST
-    return phases.SOURCE
+class Authority(object):
+    """What names the volume, and is told what recovery made of a move.
+
+    rbdmig on its own: its database follows what recovery made of the
+    move (the service asks the destination), so the volume is where the
+    move got to, and a verified copy is finished.  Under Cinder, the
+    volume row names the volume (:mod:`rbdmig.cinder.driver`).
+    """
+
+    def names(self, record):
+        """:data:`phases.SOURCE` or :data:`phases.DEST`, for ``record``."""
+        if phases.PHASES.index(record.phase) >= phases.PHASES.index(
+                phases.VERIFIED):
+            return phases.DEST
+        return phases.SOURCE
+
+    def settle(self, record, decision):
+        """Called once recovery carried ``decision`` out for ``record``."""
 
 
-def source(record):
-    """An authority that names the source until the move returned (under
-    Cinder, when its volume row cannot be read): verified copies are
-    undone while their source is whole."""
-    return phases.SOURCE
+class SourceAuthority(Authority):
+    """Names the source until the move returned: verified copies are
+    undone while their source is whole (under Cinder, when its volume row
+    cannot be read)."""
+
+    def names(self, record):
+        return phases.SOURCE
 
 
 def recover(backend, complete_verified=True, any_host=False,
-            authority=None, adopt=None):
+            authority=None):
     """Recover every migration journaled in ``backend``'s pool.
 
     Each journaled migration (:mod:`rbdmig.ceph.journal`) whose process no
@@ -63,8 +77,8 @@ def recover(backend, complete_verified=True, any_host=False,
     * ``restore``: the retired source gets its name back, then as above.
     * ``complete``/``adopt``: the verified copy takes the image's name,
       the source (under its name or its retired one, half-removed
-      included) is removed; ``adopt`` also tells the authority, which
-      still names a source that is no longer whole.
+      included) is removed; ``adopt`` is told to an authority that still
+      names a source that is no longer whole.
     * ``keep``: nothing safe to do; the record stays and the log says why.
     * ``live``: committed if librbd had executed it and the authority
       names the destination, aborted otherwise.
@@ -73,29 +87,31 @@ def recover(backend, complete_verified=True, any_host=False,
     migration's, or the source once its copy is proven complete.
 
     :param complete_verified: without ``authority``: True takes
-        :func:`forward` (rbdmig on its own), False :func:`source`.
-    :param any_host: also take over records whose process looks alive.
-    :param authority: ``authority(record)`` returns
-        :data:`phases.SOURCE` or :data:`phases.DEST`.
-    :param adopt: ``adopt(record)``, called after an ``adopt`` decision.
+        :class:`Authority` (rbdmig on its own), False
+        :class:`SourceAuthority`.
+    :param any_host: also take over records whose client still holds
+        its journal watch (a host known to be dead whose watch has not
+        expired yet): the client is blocklisted first.
+    :param authority: an :class:`Authority`: what names the volume, told
+        each decision once carried out.
     :returns: a list of :class:`Outcome`, one per record; a record that
         could not be recovered stays in the journal (``failed``).
     """
     if authority is None:
-        authority = forward if complete_verified else source
+        authority = Authority() if complete_verified else SourceAuthority()
     outcomes = []
     with backend.connect() as (src_client, src_ioctx):
         pool_journal = journal.Journal(backend.rados, src_ioctx)
         for record in pool_journal.records():
-            if not any_host and record.owner_alive():
-                outcomes.append(Outcome(record, 'skipped',
-                                        'its process still runs on %s'
-                                        % record.host))
-                continue
             try:
+                if _owner_alive(backend, src_client, src_ioctx, record,
+                                any_host):
+                    outcomes.append(Outcome(record, 'skipped',
+                                            'its process still runs on %s'
+                                            % record.host))
+                    continue
                 outcome = _Recovery(backend, pool_journal, src_client,
-                                    src_ioctx, record, authority,
-                                    adopt).run()
+                                    src_ioctx, record, authority).run()
             except Exception as err:
                 LOG.exception('Recovering %s failed; it stays in the '
                               'journal.', record)
@@ -105,19 +121,72 @@ def recover(backend, complete_verified=True, any_host=False,
     return outcomes
 
 
+def _owner_alive(backend, client, ioctx, record, any_host):
+    """Whether the migrating client still holds its journal watch.
+
+    Ceph decides, for a record of any host: once no watch of the
+    migrating client remains (the OSDs drop it :data:`liveness.
+    WATCH_TIMEOUT` seconds after the client stopped), its process is
+    gone.  A watch that remains is fenced off (the client blocklisted)
+    when this host knows the process is dead (its lock on this host is
+    free) or the operator says so (``any_host``).
+    """
+    oid = journal.RECORD_PREFIX + record.image
+    try:
+        found = liveness.watchers(ioctx, backend.address, backend.pool, oid)
+    except exception.VolumeBackendAPIException as err:
+        LOG.warning('Cannot ask Ceph whether %(rec)s still runs (%(err)s);'
+                    ' this host\'s lock decides.', {'rec': record,
+                                                    'err': err})
+        return not any_host and record.owner_alive()
+    owner = record.clients.get('source')
+    held = [w for w in found if w.client == owner]
+    if not held:
+        return False
+    if not any_host and not (record.host == socket.gethostname() and
+                             not record.owner_alive()):
+        return True
+    for watcher in held:
+        LOG.warning('Fencing client.%(id)s (%(addr)s): %(rec)s is taken '
+                    'over.', {'id': watcher.client, 'addr': watcher.addr,
+                              'rec': record})
+        _blocklist(client, watcher.addr)
+    deadline = time.monotonic() + liveness.WATCH_TIMEOUT
+    while time.monotonic() < deadline:
+        if not [w for w in liveness.watchers(
+                ioctx, backend.address, backend.pool, oid)
+                if w.client == owner]:
+            return False
+        time.sleep(0.2)
+    raise exception.VolumeBackendAPIException(
+        data='client.%s still watches %s after being blocklisted'
+             % (owner, oid))
+
+
+def _blocklist(client, addr):
+    ret, _out, err = client.mon_command(json.dumps({
+        'prefix': 'osd blocklist', 'blocklistop': 'add', 'addr': addr}),
+        b'')
+    if ret:
+        raise exception.VolumeBackendAPIException(
+            data='blocklisting %s failed: %s' % (addr, err))
+
+
 class _Recovery(object):
     def __init__(self, backend, pool_journal, src_client, src_ioctx, record,
-                 authority, adopt):
+                 authority):
         self.backend, self.journal = backend, pool_journal
         self.src_client, self.src_ioctx = src_client, src_ioctx
         self.record = record
-        self.authority, self.adopt = authority, adopt
+        self.authority = authority
         self.rbd = backend.native_rbd
 
     def run(self):
         record = self.record
         if record.phase == journal.CLAIMED:
-            return self._done('released', 'nothing had been built')
+            outcome = self._done('released', 'nothing had been built')
+            self.authority.settle(record, phases.RELEASE)
+            return outcome
         dest = location.LocationInfo(**record.dest)
         address = checks.destination_address(self.backend, dest)
         with self.backend.connect(pool=dest.pool, address=address) as (
@@ -127,16 +196,22 @@ class _Recovery(object):
                         [n for n in (record.image, record.retired) if n])
             self._fence(dst_client, dst_ioctx, 'dest',
                         {record.temp, record.image})
-            names = self.authority(record)
+            names = self.authority.names(record)
             if record.method == 'live':
-                return self._live(names)
-            decision = phases.decide(
-                record.phase, names, self._source_whole(),
-                self._copy_complete())
-            LOG.info('Recovering %(rec)s: the authority names the '
-                     '%(names)s; decision: %(decision)s.',
-                     {'rec': record, 'names': names, 'decision': decision})
-            return self._act(decision)
+                decision, outcome = self._live(names)
+            else:
+                decision = phases.decide(
+                    record.phase, names, self._source_whole(),
+                    self._copy_complete())
+                LOG.info('Recovering %(rec)s: the authority names the '
+                         '%(names)s; decision: %(decision)s.',
+                         {'rec': record, 'names': names,
+                          'decision': decision})
+                outcome = self._act(decision)
+                if outcome.action == 'rolled back':
+                    decision = phases.ROLL_BACK  # complete found it in use
+            self.authority.settle(record, decision)
+            return outcome
 
     def _act(self, decision):
         if decision == phases.RELEASE:
@@ -152,10 +227,7 @@ class _Recovery(object):
                 reason='its source is partly removed and its copy is '
                        'missing: nothing is safe to remove, everything '
                        'is kept for a person to look at')
-        outcome = self._complete()
-        if decision == phases.ADOPT and self.adopt is not None:
-            self.adopt(self.record)
-        return outcome
+        return self._complete()
 
     def _fence(self, client, ioctx, side, names):
         """Blocklist the migrating process's client where it still watches.
@@ -180,12 +252,7 @@ class _Recovery(object):
                             'left watching %(name)s.', {
                                 'id': dead, 'addr': addr,
                                 'rec': self.record, 'name': name})
-                ret, _out, err = client.mon_command(json.dumps({
-                    'prefix': 'osd blocklist', 'blocklistop': 'add',
-                    'addr': addr}), b'')
-                if ret:
-                    raise exception.VolumeBackendAPIException(
-                        data='blocklisting %s failed: %s' % (addr, err))
+                _blocklist(client, addr)
             if addrs:
                 self._wait_unwatched(ioctx, name, dead)
 
@@ -355,12 +422,18 @@ class _Recovery(object):
             status = rbd.RBD().migration_status(self.dst_ioctx,
                                                 self.record.temp)
         except (rbd.ImageNotFound, rbd.InvalidArgument):
-            return self._done('released', 'librbd has no migration of it '
-                              'in progress (committed or aborted)')
+            # Committed (the target is the volume) or aborted: the
+            # destination says which.
+            done = self._exists(self.dst_ioctx, self.record.temp)
+            return (phases.COMPLETE if done else phases.RELEASE,
+                    self._done('released', 'librbd has no migration of it '
+                               'in progress (committed or aborted)'))
         executed = (status['state'] ==
                     self.backend.rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTED)
         if executed and names == phases.DEST:
             rbd.RBD().migration_commit(self.dst_ioctx, self.record.temp)
-            return self._done('committed', 'librbd had executed it')
+            return phases.COMPLETE, self._done('committed',
+                                               'librbd had executed it')
         rbd.RBD().migration_abort(self.dst_ioctx, self.record.temp)
-        return self._done('aborted', 'the source is the volume again')
+        return phases.ROLL_BACK, self._done('aborted', 'the source is the '
+                                            'volume again')

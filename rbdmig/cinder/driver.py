@@ -12,6 +12,7 @@ from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.ceph import recover
 from rbdmig.migration import notify
+from rbdmig.migration import phases
 from rbdmig.migration import progress
 from rbdmig.migration import reporter
 
@@ -54,16 +55,17 @@ class RBDDriver(cinder_rbd.RBDDriver):
     def do_setup(self, context):
         """Cinder's set-up, then recovery of interrupted migrations.
 
-        A migration journaled by a cinder-volume that died is undone while
-        its source exists: Cinder's database still names the source, and
-        Cinder marks the migration failed at start-up.  A verified copy
-        whose source is already gone is completed instead (it is the only
-        copy; the log says so, for ``cinder-manage volume update_host``).
+        Cinder's volume row is the authority (:class:`CinderAuthority`): a
+        migration journaled by a cinder-volume that died is undone while
+        the row names the source and the source is whole, completed when
+        the row names the destination; one whose source was already being
+        removed is completed and the row moved to the destination.  The
+        row's ``migration_status`` then says what happened.
         """
         super().do_setup(context)
         try:
             recover.recover(self.migration_backend(),
-                            complete_verified=False)
+                            authority=CinderAuthority(context))
         except exception.RbdmigError as err:
             LOG.warning('Cannot read the migration journal of %(name)s: '
                         '%(err)s', {'name': self._backend_name, 'err': err})
@@ -142,6 +144,60 @@ class RBDDriver(cinder_rbd.RBDDriver):
             return False
         return dest.pool != self.configuration.rbd_pool or (
             dest.fsid != self._get_fsid())
+
+
+class CinderAuthority(recover.Authority):
+    """Cinder's volume row names the volume; recovery settles it.
+
+    Cinder moves the row to the destination (``host``) only once
+    ``migrate_volume`` returned: before that it names the source.  After
+    recovery the row reads as Cinder's own migration would have left it:
+    ``success`` on the destination, or ``error`` with the source intact.
+    """
+
+    def __init__(self, context):
+        self.context = context
+
+    def _row(self, record):
+        from cinder import objects
+        if not record.volume_id:
+            return None
+        try:
+            return objects.Volume.get_by_id(self.context, record.volume_id)
+        except cinder_exception.VolumeNotFound:
+            return None
+
+    def names(self, record):
+        from cinder.volume import volume_utils
+        row = self._row(record)
+        if row is None or not record.dest_host or not row.host:
+            return phases.SOURCE
+        here = volume_utils.extract_host(row.host, 'pool')
+        there = volume_utils.extract_host(record.dest_host, 'pool')
+        return phases.DEST if here == there else phases.SOURCE
+
+    def settle(self, record, decision):
+        row = self._row(record)
+        if row is None:
+            return
+        updates = {}
+        if decision in (phases.COMPLETE, phases.ADOPT):
+            if record.dest_host and row.host != record.dest_host:
+                LOG.warning('%(rec)s completed while Cinder still named '
+                            'its source: volume %(id)s now lives on '
+                            '%(host)s.', {'rec': record, 'id': row.id,
+                                          'host': record.dest_host})
+                updates['host'] = record.dest_host
+            updates['migration_status'] = 'success'
+        elif decision != phases.KEEP and row.migration_status in (
+                'migrating', 'starting'):
+            updates['migration_status'] = 'error'
+        if row.status in ('retyping', 'maintenance') and (
+                decision != phases.KEEP):
+            updates['status'] = row.previous_status or 'available'
+        if updates:
+            row.update(updates)
+            row.save()
 
 
 def _cinder_notifier(context, host):

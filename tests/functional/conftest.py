@@ -132,7 +132,42 @@ def fault_table():
     return record
 
 
+_CRASHES = {}  # path -> {point: cell}
+
+
+@pytest.fixture
+def crash_table():
+    """``record(path, point, cell)``: a cell of the crash-point table
+    (paths x points) printed after the run, and written as
+    reStructuredText to ``$RBDMIG_CRASH_TABLE`` when set."""
+    def record(path, point, cell):
+        _CRASHES.setdefault(path, {})[point] = cell
+    return record
+
+
+def _write_crash_table(path):
+    points = []
+    for cells in _CRASHES.values():
+        points += [p for p in cells if p not in points]
+    with open(path, 'w') as table:
+        table.write('.. list-table::\n   :header-rows: 1\n   '
+                    ':stub-columns: 1\n\n')
+        table.write('   * - crash point\n')
+        table.writelines('     - %s\n' % p for p in _CRASHES)
+        for point in points:
+            table.write('   * - ``%s``\n' % point)
+            table.writelines('     - %s\n' % _CRASHES[p].get(point, '')
+                             for p in _CRASHES)
+
+
 def pytest_terminal_summary(terminalreporter):
+    if _CRASHES:
+        terminalreporter.section('crash points')
+        for path, cells in _CRASHES.items():
+            terminalreporter.write_line('%s: %s' % (path, ', '.join(
+                '%s %s' % item for item in cells.items())))
+        if os.environ.get('RBDMIG_CRASH_TABLE'):
+            _write_crash_table(os.environ['RBDMIG_CRASH_TABLE'])
     if not _FAULTS:
         return
     terminalreporter.section('faults injected')

@@ -6,6 +6,7 @@ no orphan.  Each test adds a row to the fault table (``fault_table``).
 """
 
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -75,44 +76,168 @@ def _recover_cli(cluster):
 
 # -- 3: the migrating process SIGKILLed, at every point --------------------
 
-POINTS = [(m, p) for m in ('copy', 'deep_copy', 'clone_flatten', 'extents')
-          for p in ('copying', 'mid', 'verified', 'placed')] + [
-    ('live', 'copying'), ('live', 'mid'), ('live', 'verified')]
-# What recovery must make of each point, rbdmig on its own.
-AFTER = {'copying': 'volumes-a', 'mid': 'volumes-a',
-         'verified': 'volumes-b', 'placed': 'volumes-b'}
+METHODS = ('copy', 'deep_copy', 'clone_flatten', 'extents', 'offload',
+           'live')
+# Methods that keep snapshots: their volume has one, so that removing
+# the source's snapshots has crash points too.
+SNAPSHOTS = ('deep_copy', 'live')
+_REMOVAL = ['engine.source.stripped', 'engine.source.removed']
+# Every crash point a whole move reaches, in order (``mid``: the copy's
+# progress past 30 %).  test_the_enumeration_is_complete checks that a
+# real move reaches exactly these: a new point fails it until listed.
+PATHS = {m: ['engine.claimed', 'engine.copying', 'mid', 'engine.copied',
+             'engine.verified', 'engine.placed', 'engine.retiring',
+             'engine.retired', 'engine.removing']
+         + (['engine.source.snapshot_removed'] if m in SNAPSHOTS else [])
+         + _REMOVAL + ['engine.finished'] for m in METHODS}
+PATHS['live'] = ['engine.claimed', 'engine.copying', 'mid', 'engine.copied',
+                 'engine.verified', 'engine.placed', 'engine.retiring',
+                 'engine.removing', 'engine.finished']
+POINTS = [(m, p) for m in METHODS for p in PATHS[m]]
+# Where recovery must leave the volume, rbdmig on its own: the source
+# until the copy is verified, the copy from then on.
+_MOVED = 'engine.verified'
+
+
+def _after(method, point):
+    path = PATHS[method]
+    return 'volumes-b' if path.index(point) >= path.index(_MOVED) else (
+        'volumes-a')
+
+
+def _new_for(drivers, method, cleanup, cluster):
+    volume, before = _new(drivers, 'ceph-a', cleanup, 48)
+    if method in SNAPSHOTS:
+        _snapshot(drivers['ceph-a'], volume, 'kept')
+        cleanup.add('purge the snapshots of %s' % volume.name,
+                    _purge_snapshots, cluster, volume)
+    return volume, before
+
+
+def _purge_snapshots(cluster, volume):
+    for pool in POOLS:
+        if volume.name in helpers.images(cluster, pool):
+            cluster.rbd('snap', 'purge', '%s/%s' % (pool, volume.name))
+
+
+def _snapshot(drv, volume, name):
+    with drv.backend().connect() as (_client, ioctx):
+        with rbd.Image(ioctx, volume.name) as image:
+            image.create_snap(name)
+
+
+def _snapshots(cluster, pool, name):
+    return cluster.rbd('snap', 'ls', '%s/%s' % (pool, name)).split()
+
+
+def _crash(cluster, method, point, volume, env=None):
+    return subprocess.run(
+        [sys.executable, '-m', 'tests.functional.crash_child',
+         cluster.rbdmig_conf_path, method, point, volume.id],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, **(env or {})))
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_the_enumeration_is_complete(ceph_cluster, method, cleanup,
+                                     tmp_path):
+    drivers = helpers.load_drivers(ceph_cluster)
+    volume, before = _new_for(drivers, method, cleanup, ceph_cluster)
+    record = tmp_path / 'points'
+
+    done = _crash(ceph_cluster, method, 'none', volume,
+                  {'RBDMIG_CRASH_RECORD': str(record)})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    reached = record.read_text().split()
+    assert reached == [p for p in PATHS[method] if p != 'mid']
+    assert helpers.digest(drivers['ceph-b'], volume) == before
 
 
 @pytest.mark.parametrize('method,point', POINTS)
 def test_a_killed_migration_is_repaired_by_recover(
-        ceph_cluster, method, point, fault_table, cleanup):
+        ceph_cluster, method, point, crash_table, cleanup):
     drivers = helpers.load_drivers(ceph_cluster)
-    volume, before = _new(drivers, 'ceph-a', cleanup, 48)
+    volume, before = _new_for(drivers, method, cleanup, ceph_cluster)
 
-    child = subprocess.run(
-        [sys.executable, '-m', 'tests.functional.crash_child',
-         ceph_cluster.rbdmig_conf_path, method, point, volume.id],
-        capture_output=True, text=True, timeout=300)
+    child = _crash(ceph_cluster, method, point, volume)
     assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
-    assert _journaled(ceph_cluster)  # it did leave something
 
     code, said = _recover_cli(ceph_cluster)
 
     assert code == 0, said
-    after = AFTER[point]
+    after = _after(method, point)
     if (method, point) == ('live', 'mid') and _actions(said) == [
             'committed']:
         after = 'volumes-b'  # librbd had executed it before the kill
     assert _where(ceph_cluster, volume) == [after]
     owner = drivers['ceph-a' if after == 'volumes-a' else 'ceph-b']
     intact = helpers.digest(owner, volume) == before
-    fault_table('process SIGKILLed at %s, %s' % (point, method),
-                'recover: one complete copy, no orphan',
-                'recover: %s; the volume in %s' % (
-                    ', '.join(_actions(said)), after), intact)
-    assert intact
-    assert _leftovers(ceph_cluster, volume) == []
+    if method in SNAPSHOTS:
+        intact = intact and 'kept' in _snapshots(ceph_cluster, after,
+                                                 volume.name)
+    clean = (_leftovers(ceph_cluster, volume) == [] and
+             _journaled(ceph_cluster) == [])
+    # And it moves again, as any volume would.
+    src, dst = ('ceph-a', 'ceph-b') if after == 'volumes-a' else (
+        'ceph-b', 'ceph-a')
+    again = drivers[src].migrate_volume(
+        None, volume, helpers.host_of(drivers[dst])) == (True, None) and (
+            helpers.digest(drivers[dst], volume) == before)
+    crash_table('%s (rbdmig recover)' % method, point, '%s: %s%s' % (
+        ', '.join(_actions(said)) or 'nothing to do',
+        'source' if after == 'volumes-a' else 'copy',
+        '' if intact and clean and again else ' **FAILED**'))
+    assert intact, 'the data differs where it should be'
+    assert clean, 'a leftover or a journal record remains'
+    assert again, 'it did not move again'
+
+
+def test_a_half_removed_source_is_finished_by_recover(
+        ceph_cluster, fault_table, cleanup):
+    drivers = helpers.load_drivers(ceph_cluster)
+    volume, before = _new_for(drivers, 'extents', cleanup, ceph_cluster)
+    with drivers['ceph-a'].backend().connect() as (_client, ioctx):
+        with rbd.Image(ioctx, volume.name, read_only=True) as image:
+            image_id = image.id()
+    child = _crash(ceph_cluster, 'extents', 'engine.source.stripped', volume)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    # As if the kill had landed inside librbd's removal, past the header:
+    # the image lists, but no longer opens.
+    client = ceph_cluster.connect()
+    try:
+        ioctx = client.open_ioctx('volumes-a')
+        ioctx.remove_object('rbd_header.%s' % image_id)
+        ioctx.close()
+    finally:
+        client.shutdown()
+    assert [n for n in helpers.images(ceph_cluster, 'volumes-a')
+            if n.startswith(volume.name)]
+
+    code, said = _recover_cli(ceph_cluster)
+
+    assert code == 0, said
+    assert helpers.images(ceph_cluster, 'volumes-a') == []
+    left = _objects(ceph_cluster, 'volumes-a', image_id)
+    intact = helpers.digest(drivers['ceph-b'], volume) == before
+    fault_table('process SIGKILLed inside source removal, the source '
+                'half-removed (lists, does not open)',
+                'recover: the source finished, every object of it swept',
+                'recover: %s; %d objects of the source left' % (
+                    ', '.join(_actions(said)), len(left)), intact)
+    assert intact and left == []
     assert _journaled(ceph_cluster) == []
+
+
+def _objects(cluster, pool, image_id):
+    client = cluster.connect()
+    try:
+        ioctx = client.open_ioctx(pool)
+        found = [o.key for o in ioctx.list_objects() if image_id in o.key]
+        ioctx.close()
+        return found
+    finally:
+        client.shutdown()
 
 
 # -- 1: an OSD paused mid-copy ---------------------------------------------

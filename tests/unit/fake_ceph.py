@@ -75,6 +75,7 @@ class Ceph(object):
         self._finisher = None
         self._lock = threading.Lock()
         self.blocklist = []  # addresses blocklisted with 'osd blocklist'
+        self.watches = {}  # (pool, oid) -> [{'client': id, 'addr': ...}]
         # Seconds each async request and each librbd progress step takes,
         # so that progress can be seen as it goes.
         self.latency = 0
@@ -255,6 +256,19 @@ class Ceph(object):
                 return [types.SimpleNamespace(key=k)
                         for k in sorted(self.objects)]
 
+            # Watches (the real binding has watch() but no listing).
+            def watch(self, oid, callback, error_callback=None,
+                      timeout=None):
+                watches = ceph.watches.setdefault((self.pool, oid), [])
+                entry = {'client': getattr(self, 'client_id', None),
+                         'addr': '10.0.0.%d:0/1' % (len(watches) + 1)}
+                watches.append(entry)
+                return types.SimpleNamespace(
+                    close=lambda: entry in watches and watches.remove(entry))
+
+            def list_watchers(self, oid):
+                return list(ceph.watches.get((self.pool, oid), []))
+
         class Rados(object):
             def __init__(self, rados_id=None, clustername='ceph',
                          conffile='', conf=None):
@@ -293,7 +307,9 @@ class Ceph(object):
                 pool = c_string(pool)
                 if pool not in self.cluster.pools:
                     raise ObjectNotFound('pool %s' % pool)
-                return Ioctx(self.cluster, pool)
+                ioctx = Ioctx(self.cluster, pool)
+                ioctx.client_id = self.get_instance_id()
+                return ioctx
 
             def mon_command(self, cmd, inbuf):
                 ceph._check('mon_command')
@@ -310,6 +326,9 @@ class Ceph(object):
                 elif cmd['prefix'] == 'osd blocklist':
                     # The OSDs drop a blocklisted client's watches.
                     ceph.blocklist.append(cmd['addr'])
+                    for watches in ceph.watches.values():
+                        watches[:] = [w for w in watches
+                                      if w['addr'] != cmd['addr']]
                     for pool in c.pools.values():
                         for image in pool.values():
                             image.watchers = [

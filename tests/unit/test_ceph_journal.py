@@ -5,6 +5,7 @@ import pytest
 from rbdmig import exception
 from rbdmig import ext
 from rbdmig.ceph import journal
+from rbdmig.ceph import liveness
 from rbdmig.ceph import location
 from rbdmig.ceph import methods
 from rbdmig.ceph import recover
@@ -269,15 +270,66 @@ def test_recovery_of_a_live_migration(ceph, monkeypatch, executed, complete,
     assert _journal(ceph).records() == []
 
 
+def _claimed_by_a_client(ceph, host=None):
+    """A record claimed by a client of its own, as a migration would."""
+    pool_journal = _journal(ceph)
+    record = journal.Record.new('volume-9', 'copy', 'hdd', _dest())
+    record.clients = {'source': pool_journal.ioctx.client_id}
+    if host:
+        record.host = host
+    pool_journal.claim(record)
+    return pool_journal, record
+
+
 def test_recovery_leaves_a_running_migration_alone(ceph):
     src = fx.make_driver(ceph, pool='hdd')
-    record = journal.Record.new('volume-9', 'copy', 'hdd', _dest())
-    _journal(ceph).claim(record)
+    pool_journal, record = _claimed_by_a_client(ceph)
     with journal.running(record):  # as a migration in this process
-        outcomes = recover.recover(src.backend())
+        with liveness.watching(pool_journal.ioctx,
+                               pool_journal.oid(record)):
+            outcomes = recover.recover(src.backend())
 
     assert [o.action for o in outcomes] == ['skipped']
     assert [r.id for r in _journal(ceph).records()] == [record.id]
+
+
+def test_another_hosts_dead_migration_is_taken_over(ceph):
+    # Its client's watch is gone: Ceph says the process is, whatever
+    # host it ran on.  No host name or lock file decides.
+    src = fx.make_driver(ceph, pool='hdd')
+    _pool_journal, record = _claimed_by_a_client(ceph, host='host-b')
+
+    outcomes = recover.recover(src.backend())
+
+    assert [o.action for o in outcomes] == ['released']
+    assert _journal(ceph).records() == []
+
+
+def test_another_hosts_live_migration_is_left_unless_forced(ceph):
+    src = fx.make_driver(ceph, pool='hdd')
+    pool_journal, record = _claimed_by_a_client(ceph, host='host-b')
+    with liveness.watching(pool_journal.ioctx, pool_journal.oid(record)):
+        skipped = recover.recover(src.backend())
+        forced = recover.recover(src.backend(), any_host=True)
+
+    assert [o.action for o in skipped] == ['skipped']
+    # Forced: its client is blocklisted before anything is done.
+    assert [o.action for o in forced] == ['released']
+    assert ceph.blocklist == ['10.0.0.1:0/1']
+
+
+def test_a_killed_process_on_this_host_is_fenced_at_once(ceph):
+    # Killed: its lock is free, its watch lingers until the OSD drops it.
+    src = fx.make_driver(ceph, pool='hdd')
+    pool_journal, record = _claimed_by_a_client(ceph)
+    pool_journal.ioctx.watch(pool_journal.oid(record), None)
+    _dead(record)
+    pool_journal.update(record, 'copying')
+
+    (outcome,) = recover.recover(src.backend())
+
+    assert outcome.action == 'released'  # volume-9 has no images
+    assert ceph.blocklist == ['10.0.0.1:0/1']
 
 
 def test_the_driver_recovers_when_it_starts(ceph):
@@ -301,7 +353,7 @@ def test_recovery_fences_off_the_dead_process_first(ceph, monkeypatch):
 
     (outcome,) = recover.recover(src.backend())
 
-    assert outcome.action == 'rolled back'
+    assert outcome.action == 'released'  # volume-9 has no images
     assert ceph.blocklist == ['10.0.0.1:0/1']  # only the dead one
     assert source.watchers == [{'id': 99, 'addr': '10.0.0.2:0/2'}]
 
