@@ -353,7 +353,7 @@ def test_recovery_fences_off_the_dead_process_first(ceph, monkeypatch):
 
     (outcome,) = recover.recover(src.backend())
 
-    assert outcome.action == 'released'  # volume-9 has no images
+    assert outcome.action == 'rolled back'
     assert ceph.blocklist == ['10.0.0.1:0/1']  # only the dead one
     assert source.watchers == [{'id': 99, 'addr': '10.0.0.2:0/2'}]
 
