@@ -356,7 +356,7 @@ class _Migration(object):
             self.rbd.RBD().rename(self.move.src_ioctx, self.move.name,
                                   self.move.retired)
             faults.point('engine.retired')
-            why = self._users(guard)
+            why = self._users(guard) or self._changed_unlocked()
         except Exception as err:
             if self._restore():
                 self._unplace()
@@ -368,6 +368,33 @@ class _Migration(object):
             if self._restore():
                 self._unplace()
             raise checks.Unsafe(why)
+
+    def _changed_unlocked(self):
+        """Why a source without exclusive-lock differs from its copy now
+        that no client can open it, or None.
+
+        Nothing held its writers off during the copy: a client that
+        opened, wrote and closed between two looks at the watchers left
+        no trace but its data.  Retired, the source can change no more:
+        every byte of both is compared, through a new handle (a cached
+        one could answer from before the write).
+        """
+        rbd = self.backend.rbd
+        if self.source.features & rbd.RBD_FEATURE_EXCLUSIVE_LOCK:
+            return None
+        with self.rbd.Image(self.move.src_ioctx, self.move.retired,
+                            read_only=True) as source, self.rbd.Image(
+                self.move.dst_ioctx, self.move.name,
+                read_only=True) as copy:
+            try:
+                native.run(lambda: verify.verify(
+                    source, copy, 'checksum', self.source.size))
+            except exception.CopyError as err:
+                return ('a client wrote to its image during the copy (it '
+                        'has no exclusive-lock to keep writers off: %s); '
+                        'the copy was removed and the source is intact.'
+                        % err)
+        return None
 
     def _restore(self):
         """Give the retired source its name back; True once it has it."""

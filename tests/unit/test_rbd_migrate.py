@@ -415,3 +415,27 @@ def test_an_inspection_error_is_a_refusal_not_a_crash(ceph, error):
     assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
     assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
     assert not _exists(ceph, 'ssd', volume.name)
+
+
+@pytest.mark.parametrize('method', ['extents', 'copy', 'deep_copy'])
+def test_a_write_to_a_source_without_exclusive_lock_is_never_lost(
+        ceph, monkeypatch, method):
+    # No lock held the writer off: it opened, wrote and closed while the
+    # copy ran, between two looks at the watchers.
+    src, dst = _pair(ceph, method)
+    volume = fx.make_volume(ceph, data=DATA)
+    source = ceph.image(fx.CONF_A, 'hdd', volume.name)
+    source.features &= ~4  # RBD_FEATURE_EXCLUSIVE_LOCK
+
+    def client_writes(point):
+        if point == 'engine.copied':
+            ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+            with ceph.rbd.Image(ioctx, volume.name) as image:
+                image.write(b'acknowledged', 0)
+
+    monkeypatch.setattr(faults.POINTS, 'hook', client_writes)
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+
+    assert fx.read_head(ceph, 'hdd', volume.name, 12) == b'acknowledged'
+    assert ceph.clusters[fx.CONF_A].pools['ssd'] == {}
+    assert _journal(ceph).records() == []
