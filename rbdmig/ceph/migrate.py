@@ -95,15 +95,16 @@ class _Migration(object):
        client writes to it (librbd fails their writes with EROFS, so no
        write is acknowledged and lost);
     4. ``verified``: the copy matched the source (``migration_verify``);
-    5. ``placed``: the copy takes the image's name (never over another);
-    6. ``retiring``: the source, still locked, is renamed to its retired
-       name, out of every client's reach; a client that holds it open or
-       a clone of one of its snapshots undoes 5 and 6 instead, the source
-       whole;
-    7. ``removing``: only then is the retired source stripped of its
-       snapshots and removed, the copy untagged and the journal closed.
+    5. ``retiring``: the source, still locked, is renamed to its retired
+       name, out of every client's reach; a client that holds it open, a
+       clone of one of its snapshots, or (without exclusive-lock) data
+       that changed since the copy undoes the move, the source whole;
+    6. ``placed``: the copy takes the image's name (never over another),
+       which no client could reach before: from here the move stands;
+    7. ``removing``: the retired source is stripped of its snapshots and
+       removed, the copy untagged and the journal closed.
 
-    Any failure before 7 undoes what was built and leaves the source
+    Any failure before 6 undoes what was built and leaves the source
     whole; a failure in 7 leaves the journal open at ``removing``, from
     which recovery (:mod:`rbdmig.ceph.recover`) only ever goes forward.
     """
@@ -151,8 +152,8 @@ class _Migration(object):
         with contextlib.ExitStack() as self.holding:
             self._copy_and_verify(callback)
             copied = time.monotonic() - start
-            self._place()
             self._retire()
+            self._place()
         # The source's handles are closed: it is out of every client's
         # reach under its retired name, and removal needs it unopened.
         self._remove_source()
@@ -292,59 +293,10 @@ class _Migration(object):
             return
         self.journal.finish(self.record)
 
-    def _place(self):
-        """Step 5: the verified copy takes the image's name."""
-        try:
-            self.method.place(self.move)
-        except self.rbd.ImageExists:
-            self._undo()
-            raise checks.Unsafe('an image named %s appeared in %s during '
-                                'the copy; it was left untouched and the '
-                                'copy removed.' % (self.move.name,
-                                                   self.where))
-        except Exception as err:
-            self._unplace()
-            raise exception.MigrationError(
-                volume=self.volume.id,
-                reason='the copy in %s could not take the name %s (%s); '
-                       'the source is intact.' % (self.where,
-                                                  self.move.name, err))
-        self.journal.update(self.record, journal.PLACED)
-
-    def _unplace(self):
-        """Undo :meth:`_place` and the copy: the source stays the volume.
-
-        The copy gets its migration's name back before the journal says
-        it is partial again, so recovery can still find what to remove.
-        """
-        try:
-            if self.move.temp != self.move.name and self._copy_placed():
-                self.rbd.RBD().rename(self.move.dst_ioctx, self.move.name,
-                                      self.move.temp)
-            self.journal.update(self.record, journal.COPYING)
-        except Exception:
-            LOG.exception('Could not give %s its temporary name back; '
-                          '"rbdmig recover" will remove the copy in %s (it '
-                          'is tagged %s=%s; the source is intact).',
-                          self.move.name, self.where, journal.TAG,
-                          self.record.id)
-            return
-        self._undo()
-
-    def _copy_placed(self):
-        """Whether the image named as the volume in the destination is
-        this migration's copy (by its tag)."""
-        try:
-            with self.rbd.Image(self.move.dst_ioctx, self.move.name,
-                                read_only=True) as image:
-                return image.metadata_get(journal.TAG) == self.record.id
-        except (self.rbd.ImageNotFound, KeyError):
-            return False
-
     def _retire(self):
-        """Step 6: the source, still locked, goes out of every client's
-        reach under its retired name; a client or a clone using it undoes
-        the move instead."""
+        """Step 5: the source, still locked, goes out of every client's
+        reach under its retired name; a client or a clone using it, or
+        data that changed, undoes the move instead."""
         guard = self.move.guard
         if guard is None:  # live: librbd's commit removes the source
             self.journal.update(self.record, journal.RETIRING)
@@ -358,15 +310,13 @@ class _Migration(object):
             faults.point('engine.retired')
             why = self._users(guard) or self._changed_unlocked()
         except Exception as err:
-            if self._restore():
-                self._unplace()
+            self._give_back()
             raise exception.MigrationError(
                 volume=self.volume.id,
                 reason='retiring the source failed (%s); the source is '
                        'intact.' % err) from err
         if why:
-            if self._restore():
-                self._unplace()
+            self._give_back()
             raise checks.Unsafe(why)
 
     def _changed_unlocked(self):
@@ -384,7 +334,7 @@ class _Migration(object):
             return None
         with self.rbd.Image(self.move.src_ioctx, self.move.retired,
                             read_only=True) as source, self.rbd.Image(
-                self.move.dst_ioctx, self.move.name,
+                self.move.dst_ioctx, self.move.temp,
                 read_only=True) as copy:
             try:
                 native.run(lambda: verify.verify(
@@ -396,23 +346,47 @@ class _Migration(object):
                         % err)
         return None
 
-    def _restore(self):
-        """Give the retired source its name back; True once it has it."""
+    def _give_back(self):
+        """Undo steps 3 to 5: the source gets its name back, whole, and
+        the copy (never placed, so never reached by a client) goes.
+
+        The journal says the copy is partial again first: whatever of
+        this is left undone, recovery rolls back.
+        """
         try:
-            with self.rbd.Image(self.move.src_ioctx, self.move.name,
-                                read_only=True):
-                return True  # never renamed
-        except self.rbd.ImageNotFound:
-            pass
-        try:
-            self.rbd.RBD().rename(self.move.src_ioctx, self.move.retired,
-                                  self.move.name)
+            self.journal.update(self.record, journal.COPYING)
+            try:
+                with self.rbd.Image(self.move.src_ioctx, self.move.name,
+                                    read_only=True):
+                    pass  # never renamed
+            except self.rbd.ImageNotFound:
+                self.rbd.RBD().rename(self.move.src_ioctx,
+                                      self.move.retired, self.move.name)
         except Exception:
             LOG.exception('Could not give the source %s its name back; it '
                           'is whole as %s, and "rbdmig recover" restores '
                           'it.', self.move.name, self.move.retired)
-            return False
-        return True
+            return
+        self._undo()
+
+    def _place(self):
+        """Step 6: the verified copy takes the image's name."""
+        self.journal.update(self.record, journal.PLACED)
+        try:
+            self.method.place(self.move)
+        except self.rbd.ImageExists:
+            self._give_back()
+            raise checks.Unsafe('an image named %s appeared in %s during '
+                                'the copy; it was left untouched and the '
+                                'copy removed.' % (self.move.name,
+                                                   self.where))
+        except Exception as err:
+            self._give_back()
+            raise exception.MigrationError(
+                volume=self.volume.id,
+                reason='the copy in %s could not take the name %s (%s); '
+                       'the source is intact.' % (self.where,
+                                                  self.move.name, err))
 
     def _remove_source(self):
         """Step 7: remove the retired source, untag the copy, close the

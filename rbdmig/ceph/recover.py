@@ -33,34 +33,21 @@ class Outcome:
 class Authority(object):
     """What names the volume, and is told what recovery made of a move.
 
-    rbdmig on its own: its database follows what recovery made of the
-    move (the service asks the destination), so the volume is where the
-    move got to, and a verified copy is finished.  Under Cinder, the
-    volume row names the volume (:mod:`rbdmig.cinder.driver`).
+    A database names the source until the move returned (rbdmig's, once
+    the service recorded it; Cinder's row, once the manager saved it):
+    so by default, the source.  Under Cinder the row is read
+    (:class:`rbdmig.cinder.driver.CinderAuthority`).
     """
 
     def names(self, record):
         """:data:`phases.SOURCE` or :data:`phases.DEST`, for ``record``."""
-        if phases.PHASES.index(record.phase) >= phases.PHASES.index(
-                phases.VERIFIED):
-            return phases.DEST
         return phases.SOURCE
 
     def settle(self, record, decision):
         """Called once recovery carried ``decision`` out for ``record``."""
 
 
-class SourceAuthority(Authority):
-    """Names the source until the move returned: verified copies are
-    undone while their source is whole (under Cinder, when its volume row
-    cannot be read)."""
-
-    def names(self, record):
-        return phases.SOURCE
-
-
-def recover(backend, complete_verified=True, any_host=False,
-            authority=None):
+def recover(backend, any_host=False, authority=None):
     """Recover every migration journaled in ``backend``'s pool.
 
     Each journaled migration (:mod:`rbdmig.ceph.journal`) whose process no
@@ -71,10 +58,10 @@ def recover(backend, complete_verified=True, any_host=False,
 
     * ``release``: nothing was built, or nothing is left to keep; the
       record goes.
-    * ``roll back``: the copy (under the migration's name, or under the
-      volume's name with the migration's tag) and the temporary snapshot
-      are removed; the source is the volume.
-    * ``restore``: the retired source gets its name back, then as above.
+    * ``roll back``/``restore``: the retired source gets its name back,
+      the copy (under the migration's name, or under the volume's name
+      with the migration's tag) and the temporary snapshot are removed;
+      the source is the volume.
     * ``complete``/``adopt``: the verified copy takes the image's name,
       the source (under its name or its retired one, half-removed
       included) is removed; ``adopt`` is told to an authority that still
@@ -86,9 +73,6 @@ def recover(backend, complete_verified=True, any_host=False,
     Only ever removes images whose name or tag says they are the
     migration's, or the source once its copy is proven complete.
 
-    :param complete_verified: without ``authority``: True takes
-        :class:`Authority` (rbdmig on its own), False
-        :class:`SourceAuthority`.
     :param any_host: also take over records whose client still holds
         its journal watch (a host known to be dead whose watch has not
         expired yet): the client is blocklisted first.
@@ -98,7 +82,7 @@ def recover(backend, complete_verified=True, any_host=False,
         could not be recovered stays in the journal (``failed``).
     """
     if authority is None:
-        authority = Authority() if complete_verified else SourceAuthority()
+        authority = Authority()
     outcomes = []
     with backend.connect() as (src_client, src_ioctx):
         pool_journal = journal.Journal(backend.rados, src_ioctx)
@@ -216,10 +200,7 @@ class _Recovery(object):
     def _act(self, decision):
         if decision == phases.RELEASE:
             return self._release()
-        if decision == phases.ROLL_BACK:
-            return self._roll_back()
-        if decision == phases.RESTORE:
-            self._restore_source()
+        if decision in (phases.ROLL_BACK, phases.RESTORE):
             return self._roll_back()
         if decision == phases.KEEP:
             raise exception.MigrationError(
@@ -318,6 +299,7 @@ class _Recovery(object):
 
     def _roll_back(self):
         record = self.record
+        self._restore_source()
         images.remove(self.rbd, self.dst_ioctx, record.temp)
         if record.image != record.temp and self._is_ours(record.image):
             # A copy placed under the volume's name, tagged ours.
@@ -355,24 +337,13 @@ class _Recovery(object):
         """The verified copy becomes the volume; the source goes.
 
         The same phases as the move itself, each journaled before its
-        action: the copy is placed, the source retired (unless a client
-        or a clone uses it: then the move is undone, the source whole),
-        then removed.
+        action: the source is retired (unless a client or a clone uses
+        it: then the move is undone, the source whole), the copy placed,
+        the source removed.
         """
         record = self.record
-        if self._exists(self.dst_ioctx, record.temp):
-            try:
-                self.rbd.RBD().rename(self.dst_ioctx, record.temp,
-                                      record.image)
-            except self.rbd.ImageExists:
-                raise exception.MigrationError(
-                    volume=record.image,
-                    reason='its verified copy %s cannot take the name: '
-                           'another image has it' % record.temp)
-        self._advance(journal.PLACED)
-        if record.phase != journal.REMOVING and self._exists(
-                self.src_ioctx, record.image):
-            # Not retired yet: retire it now, unless it is in use.
+        if record.phase in (journal.VERIFIED, journal.RETIRING) and (
+                self._exists(self.src_ioctx, record.image)):
             why = self._users(record.image)
             if why:
                 LOG.warning('Not completing %(rec)s: %(why)s; undoing it '
@@ -386,6 +357,16 @@ class _Recovery(object):
             self.rbd.RBD().rename(self.src_ioctx, record.image,
                                   record.retired)
         self._advance(journal.RETIRING)
+        self._advance(journal.PLACED)
+        if self._exists(self.dst_ioctx, record.temp):
+            try:
+                self.rbd.RBD().rename(self.dst_ioctx, record.temp,
+                                      record.image)
+            except self.rbd.ImageExists:
+                raise exception.MigrationError(
+                    volume=record.image,
+                    reason='its verified copy %s cannot take the name: '
+                           'another image has it' % record.temp)
         self._advance(journal.REMOVING)
         self._remove_retired()
         with self.rbd.Image(self.dst_ioctx, record.image) as image:
@@ -430,10 +411,13 @@ class _Recovery(object):
                                'in progress (committed or aborted)'))
         executed = (status['state'] ==
                     self.backend.rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTED)
-        if executed and names == phases.DEST:
+        # librbd keeps the source until the commit: whole, whatever the
+        # phase; the copy is complete once executed.
+        decision = phases.decide(self.record.phase, names, True, executed)
+        if decision in (phases.COMPLETE, phases.ADOPT):
             rbd.RBD().migration_commit(self.dst_ioctx, self.record.temp)
-            return phases.COMPLETE, self._done('committed',
-                                               'librbd had executed it')
+            return decision, self._done('committed',
+                                        'librbd had executed it')
         rbd.RBD().migration_abort(self.dst_ioctx, self.record.temp)
         return phases.ROLL_BACK, self._done('aborted', 'the source is the '
                                             'volume again')

@@ -7,27 +7,26 @@ from rbdmig import exception
 CLAIMED = 'claimed'      # the volume is claimed; nothing built yet
 COPYING = 'copying'      # a partial copy may exist under the move's name
 VERIFIED = 'verified'    # the copy is complete and verified, unplaced
-PLACED = 'placed'        # the copy holds the volume's name; source whole
 RETIRING = 'retiring'    # the source may be under its retired name, whole
+PLACED = 'placed'        # the copy may hold the volume's name; source whole
 REMOVING = 'removing'    # the source is being stripped: the copy is it
-PHASES = (CLAIMED, COPYING, VERIFIED, PLACED, RETIRING, REMOVING)
+PHASES = (CLAIMED, COPYING, VERIFIED, RETIRING, PLACED, REMOVING)
 
 TRANSITIONS = frozenset([
     # The copy starts (a temporary snapshot, a partial copy may appear).
     (CLAIMED, COPYING),
     # The copy is complete and matched the source.
     (COPYING, VERIFIED),
-    # The copy took the volume's name in the destination.
-    (VERIFIED, PLACED),
     # The source is renamed out of every client's reach, whole.
-    (PLACED, RETIRING),
-    # No client holds the retired source: it is stripped and removed.
-    (RETIRING, REMOVING),
-    # Undo: a client appeared before the source was stripped; the copy
-    # gives the name back and is partial (ours to remove) again.
+    (VERIFIED, RETIRING),
+    # No client holds the retired source: the copy takes the name.
+    (RETIRING, PLACED),
+    # The copy is the volume: the retired source is stripped, removed.
+    (PLACED, REMOVING),
+    # Undo: a client used the source, or the name was taken; the source
+    # gets its name back and the copy is partial (ours to remove) again.
     (RETIRING, COPYING),
     (PLACED, COPYING),
-    (VERIFIED, COPYING),
 ])
 
 # Who the authority (rbdmig's database standalone, Cinder's volume row
@@ -48,7 +47,9 @@ KEEP = 'keep'            # no safe action: leave everything, say so
 # (phase, authority) -> decision, when the copy and the source exist as
 # the phase says they may.  A thing is removed only when the record
 # proves that another complete, verified copy exists and the authority
-# names that copy (or, from REMOVING on, no other complete copy exists).
+# names that copy, or, from REMOVING on, when no other complete copy is
+# left.  The authority names the source until the move returned: only
+# then does rbdmig's database, or Cinder's row, name the destination.
 TABLE = {
     (CLAIMED, SOURCE): RELEASE,
     (CLAIMED, DEST): RELEASE,
@@ -56,10 +57,10 @@ TABLE = {
     (COPYING, DEST): ROLL_BACK,    # a partial copy is never the volume
     (VERIFIED, SOURCE): ROLL_BACK,
     (VERIFIED, DEST): COMPLETE,
-    (PLACED, SOURCE): ROLL_BACK,
-    (PLACED, DEST): COMPLETE,
     (RETIRING, SOURCE): RESTORE,
     (RETIRING, DEST): COMPLETE,
+    (PLACED, SOURCE): RESTORE,     # no client was told of the copy
+    (PLACED, DEST): COMPLETE,
     (REMOVING, SOURCE): ADOPT,     # stripped: the copy is the only one
     (REMOVING, DEST): COMPLETE,
 }

@@ -9,6 +9,7 @@ from rbdmig.ceph import liveness
 from rbdmig.ceph import location
 from rbdmig.ceph import methods
 from rbdmig.ceph import recover
+from rbdmig.migration import phases
 from rbdmig.migration import progress
 from tests.unit import rbd_fixtures as fx
 
@@ -110,7 +111,8 @@ def test_a_racing_creator_keeps_its_image(ceph, method, monkeypatch):
     real = ceph.rbd.RBD.rename
 
     def rename(self, ioctx, old, new):
-        ioctx.images[new] = racer
+        if ioctx.pool == 'ssd':
+            ioctx.images[new] = racer
         return real(self, ioctx, old, new)
 
     monkeypatch.setattr(ceph.rbd.RBD, 'rename', rename)
@@ -218,26 +220,41 @@ def test_recovery_of_a_verified_copy_standalone_and_under_cinder(
             src.migrate_volume(None, volume, fx.host_of(dst))
         _undo(monkeypatch)
 
-        outcomes = recover.recover(src.backend(), complete_verified=complete)
+        outcomes = recover.recover(src.backend(),
+                                   authority=_Names(complete))
         results[complete] = ([o.action for o in outcomes],
                              _images(ceph, 'hdd') == [volume.name],
                              _images(ceph, 'ssd') == [volume.name])
         pool = 'ssd' if complete else 'hdd'
         assert fx.read_head(ceph, pool, volume.name, len(DATA)) == DATA
         assert _journal(ceph).records() == []
-    # Standalone: the verified copy becomes the volume, never duplicated.
+    # The authority names the destination: the copy becomes the volume,
+    # never duplicated.
     assert results[True] == (['completed'], False, True)
-    # Under Cinder, whose database names the source: the copy goes.
+    # It names the source (rbdmig's database and Cinder's row do until
+    # the move returned): the copy goes.
     assert results[False] == (['rolled back'], True, False)
+
+
+class _Names(recover.Authority):
+    """An authority naming the destination (True) or the source."""
+
+    def __init__(self, dest):
+        self.dest = dest
+
+    def names(self, record):
+        return phases.DEST if self.dest else phases.SOURCE
 
 
 def _killed(*args):
     raise SystemExit('killed')
 
 
+# Killed in the commit (removing: forward, whoever is named), or in the
+# copy (the source is whole: aborted).
 @pytest.mark.parametrize('executed,complete,action', [
     (True, True, 'committed'), (False, True, 'aborted'),
-    (True, False, 'aborted')])
+    (True, False, 'committed'), (False, False, 'aborted')])
 def test_recovery_of_a_live_migration(ceph, monkeypatch, executed, complete,
                                       action):
     src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='live')
@@ -260,7 +277,7 @@ def test_recovery_of_a_live_migration(ceph, monkeypatch, executed, complete,
         src.migrate_volume(None, volume, fx.host_of(dst))
     _undo(monkeypatch)
 
-    outcomes = recover.recover(src.backend(), complete_verified=complete)
+    outcomes = recover.recover(src.backend(), authority=_Names(complete))
 
     assert [o.action for o in outcomes] == [action]
     pool = 'ssd' if action == 'committed' else 'hdd'

@@ -330,7 +330,7 @@ def test_a_client_opening_the_source_before_it_retires_keeps_it_whole(
     source.snaps['kept'] = {'blocks': {}, 'protected': True, 'children': 0}
 
     def client_opens(point):
-        if point == 'engine.placed':
+        if point == 'engine.verified':
             source.watchers.append({'id': 4242, 'addr': '10.0.0.9:0/1'})
 
     monkeypatch.setattr(faults.POINTS, 'hook', client_opens)
@@ -365,7 +365,9 @@ def _journal(ceph, pool='hdd'):
 
 @pytest.mark.parametrize('method', ['clone_flatten', 'live'])
 def test_progress_is_reported(ceph, method, monkeypatch):
-    fx.pace(ceph, monkeypatch)
+    # Steps far apart next to the relay's 1 ms poll: each is seen, even
+    # on a loaded machine.
+    fx.pace(ceph, monkeypatch, latency=0.05)
     src, dst = _pair(ceph, method)
     volume = fx.make_volume(ceph, data=DATA)
     recorder = fx.ProgressRecorder()

@@ -89,15 +89,14 @@ class RBDDriver(driver.VolumeDriver):
     def recover_migrations(self, any_host=False):
         """Finish or undo the migrations a dead process left journaled.
 
-        Standalone, a verified copy is completed (see
-        :func:`rbdmig.ceph.recover.recover`).  A cluster that cannot be
-        reached is logged, not raised: it must not stop the backend.
+        Undone while the source is whole, finished once the source was
+        being removed (see :func:`rbdmig.ceph.recover.recover`).  A
+        failure is logged, not raised: it must not stop the backend.
 
         :returns: the list of :class:`rbdmig.ceph.recover.Outcome`.
         """
         try:
-            return recover.recover(self.backend(), complete_verified=True,
-                                   any_host=any_host)
+            return recover.recover(self.backend(), any_host=any_host)
         except exception.RbdmigError as err:
             LOG.warning('Cannot read the migration journal of %(name)s: '
                         '%(err)s', {'name': self._backend_name(),
