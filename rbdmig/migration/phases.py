@@ -101,8 +101,3 @@ def decide(phase, authority, source_whole, copy_complete):
         return KEEP if phase == REMOVING and source_whole else RELEASE
     return decision
 
-
-def table_rows():
-    """The table as ``(phase, authority, decision)``, phases in order."""
-    return [(phase, who, TABLE[(phase, who)])
-            for phase in PHASES for who in (SOURCE, DEST)]
