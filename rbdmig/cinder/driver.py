@@ -7,7 +7,6 @@ from oslo_log import log as logging
 
 from rbdmig import exception
 from rbdmig.ceph import connection
-from rbdmig.ceph import location
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.ceph import recover
@@ -34,8 +33,9 @@ class RBDDriver(cinder_rbd.RBDDriver):
       pool or another cluster this host reaches, verified before the
       source goes, every refusal ``(False, None)``, progress logged;
       blocking librados/librbd calls run on native threads under eventlet,
-      and connecting is bounded by ``rados_connect_timeout``.
-    * :meth:`retype` when the new type lives in another pool.
+      and connecting is bounded by ``rados_connect_timeout``.  A retype
+      that changes backend reaches it too (Cinder's manager calls
+      ``retype`` only within this backend, i.e. this pool).
     * Capabilities: ``migration_progress_report`` and the methods.
 
     Version history:
@@ -117,32 +117,6 @@ class RBDDriver(cinder_rbd.RBDDriver):
                 raise cinder_exception.VolumeMigrationFailed(
                     reason=str(err))
 
-    def retype(self, context, volume, new_type, diff, host):
-        """Retype; when ``host`` is in another pool, rbdmig moves the image.
-
-        Cinder asks the driver only when ``host`` is this backend's (or
-        its cluster's); a backend change otherwise comes through
-        :meth:`migrate_volume`.  A pool change is assisted only when the
-        types differ in placement alone (Cinder's own rule for assisted
-        migration on retype); otherwise ``(False, None)`` lets Cinder
-        migrate generically.
-        """
-        if not self._in_another_pool(host):
-            return super().retype(context, volume, new_type, diff, host)
-        if not _placement_only(diff):
-            LOG.info('Retype of %s changes more than its pool; Cinder '
-                     'migrates it generically.', volume.id)
-            return False, None
-        return self.migrate_volume(context, volume, host)
-
-    def _in_another_pool(self, host):
-        try:
-            dest = location.from_host(host)
-        except exception.InvalidInput:
-            return False
-        return dest.pool != self.configuration.rbd_pool or (
-            dest.fsid != self._get_fsid())
-
 
 def _cinder_notifier(context, host):
     """rbdmig's migration events, sent through Cinder's own notifier
@@ -156,15 +130,3 @@ def _cinder_notifier(context, host):
         send_as(context, event_type, body)
 
     return notify.Notifier(send)
-
-
-def _placement_only(diff):
-    """Whether two types differ in backend name and AZ only (or nothing)."""
-    if not diff:
-        return True
-    if diff.get('qos_specs') or diff.get('encryption'):
-        return False
-    specs = dict(diff.get('extra_specs') or {})
-    specs.pop('volume_backend_name', None)
-    specs.pop('RESKEY:availability_zones', None)
-    return not specs
