@@ -55,18 +55,33 @@ class RBDDriver(cinder_rbd.RBDDriver):
         """Cinder's set-up, then recovery of interrupted migrations.
 
         A migration journaled by a cinder-volume that died is undone while
-        its source exists: Cinder's database still names the source, and
-        Cinder marks the migration failed at start-up.  A verified copy
-        whose source is already gone is completed instead (it is the only
-        copy; the log says so, for ``cinder-manage volume update_host``).
+        its source exists: Cinder's database still names the source.  A
+        verified copy whose source is already gone is completed instead
+        (it is the only copy; the log says so, for ``cinder-manage volume
+        update_host``).  Recovery never keeps the backend from starting:
+        what it cannot recover is logged and stays in the journal.
         """
         super().do_setup(context)
+        self._recover_migrations()
+
+    def _recover_migrations(self):
         try:
-            recover.recover(self.migration_backend(),
-                            complete_verified=False)
-        except exception.RbdmigError as err:
-            LOG.warning('Cannot read the migration journal of %(name)s: '
-                        '%(err)s', {'name': self._backend_name, 'err': err})
+            outcomes = recover.recover(self.migration_backend(),
+                                       complete_verified=False)
+        except Exception:  # noqa: BLE001 - the backend must start anyway
+            # The one place a broad catch is right: a lock directory this
+            # process may not read, a journal librados cannot read, a
+            # record of another version must not stop the volumes of this
+            # backend from being served.  Nothing was changed by failing.
+            LOG.exception('Could not recover the interrupted migrations of '
+                          '%s; they stay in its journal for the next start '
+                          'or "rbdmig recover". The backend starts anyway.',
+                          self._backend_name)
+            return
+        for outcome in outcomes:
+            if outcome.action == 'failed':
+                LOG.error('Could not recover %s; it stays in the journal '
+                          'for the next start or "rbdmig recover".', outcome)
 
     @classmethod
     def get_driver_options(cls):
