@@ -6,6 +6,7 @@ from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig.ceph import connection
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
@@ -126,11 +127,16 @@ class RBDDriver(cinder_rbd.RBDDriver):
                            source_backend=self._backend_name,
                            destination_backend=dest,
                            method=backend.method)) as callback:
+            faults.point('cinder.migrating')
             try:
-                return migrate.migrate(backend, volume, host, callback)
+                moved, model_update = migrate.migrate(backend, volume, host,
+                                                      callback)
             except exception.MigrationError as err:
                 raise cinder_exception.VolumeMigrationFailed(
                     reason=str(err))
+        # The engine is done; Cinder's manager has yet to record the host.
+        faults.point('cinder.migrated')
+        return moved, model_update
 
 
 def _cinder_notifier(context, host):
