@@ -64,6 +64,7 @@ class RBDDriver(cinder_rbd.RBDDriver):
         """
         super().do_setup(context)
         self._recover_migrations()
+        self._settle_interrupted_migrations(context)
 
     def _recover_migrations(self):
         try:
@@ -83,6 +84,33 @@ class RBDDriver(cinder_rbd.RBDDriver):
             if outcome.action == 'failed':
                 LOG.error('Could not recover %s; it stays in the journal '
                           'for the next start or "rbdmig recover".', outcome)
+
+    def _settle_interrupted_migrations(self, context):
+        """Mark the migrations this service died running as failed.
+
+        Cinder's manager sets ``migration_status`` to ``error`` when a
+        migration fails, but nothing does it at start-up for one its
+        process died running: ``init_host`` cleans up only what the
+        workers table lists, and ``migrate_volume`` keeps no entry there.
+        The row would stay ``migrating``, and Cinder's API refuses to
+        delete or migrate the volume.  Recovery has just left the volume
+        whole where the row names it; the row now says the migration
+        failed, as Cinder's manager would have.  In an active-active
+        cluster another member may be running it: left alone.
+        """
+        if self.cluster_name:
+            return
+        from cinder import objects
+        for volume in objects.VolumeList.get_all_by_host(context, self.host):
+            if volume.migration_status != 'migrating':
+                continue
+            updates = {'migration_status': 'error'}
+            if volume.status in ('retyping', 'maintenance'):
+                updates['status'] = volume.previous_status
+            volume.update(updates)
+            volume.save()
+            LOG.warning('The migration of volume %s stopped with its '
+                        'cinder-volume; marked failed.', volume.id)
 
     @classmethod
     def get_driver_options(cls):
