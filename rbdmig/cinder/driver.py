@@ -1,13 +1,18 @@
 """Cinder's own RBD driver, with rbdmig's assisted migration."""
 
+import dataclasses
+
 from cinder import exception as cinder_exception
 from cinder import interface
 from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
+from oslo_utils import encodeutils
 
 from rbdmig import exception
 from rbdmig import faults
 from rbdmig.ceph import connection
+from rbdmig.ceph import location
+from rbdmig.ceph import methods
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.ceph import recover
@@ -145,7 +150,9 @@ class RBDDriver(cinder_rbd.RBDDriver):
         :raises VolumeMigrationFailed: the copy failed; the partial copy
             was removed and the source is intact.
         """
-        backend = self.migration_backend()
+        backend = self._for_clones(self.migration_backend(), volume, host)
+        if backend is None:
+            return False, None
         dest = (host or {}).get('host') if isinstance(host, dict) else None
         with reporter.Reporter(
                 'migration of %s' % volume.id,
@@ -165,6 +172,54 @@ class RBDDriver(cinder_rbd.RBDDriver):
         # The engine is done; Cinder's manager has yet to record the host.
         faults.point('cinder.migrated')
         return moved, model_update
+
+
+    def _for_clones(self, backend, volume, host):
+        """The backend that moves ``volume`` with Cinder's clone bookkeeping.
+
+        Cinder tracks a clone's parent (a volume's snapshot, a
+        ``*.clone_snap`` of a volume that may be ``*.deleted`` since, a
+        Glance image) and cleans it up when the clone is deleted through
+        its driver.  Within one cluster the clone stays a clone of it: a
+        method that would flatten it gives way to ``deep_copy``, which
+        keeps the link.  Into another cluster it could only be flattened
+        and its source removed behind Cinder's back: None, and Cinder
+        migrates it generically, deleting the source with its own
+        ``delete_volume``.
+
+        :returns: ``backend``, maybe with another method; None to leave
+            the move to Cinder.
+        """
+        try:
+            dest = location.from_host(host)
+        except exception.InvalidInput:
+            return backend  # the engine refuses it and says why
+        rbd = backend.native_rbd
+        try:
+            with backend.connect() as (client, ioctx):
+                fsid = encodeutils.safe_decode(client.get_fsid())
+                with rbd.Image(ioctx, volume.name, read_only=True) as image:
+                    parent = image.parent_info()
+        except rbd.ImageNotFound:
+            return backend  # not a clone (or no image: the engine says)
+        except exception.RbdmigError:
+            return backend  # unreachable: the engine refuses it
+        parent = '%s/%s@%s' % tuple(parent)
+        if fsid != dest.fsid:
+            LOG.info('Not migrating %(vol)s with the backend: it is a clone '
+                     'of %(parent)s, which would be flattened into cluster '
+                     '%(fsid)s and its source removed behind Cinder\'s '
+                     'parent bookkeeping. Falling back to generic '
+                     'migration.', {'vol': volume.id, 'parent': parent,
+                                    'fsid': dest.fsid})
+            return None
+        if methods.get(backend.method).keeps_parent:
+            return backend
+        LOG.info('%(name)s is a clone of %(parent)s: moving it by deep_copy, '
+                 'which keeps the link, instead of %(method)s.',
+                 {'name': volume.name, 'parent': parent,
+                  'method': backend.method})
+        return dataclasses.replace(backend, method='deep_copy')
 
 
 def _cinder_notifier(context, host):

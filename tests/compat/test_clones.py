@@ -1,0 +1,176 @@
+"""Cinder's clones moved by rbdmig: the parent link and its bookkeeping."""
+
+import contextlib
+import logging
+import time
+
+import pytest
+import rados
+
+from rbdmig.ceph import journal
+from tests.compat import images
+
+RBDMIG_DRIVER = 'rbdmig.cinder.driver'
+
+
+@pytest.fixture(autouse=True)
+def _info_logs(caplog):
+    caplog.set_level(logging.INFO)
+
+
+def _from_snapshot(cinder, ceph_cluster, cleanup):
+    """A volume Cinder created from a snapshot of another one."""
+    parent = cinder.create_volume('rbdmig-a')
+    cleanup.add('delete %s' % parent.id, cinder.delete_volume, parent)
+    images.fill(ceph_cluster, 'volumes-a', parent.name, extents=16)
+    snapshot = cinder.create_snapshot(parent)
+    cleanup.add('delete %s' % snapshot.id, _delete_snapshot, cinder,
+                snapshot)
+    clone = cinder.create_volume('rbdmig-a', snapshot_id=snapshot.id)
+
+    def delete_parent():
+        """What a user then does: the snapshot goes, then its volume."""
+        cinder.delete_snapshot(snapshot)
+        cinder.delete_volume(parent)
+
+    return clone, ('volumes-a', parent.name, snapshot.name), delete_parent
+
+
+def _from_image(cinder, ceph_cluster, cleanup):
+    """A volume cloned from a Glance image's protected snapshot.
+
+    As Cinder's ``clone_image`` makes it (``_clone``): the volume's image
+    is a clone of ``images/<image id>@snap``.
+    """
+    image = 'glance-%s' % images.token()
+    ceph_cluster.rbd('create', '--size', '1G', 'images/%s' % image)
+    cleanup.add('remove %s' % image, _remove_if_there, ceph_cluster,
+                'images', image)
+    images.fill(ceph_cluster, 'images', image, extents=16)
+    ceph_cluster.rbd('snap', 'create', 'images/%s@snap' % image)
+    ceph_cluster.rbd('snap', 'protect', 'images/%s@snap' % image)
+    clone = cinder.create_volume('rbdmig-a')
+    ceph_cluster.rbd('rm', 'volumes-a/%s' % clone.name)
+    ceph_cluster.rbd('clone', 'images/%s@snap' % image,
+                     'volumes-a/%s' % clone.name)
+
+    def delete_parent():
+        """What Glance does when the image is deleted."""
+        ceph_cluster.rbd('snap', 'unprotect', 'images/%s@snap' % image)
+        ceph_cluster.rbd('snap', 'rm', 'images/%s@snap' % image)
+        ceph_cluster.rbd('rm', 'images/%s' % image)
+
+    return clone, ('images', image, 'snap'), delete_parent
+
+
+def _delete_snapshot(cinder, snapshot):
+    """Delete a snapshot the test may have deleted already."""
+    from cinder import exception
+    from cinder import objects
+    try:
+        snapshot = objects.Snapshot.get_by_id(cinder.ctxt, snapshot.id)
+    except exception.SnapshotNotFound:
+        return
+    cinder.delete_snapshot(snapshot)
+
+
+def _remove_if_there(cluster, pool, name):
+    if name in images.names(cluster, pool):
+        images.remove(cluster, pool, name)
+
+
+def _parent(cluster, pool, name):
+    with images.opened(cluster, pool, name) as image:
+        return tuple(image.parent_info())
+
+
+def _anything_of(cluster, names):
+    """Images, trash entries and RADOS objects naming any of ``names``.
+
+    Every journal record and index key of rbdmig's too (the index object
+    itself is the pool's).
+    """
+    found = []
+    client = cluster.connect()
+    try:
+        for pool in cluster.pools:
+            ioctx = client.open_ioctx(pool)
+            try:
+                listed = [o.key for o in ioctx.list_objects()]
+                with rados.ReadOpCtx() as op:
+                    keys, _ = ioctx.get_omap_vals(op, '', '', 100000)
+                    with contextlib.suppress(rados.ObjectNotFound):
+                        ioctx.operate_read_op(op, journal.INDEX)
+                        listed += ['%s key %s' % (journal.INDEX, key)
+                                   for key, _ in keys]
+            finally:
+                ioctx.close()
+            listed += images.names(cluster, pool)
+            listed += cluster.rbd('trash', 'ls', pool).split()
+            found += ['%s/%s' % (pool, n) for n in listed
+                      if n.startswith(journal.RECORD_PREFIX) or
+                      any(name in n for name in names)]
+    finally:
+        client.shutdown()
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize('make', [_from_snapshot, _from_image],
+                         ids=['from-snapshot', 'from-glance-image'])
+def test_a_clone_moved_in_its_cluster_keeps_its_parent(
+        cinder, ceph_cluster, cleanup, caplog, make):
+    clone, parent, delete_parent = make(cinder, ceph_cluster, cleanup)
+    cleanup.add('delete %s' % clone.id, cinder.delete_volume, clone)
+    # Its own writes over its parent's data.
+    checksum = images.fill(ceph_cluster, 'volumes-a', clone.name, extents=8,
+                           seed='own')
+    assert _parent(ceph_cluster, 'volumes-a', clone.name) == parent
+
+    moved = cinder.migrate(clone, 'rbdmig-b')
+
+    assert moved.migration_status == 'success'
+    assert moved.host == 'compat@rbdmig-b#rbdmig-b'
+    assert clone.name not in images.names(ceph_cluster, 'volumes-a')
+    assert images.digest(ceph_cluster, 'volumes-b', clone.name) == checksum
+    # Still a clone of the same parent: Cinder's bookkeeping holds.
+    assert _parent(ceph_cluster, 'volumes-b', clone.name) == parent
+    assert [r for r in caplog.records if r.name == RBDMIG_DRIVER and
+            'moving it by deep_copy, which keeps the link' in r.getMessage()]
+
+    # Cinder deletes it, then its parent goes as it would have anyway.
+    cinder.delete_volume(moved)
+    delete_parent()
+    assert _anything_of(ceph_cluster, (clone.name, parent[1])) == []
+
+
+def test_a_clone_is_left_to_cinder_across_clusters(
+        cinder, ceph_cluster, ceph_cluster2, cleanup, caplog):
+    """Flattened there, its source must go through Cinder's delete."""
+    clone, parent, delete_parent = _from_snapshot(cinder, ceph_cluster,
+                                                  cleanup)
+    cleanup.add('delete %s' % clone.id, cinder.delete_volume, clone)
+    checksum = images.digest(ceph_cluster, 'volumes-a', clone.name)
+
+    there = cinder.migrate(clone, 'other-a')
+
+    assert there.migration_status == 'success'
+    assert there.host == 'compat@other-a#other-a'
+    assert [r for r in caplog.records if r.name == RBDMIG_DRIVER and
+            'is a clone of %s/%s@%s' % parent in r.getMessage()]
+    # Cinder's generic copy: its own delete_volume removes the source
+    # (a cast, once the copy completed).
+    _wait_until(lambda: clone.name not in images.names(ceph_cluster,
+                                                       'volumes-a'))
+    assert images.digest(ceph_cluster2, 'volumes-a', there.name) == checksum
+    cinder.delete_volume(there)
+    delete_parent()
+    assert _anything_of(ceph_cluster, (clone.name, parent[1])) == []
+    assert _anything_of(ceph_cluster2, (clone.name, there.name)) == []
+
+
+def _wait_until(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError('still false after %d s' % timeout)
+        time.sleep(0.2)
