@@ -41,7 +41,10 @@ class RBDDriver(cinder_rbd.RBDDriver):
       blocking librados/librbd calls run on native threads under eventlet,
       and connecting is bounded by ``rados_connect_timeout``.  A retype
       that changes backend reaches it too (Cinder's manager calls
-      ``retype`` only within this backend, i.e. this pool).
+      ``retype`` only within this backend, i.e. this pool).  A Cinder
+      clone keeps its parent link (``deep_copy``) within the cluster and
+      is left to Cinder's generic migration across clusters, so Cinder's
+      parent bookkeeping holds.
     * Capabilities: ``migration_progress_report`` and the methods.
 
     Version history:
