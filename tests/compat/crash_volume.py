@@ -19,10 +19,17 @@ SURVIVED = 3
 
 
 def main(conf_path, volume_id, backend):
+    import os
+
     from cinder import objects
 
+    from rbdmig import native
     from tests.compat import cinder_env
 
+    mode = os.environ.get('RBDMIG_COMPAT_MODE')
+    if native.patched() != (mode == 'eventlet'):
+        sys.exit('crash_volume: %s mode, yet eventlet %s patched'
+                 % (mode, 'is' if native.patched() else 'is not'))
     services = cinder_env.CinderVolume(conf_path).start()
     try:
         volume = objects.Volume.get_by_id(services.ctxt, volume_id)

@@ -37,22 +37,28 @@ def _from_snapshot(cinder, ceph_cluster, cleanup):
 
 
 def _from_image(cinder, ceph_cluster, cleanup):
-    """A volume cloned from a Glance image's protected snapshot.
+    """A volume Cinder cloned from a Glance image's protected snapshot.
 
-    As Cinder's ``clone_image`` makes it (``_clone``): the volume's image
-    is a clone of ``images/<image id>@snap``.
+    The image as Glance stores it in RBD; the volume made as Cinder's
+    create flow makes it when it can clone the image's location
+    (``driver.clone_image``): a clone of ``images/<image>@snap``.
     """
     image = 'glance-%s' % images.token()
-    ceph_cluster.rbd('create', '--size', '1G', 'images/%s' % image)
+    ceph_cluster.rbd('create', '--size', '1G', '--image-feature', 'layering',
+                     'images/%s' % image)
     cleanup.add('remove %s' % image, _remove_if_there, ceph_cluster,
                 'images', image)
     images.fill(ceph_cluster, 'images', image, extents=16)
     ceph_cluster.rbd('snap', 'create', 'images/%s@snap' % image)
     ceph_cluster.rbd('snap', 'protect', 'images/%s@snap' % image)
-    clone = cinder.create_volume('rbdmig-a')
-    ceph_cluster.rbd('rm', 'volumes-a/%s' % clone.name)
-    ceph_cluster.rbd('clone', 'images/%s@snap' % image,
-                     'volumes-a/%s' % clone.name)
+    clone = cinder.new_volume_row('rbdmig-a')
+    update, cloned = cinder.manager('rbdmig-a').driver.clone_image(
+        cinder.ctxt, clone,
+        ('rbd://%s/images/%s/snap' % (ceph_cluster.fsid, image), None),
+        {'disk_format': 'raw', 'id': image}, None)
+    assert cloned
+    clone.update(dict(update or {}, status='available'))
+    clone.save()
 
     def delete_parent():
         """What Glance does when the image is deleted."""
