@@ -4,6 +4,7 @@ import dataclasses
 
 from cinder import exception as cinder_exception
 from cinder import interface
+from cinder import objects
 from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
 from oslo_utils import encodeutils
@@ -101,14 +102,13 @@ class RBDDriver(cinder_rbd.RBDDriver):
         process died running: ``init_host`` cleans up only what the
         workers table lists, and ``migrate_volume`` keeps no entry there.
         The row would stay ``migrating``, and Cinder's API refuses to
-        delete or migrate the volume.  Recovery has just left the volume
-        whole where the row names it; the row now says the migration
+        delete or migrate the volume.  Recovery has just finished or
+        undone what the journal records; the row now says the migration
         failed, as Cinder's manager would have.  In an active-active
         cluster another member may be running it: left alone.
         """
         if self.cluster_name:
             return
-        from cinder import objects
         for volume in objects.VolumeList.get_all_by_host(context, self.host):
             if volume.migration_status != 'migrating':
                 continue
