@@ -180,3 +180,47 @@ def _wait_until(predicate, timeout=60):
         if time.monotonic() > deadline:
             raise AssertionError('still false after %d s' % timeout)
         time.sleep(0.2)
+
+
+def test_a_volume_clone_moved_leaves_what_cinder_leaves_unmoved(
+        cinder, ceph_cluster, cleanup):
+    """A clone of a volume (``<clone>.clone_snap`` on its parent).
+
+    Cinder 29's own delete of such a clone takes its fast path and skips
+    ``_delete_clone_parent_refs``: the parent's ``.clone_snap`` stays,
+    and the parent, deleted later, stays as ``<parent>.deleted``.  Moved
+    by rbdmig, the same must be left, nothing more.
+    """
+    left = []
+    for move in (False, True):
+        parent = cinder.create_volume('rbdmig-a')
+        cleanup.add('scrub %s' % parent.name, _scrub, ceph_cluster,
+                    parent.name)
+        cleanup.add('delete %s' % parent.id, cinder.delete_volume, parent)
+        images.fill(ceph_cluster, 'volumes-a', parent.name, extents=8)
+        clone = cinder.create_volume('rbdmig-a', source_volid=parent.id)
+        cleanup.add('delete %s' % clone.id, cinder.delete_volume, clone)
+        link = _parent(ceph_cluster, 'volumes-a', clone.name)
+        assert link[1:] == (parent.name, '%s.clone_snap' % clone.name)
+        if move:
+            checksum = images.digest(ceph_cluster, 'volumes-a', clone.name)
+            clone = cinder.migrate(clone, 'rbdmig-b')
+            assert clone.migration_status == 'success'
+            assert images.digest(ceph_cluster, 'volumes-b',
+                                 clone.name) == checksum
+            assert _parent(ceph_cluster, 'volumes-b', clone.name) == link
+        cinder.delete_volume(clone)
+        cinder.delete_volume(parent)
+        found = _anything_of(ceph_cluster, (clone.name, parent.name))
+        left.append([n.replace(parent.name, '<parent>').replace(
+            clone.name, '<clone>') for n in found])
+    unmoved, moved = left
+    assert moved == unmoved
+
+
+def _scrub(cluster, name):
+    """Remove what Cinder leaves of a parent volume (``.deleted``)."""
+    for pool in cluster.pools:
+        for image in images.names(cluster, pool):
+            if image.startswith(name):
+                images.remove(cluster, pool, image)
