@@ -53,7 +53,8 @@ class Backend:
             cluster_name=address.cluster_name or 'ceph',
             user=address.user or 'admin', keyring_path=address.keyring,
             client_mount_timeout=timeout, rados_mon_op_timeout=timeout,
-            rados_osd_op_timeout=max(0, limits.osd_op_timeout))
+            # 0 there keeps ceph.conf's (an explicit 0 cannot be said).
+            rados_osd_op_timeout=limits.osd_op_timeout or 0)
 
     @property
     def native_rbd(self):

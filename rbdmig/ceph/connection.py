@@ -54,7 +54,8 @@ class Limits:
         ``rados_connection_retries`` counts attempts the same way).
     :ivar interval: seconds between two attempts.
     :ivar osd_op_timeout: seconds an OSD operation may take before it
-        fails with ETIMEDOUT (``rados_osd_op_timeout``); 0 waits forever.
+        fails with ETIMEDOUT (``rados_osd_op_timeout``); 0 waits forever;
+        None leaves ceph.conf's setting (librados' default: forever).
     :ivar concurrent_management_ops: librbd's
         ``rbd_concurrent_management_ops``; 0 keeps librbd's.
     """
@@ -62,7 +63,7 @@ class Limits:
     connect_timeout: int = -1
     attempts: int = 3
     interval: float = 5
-    osd_op_timeout: int = 0
+    osd_op_timeout: int = None
     concurrent_management_ops: int = 0
 
     def worst_case(self):
@@ -88,7 +89,8 @@ def client_conf(address, limits):
     if limits.connect_timeout >= 0:
         conf['client_mount_timeout'] = str(limits.connect_timeout)
         conf['rados_mon_op_timeout'] = str(limits.connect_timeout)
-    if limits.osd_op_timeout > 0:
+    if limits.osd_op_timeout is not None:
+        # Set here, it overrides ceph.conf: only when the operator set it.
         conf['rados_osd_op_timeout'] = str(limits.osd_op_timeout)
     if limits.concurrent_management_ops > 0:
         conf['rbd_concurrent_management_ops'] = str(

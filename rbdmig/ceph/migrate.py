@@ -25,7 +25,8 @@ class _Unverified(Exception):
     """The copy differs from the source (its cause says how)."""
 
 
-def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK):
+def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
+            authority=None):
     """Move ``volume``'s image to the pool ``host`` names, keeping its name.
 
     Within one cluster by ``backend.method``; into another cluster, when
@@ -36,6 +37,10 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK):
     :param host: ``{'host': ..., 'capabilities': <destination stats>}``.
     :param callback: a :class:`rbdmig.migration.progress.Callback`, called
         on this thread; it may cancel by raising.
+    :param authority: what names the volume (a
+        :class:`rbdmig.ceph.recover.Authority`), told once the copy holds
+        the volume's name and before the source goes, so that it names
+        the copy from then on (Cinder's volume row).
     :returns: ``(moved, model_update)``: ``(True, None)`` once the image is
         in the destination pool and the source is gone, ``(False, None)``
         whenever the move cannot be done safely (nothing was changed).
@@ -67,6 +72,7 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK):
                 where += ' of cluster %s' % dest.fsid
             migration = _Migration(backend, method, volume, source, where,
                                    client, src_ioctx, dst_ioctx, dest)
+            migration.authority = authority
             migration.record.clients = {
                 'source': client.get_instance_id(),
                 'dest': dst_client.get_instance_id()}
@@ -108,6 +114,8 @@ class _Migration(object):
     whole; a failure in 7 leaves the journal open at ``removing``, from
     which recovery (:mod:`rbdmig.ceph.recover`) only ever goes forward.
     """
+
+    authority = None  # told when the copy took the name (migrate())
 
     def __init__(self, backend, method, volume, source, where, client,
                  src_ioctx, dst_ioctx, dest):
@@ -347,8 +355,8 @@ class _Migration(object):
         return None
 
     def _give_back(self):
-        """Undo steps 3 to 5: the source gets its name back, whole, and
-        the copy (never placed, so never reached by a client) goes.
+        """Undo steps 3 to 6: the source gets its name back, whole, and
+        the copy (which the authority never named) goes.
 
         The journal says the copy is partial again first: whatever of
         this is left undone, recovery rolls back.
@@ -362,6 +370,8 @@ class _Migration(object):
             except self.rbd.ImageNotFound:
                 self.rbd.RBD().rename(self.move.src_ioctx,
                                       self.move.retired, self.move.name)
+            if self.move.temp != self.move.name and self._copy_placed():
+                images.remove(self.rbd, self.move.dst_ioctx, self.move.name)
         except Exception:
             LOG.exception('Could not give the source %s its name back; it '
                           'is whole as %s, and "rbdmig recover" restores '
@@ -369,8 +379,19 @@ class _Migration(object):
             return
         self._undo()
 
+    def _copy_placed(self):
+        """Whether the image named as the volume in the destination is
+        this migration's copy (by its tag)."""
+        try:
+            with self.rbd.Image(self.move.dst_ioctx, self.move.name,
+                                read_only=True) as image:
+                return image.metadata_get(journal.TAG) == self.record.id
+        except (self.rbd.ImageNotFound, KeyError):
+            return False
+
     def _place(self):
-        """Step 6: the verified copy takes the image's name."""
+        """Step 6: the verified copy takes the image's name, and the
+        authority is told it names the copy from now on."""
         self.journal.update(self.record, journal.PLACED)
         try:
             self.method.place(self.move)
@@ -387,6 +408,17 @@ class _Migration(object):
                 reason='the copy in %s could not take the name %s (%s); '
                        'the source is intact.' % (self.where,
                                                   self.move.name, err))
+        if self.authority is not None:
+            try:
+                self.authority.moved(self.record)
+            except Exception as err:
+                self._give_back()
+                raise exception.MigrationError(
+                    volume=self.volume.id,
+                    reason='the copy took the name in %s, but recording '
+                           'that failed (%s); the copy was removed and the '
+                           'source is intact.' % (self.where, err)) from err
+
 
     def _remove_source(self):
         """Step 7: remove the retired source, untag the copy, close the

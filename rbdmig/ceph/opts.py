@@ -64,14 +64,15 @@ MIGRATION_OPTS = [
                     '``flatten`` and live migration) on the connections '
                     'of a migration; 0 leaves librbd\'s own setting (10 '
                     'unless ceph.conf says otherwise).'),
-    cfg.IntOpt('rados_osd_op_timeout', default=120, min=0,
+    cfg.IntOpt('rados_osd_op_timeout', min=0,
                help='Seconds one OSD operation of a migration may take '
                     'before it fails, so that a stopped or unreachable '
                     'OSD ends the migration (cleanly, the source intact) '
-                    'instead of hanging it; 0 waits forever, as librados '
-                    'does by default.  The default rides through an OSD '
-                    'being marked down and its placement groups peering '
-                    'elsewhere.'),
+                    'instead of hanging it; 0 waits forever.  Unset (the '
+                    'default), ceph.conf decides: its ``rados osd op '
+                    'timeout``, else librados\' default (wait forever).  '
+                    '120 rides through an OSD being marked down and its '
+                    'placement groups peering elsewhere.'),
 ]
 
 

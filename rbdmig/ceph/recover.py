@@ -46,6 +46,11 @@ class Authority(object):
     def settle(self, record, decision):
         """Called once recovery carried ``decision`` out for ``record``."""
 
+    def moved(self, record):
+        """Called by the move once its copy holds the volume's name and
+        before the source goes; raising undoes the move.  An authority
+        that can names the destination from here on."""
+
 
 def recover(backend, any_host=False, authority=None):
     """Recover every migration journaled in ``backend``'s pool.

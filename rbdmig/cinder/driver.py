@@ -1,13 +1,19 @@
 """Cinder's own RBD driver, with rbdmig's assisted migration."""
 
+import dataclasses
+
 from cinder import exception as cinder_exception
 from cinder import interface
+from cinder import objects
 from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
+from oslo_utils import encodeutils
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig.ceph import connection
 from rbdmig.ceph import location
+from rbdmig.ceph import methods
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.ceph import recover
@@ -35,8 +41,12 @@ class RBDDriver(cinder_rbd.RBDDriver):
       pool or another cluster this host reaches, verified before the
       source goes, every refusal ``(False, None)``, progress logged;
       blocking librados/librbd calls run on native threads under eventlet,
-      and connecting is bounded by ``rados_connect_timeout``.
-    * :meth:`retype` when the new type lives in another pool.
+      and connecting is bounded by ``rados_connect_timeout``.  A retype
+      that changes backend reaches it too (Cinder's manager calls
+      ``retype`` only within this backend, i.e. this pool).  A Cinder
+      clone keeps its parent link (``deep_copy``) within the cluster and
+      is left to Cinder's generic migration across clusters, so Cinder's
+      parent bookkeeping holds.
     * Capabilities: ``migration_progress_report`` and the methods.
 
     Version history:
@@ -60,15 +70,58 @@ class RBDDriver(cinder_rbd.RBDDriver):
         the row names the source and the source is whole, completed when
         the row names the destination; one whose source was already being
         removed is completed and the row moved to the destination.  The
-        row's ``migration_status`` then says what happened.
+        row's ``migration_status`` then says what happened.  Recovery
+        never keeps the backend from starting: what it cannot recover is
+        logged and stays in the journal.
         """
         super().do_setup(context)
+        self._recover_migrations(context)
+        self._settle_interrupted_migrations(context)
+
+    def _recover_migrations(self, context):
         try:
-            recover.recover(self.migration_backend(),
-                            authority=CinderAuthority(context))
-        except exception.RbdmigError as err:
-            LOG.warning('Cannot read the migration journal of %(name)s: '
-                        '%(err)s', {'name': self._backend_name, 'err': err})
+            outcomes = recover.recover(self.migration_backend(),
+                                       authority=CinderAuthority(context))
+        except Exception:  # noqa: BLE001 - the backend must start anyway
+            # The one place a broad catch is right: a lock directory this
+            # process may not read, a journal librados cannot read, a
+            # record of another version must not stop the volumes of this
+            # backend from being served.  Nothing was changed by failing.
+            LOG.exception('Could not recover the interrupted migrations of '
+                          '%s; they stay in its journal for the next start '
+                          'or "rbdmig recover". The backend starts anyway.',
+                          self._backend_name)
+            return
+        for outcome in outcomes:
+            if outcome.action == 'failed':
+                LOG.error('Could not recover %s; it stays in the journal '
+                          'for the next start or "rbdmig recover".', outcome)
+
+    def _settle_interrupted_migrations(self, context):
+        """Mark the migrations this service died running as failed.
+
+        Cinder's manager sets ``migration_status`` to ``error`` when a
+        migration fails, but nothing does it at start-up for one its
+        process died running: ``init_host`` cleans up only what the
+        workers table lists, and ``migrate_volume`` keeps no entry there.
+        The row would stay ``migrating``, and Cinder's API refuses to
+        delete or migrate the volume.  Recovery has just finished or
+        undone what the journal records; the row now says the migration
+        failed, as Cinder's manager would have.  In an active-active
+        cluster another member may be running it: left alone.
+        """
+        if self.cluster_name:
+            return
+        for volume in objects.VolumeList.get_all_by_host(context, self.host):
+            if volume.migration_status != 'migrating':
+                continue
+            updates = {'migration_status': 'error'}
+            if volume.status in ('retyping', 'maintenance'):
+                updates['status'] = volume.previous_status
+            volume.update(updates)
+            volume.save()
+            LOG.warning('The migration of volume %s stopped with its '
+                        'cinder-volume; marked failed.', volume.id)
 
     @classmethod
     def get_driver_options(cls):
@@ -103,7 +156,9 @@ class RBDDriver(cinder_rbd.RBDDriver):
         :raises VolumeMigrationFailed: the copy failed; the partial copy
             was removed and the source is intact.
         """
-        backend = self.migration_backend()
+        backend = self._for_clones(self.migration_backend(), volume, host)
+        if backend is None:
+            return False, None
         dest = (host or {}).get('host') if isinstance(host, dict) else None
         with reporter.Reporter(
                 'migration of %s' % volume.id,
@@ -113,53 +168,82 @@ class RBDDriver(cinder_rbd.RBDDriver):
                            source_backend=self._backend_name,
                            destination_backend=dest,
                            method=backend.method)) as callback:
+            faults.point('cinder.migrating')
             try:
-                return migrate.migrate(backend, volume, host, callback)
+                moved, model_update = migrate.migrate(
+                    backend, volume, host, callback,
+                    authority=CinderAuthority(context))
             except exception.MigrationError as err:
                 raise cinder_exception.VolumeMigrationFailed(
                     reason=str(err))
+        # The engine is done; Cinder's manager has yet to record the host.
+        faults.point('cinder.migrated')
+        return moved, model_update
 
-    def retype(self, context, volume, new_type, diff, host):
-        """Retype; when ``host`` is in another pool, rbdmig moves the image.
 
-        Cinder asks the driver only when ``host`` is this backend's (or
-        its cluster's); a backend change otherwise comes through
-        :meth:`migrate_volume`.  A pool change is assisted only when the
-        types differ in placement alone (Cinder's own rule for assisted
-        migration on retype); otherwise ``(False, None)`` lets Cinder
-        migrate generically.
+    def _for_clones(self, backend, volume, host):
+        """The backend that moves ``volume`` with Cinder's clone bookkeeping.
+
+        Cinder tracks a clone's parent (a volume's snapshot, a
+        ``*.clone_snap`` of a volume that may be ``*.deleted`` since, a
+        Glance image) and cleans it up when the clone is deleted through
+        its driver.  Within one cluster the clone stays a clone of it: a
+        method that would flatten it gives way to ``deep_copy``, which
+        keeps the link.  Into another cluster it could only be flattened
+        and its source removed behind Cinder's back: None, and Cinder
+        migrates it generically, deleting the source with its own
+        ``delete_volume``.
+
+        :returns: ``backend``, maybe with another method; None to leave
+            the move to Cinder.
         """
-        if not self._in_another_pool(host):
-            return super().retype(context, volume, new_type, diff, host)
-        if not _placement_only(diff):
-            LOG.info('Retype of %s changes more than its pool; Cinder '
-                     'migrates it generically.', volume.id)
-            return False, None
-        return self.migrate_volume(context, volume, host)
-
-    def _in_another_pool(self, host):
         try:
             dest = location.from_host(host)
         except exception.InvalidInput:
-            return False
-        return dest.pool != self.configuration.rbd_pool or (
-            dest.fsid != self._get_fsid())
+            return backend  # the engine refuses it and says why
+        rbd = backend.native_rbd
+        try:
+            with backend.connect() as (client, ioctx):
+                fsid = encodeutils.safe_decode(client.get_fsid())
+                with rbd.Image(ioctx, volume.name, read_only=True) as image:
+                    parent = image.parent_info()
+        except rbd.ImageNotFound:
+            return backend  # not a clone (or no image: the engine says)
+        except exception.RbdmigError:
+            return backend  # unreachable: the engine refuses it
+        parent = '%s/%s@%s' % tuple(parent)
+        if fsid != dest.fsid:
+            LOG.info('Not migrating %(vol)s with the backend: it is a clone '
+                     'of %(parent)s, which would be flattened into cluster '
+                     '%(fsid)s and its source removed behind Cinder\'s '
+                     'parent bookkeeping. Falling back to generic '
+                     'migration.', {'vol': volume.id, 'parent': parent,
+                                    'fsid': dest.fsid})
+            return None
+        if methods.get(backend.method).keeps_parent:
+            return backend
+        LOG.info('%(name)s is a clone of %(parent)s: moving it by deep_copy, '
+                 'which keeps the link, instead of %(method)s.',
+                 {'name': volume.name, 'parent': parent,
+                  'method': backend.method})
+        return dataclasses.replace(backend, method='deep_copy')
 
 
 class CinderAuthority(recover.Authority):
     """Cinder's volume row names the volume; recovery settles it.
 
-    Cinder moves the row to the destination (``host``) only once
-    ``migrate_volume`` returned: before that it names the source.  After
-    recovery the row reads as Cinder's own migration would have left it:
-    ``success`` on the destination, or ``error`` with the source intact.
+    The row names the source until the move's copy holds the volume's
+    name: then :meth:`moved` points its ``host`` at the destination,
+    before the source goes (Cinder's manager records the rest once
+    ``migrate_volume`` returned).  After recovery the row reads as
+    Cinder's own migration would have left it: ``success`` on the
+    destination, or ``error`` with the source intact.
     """
 
     def __init__(self, context):
         self.context = context
 
     def _row(self, record):
-        from cinder import objects
         if not record.volume_id:
             return None
         try:
@@ -175,6 +259,17 @@ class CinderAuthority(recover.Authority):
         here = volume_utils.extract_host(row.host, 'pool')
         there = volume_utils.extract_host(record.dest_host, 'pool')
         return phases.DEST if here == there else phases.SOURCE
+
+    def moved(self, record):
+        """The copy holds the volume's name: the row names it now, before
+        the source goes (Cinder's manager records the rest on return)."""
+        row = self._row(record)
+        if row is None or not record.dest_host:
+            raise exception.MigrationError(
+                volume=record.volume_id,
+                reason='its volume row cannot be moved to the destination')
+        row.host = record.dest_host
+        row.save()
 
     def settle(self, record, decision):
         row = self._row(record)
@@ -212,15 +307,3 @@ def _cinder_notifier(context, host):
         send_as(context, event_type, body)
 
     return notify.Notifier(send)
-
-
-def _placement_only(diff):
-    """Whether two types differ in backend name and AZ only (or nothing)."""
-    if not diff:
-        return True
-    if diff.get('qos_specs') or diff.get('encryption'):
-        return False
-    specs = dict(diff.get('extra_specs') or {})
-    specs.pop('volume_backend_name', None)
-    specs.pop('RESKEY:availability_zones', None)
-    return not specs

@@ -72,6 +72,7 @@ class CinderVolume(object):
         from oslo_config import cfg
 
         self.conf = cfg.CONF
+        self.conf_path = conf_path
         self.conf(['--config-file', conf_path], project='cinder')
         self.services = {}
         self.timings = {}

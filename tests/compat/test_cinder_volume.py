@@ -137,36 +137,56 @@ def test_retype_to_another_backend_migrates_through_rbdmig(
                    % (volume.name, DEFAULT_METHOD))
 
 
-def test_driver_retype_into_another_pool_moves_the_image(
-        cinder, ceph_cluster, cleanup, caplog):
-    """Cinder hands driver.retype a destination in another pool."""
-    volume, checksum = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-a')
-    driver = cinder.manager('rbdmig-a').driver
-    pool = cinder.destination('rbdmig-b')
-    host = {'host': pool.host, 'capabilities': pool.capabilities}
-    new_type = cinder.backend_type('rbdmig-b')
-    placement_only = {'extra_specs': {'volume_backend_name': (
-        'rbdmig-a', 'rbdmig-b')}, 'qos_specs': {}, 'encryption': {}}
+def _spy_retype(monkeypatch, driver):
+    """Record the ``host`` of every call Cinder makes to driver.retype."""
+    calls = []
+    original = driver.retype
 
-    assert driver.retype(cinder.ctxt, volume, new_type, placement_only,
-                         host) == (True, None)
-    # As Cinder's manager records a retype the driver did:
-    volume.update({'host': pool.host, 'volume_type_id': new_type.id})
+    def retype(context, volume, new_type, diff, host):
+        calls.append(host)
+        return original(context, volume, new_type, diff, host)
+
+    monkeypatch.setattr(driver, 'retype', retype)
+    return calls
+
+
+def test_cinder_calls_driver_retype_only_within_the_pool(
+        cinder, ceph_cluster, cleanup, monkeypatch):
+    """driver.retype never sees another pool: rbdmig keeps Cinder's.
+
+    Cinder's manager asks the driver only when the destination is this
+    backend (``_is_our_backend``), and an RBD backend is one pool; a
+    retype into another pool is a migration (the test above).
+    """
+    assert 'retype' not in vars(rbdmig.cinder.RBDDriver)
+    volume, checksum = _new_volume(cinder, cleanup, ceph_cluster, 'rbdmig-a')
+    mgr = cinder.manager('rbdmig-a')
+    calls = _spy_retype(monkeypatch, mgr.driver)
+    gold = cinder.volume_type('gold-rbdmig-a', volume_backend_name='rbdmig-a',
+                              rbdmig_compat_tier='gold')
+    pool = cinder.destination('rbdmig-a')
+    volume.update({'status': 'retyping', 'previous_status': volume.status})
     volume.save()
 
-    assert volume.name not in images.names(ceph_cluster, 'volumes-a')
+    # What the RPC server runs for "cinder retype" within the backend.
+    mgr.retype(cinder.ctxt, volume, gold.id,
+               {'host': pool.host, 'cluster_name': None,
+                'capabilities': pool.capabilities},
+               migration_policy='on-demand')
+
+    volume.refresh()
+    assert (volume.status, volume.volume_type_id) == ('available', gold.id)
+    (host,) = calls
+    assert rbd_location.from_host(host).pool == 'volumes-a'
+    assert images.digest(ceph_cluster, 'volumes-a', volume.name) == checksum
+
+    # Into another backend: Cinder migrates, driver.retype is not asked.
+    other = _timed('retype rbdmig-a -> rbdmig-b (assisted)', cinder.retype,
+                   volume, 'rbdmig-b')
+    assert other.migration_status == 'success'
+    assert other.host == 'compat@rbdmig-b#rbdmig-b'
+    assert len(calls) == 1
     assert images.digest(ceph_cluster, 'volumes-b', volume.name) == checksum
-    # A retype that also changes QoS is Cinder's to do generically.
-    back = cinder.destination('rbdmig-a')
-    qos = dict(placement_only, qos_specs={'total_iops_sec': (None, '100')})
-    assert cinder.manager('rbdmig-b').driver.retype(
-        cinder.ctxt, volume, cinder.backend_type('rbdmig-a'), qos,
-        {'host': back.host, 'capabilities': back.capabilities}) == (
-            False, None)
-    assert volume.name in images.names(ceph_cluster, 'volumes-b')
-    # A destination that is not a Ceph pool is no pool change (no crash).
-    for not_ceph in ('compat@lvm', {'capabilities': []}, None):
-        assert driver._in_another_pool(not_ceph) is False
 
 
 def test_cinders_generic_copy_attaches_rbdmig_volumes(cinder, ceph_cluster,

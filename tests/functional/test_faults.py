@@ -525,3 +525,44 @@ def test_a_writer_during_the_copy_aborts_it_cleanly(ceph_cluster,
     assert answer == (False, None) and writer.get('wrote') and kept
     assert _where(ceph_cluster, volume) == ['volumes-a']
     assert _leftovers(ceph_cluster, volume) == []
+
+
+# -- two hosts: B's recovery takes over A's killed migration ---------------
+
+def test_another_hosts_recovery_takes_over_once_ceph_says_it_is_dead(
+        ceph_cluster, fault_table, cleanup):
+    drivers = helpers.load_drivers(ceph_cluster)
+    volume, before = _new_for(drivers, 'extents', cleanup, ceph_cluster)
+    # Host A: a process with a host name of its own (a UTS namespace),
+    # killed once the copy is verified.
+    host_a = subprocess.run(
+        ['unshare', '--uts', 'sh', '-c', 'hostname rbdmig-host-a && exec '
+         '"$0" -m tests.functional.crash_child "$@"', sys.executable,
+         ceph_cluster.rbdmig_conf_path, 'extents', 'engine.verified',
+         volume.id], capture_output=True, text=True, timeout=300)
+    assert host_a.returncode == -signal.SIGKILL, host_a.stderr
+    killed = time.monotonic()
+
+    # Host B (this one) cannot tell from its own lock files: Ceph can.
+    # The killed client's watch lingers until the OSD times it out.
+    code, first = _recover_cli(ceph_cluster)
+    assert code == 0 and _actions(first) == ['skipped'], first
+    while True:
+        code, said = _recover_cli(ceph_cluster)
+        if _actions(said) != ['skipped'] or (
+                time.monotonic() - killed > 90):
+            break
+        time.sleep(2)
+    waited = time.monotonic() - killed
+
+    assert code == 0, said
+    assert _actions(said) == ['rolled back'], said
+    intact = helpers.digest(drivers['ceph-a'], volume) == before
+    fault_table('host A killed at verified; host B runs rbdmig recover',
+                'B takes over once Ceph drops A\'s watch',
+                'skipped while A\'s watch lasted; %s after %.0f s' % (
+                    ', '.join(_actions(said)), waited), intact)
+    assert intact and waited < 60
+    assert _where(ceph_cluster, volume) == ['volumes-a']
+    assert _leftovers(ceph_cluster, volume) == []
+    assert _journaled(ceph_cluster) == []

@@ -22,10 +22,32 @@ def test_timeouts_go_into_the_clients_own_conf():
         'keyring': '/k/ring'}
 
 
-def test_negative_and_zero_leave_librados_defaults():
-    limits = connection.Limits(connect_timeout=-1, osd_op_timeout=0)
+def test_negative_and_unset_leave_librados_defaults():
+    limits = connection.Limits(connect_timeout=-1, osd_op_timeout=None)
     assert connection.client_conf(ADDRESS, limits) == {}
     assert limits.worst_case() is None
+
+
+def test_an_op_timeout_of_zero_is_passed_on_as_waiting_forever():
+    limits = connection.Limits(osd_op_timeout=0)
+    assert connection.client_conf(ADDRESS, limits) == {
+        'rados_osd_op_timeout': '0'}
+
+
+@pytest.mark.parametrize('setting, passed', [(None, None), (5, '5')])
+def test_an_unset_op_timeout_defers_to_ceph_conf(setting, passed):
+    # ceph.conf's "[client] rados osd op timeout" stands unless the
+    # backend's options set one: no default replaces it.
+    ceph = fx.make_ceph()
+    options = {} if setting is None else {'rados_osd_op_timeout': setting}
+    backend = fx.make_driver(ceph, **options).backend()
+    assert backend.limits.osd_op_timeout == setting
+    ceph.conf.clear()
+    with backend.connect():
+        pass
+    assert ceph.conf.get('rados_osd_op_timeout') == passed
+    # The extension's connections too: 0 there keeps the conf's value.
+    assert backend.cluster_spec().rados_osd_op_timeout == (setting or 0)
 
 
 def test_worst_case_is_attempts_times_timeout_plus_the_waits():

@@ -70,6 +70,8 @@ class Method(object):
     name = None
     # Whether the destination keeps the source's snapshots.
     keeps_snapshots = False
+    # Whether a clone stays a clone of its parent (else it is flattened).
+    keeps_parent = False
     # The method that moves a volume with snapshots instead; None refuses.
     snapshots_by = None
     # Whether it can copy into another cluster.

@@ -17,6 +17,7 @@ class DeepCopyMethod(base.Method):
 
     name = 'deep_copy'
     keeps_snapshots = True
+    keeps_parent = True
 
     def _copy(self, move, relay):
         args = images.create_args(move.rbd, move.source)

@@ -21,6 +21,7 @@ class LiveMethod(base.Method):
 
     name = 'live'
     keeps_snapshots = True
+    keeps_parent = True
     uses_source_handle = False
 
     def copy(self, move, relay):

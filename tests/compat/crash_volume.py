@@ -1,0 +1,56 @@
+"""A cinder-volume that migrates one volume and dies at a crash point.
+
+``python -m tests.compat.crash_volume CINDER_CONF VOLUME_ID BACKEND``
+brings up the cinder-volume services the compat tests run (same
+cinder.conf, hence the same database file), in the mode its environment
+names (``OS_CINDER_DISABLE_EVENTLET_PATCHING``, inherited from the compat
+run: eventlet patches first, as ``cinder/cmd/volume.py`` does), and runs
+the volume manager's ``migrate_volume`` of ``VOLUME_ID`` to ``BACKEND``,
+as the RPC server does for ``cinder migrate``.
+
+With ``RBDMIG_CRASH_AT=<point>`` in its environment it SIGKILLs itself
+there (:mod:`rbdmig.faults`): nothing of its own cleanup runs.  If it
+survives, it prints the volume's row and exits with :data:`SURVIVED`.
+"""
+
+import sys
+
+SURVIVED = 3
+
+
+def main(conf_path, volume_id, backend):
+    import os
+
+    from cinder import objects
+
+    from rbdmig import native
+    from tests.compat import cinder_env
+
+    mode = os.environ.get('RBDMIG_COMPAT_MODE')
+    if native.patched() != (mode == 'eventlet'):
+        sys.exit('crash_volume: %s mode, yet eventlet %s patched'
+                 % (mode, 'is' if native.patched() else 'is not'))
+    services = cinder_env.CinderVolume(conf_path).start()
+    try:
+        volume = objects.Volume.get_by_id(services.ctxt, volume_id)
+        dest = services.destination(backend)
+        # What VolumeAPI.migrate_volume's cast carries (rpcapi 3.5).
+        host = {'host': dest.host, 'cluster_name': dest.cluster_name,
+                'capabilities': dest.capabilities}
+        source = services.manager(services.backend_of(volume))
+        source.migrate_volume(services.ctxt, volume, host)
+        volume.refresh()
+        print('survived: %s host %s, status %s, migration_status %s'
+              % (volume.id, volume.host, volume.status,
+                 volume.migration_status))
+    finally:
+        services.stop()
+    return SURVIVED
+
+
+if __name__ == '__main__':
+    # First, before anything imports eventlet's victims (threading,
+    # socket...): cinder-volume's own order.
+    from cinder import monkey_patch
+    monkey_patch.patch()
+    sys.exit(main(*sys.argv[1:]))
