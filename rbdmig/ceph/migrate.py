@@ -107,7 +107,9 @@ class _Migration(object):
                               self.record.temp, source.size,
                               self.record.id, src_pool=backend.pool,
                               dst_pool=dest.pool,
-                              cluster=backend.cluster_spec())
+                              cluster=backend.cluster_spec(),
+                              dst_cluster=backend.cluster_spec(
+                                  checks.destination_address(backend, dest)))
 
     def run(self, callback):
         with journal.running(self.record):
@@ -235,8 +237,8 @@ class _Migration(object):
         snaps = self.source.snaps if self.method.keeps_snapshots else None
         with self.rbd.Image(self.move.dst_ioctx, self.move.temp,
                             read_only=True) as copy:
-            native.run(lambda: verify.verify(held, copy, level,
-                                             self.source.size, snaps))
+            verify.run(held, copy, level, self.source.size, snaps,
+                       clusters=(self.move.cluster, self.move.dst_cluster))
 
     def _undo(self, copied):
         """Remove what this migration built; close the journal if done."""

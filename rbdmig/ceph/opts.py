@@ -31,7 +31,7 @@ MIGRATION_OPTS = [
                                     '(RADOS copy_from), nothing through '
                                     'this host; needs rbdmig.ext built; '
                                     'snapshots and clones go by deep_copy,'
-                                    ' separate data pools by extents')],
+                                    ' with no extension built, by extents')],
                help='How ``migrate_volume`` copies an image between two '
                     'pools of one cluster.  A move into another cluster '
                     'always uses ``extents``.  See README.rst for '
@@ -51,8 +51,17 @@ MIGRATION_OPTS = [
                                     'granularity (reads only source '
                                     'objects the copy lacks, to prove '
                                     'them zeros)'),
+                        ('osd_checksum', 'also the data, object by '
+                                         'object: each OSD hashes its own '
+                                         'objects of both images '
+                                         '(XXH64), no data crosses this '
+                                         'host; clones, striped images '
+                                         'and different object sizes '
+                                         'fall back to checksum; needs '
+                                         'rbdmig.ext built'),
                         ('checksum', 'also every byte either image '
-                                     'holds, read from both')],
+                                     'holds, read from both on this '
+                                     'host')],
                help='What is checked of a copy before its source is '
                     'removed (``live`` moves are checked for size and '
                     'snapshots: librbd serves the target from the source '

@@ -31,6 +31,8 @@ class Move:
     :ivar dst_pool: the destination pool's name.
     :ivar cluster: how :mod:`rbdmig.ext` reaches the source's cluster (an
         ``ext.ClusterSpec``), for the server-side copies.
+    :ivar dst_cluster: how it reaches the destination's (the same cluster
+        or another), for verification at the OSDs.
     :ivar guard: the source, open for writing and holding librbd's
         exclusive lock where the image has the feature, so that nobody
         else writes during the copy; snapshots are made through it.  (A
@@ -48,6 +50,7 @@ class Move:
     src_pool: str = None
     dst_pool: str = None
     cluster: object = None
+    dst_cluster: object = None
     source: object = None
     guard: object = None
 
