@@ -65,8 +65,9 @@ MIGRATION_OPTS = [
                help='What is checked of a copy before its source is '
                     'removed (``live`` moves are checked for size and '
                     'snapshots: librbd serves the target from the source '
-                    'until commit).  See doc/benchmark.rst for the cost '
-                    'of each.'),
+                    'until commit).  ``extents`` reads no data: a copy '
+                    'with the right layout and a wrong byte passes it.  '
+                    'See README.rst (Benchmark) for the cost of each.'),
     cfg.IntOpt('rbd_concurrent_management_ops', default=0, min=0,
                help='librbd\'s ``rbd_concurrent_management_ops`` (objects '
                     'copied in parallel by ``Image.copy``, ``deep_copy``, '
