@@ -219,3 +219,32 @@ def test_offload_reads_a_source_from_its_data_pool(
     assert pool_id == admin.pool_lookup(DST)
     assert len(_data_objects(admin, DST, prefix)) == 3
     assert _data_objects(admin, data_pool, src_prefix) == []
+
+
+@pytest.mark.parametrize('method', ['copy', 'clone_flatten', 'deep_copy',
+                                    'live', 'extents', 'offload'])
+def test_every_method_puts_data_where_the_destination_reads_it(
+        ceph_cluster, admin, data_pool, cleanup, tmp_path, method, caplog):
+    """With rbd_default_data_pool in the destination's ceph.conf, every
+    method's copy reads as the source and leaves no orphan object."""
+    conf = tmp_path / 'ceph.conf'
+    conf.write_text(open(ceph_cluster.conf_path).read()
+                    + '\n[client]\nrbd default data pool = %s\n' % data_pool)
+    drivers = helpers.load_drivers(ceph_cluster, **{
+        'ceph-a': {'rbd_migration_method': method},
+        'ceph-b': {'rbd_ceph_conf': str(conf)}})
+    src, dst = drivers['ceph-a'], drivers['ceph-b']
+    volume, sha = _volume(src, cleanup, (dst,))
+    src_prefix, _ = _prefix(admin, SRC, volume.name)
+    caplog.set_level(logging.INFO, logger='rbdmig')
+
+    assert src.migrate_volume(None, volume, helpers.host_of(dst)) == (
+        True, None)
+
+    assert 'by %s' % method in caplog.text
+    assert helpers.digest(dst, volume) == sha
+    prefix, pool_id = _prefix(admin, DST, volume.name)
+    assert pool_id == admin.pool_lookup(data_pool)
+    assert _data_objects(admin, data_pool, prefix)
+    assert _data_objects(admin, DST, prefix) == []
+    assert _data_objects(admin, SRC, src_prefix) == []

@@ -711,6 +711,11 @@ class Ceph(object):
             def list(self, ioctx):
                 return sorted(ioctx.images)
 
+            def config_list(self, ioctx):
+                default = ioctx.cluster.default_data_pool
+                return iter([{'name': 'rbd_default_data_pool',
+                              'value': default or '', 'source': 0}])
+
             def clone(self, p_ioctx, p_name, p_snapname, c_ioctx, c_name,
                       features=None, order=None, stripe_unit=None,
                       stripe_count=None, data_pool=None):

@@ -26,11 +26,13 @@ class Extension(object):
 
     :ivar calls: the names of the functions called, in order, so that a
         test can tell which server-side path ran.
+    :ivar data_pools: the ``data_pool`` each image copy was asked for.
     """
 
     def __init__(self, ceph):
         self.ceph = ceph
         self.calls = []
+        self.data_pools = []
 
     def _cluster(self, conn):
         try:
@@ -112,6 +114,7 @@ class Extension(object):
                    dst_pool, dst_ns, dst_name, features, order, stripe_unit,
                    stripe_count, data_pool, sparse_size, deep, progress):
         self.calls.append('deep_copy_image' if deep else 'copy_image')
+        self.data_pools.append(data_pool)
         rados = self.ceph.rados.Rados(conffile=conn[0])
         src = rados.open_ioctx(src_pool)
         dst = rados.open_ioctx(dst_pool)

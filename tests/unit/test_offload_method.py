@@ -176,3 +176,20 @@ def test_a_clone_falls_back_and_the_caller_thread_says_so(ceph, osd,
     assert said[0].thread == threading.get_ident()
     assert 'object_checksums' not in osd.calls
     assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
+
+
+@pytest.mark.parametrize('method', ['copy', 'deep_copy'])
+def test_librbd_copies_by_the_extension_get_the_destinations_data_pool(
+        ceph, osd, method):
+    """The extension connects with the source's conf: the destination's
+    rbd_default_data_pool must be passed, or the copy goes without."""
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method=method)
+    dst = fx.make_driver(ceph, pool='ssd', backend='fast')
+    volume = _volume(ceph, {0: DATA})
+    ceph.clusters[fx.CONF_A].default_data_pool = 'data'
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert osd.calls[0] == method + '_image'
+    assert osd.data_pools == ['data']
+    assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA

@@ -133,6 +133,21 @@ class Method(object):
         images.remove_source(move.rbd, move.src_ioctx, move.name)
 
 
+def destination_data_pool(move):
+    """The data pool librbd gives a new image of the destination pool.
+
+    Its ``rbd_default_data_pool`` as the destination's connection sees it
+    (its ceph.conf, then the pool's own config); None for none.  Copies
+    librbd makes through ``move.dst_ioctx`` get it by themselves; one
+    made by :mod:`rbdmig.ext` connects with the source's conf, and must
+    be told.
+    """
+    for option in move.rbd.RBD().config_list(move.dst_ioctx):
+        if option['name'] == 'rbd_default_data_pool':
+            return option['value'] or None
+    return None
+
+
 class ScaledProgress(progress.Callback):
     """Reports counted in other units (objects) passed on as bytes."""
 
