@@ -56,7 +56,8 @@ class OffloadMethod(base.Method):
                                           rbd.RBD_FEATURE_FAST_DIFF)
         # Objects written behind librbd's back: no object map to lie.
         args['features'] &= ~object_map
-        # No data_pool: the destination's default decides (see above).
+        # The destination's data pool (see above), said explicitly.
+        args['data_pool'] = base.destination_data_pool(move)
         rbd.RBD().create(move.dst_ioctx, move.temp, move.size, **args)
         self.tag(move)
         with rbd.Image(move.dst_ioctx, move.temp) as dst:
