@@ -27,12 +27,14 @@ class Extension(object):
     :ivar calls: the names of the functions called, in order, so that a
         test can tell which server-side path ran.
     :ivar data_pools: the ``data_pool`` each image copy was asked for.
+    :ivar checksummed: ``(conf path, pool)`` of each object_checksums.
     """
 
     def __init__(self, ceph):
         self.ceph = ceph
         self.calls = []
         self.data_pools = []
+        self.checksummed = []
 
     def _cluster(self, conn):
         try:
@@ -96,6 +98,7 @@ class Extension(object):
     def object_checksums(self, conn, pool, ns, prefix, count, depth,
                          progress):
         self.calls.append('object_checksums')
+        self.checksummed.append((conn[0], pool))
         self.ceph._check('object_checksums')
         cluster = self._cluster(conn)
         pool = self._pool(cluster, pool)

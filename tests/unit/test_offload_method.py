@@ -193,3 +193,20 @@ def test_librbd_copies_by_the_extension_get_the_destinations_data_pool(
     assert osd.calls[0] == method + '_image'
     assert osd.data_pools == ['data']
     assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
+
+
+def test_osd_checksum_reaches_each_side_in_its_own_cluster(ceph, osd):
+    """Into another cluster (by extents), the copy's objects are hashed
+    by the destination's OSDs, through the destination's conf."""
+    src = fx.make_driver(ceph, pool='hdd', migration_verify='osd_checksum')
+    far = fx.make_driver(ceph, pool='hdd', conf_path=fx.CONF_B,
+                         backend='far')
+    volume = _volume(ceph, {0: DATA, OBJECT: b'second'})
+    src_id = ceph.pool_id(ceph.clusters[fx.CONF_A], 'hdd')
+    far_id = ceph.pool_id(ceph.clusters[fx.CONF_B], 'hdd')
+
+    assert src.migrate_volume(None, volume, fx.host_of(far)) == (True, None)
+
+    assert osd.checksummed == [(fx.CONF_A, src_id), (fx.CONF_B, far_id)]
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA),
+                        conf=fx.CONF_B) == DATA
