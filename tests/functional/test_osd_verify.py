@@ -248,3 +248,21 @@ def test_every_method_puts_data_where_the_destination_reads_it(
     assert _data_objects(admin, data_pool, prefix)
     assert _data_objects(admin, DST, prefix) == []
     assert _data_objects(admin, SRC, src_prefix) == []
+
+
+def test_osd_checksum_into_another_cluster(ceph_cluster, ceph_cluster2,
+                                           cleanup, caplog):
+    """Each side is hashed by its own cluster's OSDs: asked of the source
+    cluster, the copy's objects would all be missing, and the move fail."""
+    src = helpers.load_drivers(ceph_cluster, **{'ceph-a': {
+        'migration_verify': 'osd_checksum'}})['ceph-a']
+    far = helpers.load_drivers(ceph_cluster2)['other-b']
+    volume, sha = _volume(src, cleanup, (far,))
+    caplog.set_level(logging.INFO, logger='rbdmig')
+
+    assert src.migrate_volume(None, volume, helpers.host_of(far)) == (
+        True, None)
+
+    assert 'of cluster %s by extents' % ceph_cluster2.fsid in caplog.text
+    assert 'instead of osd_checksum' not in caplog.text
+    assert helpers.digest(far, volume) == sha
