@@ -1,4 +1,4 @@
-"""Server-side copies (OSD copy_from, librbd copies) in compiled code."""
+"""Server-side copies and checksums (OSD ops, librbd) in compiled code."""
 
 import dataclasses
 import importlib
