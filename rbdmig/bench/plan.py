@@ -10,7 +10,7 @@ COPY, MOVE, STAY, TO_FILE, FROM_FILE = ('copy', 'move', 'stay', 'to file',
 # The method the targets are about: copies inside the OSDs.
 OFFLOAD = 'offload'
 # Every level of migration_verify, cheapest first.
-VERIFY_LEVELS = ('none', 'extents', 'checksum')
+VERIFY_LEVELS = ('none', 'extents', 'osd_checksum', 'checksum')
 
 
 def option_default(name):

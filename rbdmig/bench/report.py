@@ -181,7 +181,7 @@ def volume_tables(data, rows):
 
 def verify_table(data, rows):
     """``migration_verify``'s cost: each level's time, and % over none."""
-    levels = ('none', 'extents', 'checksum')
+    levels = ('none', 'extents', 'osd_checksum', 'checksum')
     lines = []
     for row in rows:
         if row['verify'] != 'none' or row['progress'] or not row['method']:

@@ -24,8 +24,8 @@ class Backend:
     :ivar method: ``rbd_migration_method``.
     :ivar queue_depth: requests in flight of the ``extents`` method.
     :ivar chunk_size: bytes per request of the ``extents`` method.
-    :ivar verify: ``migration_verify``: ``none``, ``extents`` or
-        ``checksum`` (:mod:`rbdmig.ceph.verify`).
+    :ivar verify: ``migration_verify``: ``none``, ``extents``,
+        ``osd_checksum`` or ``checksum`` (:mod:`rbdmig.ceph.verify`).
     :ivar rados: the ``rados`` module (injectable for tests).
     :ivar rbd: the ``rbd`` module (injectable for tests).
     :ivar sleep: the sleep between connection attempts.
@@ -43,10 +43,14 @@ class Backend:
     verify: str = 'extents'
     sleep: object = time.sleep
 
-    def cluster_spec(self):
-        """How :mod:`rbdmig.ext` connects to this backend's cluster."""
+    def cluster_spec(self, address=None):
+        """How :mod:`rbdmig.ext` connects to this backend's cluster.
+
+        :param address: another cluster's :class:`connection.Address`, to
+            reach it with this backend's limits.
+        """
         from rbdmig import ext
-        address, limits = self.address, self.limits
+        address, limits = address or self.address, self.limits
         timeout = max(0, limits.connect_timeout)
         return ext.ClusterSpec(
             conf_path=address.conf or None,

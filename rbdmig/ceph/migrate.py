@@ -132,7 +132,9 @@ class _Migration(object):
                               self.record.id, src_pool=backend.pool,
                               dst_pool=dest.pool,
                               cluster=backend.cluster_spec(),
-                              retired=self.record.retired)
+                              retired=self.record.retired,
+                              dst_cluster=backend.cluster_spec(
+                                  checks.destination_address(backend, dest)))
 
     def run(self, callback):
         with journal.running(self.record):
@@ -279,8 +281,8 @@ class _Migration(object):
         snaps = self.source.snaps if self.method.keeps_snapshots else None
         with self.rbd.Image(self.move.dst_ioctx, self.move.temp,
                             read_only=True) as copy:
-            native.run(lambda: verify.verify(held, copy, level,
-                                             self.source.size, snaps))
+            verify.run(held, copy, level, self.source.size, snaps,
+                       clusters=(self.move.cluster, self.move.dst_cluster))
 
     def _undo(self, discard=True):
         """Remove what this migration built; then close the journal.
@@ -334,7 +336,8 @@ class _Migration(object):
         Nothing held its writers off during the copy: a client that
         opened, wrote and closed between two looks at the watchers left
         no trace but its data.  Retired, the source can change no more:
-        every byte of both is compared, through a new handle (a cached
+        all of both is compared, at the OSDs where the extension can
+        (``osd_checksum``), else every byte through new handles (a cached
         one could answer from before the write).
         """
         rbd = self.backend.rbd
@@ -345,8 +348,9 @@ class _Migration(object):
                 self.move.dst_ioctx, self.move.temp,
                 read_only=True) as copy:
             try:
-                native.run(lambda: verify.verify(
-                    source, copy, 'checksum', self.source.size))
+                verify.run(source, copy, 'osd_checksum', self.source.size,
+                           clusters=(self.move.cluster,
+                                     self.move.dst_cluster))
             except exception.CopyError as err:
                 return ('a client wrote to its image during the copy (it '
                         'has no exclusive-lock to keep writers off: %s); '

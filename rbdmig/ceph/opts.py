@@ -31,7 +31,7 @@ MIGRATION_OPTS = [
                                     '(RADOS copy_from), nothing through '
                                     'this host; needs rbdmig.ext built; '
                                     'snapshots and clones go by deep_copy,'
-                                    ' separate data pools by extents')],
+                                    ' with no extension built, by extents')],
                help='How ``migrate_volume`` copies an image between two '
                     'pools of one cluster.  A move into another cluster '
                     'always uses ``extents``.  See README.rst for '
@@ -51,13 +51,23 @@ MIGRATION_OPTS = [
                                     'granularity (reads only source '
                                     'objects the copy lacks, to prove '
                                     'them zeros)'),
+                        ('osd_checksum', 'also the data, object by '
+                                         'object: each OSD hashes its own '
+                                         'objects of both images '
+                                         '(XXH64), no data crosses this '
+                                         'host; clones, striped images '
+                                         'and different object sizes '
+                                         'fall back to checksum; needs '
+                                         'rbdmig.ext built'),
                         ('checksum', 'also every byte either image '
-                                     'holds, read from both')],
+                                     'holds, read from both on this '
+                                     'host')],
                help='What is checked of a copy before its source is '
                     'removed (``live`` moves are checked for size and '
                     'snapshots: librbd serves the target from the source '
-                    'until commit).  See doc/benchmark.rst for the cost '
-                    'of each.'),
+                    'until commit).  ``extents`` reads no data: a copy '
+                    'with the right layout and a wrong byte passes it.  '
+                    'See README.rst (Benchmark) for the cost of each.'),
     cfg.IntOpt('rbd_concurrent_management_ops', default=0, min=0,
                help='librbd\'s ``rbd_concurrent_management_ops`` (objects '
                     'copied in parallel by ``Image.copy``, ``deep_copy``, '

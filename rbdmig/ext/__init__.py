@@ -1,4 +1,4 @@
-"""Server-side copies (OSD copy_from, librbd copies) in compiled code."""
+"""Server-side copies and checksums (OSD ops, librbd) in compiled code."""
 
 import dataclasses
 import importlib
@@ -73,6 +73,14 @@ def _check_int(name, value, low, high=None, none=False):
         bound = f'at least {low}' if high is None else (
             f'between {low} and {high}')
         raise ValueError(f'{name} must be {bound}, not {value}.')
+
+
+def _check_pool(name, value):
+    """A pool is named (str) or numbered (int: ``Image.data_pool_id()``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        _check_int(name, value, 0, 2 ** 63 - 1)
+    else:
+        _check_str(name, value)
 
 
 def _check_callback(callback):
@@ -177,7 +185,9 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
     object size).
 
     :param cluster: a :class:`ClusterSpec`: the extension connects with it.
-    :param src_pool, dst_pool: pool names; the same pool is allowed.
+    :param src_pool, dst_pool: pool names, or ids (ints: an image's data
+        pool is known by its ``data_pool_id()``); the same pool is
+        allowed.
     :param src_prefix, dst_prefix: the object names before ``.%016x``.
     :param object_count: how many indexes to copy, from 0.
     :param queue_depth: ops in flight, 1 to :data:`MAX_QUEUE_DEPTH`.
@@ -205,9 +215,10 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
     if not isinstance(cluster, ClusterSpec):
         raise TypeError('cluster must be a ClusterSpec, not '
                         f'{type(cluster).__name__}.')
-    for name, value in (('src_pool', src_pool), ('src_prefix', src_prefix),
-                        ('dst_pool', dst_pool), ('dst_prefix', dst_prefix)):
-        _check_str(name, value)
+    _check_pool('src_pool', src_pool)
+    _check_pool('dst_pool', dst_pool)
+    _check_str('src_prefix', src_prefix)
+    _check_str('dst_prefix', dst_prefix)
     _check_str('src_namespace', src_namespace, empty=True)
     _check_str('dst_namespace', dst_namespace, empty=True)
     _check_int('object_count', object_count, 0, 2 ** 64 - 1)
@@ -220,6 +231,63 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
         dst_namespace, dst_prefix, object_count, queue_depth,
         _reporter(callback))
     return ObjectCopyResult(copied, skipped)
+
+
+class ObjectChecksum(typing.NamedTuple):
+    """One object as its OSD hashed it (:func:`object_checksums`)."""
+
+    size: int  # bytes; the object reads as zeros beyond
+    xxhash64: int  # XXH64, seed 0, of its ``size`` bytes
+
+
+def object_checksums(cluster, pool, prefix, object_count, *, queue_depth=16,
+                     namespace='', callback=progress.DEFAULT_CALLBACK):
+    """Have each OSD hash its own objects: no data crosses this host.
+
+    For each ``index`` in ``range(object_count)``, object
+    ``'%s.%016x' % (prefix, index)`` of ``pool`` gets one read op of a
+    ``stat`` and a ``checksum`` (``LIBRADOS_CHECKSUM_TYPE_XXHASH64`` of
+    the whole object), ``queue_depth`` in flight; only the answers come
+    back.  For an RBD image, the prefix is its ``block_name_prefix``, the
+    pool the one its data objects live in (``data_pool_id()``) and the
+    count its ``stat()['num_objs']``.
+
+    Blocks the calling thread with the GIL released, reports and cancels
+    as :func:`copy_objects` does (the callback counts objects).
+
+    :returns: a list with, per index, None where the object does not
+        exist or is empty (it reads as zeros), else an
+        :class:`ObjectChecksum`.
+    :raises TypeError, ValueError: for a wrong argument, before any I/O.
+    :raises OffloadUnavailable: if :func:`available` is False.
+    :raises OSError: with the errno, if connecting or opening the pool
+        fails, or an op fails for another reason than a missing object
+        (the message names it).
+    """
+    if not isinstance(cluster, ClusterSpec):
+        raise TypeError('cluster must be a ClusterSpec, not '
+                        f'{type(cluster).__name__}.')
+    _check_pool('pool', pool)
+    _check_str('prefix', prefix)
+    _check_str('namespace', namespace, empty=True)
+    _check_int('object_count', object_count, 0, 2 ** 64 - 1)
+    _check_int('queue_depth', queue_depth, 1, MAX_QUEUE_DEPTH)
+    _check_callback(callback)
+    module = _require()
+    callback.set_size(object_count)
+    found = module.object_checksums(cluster._args(), pool, namespace, prefix,
+                                    object_count, queue_depth,
+                                    _reporter(callback))
+    return [None if item is None else ObjectChecksum(*item)
+            for item in found]
+
+
+def xxhash64(data):
+    """XXH64 (seed 0) of ``data``, as :func:`object_checksums` has it.
+
+    :raises OffloadUnavailable: if :func:`available` is False.
+    """
+    return _require().xxhash64(data, 0)
 
 
 def _copy_image(deep, cluster, src_pool, src_name, dst_pool, dst_name,

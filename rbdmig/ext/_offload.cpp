@@ -4,7 +4,7 @@
 // arguments and adapts progress callbacks; this file trusts it for types
 // and only re-checks what would otherwise hang or crash.
 //
-// Why the CPython C API and not pybind11: three functions taking plain
+// Why the CPython C API and not pybind11: a few functions taking plain
 // arguments do not need a binding generator, and depending on nothing but
 // Python's own headers keeps the build optional on g++ and Ceph's headers
 // alone (pybind11 would be one more build requirement to fetch).
@@ -185,6 +185,42 @@ IoctxPtr open_pool(rados_t cluster, const char* pool, const char* ns) {
   return ioctx;
 }
 
+// A pool named by the caller: its name, or its id (an image's data pool
+// is known by id: librbd's data_pool_id()).
+struct PoolRef {
+  std::string name;  // as given, or "#<id>" for messages
+  int64_t id = -1;   // >= 0: open by id
+};
+
+// Parses a str or int pool argument (the GIL held).
+bool parse_pool(PyObject* value, PoolRef* pool) {
+  if (PyLong_Check(value)) {
+    pool->id = PyLong_AsLongLong(value);
+    if (pool->id < 0) {
+      if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "a pool id must be >= 0.");
+      }
+      return false;
+    }
+    pool->name = "#" + std::to_string(pool->id);
+    return true;
+  }
+  const char* name = PyUnicode_AsUTF8(value);
+  if (name == nullptr) return false;
+  pool->name = name;
+  return true;
+}
+
+IoctxPtr open_pool(rados_t cluster, const PoolRef& pool, const char* ns) {
+  if (pool.id < 0) return open_pool(cluster, pool.name.c_str(), ns);
+  rados_ioctx_t io = nullptr;
+  int r = rados_ioctx_create2(cluster, pool.id, &io);
+  if (r < 0) fail(r, "opening pool " + pool.name);
+  IoctxPtr ioctx(io);
+  rados_ioctx_set_namespace(io, ns);
+  return ioctx;
+}
+
 std::string object_name(const std::string& prefix, uint64_t index) {
   char suffix[20];
   std::snprintf(suffix, sizeof suffix, ".%016llx", (unsigned long long)index);
@@ -329,16 +365,17 @@ PyObject* raise_ceph_error(const CephError& e) {
 }
 
 PyObject* copy_objects(PyObject*, PyObject* args) {
-  PyObject *conn_args, *progress;
+  PyObject *conn_args, *progress, *src_arg, *dst_arg;
   ConnParams conn;
-  const char *src_pool, *src_ns, *src_prefix, *dst_pool, *dst_ns,
-      *dst_prefix;
+  const char *src_ns, *src_prefix, *dst_ns, *dst_prefix;
+  PoolRef src_pool, dst_pool;
   unsigned long long count;
   unsigned int depth;
-  if (!PyArg_ParseTuple(args, "OssssssKIO", &conn_args, &src_pool, &src_ns,
-                        &src_prefix, &dst_pool, &dst_ns, &dst_prefix,
+  if (!PyArg_ParseTuple(args, "OOssOssKIO", &conn_args, &src_arg, &src_ns,
+                        &src_prefix, &dst_arg, &dst_ns, &dst_prefix,
                         &count, &depth, &progress) ||
-      !parse_conn(conn_args, &conn)) {
+      !parse_conn(conn_args, &conn) || !parse_pool(src_arg, &src_pool) ||
+      !parse_pool(dst_arg, &dst_pool)) {
     return nullptr;
   }
   if (depth == 0) {
@@ -386,9 +423,9 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
     if (cancelled.set()) return cancelled.restore();
     if (error) {
       fail(error, "copying object '" + object_name(src_prefix, failed) +
-                      "' of pool '" + src_pool + "' to '" +
+                      "' of pool '" + src_pool.name + "' to '" +
                       object_name(dst_prefix, failed) + "' of pool '" +
-                      dst_pool + "'");
+                      dst_pool.name + "'");
     }
   } catch (const CephError& e) {
     return raise_ceph_error(e);
@@ -401,6 +438,317 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
   }
   return Py_BuildValue("(KK)", (unsigned long long)copied,
                        (unsigned long long)skipped);
+}
+
+// ---- object_checksums ----------------------------------------------------
+
+// xxHash's XXH64 (Yann Collet's reference algorithm), as the OSD computes
+// it for LIBRADOS_CHECKSUM_TYPE_XXHASH64: the caller hashes zeros with it
+// to tell an object of zeros from a hole without reading it.
+constexpr uint64_t kP1 = 11400714785074694791ULL;
+constexpr uint64_t kP2 = 14029467366897019727ULL;
+constexpr uint64_t kP3 = 1609587929392839161ULL;
+constexpr uint64_t kP4 = 9650029242287828579ULL;
+constexpr uint64_t kP5 = 2870177450012600261ULL;
+
+inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+inline uint64_t read64(const unsigned char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];  // little-endian
+  return v;
+}
+inline uint32_t read32(const unsigned char* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
+         uint32_t(p[3]) << 24;
+}
+inline uint64_t xxh_round(uint64_t acc, uint64_t input) {
+  return rotl(acc + input * kP2, 31) * kP1;
+}
+inline uint64_t xxh_merge(uint64_t acc, uint64_t val) {
+  return (acc ^ xxh_round(0, val)) * kP1 + kP4;
+}
+
+uint64_t xxh64(const unsigned char* p, size_t len, uint64_t seed) {
+  const unsigned char* const end = p + len;
+  uint64_t h;
+  if (len >= 32) {
+    uint64_t v[4] = {seed + kP1 + kP2, seed + kP2, seed, seed - kP1};
+    for (; p + 32 <= end; p += 32) {
+      for (int i = 0; i < 4; ++i) v[i] = xxh_round(v[i], read64(p + 8 * i));
+    }
+    h = rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18);
+    for (uint64_t lane : v) h = xxh_merge(h, lane);
+  } else {
+    h = seed + kP5;
+  }
+  h += len;
+  for (; p + 8 <= end; p += 8) {
+    h = rotl(h ^ xxh_round(0, read64(p)), 27) * kP1 + kP4;
+  }
+  if (p + 4 <= end) {
+    h = rotl(h ^ (uint64_t(read32(p)) * kP1), 23) * kP2 + kP3;
+    p += 4;
+  }
+  for (; p < end; ++p) h = rotl(h ^ (*p * kP5), 11) * kP1;
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  h *= kP3;
+  return h ^ (h >> 32);
+}
+
+// One object's answer: absent, or its size and the XXH64 of its bytes.
+struct ObjectSum {
+  bool present = false;
+  uint64_t size = 0;
+  uint64_t hash = 0;
+};
+
+// Keeps up to `depth` stat+checksum read ops in flight, from the calling
+// thread, which must not hold the GIL in step() or the destructor.  Each
+// OSD reads and hashes its own object: only 8-byte answers come back.
+class ObjectHasher {
+ public:
+  struct Slot {
+    ObjectHasher* owner;
+    uint64_t index;
+    librados::AioCompletion* completion;
+    uint64_t size;
+    time_t mtime;
+    int stat_rval, sum_rval;
+    librados::bufferlist sum, unused;
+  };
+
+  ObjectHasher(librados::IoCtx& io, std::string prefix, uint64_t count,
+               unsigned depth)
+      : io_(io), prefix_(std::move(prefix)), count_(count), slots_(depth),
+        sums_(count) {
+    for (auto& slot : slots_) free_.push_back(&slot);
+    finished_.reserve(depth);  // the callback never allocates
+    encode_seed();
+  }
+
+  // Never return with an op in flight: librados would complete into
+  // freed memory.
+  ~ObjectHasher() {
+    stop();
+    while (in_flight_ > 0) step(Clock::now() + kReportInterval);
+  }
+
+  void step(Clock::time_point until) {
+    while (!stopped_ && next_ < count_ && !free_.empty()) issue();
+    if (in_flight_ == 0) return;
+    std::vector<Slot*> done;
+    {
+      std::unique_lock<std::mutex> lock(lock_);
+      cond_.wait_until(lock, until, [this] { return !finished_.empty(); });
+      done.swap(finished_);
+      finished_.reserve(slots_.size());
+    }
+    for (Slot* slot : done) harvest(slot);
+  }
+
+  void stop() { stopped_ = true; }
+  bool finished() const {
+    return in_flight_ == 0 && (stopped_ || next_ == count_);
+  }
+  uint64_t done() const { return done_; }
+  const std::vector<ObjectSum>& sums() const { return sums_; }
+  int error() const { return error_; }
+  uint64_t failed_index() const { return failed_index_; }
+
+ private:
+  void encode_seed() {
+    char seed[8] = {0};  // XXH64's seed 0, little-endian
+    seed_.append(seed, sizeof seed);
+  }
+
+  static void on_complete(librados::completion_t, void* arg) {
+    auto* slot = static_cast<Slot*>(arg);
+    ObjectHasher* self = slot->owner;
+    std::lock_guard<std::mutex> lock(self->lock_);
+    self->finished_.push_back(slot);
+    self->cond_.notify_one();
+  }
+
+  void issue() {
+    Slot* slot = free_.back();
+    free_.pop_back();
+    slot->owner = this;
+    slot->index = next_++;
+    slot->size = 0;
+    slot->stat_rval = slot->sum_rval = 0;
+    slot->sum.clear();
+    slot->unused.clear();
+    slot->completion =
+        librados::Rados::aio_create_completion(slot, on_complete);
+    ++g_live_completions;
+    librados::ObjectReadOperation op;
+    op.stat(&slot->size, &slot->mtime, &slot->stat_rval);
+    // Offset and length 0: the whole object, one XXH64 for it.
+    op.checksum(LIBRADOS_CHECKSUM_TYPE_XXHASH64, seed_, 0, 0, 0, &slot->sum,
+                &slot->sum_rval);
+    int r = io_.aio_operate(object_name(prefix_, slot->index),
+                            slot->completion, &op, &slot->unused);
+    ++in_flight_;
+    if (r < 0) record(slot, r);  // never sent: no callback will come
+  }
+
+  void harvest(Slot* slot) {
+    slot->completion->wait_for_complete_and_cb();
+    record(slot, slot->completion->get_return_value());
+  }
+
+  // The checksum's answer: a little-endian u32 count, then count u64s
+  // (none for an empty object).
+  int decode(Slot* slot, ObjectSum* sum) {
+    sum->present = true;
+    sum->size = slot->size;
+    std::string raw = slot->sum.to_str();
+    const auto* p = reinterpret_cast<const unsigned char*>(raw.data());
+    if (raw.size() < 4) return -EIO;
+    uint32_t count = read32(p);
+    if (count == 0) {
+      if (slot->size != 0) return -EIO;
+      sum->present = false;  // an empty object reads as a hole
+      return 0;
+    }
+    if (count != 1 || raw.size() < 12) return -EIO;
+    sum->hash = read64(p + 4);
+    return 0;
+  }
+
+  void record(Slot* slot, int r) {
+    slot->completion->release();
+    --g_live_completions;
+    --in_flight_;
+    free_.push_back(slot);
+    if (r >= 0 && slot->stat_rval < 0) r = slot->stat_rval;
+    if (r >= 0 && slot->sum_rval < 0) r = slot->sum_rval;
+    if (r >= 0) r = decode(slot, &sums_[slot->index]);
+    if (r >= 0 || r == -ENOENT) {
+      ++done_;  // -ENOENT: no object, a hole
+    } else if (error_ == 0) {
+      error_ = r;
+      failed_index_ = slot->index;
+      stopped_ = true;
+    }
+  }
+
+  librados::IoCtx& io_;
+  const std::string prefix_;
+  const uint64_t count_;
+  std::vector<Slot> slots_;
+  std::vector<Slot*> free_;
+  std::vector<ObjectSum> sums_;
+  librados::bufferlist seed_;
+  uint64_t next_ = 0, in_flight_ = 0, done_ = 0, failed_index_ = 0;
+  int error_ = 0;
+  bool stopped_ = false;
+  std::mutex lock_;
+  std::condition_variable cond_;
+  std::vector<Slot*> finished_;  // guarded by lock_
+};
+
+// [None or (size, xxhash64)] for object_checksums' answer.
+PyObject* sums_to_list(const std::vector<ObjectSum>& sums) {
+  PyObject* list = PyList_New(sums.size());
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < sums.size(); ++i) {
+    PyObject* item;
+    if (sums[i].present) {
+      item = Py_BuildValue("(KK)", (unsigned long long)sums[i].size,
+                           (unsigned long long)sums[i].hash);
+      if (item == nullptr) {
+        Py_DECREF(list);
+        return nullptr;
+      }
+    } else {
+      Py_INCREF(Py_None);
+      item = Py_None;
+    }
+    PyList_SET_ITEM(list, i, item);
+  }
+  return list;
+}
+
+PyObject* object_checksums(PyObject*, PyObject* args) {
+  PyObject *conn_args, *progress, *pool_arg;
+  ConnParams conn;
+  const char *ns, *prefix;
+  PoolRef pool;
+  unsigned long long count;
+  unsigned int depth;
+  if (!PyArg_ParseTuple(args, "OOssKIO", &conn_args, &pool_arg, &ns, &prefix,
+                        &count, &depth, &progress) ||
+      !parse_conn(conn_args, &conn) || !parse_pool(pool_arg, &pool)) {
+    return nullptr;
+  }
+  if (depth == 0) {
+    PyErr_SetString(PyExc_ValueError, "queue_depth must be at least 1.");
+    return nullptr;
+  }
+  PendingError cancelled;
+  std::vector<ObjectSum> sums;
+  try {
+    ClusterPtr cluster;
+    IoctxPtr raw_io;
+    {
+      NoGil nogil;
+      cluster = connect(conn);
+      raw_io = open_pool(cluster.get(), pool, ns);
+    }
+    librados::IoCtx io;
+    librados::IoCtx::from_rados_ioctx_t(raw_io.get(), io);
+    int error;
+    uint64_t failed;
+    {
+      ObjectHasher hasher(io, prefix, count, depth);
+      auto next_report = Clock::now() + kReportInterval;
+      for (;;) {
+        {
+          NoGil nogil;
+          hasher.step(next_report);
+        }
+        if (hasher.finished()) break;
+        if (Clock::now() >= next_report) {
+          if (!cancelled.set() &&
+              !report(progress, hasher.done(), count, &cancelled)) {
+            hasher.stop();
+          }
+          next_report = Clock::now() + kReportInterval;
+        }
+      }
+      error = hasher.error();
+      failed = hasher.failed_index();
+      if (!cancelled.set() && !error) sums = hasher.sums();
+    }
+    if (cancelled.set()) return cancelled.restore();
+    if (error) {
+      fail(error, "checksumming object '" + object_name(prefix, failed) +
+                      "' of pool '" + pool.name + "'");
+    }
+  } catch (const CephError& e) {
+    return raise_ceph_error(e);
+  } catch (const std::exception& e) {
+    PyErr_Format(PyExc_RuntimeError, "object_checksums: %s", e.what());
+    return nullptr;
+  }
+  if (!report(progress, count, count, &cancelled)) return cancelled.restore();
+  return sums_to_list(sums);
+}
+
+PyObject* xxhash64(PyObject*, PyObject* args) {
+  Py_buffer data;
+  unsigned long long seed;
+  if (!PyArg_ParseTuple(args, "y*K", &data, &seed)) return nullptr;
+  uint64_t h;
+  {
+    NoGil nogil;  // megabytes of zeros take a while
+    h = xxh64(static_cast<const unsigned char*>(data.buf), data.len, seed);
+  }
+  PyBuffer_Release(&data);
+  return PyLong_FromUnsignedLongLong(h);
 }
 
 // ---- copy_image ----------------------------------------------------------
@@ -607,6 +955,11 @@ PyMethodDef kMethods[] = {
      "copy_from every object; see rbdmig.ext.copy_objects."},
     {"copy_image", copy_image, METH_VARARGS,
      "librbd (deep) copy; see rbdmig.ext.copy_image."},
+    {"object_checksums", object_checksums, METH_VARARGS,
+     "stat and XXH64 every object at its OSD; see "
+     "rbdmig.ext.object_checksums."},
+    {"xxhash64", xxhash64, METH_VARARGS,
+     "XXH64 of bytes, as the OSDs compute it; see rbdmig.ext.xxhash64."},
     {"live_completions", live_completions, METH_NOARGS,
      "librados completions not yet released (a test hook)."},
     {nullptr, nullptr, 0, nullptr},

@@ -137,8 +137,9 @@ def test_what_copy_from_cannot_do_goes_by_another_method(
     assert helpers.digest(drivers['ceph-b'], volume) == before
 
 
-def test_a_separate_data_pool_goes_by_extents(ceph_cluster, drivers,
-                                              cleanup, caplog):
+def test_a_separate_data_pool_goes_by_offload_itself(ceph_cluster, drivers,
+                                                     cleanup, caplog):
+    """Objects are read from the pool the source's data lives in."""
     caplog.set_level(logging.INFO, logger='rbdmig')
     volume = objects.Volume(size=1)
     ceph_cluster.rbd('create', '--size', '64M', '--data-pool', 'volumes-b',
@@ -149,10 +150,22 @@ def test_a_separate_data_pool_goes_by_extents(ceph_cluster, drivers,
     handle.write(b'data elsewhere' * 1000)
     handle.close()
     before = helpers.digest(drivers['ceph-a'], volume)
+    client = ceph_cluster.connect()
+    cleanup.add('shutdown', client.shutdown)
+    ioctx = client.open_ioctx('volumes-a')
+    with rbd.Image(ioctx, volume.name, read_only=True) as image:
+        prefix = image.stat()['block_name_prefix'] + '.'
+    ioctx.close()
 
     assert _move(drivers, volume) == (True, None)
-    assert 'separate data pool; using extents' in caplog.text
+    assert 'to pool volumes-b by offload' in caplog.text
     assert helpers.digest(drivers['ceph-b'], volume) == before
+    ioctx = client.open_ioctx('volumes-b')
+    try:  # the source's data objects went with it
+        assert not [o.key for o in ioctx.list_objects()
+                    if o.key.startswith(prefix)]
+    finally:
+        ioctx.close()
 
 
 def test_capabilities_say_whether_offload_is_there(drivers, monkeypatch):

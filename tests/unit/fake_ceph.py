@@ -7,6 +7,7 @@ Each :class:`Ceph` is independent, so nothing is global.
 """
 
 import errno
+import itertools
 import json
 import queue
 import threading
@@ -15,6 +16,7 @@ import types
 import uuid
 
 BLOCK = 4096
+_IDS = itertools.count(0x1000)  # images' ids, as in rbd_data.<id>
 
 
 def c_string(value):
@@ -31,10 +33,14 @@ def c_string(value):
 
 
 class _Image(object):
-    def __init__(self, size, order=22, features=61, parent=None):
+    def __init__(self, size, order=22, features=61, parent=None,
+                 data_pool=None):
         self.size = size
         self.order = order
         self.features = features
+        # Where its data objects live: a pool name, None for its own pool.
+        self.data_pool = data_pool
+        self.prefix = 'rbd_data.%x' % next(_IDS)
         self.blocks = {}  # block index -> bytes(BLOCK)
         self.snaps = {}  # name -> {'blocks': ..., 'protected': bool}
         self.parent = parent  # (pool, image, snap) of a clone
@@ -47,6 +53,14 @@ class _Image(object):
         clone = _Image(self.size, self.order, self.features)
         clone.blocks = dict(self.blocks)
         return clone
+
+    def object_count(self):
+        return -(-self.size // (1 << self.order))
+
+    def object_blocks(self, index):
+        """The block indexes object ``index`` holds (its own data only)."""
+        per = (1 << self.order) // BLOCK
+        return range(index * per, (index + 1) * per)
 
     def resolved(self):
         """Every block this image reads, its parent's included."""
@@ -81,10 +95,39 @@ class Ceph(object):
         self.latency = 0
 
     def add_cluster(self, conf, fsid, pools, quota=0):
+        """Add a cluster; its ``default_data_pool`` stands for the
+        ``rbd_default_data_pool`` its conf sets (None: unset)."""
         self.clusters[conf] = types.SimpleNamespace(
             fsid=fsid, pools={p: {} for p in pools}, quota=quota,
-            total=100 << 30, used=0, objects={})
+            total=100 << 30, used=0, objects={}, default_data_pool=None)
         return self.clusters[conf]
+
+    @staticmethod
+    def pool_id(cluster, name):
+        """Pools are numbered from 1 in the order they were added."""
+        return list(cluster.pools).index(name) + 1
+
+    @staticmethod
+    def pool_name(cluster, pool):
+        """A pool given by name or id, as its name (KeyError if none)."""
+        if isinstance(pool, int):
+            names = list(cluster.pools)
+            if not 0 < pool <= len(names):
+                raise KeyError(pool)
+            return names[pool - 1]
+        if pool not in cluster.pools:
+            raise KeyError(pool)
+        return pool
+
+    @staticmethod
+    def data_objects(cluster, pool, prefix):
+        """The image whose data objects are ``<prefix>.*`` in ``pool``."""
+        for home, images in cluster.pools.items():
+            for image in images.values():
+                if image.prefix == prefix and (
+                        image.data_pool or home) == pool:
+                    return image
+        return None
 
     def fail(self, call, error, times=None):
         """Make the next calls named ``call`` raise ``error``.
@@ -204,6 +247,9 @@ class Ceph(object):
             def close(self):
                 pass
 
+            def get_pool_id(self):
+                return ceph.pool_id(self.cluster, self.pool)
+
             # RADOS objects: data and omap, enough for rbdmig's journal.
             def set_omap(self, op, keys, values):
                 op.steps.append(('set_omap', dict(zip(keys, values))))
@@ -298,6 +344,12 @@ class Ceph(object):
             def get_instance_id(self):
                 return id(self)
 
+            def pool_lookup(self, name):
+                return ceph.pool_id(self.cluster, name)
+
+            def pool_reverse_lookup(self, pool_id):
+                return ceph.pool_name(self.cluster, pool_id)
+
             def conf_set(self, option, value):
                 if not isinstance(value, str):
                     raise TypeError('value must be a string')
@@ -377,12 +429,24 @@ class Ceph(object):
             except KeyError:
                 raise mod.ImageNotFound(name)
 
-        def new(ioctx, name, image):
+        def new(ioctx, name, image, data_pool=None):
+            """Add ``image`` as ``name``, its data where librbd puts it.
+
+            That is ``data_pool`` if given, else the cluster's default
+            (``rbd_default_data_pool``), else the image's own pool.
+            """
             name = c_string(name)
             if not name:
                 raise mod.InvalidArgument('error creating image')
             if name in ioctx.images:
                 raise mod.ImageExists(name)
+            data_pool = data_pool or ioctx.cluster.default_data_pool
+            if data_pool and data_pool != ioctx.pool:
+                if data_pool not in ioctx.cluster.pools:
+                    raise mod.ImageNotFound('data pool %s' % data_pool)
+                image.data_pool = data_pool
+                image.features = (image.features or 0) | (
+                    mod.RBD_FEATURE_DATA_POOL)
             ioctx.images[name] = image
             return image
 
@@ -430,7 +494,17 @@ class Ceph(object):
                 return 'rbd_data.%s' % self.data.id
 
             def stat(self):
-                return {'size': self.data.size, 'order': self.data.order}
+                parent = self.data.parent
+                return {'size': self.data.size, 'order': self.data.order,
+                        'obj_size': 1 << self.data.order,
+                        'num_objs': self.data.object_count(),
+                        'block_name_prefix': self.data.prefix,
+                        'parent_pool': -1 if parent is None else 1,
+                        'parent_name': '' if parent is None else parent[1]}
+
+            def data_pool_id(self):
+                return ceph.pool_id(self.ioctx.cluster,
+                                    self.data.data_pool or self.ioctx.pool)
 
             def features(self):
                 return self.data.features
@@ -571,6 +645,18 @@ class Ceph(object):
             def metadata_get(self, key):
                 return self.data.metadata[key]
 
+            def update_features(self, features, enabled):
+                if self.read_only:
+                    raise mod.InvalidArgument('read-only image')
+                if enabled:
+                    self.data.features |= features
+                else:
+                    self.data.features &= ~features
+
+            def rebuild_object_map(self):
+                # The fake keeps no object map: remember it was asked.
+                self.data.object_map_rebuilt = True
+
             def lock_acquire(self, mode):
                 ceph._check('lock_acquire')
                 self.data.locked = mode
@@ -585,7 +671,8 @@ class Ceph(object):
             def copy(self, dest_ioctx, dest_name, features=None, order=None,
                      stripe_unit=None, stripe_count=None, data_pool=None):
                 image = new(dest_ioctx, dest_name,
-                            _Image(self.data.size, order, features))
+                            _Image(self.data.size, order, features),
+                            data_pool)
                 ceph._check('copy')
                 image.blocks = self.data.resolved()
                 image.metadata = dict(self.data.metadata)
@@ -594,7 +681,8 @@ class Ceph(object):
                           order=None, stripe_unit=None, stripe_count=None,
                           data_pool=None):
                 image = new(dest_ioctx, dest_name,
-                            _Image(self.data.size, order, features))
+                            _Image(self.data.size, order, features),
+                            data_pool)
                 image.snaps = {n: dict(s, protected=False, children=0)
                                for n, s in self.data.snaps.items()}
                 ceph._check('deep_copy')
@@ -635,7 +723,8 @@ class Ceph(object):
                 if not 0 <= size < 1 << 64:
                     # The binding's uint64_t conversion, measured.
                     raise OverflowError('size out of range for uint64_t')
-                new(ioctx, name, _Image(size, order or 22, features or 61))
+                new(ioctx, name, _Image(size, order or 22, features or 61),
+                    data_pool)
 
             def remove(self, ioctx, name, on_progress=None):
                 ceph._check('remove')
@@ -653,6 +742,11 @@ class Ceph(object):
             def list(self, ioctx):
                 return sorted(ioctx.images)
 
+            def config_list(self, ioctx):
+                default = ioctx.cluster.default_data_pool
+                return iter([{'name': 'rbd_default_data_pool',
+                              'value': default or '', 'source': 0}])
+
             def clone(self, p_ioctx, p_name, p_snapname, c_ioctx, c_name,
                       features=None, order=None, stripe_unit=None,
                       stripe_count=None, data_pool=None):
@@ -664,7 +758,7 @@ class Ceph(object):
                 new(c_ioctx, c_name, _Image(parent.size, order or 22,
                                             features or 61,
                                             (p_ioctx.images, p_name,
-                                             p_snapname)))
+                                             p_snapname)), data_pool)
                 snap['children'] += 1
 
             def migration_prepare(self, ioctx, image_name, dest_ioctx,
@@ -674,7 +768,7 @@ class Ceph(object):
                 ceph._check('migration_prepare')
                 source = lookup(ioctx, image_name)
                 target = new(dest_ioctx, dest_image_name,
-                             _Image(source.size, order, features))
+                             _Image(source.size, order, features), data_pool)
                 image_name = c_string(image_name)
                 target.migrating = (ioctx.images, image_name, source)
                 target.migration_state = mod.RBD_IMAGE_MIGRATION_STATE_PREPARED

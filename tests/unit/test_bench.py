@@ -61,9 +61,10 @@ def test_ceph_tools_are_whole_moves_and_verify_levels_are_cases():
     steps = {s['label']: s for s in plan.plan(1)}
     for tool in cases.CLI_KINDS:
         assert steps[tool]['route'] == plan.MOVE
+    default = plan.option_default('migration_verify')
     for method in plan.verify_methods():
-        assert steps['rbdmig ' + method]['verify'] == 'extents'
-        for level in ('none', 'checksum'):
+        assert steps['rbdmig ' + method]['verify'] == default
+        for level in set(plan.VERIFY_LEVELS) - {default}:
             step = steps['rbdmig %s verify=%s' % (method, level)]
             assert (step['method'], step['verify']) == (method, level)
     assert 'offload' in plan.verify_methods()
@@ -275,12 +276,15 @@ def test_verify_cost_is_reported_over_none():
     runs = [_run('rbdmig offload verify=none', 2.0, method='offload',
                  verify='none'),
             _run('rbdmig offload', 2.5, method='offload', verify='extents'),
+            _run('rbdmig offload verify=osd_checksum', 2.2,
+                 method='offload', verify='osd_checksum'),
             _run('rbdmig offload verify=checksum', 5.0, method='offload',
                  verify='checksum')]
     text = report.verify_table(_data(runs), report.summarize(_data(runs)))
+    assert 'osd_checksum' in text.splitlines()[1]
     line = [x for x in text.splitlines() if 'offload' in x][0]
     assert '2.000 (+0 %)' in line and '2.500 (+25 %)' in line
-    assert '5.000 (+150 %)' in line
+    assert '2.200 (+10 %)' in line and '5.000 (+150 %)' in line
 
 
 def test_the_page_and_chart_cover_every_cluster(tmp_path):

@@ -3,8 +3,10 @@
 import pytest
 
 from rbdmig import exception
+from rbdmig import ext
 from rbdmig.ceph import methods
 from rbdmig.ceph import verify
+from tests.unit import fake_ext
 from tests.unit import rbd_fixtures as fx
 
 MiB = fx.MiB
@@ -105,3 +107,110 @@ def test_a_clone_moves_with_its_parents_data(ceph, method, level):
     with rbd.Image(ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('ssd'),
                    volume.name) as moved:
         assert moved.read(5 * MiB, 8) == b'own data'
+
+
+# -- osd_checksum: the OSDs' answers, faked at the extension's boundary --
+
+SPEC = ext.ClusterSpec(fx.CONF_A)
+
+
+@pytest.fixture
+def osd(monkeypatch, ceph):
+    """The fake extension over ``ceph``, as rbdmig.ext's module."""
+    return fake_ext.install(monkeypatch, ceph)
+
+
+def _fresh(ceph):
+    """Empty the fake's pools, so that ``_pair`` can run again."""
+    for pool in ceph.clusters[fx.CONF_A].pools.values():
+        pool.clear()
+    return ceph
+
+
+def _osd_check(ceph, src_pieces, copy_pieces):
+    source, copy = _pair(_fresh(ceph), src_pieces, copy_pieces)
+    return verify.verify(source, copy, 'osd_checksum', 16 * MiB,
+                         clusters=(SPEC, SPEC))
+
+
+def test_osd_checksum_passes_an_identical_copy_at_the_osds(ceph, osd):
+    assert _osd_check(ceph, DATA, DATA) is None
+    assert osd.calls == ['object_checksums'] * 2
+
+
+def test_one_wrong_byte_in_the_same_layout_fails_osd_checksum(ceph, osd):
+    wrong = {**DATA, 9 * MiB: b'b' * 99 + b'c'}
+    _check(ceph, 'extents', DATA, wrong)  # what the old default let by
+    with pytest.raises(exception.CopyError,
+                       match='offset %d \\(object 2\\)' % (8 * MiB)):
+        _osd_check(ceph, DATA, wrong)
+
+
+def test_a_hole_against_zeros_passes_and_against_data_fails(ceph, osd):
+    zeros = {**DATA, OBJECT: bytes(8192)}
+    assert _osd_check(ceph, zeros, DATA) is None
+    assert _osd_check(ceph, DATA, zeros) is None
+    with pytest.raises(exception.CopyError, match='object 1'):
+        _osd_check(ceph, {**DATA, OBJECT: b'x'}, DATA)
+    with pytest.raises(exception.CopyError, match='object 1'):
+        _osd_check(ceph, DATA, {**DATA, OBJECT: b'x'})
+
+
+def test_a_short_object_is_compared_with_zeros_beyond_it(ceph, osd):
+    # The source wrote zeros after its data, the copy did not: objects of
+    # 16 KiB and 8 KiB that read the same.
+    longer = {0: b'a' * 5000 + bytes(12000)}
+    assert _osd_check(ceph, longer, {0: b'a' * 5000}) is None
+    assert _osd_check(ceph, {0: b'a' * 5000}, longer) is None
+    with pytest.raises(exception.CopyError, match='object 0'):
+        _osd_check(ceph, longer, {0: b'a' * 4999 + b'b'})
+    with pytest.raises(exception.CopyError, match='object 0'):
+        _osd_check(ceph, {0: b'a' * 5000 + bytes(8192) + b'z'},
+                   {0: b'a' * 5000})
+
+
+def test_osd_checksum_hashes_objects_in_the_data_pool(ceph, osd):
+    """Objects are checksummed where they live: checking the image's own
+    pool would find no object on either side, and pass anything."""
+    cluster = ceph.clusters[fx.CONF_A]
+    cluster.default_data_pool = 'ssd'
+    source, copy = _pair(ceph, DATA, {**DATA, 0: b'A' + DATA[0][1:]})
+    assert source.data_pool_id() == ceph.pool_id(cluster, 'ssd')
+    with pytest.raises(exception.CopyError, match='object 0'):
+        verify.verify(source, copy, 'osd_checksum', 16 * MiB,
+                      clusters=(SPEC, SPEC))
+
+
+def test_a_clone_falls_back_to_checksum_and_says_why(ceph, osd):
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    rbd = ceph.rbd
+    rbd.RBD().create(ioctx, 'golden', 16 * MiB)
+    with rbd.Image(ioctx, 'golden') as parent:
+        parent.write(b'parent data', 0)
+        parent.create_snap('snap')
+        parent.protect_snap('snap')
+    rbd.RBD().clone(ioctx, 'golden', 'snap', ioctx, 'clone')
+    rbd.RBD().create(ioctx, 'wrong', 16 * MiB)
+    clone, wrong = rbd.Image(ioctx, 'clone'), rbd.Image(ioctx, 'wrong')
+    wrong.write(b'parent dat!', 0)
+
+    with pytest.raises(exception.CopyError, match='differs'):
+        verify.verify(clone, wrong, 'osd_checksum', 16 * MiB,
+                      clusters=(SPEC, SPEC))
+    assert osd.calls == []  # the parent's data is not in the clone's
+    wrong.write(b'parent data', 0)
+    why = verify.verify(clone, wrong, 'osd_checksum', 16 * MiB,
+                        clusters=(SPEC, SPEC))
+    assert why == ('the source is a clone, whose data is partly in its '
+                   'parent\'s objects')
+
+
+def test_without_the_extension_osd_checksum_reads_on_the_host(ceph):
+    source, copy = _pair(ceph, DATA, {**DATA, 9 * MiB: b'c' * 100})
+    with pytest.raises(exception.CopyError, match='differs'):
+        verify.verify(source, copy, 'osd_checksum', 16 * MiB,
+                      clusters=(SPEC, SPEC))
+    copy.write(DATA[9 * MiB], 9 * MiB)
+    why = verify.verify(source, copy, 'osd_checksum', 16 * MiB,
+                        clusters=(SPEC, SPEC))
+    assert why.startswith('disabled by RBDMIG_DISABLE_OFFLOAD')

@@ -46,6 +46,8 @@ def test_missing_module_is_unavailable_with_the_import_error(monkeypatch):
     lambda: ext.copy_objects(SPEC, 'a', 'p', 'b', 'q', 1),
     lambda: ext.copy_image(SPEC, 'a', 'img', 'b', 'img'),
     lambda: ext.deep_copy_image(SPEC, 'a', 'img', 'b', 'img'),
+    lambda: ext.object_checksums(SPEC, 'a', 'p', 1),
+    lambda: ext.xxhash64(b''),
 ])
 def test_calls_raise_unavailable_with_the_reason(disabled, call):
     with pytest.raises(ext.OffloadUnavailable,
@@ -80,6 +82,9 @@ def test_cluster_spec_defaults_let_librados_decide():
     ({'cluster': '/etc/ceph/ceph.conf'}, TypeError,
      'cluster must be a ClusterSpec, not str.'),
     ({'src_pool': ''}, ValueError, 'src_pool must not be empty.'),
+    ({'src_pool': -1}, ValueError, 'src_pool must be between 0'),
+    ({'dst_pool': 1.0}, TypeError, 'dst_pool must be a str, not float.'),
+    ({'dst_pool': True}, TypeError, 'dst_pool must be a str, not bool.'),
     ({'dst_prefix': None}, TypeError, 'dst_prefix must be a str'),
     ({'object_count': -1}, ValueError, 'object_count must be between 0'),
     ({'object_count': 2.0}, TypeError, 'object_count must be an int'),
@@ -96,6 +101,24 @@ def test_copy_objects_validates_before_anything_else(disabled, kwargs,
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ext.copy_objects(**args)
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    ({'cluster': None}, TypeError, 'cluster must be a ClusterSpec'),
+    ({'pool': ''}, ValueError, 'pool must not be empty.'),
+    ({'pool': -3}, ValueError, 'pool must be between 0'),
+    ({'prefix': b'rbd_data'}, TypeError, 'prefix must be a str'),
+    ({'object_count': -1}, ValueError, 'object_count must be between 0'),
+    ({'queue_depth': 0}, ValueError, 'queue_depth must be between 1'),
+    ({'namespace': None}, TypeError, 'namespace must be a str'),
+    ({'callback': None}, TypeError, 'callback must be an rbdmig'),
+])
+def test_object_checksums_validates_before_anything_else(disabled, kwargs,
+                                                         error, match):
+    args = dict(cluster=SPEC, pool=3, prefix='rbd_data.1', object_count=4)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        ext.object_checksums(**args)
 
 
 @pytest.mark.parametrize('copy', [ext.copy_image, ext.deep_copy_image])

@@ -33,6 +33,8 @@ class Move:
         ``ext.ClusterSpec``), for the server-side copies.
     :ivar retired: the name the source is renamed to once the copy holds
         its name (:func:`journal.retired_name`), before it is removed.
+    :ivar dst_cluster: how it reaches the destination's (the same cluster
+        or another), for verification at the OSDs.
     :ivar guard: the source, open for writing and holding librbd's
         exclusive lock where the image has the feature, so that nobody
         else writes during the copy; snapshots are made through it.  (A
@@ -50,6 +52,7 @@ class Move:
     src_pool: str = None
     dst_pool: str = None
     cluster: object = None
+    dst_cluster: object = None
     source: object = None
     guard: object = None
     retired: str = None
@@ -131,6 +134,21 @@ class Method(object):
         """Remove the retired source (``move.retired``): its snapshots,
         then the image; one already gone is fine."""
         images.remove_retired(move.rbd, move.src_ioctx, move.retired)
+
+
+def destination_data_pool(move):
+    """The data pool librbd gives a new image of the destination pool.
+
+    Its ``rbd_default_data_pool`` as the destination's connection sees it
+    (its ceph.conf, then the pool's own config); None for none.  Copies
+    librbd makes through ``move.dst_ioctx`` get it by themselves; one
+    made by :mod:`rbdmig.ext` connects with the source's conf, and must
+    be told.
+    """
+    for option in move.rbd.RBD().config_list(move.dst_ioctx):
+        if option['name'] == 'rbd_default_data_pool':
+            return option['value'] or None
+    return None
 
 
 class ScaledProgress(progress.Callback):

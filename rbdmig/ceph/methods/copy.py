@@ -19,6 +19,8 @@ class CopyMethod(base.Method):
 
     def _copy(self, move, relay):
         args = images.create_args(move.rbd, move.source)
+        # The destination's data pool, as any new image there gets it.
+        args['data_pool'] = base.destination_data_pool(move)
         if ext.available() and move.cluster is not None:
             native.run(lambda: ext.copy_image(
                 move.cluster, move.src_pool, move.name, move.dst_pool,

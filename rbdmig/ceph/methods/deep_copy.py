@@ -21,6 +21,8 @@ class DeepCopyMethod(base.Method):
 
     def _copy(self, move, relay):
         args = images.create_args(move.rbd, move.source)
+        # The destination's data pool, as any new image there gets it.
+        args['data_pool'] = base.destination_data_pool(move)
         if ext.available() and move.cluster is not None:
             counter = base.ScaledProgress(relay.sink, move.size)
             native.run(lambda: ext.deep_copy_image(

@@ -16,11 +16,18 @@ class OffloadMethod(base.Method):
     source), then the object map is enabled and rebuilt.  Progress counts
     objects, reported as bytes.
 
+    Data pools: the copy gets the data pool any new image of the
+    destination pool gets (its client's ``rbd_default_data_pool``, or
+    none), as with every other method: librbd's copies decide so too, and
+    the source's data pool is not carried over.  Objects are read from the
+    pool the source's data lives in and written into the one the created
+    copy's data lives in (both images' ``data_pool_id()``), so librbd
+    reads the copy where it was written and no object is left behind.
+
     Where ``copy_from`` cannot make the copy, :meth:`substitute` names the
     method that can: a volume with snapshots or a clone (whose parent's
     data is not in its objects) goes by ``deep_copy``, which keeps both;
-    an image with a separate data pool, or no extension built, by
-    ``extents``.  Within one cluster only.
+    with no extension built, by ``extents``.  Within one cluster only.
     """
 
     name = 'offload'
@@ -40,8 +47,6 @@ class OffloadMethod(base.Method):
         if source.parent:
             return 'deep_copy', 'it is a clone, whose parent\'s data is ' \
                 'not in its own objects (deep_copy keeps the parent link)'
-        if source.data_pool:
-            return 'extents', 'its data lives in a separate data pool'
         return None
 
     def _copy(self, move, relay):
@@ -51,17 +56,21 @@ class OffloadMethod(base.Method):
                                           rbd.RBD_FEATURE_FAST_DIFF)
         # Objects written behind librbd's back: no object map to lie.
         args['features'] &= ~object_map
+        # The destination's data pool (see above), said explicitly.
+        args['data_pool'] = base.destination_data_pool(move)
         rbd.RBD().create(move.dst_ioctx, move.temp, move.size, **args)
         self.tag(move)
         with rbd.Image(move.dst_ioctx, move.temp) as dst:
             images.copy_metadata(src, dst)
             dst_prefix = dst.stat()['block_name_prefix']
+            dst_data = dst.data_pool_id()
         stat = src.stat()
+        src_data = src.data_pool_id()
         counter = base.ScaledProgress(relay.sink, move.size)
         native.run(lambda: ext.copy_objects(
-            move.cluster, move.src_pool, stat['block_name_prefix'],
-            move.dst_pool, dst_prefix, stat['num_objs'],
-            queue_depth=self.queue_depth, callback=counter), relay)
+            move.cluster, src_data, stat['block_name_prefix'], dst_data,
+            dst_prefix, stat['num_objs'], queue_depth=self.queue_depth,
+            callback=counter), relay)
         if object_map:
             with rbd.Image(move.dst_ioctx, move.temp) as dst:
                 dst.update_features(object_map, True)

@@ -1,0 +1,142 @@
+"""A stand-in for the compiled rbdmig.ext._offload, over the fake Ceph.
+
+It takes the extension's own arguments (as rbdmig.ext's front end passes
+them, ``cluster`` a ClusterSpec's tuple whose conf path names a fake
+cluster) and does to the fake's images what the OSDs would do to their
+objects: object ``<prefix>.%016x`` is the image's blocks of that object,
+its own (not its parent's), in the pool its data lives in.  Objects
+written where no image reads them are kept as raw RADOS objects of that
+pool: orphans, as on a real cluster.
+"""
+
+import errno
+import hashlib
+
+from tests.unit import fake_ceph
+
+
+def _hash(data):
+    """The fake OSDs' XXH64: any 64-bit digest serves, used throughout."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(),
+                          'little')
+
+
+class Extension(object):
+    """The functions of ``rbdmig.ext._offload``, for one fake Ceph.
+
+    :ivar calls: the names of the functions called, in order, so that a
+        test can tell which server-side path ran.
+    :ivar data_pools: the ``data_pool`` each image copy was asked for.
+    :ivar checksummed: ``(conf path, pool)`` of each object_checksums.
+    """
+
+    def __init__(self, ceph):
+        self.ceph = ceph
+        self.calls = []
+        self.data_pools = []
+        self.checksummed = []
+
+    def _cluster(self, conn):
+        try:
+            return self.ceph.clusters[conn[0]]
+        except KeyError:
+            raise OSError(errno.ENOENT, 'reading Ceph configuration %s'
+                          % (conn[0],)) from None
+
+    def _pool(self, cluster, pool):
+        try:
+            return self.ceph.pool_name(cluster, pool)
+        except KeyError:
+            raise OSError(errno.ENOENT, 'opening pool %r' % (pool,)) from None
+
+    def _object(self, cluster, pool, prefix, index):
+        """``(size, data)`` of an object, or None if there is none."""
+        image = self.ceph.data_objects(cluster, pool, prefix)
+        if image is None:
+            raw = cluster.objects.get(pool, {}).get(
+                '%s.%016x' % (prefix, index))
+            return None if raw is None else (len(raw['data']), raw['data'])
+        blocks = image.object_blocks(index)
+        held = [i for i in blocks if i in image.blocks]
+        if not held:
+            return None
+        data = b''.join(image.blocks.get(i, bytes(fake_ceph.BLOCK))
+                        for i in range(blocks.start, held[-1] + 1))
+        return len(data), data
+
+    def copy_objects(self, conn, src_pool, src_ns, src_prefix, dst_pool,
+                     dst_ns, dst_prefix, count, depth, progress):
+        self.calls.append('copy_objects')
+        self.ceph._check('copy_objects')
+        cluster = self._cluster(conn)
+        src_pool = self._pool(cluster, src_pool)
+        dst_pool = self._pool(cluster, dst_pool)
+        dst = self.ceph.data_objects(cluster, dst_pool, dst_prefix)
+        copied = skipped = 0
+        for index in range(count):
+            found = self._object(cluster, src_pool, src_prefix, index)
+            if found is None:
+                skipped += 1
+                continue
+            copied += 1
+            data = found[1]
+            if dst is None:  # nobody reads these: orphans
+                cluster.objects.setdefault(dst_pool, {})[
+                    '%s.%016x' % (dst_prefix, index)] = {'data': data,
+                                                         'omap': {}}
+                continue
+            blocks = dst.object_blocks(index)
+            for i in blocks:
+                dst.blocks.pop(i, None)
+            for n, i in enumerate(range(blocks.start, blocks.stop)):
+                chunk = data[n * fake_ceph.BLOCK:(n + 1) * fake_ceph.BLOCK]
+                if chunk:
+                    dst.blocks[i] = chunk
+        progress(count, count)
+        return copied, skipped
+
+    def object_checksums(self, conn, pool, ns, prefix, count, depth,
+                         progress):
+        self.calls.append('object_checksums')
+        self.checksummed.append((conn[0], pool))
+        self.ceph._check('object_checksums')
+        cluster = self._cluster(conn)
+        pool = self._pool(cluster, pool)
+        sums = []
+        for index in range(count):
+            found = self._object(cluster, pool, prefix, index)
+            sums.append(None if found is None
+                        else (found[0], _hash(found[1])))
+        progress(count, count)
+        return sums
+
+    def xxhash64(self, data, seed):
+        return _hash(bytes(data))
+
+    def copy_image(self, conn, src_pool, src_ns, src_name, src_snap,
+                   dst_pool, dst_ns, dst_name, features, order, stripe_unit,
+                   stripe_count, data_pool, sparse_size, deep, progress):
+        self.calls.append('deep_copy_image' if deep else 'copy_image')
+        self.data_pools.append(data_pool)
+        rados = self.ceph.rados.Rados(conffile=conn[0])
+        src = rados.open_ioctx(src_pool)
+        dst = rados.open_ioctx(dst_pool)
+        with self.ceph.rbd.Image(src, src_name, read_only=True) as image:
+            call = image.deep_copy if deep else image.copy
+            call(dst, dst_name, features=features, order=order,
+                 stripe_unit=stripe_unit, stripe_count=stripe_count,
+                 data_pool=data_pool)
+            size = image.size()
+        progress(size, size)
+
+    def live_completions(self):
+        return 0
+
+
+def install(monkeypatch, ceph):
+    """Make rbdmig.ext use a fake extension over ``ceph``; return it."""
+    from rbdmig import ext
+    fake = Extension(ceph)
+    monkeypatch.delenv(ext.DISABLE_ENV, raising=False)
+    monkeypatch.setattr(ext, '_extension', lambda: (fake, None))
+    return fake

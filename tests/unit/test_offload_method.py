@@ -1,0 +1,212 @@
+"""Method offload itself, its copy_objects faked at the extension's edge."""
+
+import logging
+import os
+import threading
+
+import pytest
+
+from rbdmig import exception
+from tests.unit import fake_ext
+from tests.unit import rbd_fixtures as fx
+
+MiB = fx.MiB
+OBJECT = 4 * MiB  # the fake's images have order 22
+DATA = os.urandom(64 * 1024) + b'tail'
+
+
+@pytest.fixture
+def ceph():
+    ceph = fx.make_ceph()
+    ceph.clusters[fx.CONF_A].pools['data'] = {}  # for data pools
+    return ceph
+
+
+@pytest.fixture
+def osd(monkeypatch, ceph):
+    return fake_ext.install(monkeypatch, ceph)
+
+
+def _pair(ceph, verify='osd_checksum'):
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='offload',
+                         migration_verify=verify)
+    dst = fx.make_driver(ceph, pool='ssd', backend='fast')
+    return src, dst
+
+
+def _volume(ceph, pieces, data_pool=None):
+    """A 16 MiB image holding ``{offset: bytes}``; its Volume."""
+    volume = fx.objects.Volume(size=1)
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    ceph.rbd.RBD().create(ioctx, volume.name, 16 * MiB, data_pool=data_pool)
+    with ceph.rbd.Image(ioctx, volume.name) as image:
+        for offset, data in pieces.items():
+            image.write(data, offset)
+    return volume
+
+
+def _read(ceph, pool, name, offset, length):
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx(pool)
+    with ceph.rbd.Image(ioctx, name) as image:
+        return image.read(offset, length)
+
+
+def _orphans(ceph):
+    """Raw RADOS data objects, which no image reads."""
+    return {pool: sorted(o for o in objects if o.startswith('rbd_data.'))
+            for pool, objects in ceph.clusters[fx.CONF_A].objects.items()
+            if any(o.startswith('rbd_data.') for o in objects)}
+
+
+def test_offload_itself_copies_and_keeps_the_copy_thin(ceph, osd, caplog):
+    src, dst = _pair(ceph)
+    volume = _volume(ceph, {0: DATA, 2 * OBJECT + 5: b'third object'})
+
+    with caplog.at_level(logging.INFO):
+        assert src.migrate_volume(None, volume, fx.host_of(dst)) == (
+            True, None)
+
+    assert osd.calls == ['copy_objects', 'object_checksums',
+                         'object_checksums']
+    assert 'by offload' in caplog.text and 'using' not in caplog.text
+    moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
+    assert sorted({i * 4096 // OBJECT for i in moved.blocks}) == [0, 2]
+    assert moved.object_map_rebuilt
+    assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
+    assert _read(ceph, 'ssd', volume.name, 2 * OBJECT + 5, 12) == (
+        b'third object')
+    assert volume.name not in ceph.clusters[fx.CONF_A].pools['hdd']
+    assert _orphans(ceph) == {}
+
+
+@pytest.mark.parametrize('verify', ['none', 'extents', 'osd_checksum'])
+def test_the_destinations_default_data_pool_gets_the_data(ceph, osd,
+                                                          verify):
+    """rbd_default_data_pool in the destination's conf: librbd reads the
+    copy's data from that pool, so that is where it must be written."""
+    src, dst = _pair(ceph, verify)
+    volume = _volume(ceph, {0: DATA, OBJECT: b'second'})
+    ceph.clusters[fx.CONF_A].default_data_pool = 'data'
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert 'copy_objects' in osd.calls
+    assert ceph.image(fx.CONF_A, 'ssd', volume.name).data_pool == 'data'
+    assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
+    assert _read(ceph, 'ssd', volume.name, OBJECT, 6) == b'second'
+    assert _orphans(ceph) == {}
+
+
+def test_a_source_in_a_data_pool_is_read_from_it(ceph, osd):
+    src, dst = _pair(ceph)
+    volume = _volume(ceph, {0: DATA}, data_pool='data')
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert osd.calls[0] == 'copy_objects'  # not substituted
+    assert ceph.image(fx.CONF_A, 'ssd', volume.name).data_pool is None
+    assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
+    assert _orphans(ceph) == {}
+
+
+def _corrupting(osd, offset):
+    """copy_objects, then one byte of the copy changed at ``offset``."""
+    real = osd.copy_objects
+
+    def copy_objects(conn, src_pool, src_ns, src_prefix, dst_pool, *rest):
+        result = real(conn, src_pool, src_ns, src_prefix, dst_pool, *rest)
+        cluster = osd.ceph.clusters[conn[0]]
+        image = osd.ceph.data_objects(cluster, osd.ceph.pool_name(
+            cluster, dst_pool), rest[1])
+        block, at = divmod(offset, 4096)
+        data = bytearray(image.blocks[block])
+        data[at] ^= 0xff
+        image.blocks[block] = bytes(data)
+        return result
+
+    return copy_objects
+
+
+def test_a_copy_with_one_wrong_byte_fails_osd_checksum(ceph, osd,
+                                                       monkeypatch):
+    src, dst = _pair(ceph)
+    volume = _volume(ceph, {0: DATA})
+    monkeypatch.setattr(osd, 'copy_objects', _corrupting(osd, 1000))
+
+    with pytest.raises(exception.MigrationError,
+                       match='did not verify: .* at offset 0 \\(object 0\\)'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
+
+    assert volume.name not in ceph.clusters[fx.CONF_A].pools['ssd']
+    assert _read(ceph, 'hdd', volume.name, 0, len(DATA)) == DATA
+
+
+def test_the_same_wrong_byte_passes_extents(ceph, osd, monkeypatch):
+    """Why osd_checksum exists: the layout is right, a byte is not."""
+    src, dst = _pair(ceph, 'extents')
+    volume = _volume(ceph, {0: DATA})
+    monkeypatch.setattr(osd, 'copy_objects', _corrupting(osd, 1000))
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+    assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) != DATA
+
+
+def test_a_clone_falls_back_and_the_caller_thread_says_so(ceph, osd,
+                                                          caplog):
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    ceph.rbd.RBD().create(ioctx, 'golden', 16 * MiB)
+    with ceph.rbd.Image(ioctx, 'golden') as parent:
+        parent.write(DATA, 0)
+        parent.create_snap('snap')
+        parent.protect_snap('snap')
+    volume = fx.objects.Volume(size=1)
+    ceph.rbd.RBD().clone(ioctx, 'golden', 'snap', ioctx, volume.name)
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='extents',
+                         migration_verify='osd_checksum')
+    dst = fx.make_driver(ceph, pool='ssd', backend='fast')
+
+    with caplog.at_level(logging.INFO):
+        assert src.migrate_volume(None, volume, fx.host_of(dst)) == (
+            True, None)
+
+    said = [r for r in caplog.records
+            if 'instead of osd_checksum' in r.getMessage()]
+    assert len(said) == 1
+    assert 'the source is a clone' in said[0].getMessage()
+    assert said[0].thread == threading.get_ident()
+    assert 'object_checksums' not in osd.calls
+    assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
+
+
+@pytest.mark.parametrize('method', ['copy', 'deep_copy'])
+def test_librbd_copies_by_the_extension_get_the_destinations_data_pool(
+        ceph, osd, method):
+    """The extension connects with the source's conf: the destination's
+    rbd_default_data_pool must be passed, or the copy goes without."""
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method=method)
+    dst = fx.make_driver(ceph, pool='ssd', backend='fast')
+    volume = _volume(ceph, {0: DATA})
+    ceph.clusters[fx.CONF_A].default_data_pool = 'data'
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert osd.calls[0] == method + '_image'
+    assert osd.data_pools == ['data']
+    assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
+
+
+def test_osd_checksum_reaches_each_side_in_its_own_cluster(ceph, osd):
+    """Into another cluster (by extents), the copy's objects are hashed
+    by the destination's OSDs, through the destination's conf."""
+    src = fx.make_driver(ceph, pool='hdd', migration_verify='osd_checksum')
+    far = fx.make_driver(ceph, pool='hdd', conf_path=fx.CONF_B,
+                         backend='far')
+    volume = _volume(ceph, {0: DATA, OBJECT: b'second'})
+    src_id = ceph.pool_id(ceph.clusters[fx.CONF_A], 'hdd')
+    far_id = ceph.pool_id(ceph.clusters[fx.CONF_B], 'hdd')
+
+    assert src.migrate_volume(None, volume, fx.host_of(far)) == (True, None)
+
+    assert osd.checksummed == [(fx.CONF_A, src_id), (fx.CONF_B, far_id)]
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA),
+                        conf=fx.CONF_B) == DATA
