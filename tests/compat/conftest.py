@@ -24,7 +24,9 @@ import pytest
 from rbdmig import native
 from tests.compat import cinder_env
 from tests.compat import heartbeat
+from tests.functional import conftest as functional
 from tests.functional.conftest import cleanup  # noqa: F401
+from tests.functional.conftest import crash_table  # noqa: F401
 from tests.functional.conftest import cluster_registry  # noqa: F401
 from tests.functional.conftest import sandbox_settings
 
@@ -174,6 +176,11 @@ def record():
 
 
 def pytest_terminal_summary(terminalreporter):
+    # The crash-point table (tests/compat/test_crash_points.py), written
+    # to $RBDMIG_CINDER_CRASH_TABLE, "{mode}" replaced by this run's mode.
+    path = os.environ.get('RBDMIG_CINDER_CRASH_TABLE')
+    if path and functional._CRASHES:
+        functional._write_crash_table(path.format(mode=MODE))
     if _MEASURED:
         terminalreporter.section('measured (%s mode)' % MODE)
         for line in _MEASURED:

@@ -62,20 +62,28 @@ def test_the_points_a_cinder_migration_reaches(
 
 @pytest.mark.parametrize('point', _points())
 def test_cinder_volume_killed_at_a_point_is_whole_after_restart(
-        cinder, ceph_cluster, ceph_cluster2, cleanup, tmp_path, point):
+        cinder, ceph_cluster, ceph_cluster2, cleanup, tmp_path, point,
+        crash_table):
     clusters = (ceph_cluster, ceph_cluster2)
     volume, checksum = _volume(cinder, ceph_cluster, cleanup)
+    path = 'cinder-volume, %s mode' % os.environ.get('RBDMIG_COMPAT_MODE')
 
     crash.kill_at(cinder, volume, 'rbdmig-b', point, tmp_path / 'points')
     crash.restart(cinder, ('rbdmig-a', 'rbdmig-b'))
 
-    row = crash.check(cinder, clusters, volume, checksum)
-    # ...and it migrates again, wherever the row says it is.
-    _, pool = crash.where(cinder, clusters, row)
-    again = cinder.migrate(row, 'rbdmig-b' if pool == 'volumes-a'
-                           else 'rbdmig-a')
-    assert again.migration_status == 'success'
-    crash.check(cinder, clusters, again, checksum)
+    try:
+        row = crash.check(cinder, clusters, volume, checksum)
+        # ...and it migrates again, wherever the row says it is.
+        _, pool = crash.where(cinder, clusters, row)
+        again = cinder.migrate(row, 'rbdmig-b' if pool == 'volumes-a'
+                               else 'rbdmig-a')
+        assert again.migration_status == 'success'
+        crash.check(cinder, clusters, again, checksum)
+    except AssertionError:
+        crash_table(path, point, '**FAILED**')
+        raise
+    crash_table(path, point, 'row names the %s (%s); moved again' % (
+        'source' if pool == 'volumes-a' else 'copy', row.migration_status))
 
 
 def _scrub(cluster, name):
