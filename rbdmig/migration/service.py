@@ -9,6 +9,7 @@ import time
 from oslo_log import log as logging
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig.db import migration_records
 from rbdmig.migration import inventory
 from rbdmig.migration import manager
@@ -118,8 +119,13 @@ class Service(inventory.Inventory):
         """Move the volume of a claimed migration; return the record.
 
         The source driver's assisted move first (unless ``method`` is
-        ``generic``), then the generic copy.  On failure the source is
-        intact, the reason recorded, and the error raised.
+        ``generic``), then the generic copy when the driver says it cannot
+        do it here.  When the driver refuses because the volume is unsafe
+        to copy now (:class:`~rbdmig.exception.MigrationRefused`: a client
+        has it open, snapshots would be lost...) there is no generic copy:
+        the migration ends there.  On failure the source is intact, the
+        reason recorded, the volume's status restored, and the error
+        raised.
         """
         migration = self.db.get_migration(migration_id)
         record = self.db.get_volume(migration.volume_id)
@@ -148,6 +154,7 @@ class Service(inventory.Inventory):
                     self.db.advance_migration(
                         migration_id, states.MIGRATING, bytes_total=rep.size,
                         host=migration_records.this_host())
+                    faults.point('service.migrating')
                 moved = (not resume and method != GENERIC and
                          self._assisted(src, dst, volume, method, both,
                                         migration_id))

@@ -63,7 +63,9 @@ def test_snapshots_refused_by_methods_that_drop_them(ceph, method):
     with ceph.rbd.Image(ioctx, volume.name) as image:
         image.create_snap('keep-me')
 
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused,
+                       match='which method %s would drop' % method):
+        src.migrate_volume(None, volume, fx.host_of(dst))
     assert list(ceph.image(fx.CONF_A, 'hdd', volume.name).snaps) == [
         'keep-me']
     assert not _exists(ceph, 'ssd', volume.name)
@@ -164,8 +166,10 @@ def test_another_cluster_with_snapshots_is_refused(ceph):
     with ceph.rbd.Image(ioctx, volume.name) as image:
         image.create_snap('keep-me')
 
-    assert src.migrate_volume(None, volume, fx.host_of(other)) == (
-        False, None)
+    with pytest.raises(exception.MigrationRefused,
+                       match='no method moves snapshots into another '
+                             'cluster.*source is intact'):
+        src.migrate_volume(None, volume, fx.host_of(other))
     assert not _exists(ceph, 'hdd', volume.name, conf=fx.CONF_B)
     assert _exists(ceph, 'hdd', volume.name)
 
@@ -217,7 +221,8 @@ def test_existing_destination_is_never_overwritten(ceph):
     volume = fx.make_volume(ceph, data=DATA)
     fx.make_volume(ceph, pool='ssd', data=b'precious', id=volume.id)
 
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='already exists'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
     assert fx.read_head(ceph, 'ssd', volume.name, 8) == b'precious'
     assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
 
@@ -226,12 +231,15 @@ def test_refuses_image_with_clones_or_watchers(ceph):
     src, dst = _pair(ceph)
     volume = fx.make_volume(ceph, data=DATA)
     ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.append('client.7')
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='open by 1 client'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
 
     ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.clear()
     ceph.image(fx.CONF_A, 'hdd', volume.name).snaps['base'] = {
         'blocks': {}, 'protected': True, 'children': 1}
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='has clones'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
+    assert not _exists(ceph, 'ssd', volume.name)
 
 
 def test_refuses_missing_source_image(ceph):

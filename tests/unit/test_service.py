@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig.db import models
 from rbdmig.migration import notify
 from rbdmig.migration import progress
@@ -35,6 +36,21 @@ def svc(ceph, tmp_path, events):
         lambda event, body, error: events.append((event, body)))
     return service_mod.Service(db_fixtures.make_db(tmp_path), drivers,
                                notifier)
+
+
+@pytest.fixture
+def at_point(monkeypatch):
+    """``at_point[name] = action``: run ``action()`` once, when the
+    service reaches crash point ``name`` (:mod:`rbdmig.faults`)."""
+    actions = {}
+
+    def hook(name):
+        action = actions.pop(name, None)
+        if action is not None:
+            action()
+
+    monkeypatch.setattr(faults.POINTS, 'hook', hook)
+    return actions
 
 
 def _images(ceph, pool):
@@ -179,6 +195,32 @@ def test_a_failed_generic_copy_removes_its_destination(svc, ceph):
     assert _images(ceph, 'ssd') == []
     assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
         record.id]
+
+
+def test_a_client_opening_the_source_ends_the_move_without_a_copy(
+        svc, ceph, events, at_point):
+    # Issue 13, defect 2: the assisted path refuses a source a client has
+    # open; the service used to copy the same live volume generically.
+    record = _volume(svc, ceph)
+    image = ceph.image(fx.CONF_A, 'hdd', record.name)
+    at_point['service.migrating'] = lambda: image.watchers.append(
+        'client.7')
+
+    with pytest.raises(exception.MigrationRefused):
+        svc.migrate(record.id, 'ceph-b', force=True)
+
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-a', 'available', 'error')
+    assert 'open by 1 client' in shown['progress']['error']
+    assert 'source is intact' in shown['progress']['error']
+    migration = svc.db.latest_migration(record.id)
+    assert migration.path is None  # neither moved nor copied
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert _images(ceph, 'ssd') == []
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        record.id]
+    assert events[-1][0] == notify.ERROR
 
 
 def test_a_generic_copy_killed_midway_resumes(svc, ceph, monkeypatch):

@@ -398,9 +398,17 @@ class RBDDriver(driver.VolumeDriver):
         :returns: ``(moved, model_update)``: ``(True, None)`` once the
             image is in the destination pool (of this cluster, or of
             another one this host reaches through the destination's
-            location_info), ``(False, None)`` whenever
-            the move cannot be done safely here (the caller then falls
-            back to the generic path).
+            location_info); ``(False, None)`` when it cannot be done
+            here: the destination is not Ceph or is unreachable, its
+            ``location_info`` is unusable, the volume is attached, or its
+            name is not an RBD image's.  The caller then falls back to
+            the generic path.
+        :raises MigrationRefused: it is unsafe to copy now, by this path
+            or the generic one: a client has the image open, it has
+            clones, journaling, or snapshots that would be lost (another
+            cluster, or a method that drops them), or an image of its
+            name is in the destination pool.  Nothing was changed; the
+            move ends there, with no fallback.
         :raises MigrationError: the copy failed; the partial destination
             was removed and the source is intact.
         """
