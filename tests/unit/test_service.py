@@ -259,6 +259,199 @@ def test_a_generic_copy_killed_midway_resumes(svc, ceph, monkeypatch):
         b'x' * (32 << 20))
 
 
+class Killed(BaseException):
+    """A SIGKILL, in process: nothing of the service's own cleanup runs."""
+
+
+class _Kill(object):
+    """Makes the service die at crash point ``name``, as a kill would.
+
+    A killed process records nothing more: ``finish_migration`` does
+    nothing until :meth:`dead` says the process is gone (and gives it a
+    pid that cannot run here).
+    """
+
+    def __init__(self, svc, monkeypatch, at_point, name, then=None):
+        self.svc, self.silent = svc, True
+        real = svc.db.finish_migration
+        monkeypatch.setattr(
+            svc.db, 'finish_migration',
+            lambda *a, **k: None if self.silent else real(*a, **k))
+
+        def die():
+            if then is not None:
+                then()
+            raise Killed(name)
+
+        at_point[name] = die
+
+    def dead(self, migration_id):
+        self.silent = False
+        _dead_process(self.svc, migration_id)
+
+
+def _dead_process(svc, migration_id):
+    """The migration's process is gone: a pid that cannot run here."""
+    with svc.db.transaction() as session:
+        session.get(models.Migration, migration_id).host = (
+            '%s:999999999' % socket.gethostname())
+
+
+def _generic_volume(svc, ceph, data):
+    """A volume holding ``data``, copied in 64 KiB chunks: checkpoints
+    every MiB (the fake writes slowly)."""
+    record = _volume(svc, ceph, data=data)
+    for name in ('ceph-a', 'ceph-b'):
+        cfg = svc.drivers[name].configuration
+        cfg._conf.set_override('volume_copy_chunk_size', 64 << 10,
+                               group=name)
+    return record
+
+
+def test_recovery_never_deletes_the_copy_of_a_removed_source(
+        svc, ceph, monkeypatch):
+    # Issue 13, defect 1: killed once the source was removed, the move
+    # was resumed as a copy; the source would not open, and the copy was
+    # deleted too.
+    data = bytes(range(256)) * (12 << 12)  # 3 MiB
+    record = _generic_volume(svc, ceph, data)
+    src = svc.drivers['ceph-a']
+    real_delete = src.delete_volume
+
+    def delete_then_die(volume):
+        real_delete(volume)
+        raise Killed('after the source was removed')
+
+    migration = svc.request(record.id, 'ceph-b')
+    with monkeypatch.context() as patch:
+        patch.setattr(svc.db, 'finish_migration', lambda *a, **k: None)
+        patch.setattr(src, 'delete_volume', delete_then_die)
+        with pytest.raises(Killed):
+            svc.run(migration.id, 'generic')
+    _dead_process(svc, migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id,
+                       'completed on ceph-b (the source was removed)')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['migration_status']) == (
+        'ceph-b', 'success')
+    name = svc.db.get_volume(record.id).name
+    assert fx.read_head(ceph, 'ssd', name, len(data)) == data
+    assert _images(ceph, 'hdd') == []
+
+
+@pytest.mark.parametrize('point', ['service.completing',
+                                   'service.remove_source.before',
+                                   'service.remove_source.after',
+                                   'partly removed'])
+def test_killed_while_completing_recovery_finishes_forward(
+        svc, ceph, monkeypatch, at_point, point):
+    data = bytes(range(256)) * (12 << 12)  # 3 MiB
+    record = _generic_volume(svc, ceph, data)
+    then = None
+    if point == 'partly removed':
+        # librbd removes the data objects first, the header last.
+        image = ceph.image(fx.CONF_A, 'hdd', record.name)
+        point = 'service.remove_source.before'
+        then = lambda: image.blocks.clear()  # noqa: E731
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, point, then)
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    assert svc.show(record.id)['migration_status'] == 'completing'
+    kill.dead(migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id,
+                       'completed on ceph-b (the source was removed)')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-b', 'available', 'success')
+    moved = svc.db.get_volume(record.id)
+    assert fx.read_head(ceph, 'ssd', moved.name, len(data)) == data
+    assert _images(ceph, 'hdd') == [] and _images(ceph, 'ssd') == [
+        moved.name]
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        record.id]
+    assert svc.recover() == []
+    # and it moves back
+    assert svc.migrate(record.id, 'ceph-a', method='generic').status == \
+        'success'
+    back = svc.db.get_volume(record.id)
+    assert fx.read_head(ceph, 'hdd', back.name, len(data)) == data
+
+
+def test_a_copy_whose_source_vanished_is_kept(svc, ceph, monkeypatch,
+                                              at_point):
+    data = b'y' * (3 << 20)
+    record = _generic_volume(svc, ceph, data)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    kill.dead(migration.id)
+    # Someone removes the source by hand before recovery runs.
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    ceph.rbd.RBD().remove(ioctx, record.name)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id, 'ended: the source is missing, its '
+                                     'copy on ceph-b was kept')
+    assert len(_images(ceph, 'ssd')) == 1
+    shown = svc.show(record.id)
+    assert shown['migration_status'] == 'error'
+    assert 'its copy' in shown['progress']['error']
+
+
+@pytest.mark.parametrize('point', ['service.verified',
+                                   'service.remove_source.before'])
+def test_a_client_opening_the_source_before_its_removal_keeps_it(
+        svc, ceph, at_point, point):
+    # Issue 13, defect 2: the source could not be removed (busy), the
+    # move was recorded a success on the destination, and the client
+    # went on writing to the orphaned source.
+    record = _volume(svc, ceph)
+    image = ceph.image(fx.CONF_A, 'hdd', record.name)
+    at_point[point] = lambda: image.watchers.append('client.9')
+
+    with pytest.raises(exception.MigrationError, match='a client opened'):
+        svc.migrate(record.id, 'ceph-b', method='generic', force=True)
+
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-a', 'available', 'error')
+    assert 'a client opened it' in shown['progress']['error']
+    assert 'source is intact' in shown['progress']['error']
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert _images(ceph, 'ssd') == []
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        record.id]
+
+
+def test_a_copy_that_reads_otherwise_is_removed(svc, ceph, monkeypatch):
+    record = _volume(svc, ceph)
+    src = svc.drivers['ceph-a']
+    real_copy = src.copy_volume_data
+
+    def copy_then_corrupt(context, volume, dest, **kwargs):
+        done = real_copy(context, volume, dest, **kwargs)
+        ceph.image(fx.CONF_A, 'ssd', dest.name).blocks[0] = b'?' * 4096
+        return done
+
+    monkeypatch.setattr(src, 'copy_volume_data', copy_then_corrupt)
+    with pytest.raises(exception.CopyError, match='differs from the source '
+                                                  'at byte 0'):
+        svc.migrate(record.id, 'ceph-b', method='generic')
+
+    assert svc.show(record.id)['backend'] == 'ceph-a'
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert _images(ceph, 'ssd') == []
+
+
 def test_drain_moves_every_volume_at_most_n_at_a_time(svc, ceph,
                                                       monkeypatch):
     records = [_volume(svc, ceph) for _ in range(5)]
