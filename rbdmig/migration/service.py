@@ -2,8 +2,6 @@
 
 import concurrent.futures as futures
 import contextlib
-import os
-import socket
 import time
 
 from oslo_log import log as logging
@@ -13,6 +11,7 @@ from rbdmig import faults
 from rbdmig.db import migration_records
 from rbdmig.migration import generic
 from rbdmig.migration import inventory
+from rbdmig.migration import lease
 from rbdmig.migration import manager
 from rbdmig.migration import notify
 from rbdmig.migration import progress
@@ -29,14 +28,6 @@ class Rejected(exception.RbdmigError):
     """A request refused before anything changed; the message says why."""
 
     message = 'Cannot migrate volume %(volume)s: %(reason)s'
-
-
-def _alive(host):
-    """Whether the process ``hostname:pid`` still runs (here)."""
-    name, _, pid = (host or '').rpartition(':')
-    if name != socket.gethostname():
-        return True  # another host's: its own recovery owns it
-    return pid.isdigit() and os.path.exists('/proc/%s' % pid)
 
 
 class Service(inventory.Inventory):
@@ -147,8 +138,9 @@ class Service(inventory.Inventory):
                            'rbd_migration_method') or GENERIC))
         rep.set_size(record.size_gib << 30)
         both = progress.Fanout(rep, callback)
+        beat = lease.Heartbeat(lambda: self.db.heartbeat(migration_id))
         try:
-            with rep:
+            with beat, rep:
                 if not resume:
                     # This process runs it now (``migrate`` may have
                     # claimed it in another one).
@@ -230,6 +222,9 @@ class Service(inventory.Inventory):
     def recover(self):
         """Resume or close the migrations a dead process left running.
 
+        A migration is taken over once its process is gone: its pid on
+        this host, its lease (:mod:`lease`) on any host, so a move a dead
+        host left is recovered from another sharing the database.
         A generic move is decided from its status and whether its source
         exists (:data:`generic.DECISIONS`): a copy resumes from its last
         checkpoint while its source is there; once ``completing``, its
@@ -241,10 +236,15 @@ class Service(inventory.Inventory):
         """
         done = []
         for migration in self.db.list_migrations(running=True):
-            if _alive(migration.host):
+            # Its process is gone (its pid here, its lease anywhere), and
+            # no other recovery took it over first.
+            if lease.alive(migration) or not self.db.take_over(migration):
                 continue
             if migration.path == states.GENERIC and migration.dest_volume_id:
-                done.append((migration.id, self._recover_generic(migration)))
+                with lease.Heartbeat(
+                        lambda: self.db.heartbeat(migration.id)):
+                    outcome = self._recover_generic(migration)
+                done.append((migration.id, outcome))
                 continue
             record = self.db.get_volume(migration.volume_id)
             if (migration.status == states.MIGRATING and

@@ -1,13 +1,16 @@
 """The migration service against fake Ceph and a real SQLite file."""
 
+import datetime
 import socket
 import threading
 
 import pytest
+from oslo_utils import timeutils
 
 from rbdmig import exception
 from rbdmig import faults
 from rbdmig.db import models
+from rbdmig.migration import lease
 from rbdmig.migration import notify
 from rbdmig.migration import progress
 from rbdmig.migration import service as service_mod
@@ -450,6 +453,50 @@ def test_a_copy_that_reads_otherwise_is_removed(svc, ceph, monkeypatch):
     assert svc.show(record.id)['backend'] == 'ceph-a'
     assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
     assert _images(ceph, 'ssd') == []
+
+
+def _left_by(svc, migration_id, host, seconds_ago):
+    with svc.db.transaction() as session:
+        migration = session.get(models.Migration, migration_id)
+        migration.host = host
+        migration.updated_at = timeutils.utcnow() - datetime.timedelta(
+            seconds=seconds_ago)
+
+
+def test_another_hosts_dead_move_is_recovered_here(svc, ceph, monkeypatch,
+                                                   at_point):
+    # Issue 13, defect 11: a record another host wrote was never
+    # recovered; now its lease decides, not its host name.
+    data = b'z' * (3 << 20)
+    record = _generic_volume(svc, ceph, data)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    kill.dead(migration.id)
+    _left_by(svc, migration.id, 'host-a:4242', 10)  # alive, by its lease
+
+    assert svc.recover() == []
+    assert svc.show(record.id)['migration_status'] == 'migrating'
+
+    _left_by(svc, migration.id, 'host-a:4242', lease.LEASE + 1)
+    (outcome,) = svc.recover()
+
+    assert outcome[1].startswith('resumed at ')
+    assert svc.show(record.id)['backend'] == 'ceph-b'
+    name = svc.db.get_volume(record.id).name
+    assert fx.read_head(ceph, 'ssd', name, len(data)) == data
+
+
+def test_two_recoveries_take_one_record_over_once(svc, ceph):
+    record = _volume(svc, ceph)
+    migration = svc.request(record.id, 'ceph-b')
+    _left_by(svc, migration.id, 'host-a:4242', lease.LEASE + 1)
+    seen = svc.db.get_migration(migration.id)
+
+    assert svc.db.take_over(seen, host='host-b:1')
+    assert not svc.db.take_over(seen, host='host-c:1')
+    assert svc.db.get_migration(migration.id).host == 'host-b:1'
 
 
 def test_drain_moves_every_volume_at_most_n_at_a_time(svc, ceph,
