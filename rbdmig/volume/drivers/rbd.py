@@ -10,6 +10,7 @@ from oslo_utils import encodeutils
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig import native
 from rbdmig import objects
 from rbdmig import redact
@@ -35,6 +36,16 @@ except ImportError:
 from os_brick.initiator import linuxrbd
 
 LOG = logging.getLogger(__name__)
+
+
+def _removing(done, total):
+    """librbd's progress while removing an image: a crash point.
+
+    librbd removes the data objects first and the header last, so a
+    process killed here leaves an image partly removed, still listed.
+    """
+    faults.point('rbd.remove')
+    return 0
 
 
 RBD_OPTS = rbd_opts.RBD_OPTS
@@ -238,7 +249,8 @@ class RBDDriver(driver.VolumeDriver):
         limits.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
-                self._rbd.RBD().remove(ioctx, volume.name)
+                self._rbd.RBD().remove(ioctx, volume.name,
+                                       on_progress=_removing)
             except self.rbd.ImageNotFound:
                 LOG.info('Volume %s is already gone.', volume.name)
             except self.rbd.ImageHasSnapshots:
