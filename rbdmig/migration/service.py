@@ -247,9 +247,12 @@ class Service(inventory.Inventory):
                 done.append((migration.id, outcome))
                 continue
             record = self.db.get_volume(migration.volume_id)
-            if (migration.status == states.MIGRATING and
-                    self._holds(migration.dest_backend, record)):
-                self.db.advance_migration(migration.id, states.COMPLETING)
+            if (migration.status in (states.MIGRATING, states.COMPLETING)
+                    and self._holds(migration.dest_backend, record)):
+                # The driver moved it (its own recovery finished the move).
+                if migration.status == states.MIGRATING:
+                    self.db.advance_migration(migration.id,
+                                              states.COMPLETING)
                 self.db.finish_migration(migration.id, states.SUCCESS)
                 done.append((migration.id, 'completed on %s'
                              % migration.dest_backend))

@@ -455,6 +455,26 @@ def test_a_copy_that_reads_otherwise_is_removed(svc, ceph, monkeypatch):
     assert _images(ceph, 'ssd') == []
 
 
+@pytest.mark.parametrize('point', ['service.assisted',
+                                   'service.completing'])
+def test_an_assisted_move_killed_after_it_moved_is_completed(
+        svc, ceph, monkeypatch, at_point, point):
+    record = _volume(svc, ceph)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, point)
+    with pytest.raises(Killed):
+        svc.run(migration.id)
+    kill.dead(migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id, 'completed on ceph-b')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['migration_status']) == (
+        'ceph-b', 'success')
+    assert fx.read_head(ceph, 'ssd', record.name, 7) == b'payload'
+
+
 def _left_by(svc, migration_id, host, seconds_ago):
     with svc.db.transaction() as session:
         migration = session.get(models.Migration, migration_id)
