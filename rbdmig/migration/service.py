@@ -161,7 +161,6 @@ class Service(inventory.Inventory):
                     start = move.reopen() if resume else move.start()
                     move.copy(both, start)
                     name = move.complete()
-            return self._succeed(migration_id, name)
         except generic.Unfinished:
             raise  # the record stays completing: recovery finishes it
         except BaseException as err:
@@ -169,6 +168,9 @@ class Service(inventory.Inventory):
                 self.db.finish_migration(migration_id, states.ERROR,
                                          error=str(err) or repr(err))
             raise
+        # The volume is on the destination now: whatever happens next,
+        # the record must never say error (recovery switches it over).
+        return self._succeed(migration_id, name)
 
     def _succeed(self, migration_id, name):
         done = self.db.finish_migration(migration_id, states.SUCCESS,

@@ -475,6 +475,31 @@ def test_an_assisted_move_killed_after_it_moved_is_completed(
     assert fx.read_head(ceph, 'ssd', record.name, 7) == b'payload'
 
 
+def test_a_failed_switch_over_is_never_recorded_as_an_error(
+        svc, ceph, monkeypatch):
+    record = _volume(svc, ceph)
+    real_finish = svc.db.finish_migration
+
+    def finish(migration_id, status, **kwargs):
+        if status == states.SUCCESS:
+            raise exception.ConcurrentUpdate(what='it', expected='x')
+        return real_finish(migration_id, status, **kwargs)
+
+    migration = svc.request(record.id, 'ceph-b')
+    with monkeypatch.context() as patch:
+        patch.setattr(svc.db, 'finish_migration', finish)
+        with pytest.raises(exception.ConcurrentUpdate):
+            svc.run(migration.id, 'generic')
+    assert svc.show(record.id)['migration_status'] == 'completing'
+    _dead_process(svc, migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id,
+                       'completed on ceph-b (the source was removed)')
+    assert svc.show(record.id)['backend'] == 'ceph-b'
+
+
 def _left_by(svc, migration_id, host, seconds_ago):
     with svc.db.transaction() as session:
         migration = session.get(models.Migration, migration_id)
