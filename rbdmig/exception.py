@@ -62,6 +62,13 @@ class MigrationError(RbdmigError):
     message = 'Migration of volume %(volume)s failed: %(reason)s'
 
 
+class MigrationRefused(MigrationError):
+    """Unsafe to move now, by any path: no fallback copy may follow."""
+
+    message = ('Migration of volume %(volume)s refused: %(reason)s The '
+               'source is intact and nothing was moved.')
+
+
 class SandboxError(RbdmigError):
     message = 'Ceph sandbox: %(reason)s'
 

@@ -20,12 +20,22 @@ ALLOWED_STATUSES = ('available', 'retyping', 'maintenance', 'in-use')
 
 
 class Refusal(Exception):
-    """The move cannot be done here; the message says why."""
+    """The move cannot be done here; the message says why.
+
+    Another backend type, no route to the destination, no method that
+    can: nothing was changed, and the caller may copy the volume the
+    generic way instead.
+    """
 
 
 class Unsafe(Refusal):
-    """The move is unsafe now (the volume is in use, say): it must end,
-    the source intact, rather than fall back to another copy of it."""
+    """The volume is unsafe to copy now, by any path; the message says why.
+
+    A client has it open, snapshots or clones would be lost, its name is
+    taken in the destination, a migration of it runs already: a generic
+    copy would be as wrong as this one, so the move ends here with the
+    source intact (:class:`rbdmig.exception.MigrationRefused`).
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,11 +160,11 @@ def method_for_snapshots(method, source, other_cluster):
         return method
     snaps = ', '.join(source.snaps)
     if other_cluster:
-        raise Refusal('it has snapshots (%s), and no method moves '
+        raise Unsafe('it has snapshots (%s), and no method moves '
                       'snapshots into another cluster.' % snaps)
     if not method.snapshots_by:
-        raise Refusal('it has snapshots (%s), which method %s would drop; '
-                      'use deep_copy or live.' % (snaps, method.name))
+        raise Unsafe('it has snapshots (%s), which method %s would drop; '
+                     'use deep_copy or live.' % (snaps, method.name))
     LOG.info('Method %(method)s cannot move it: it has snapshots '
              '(%(snaps)s); using %(other)s, which keeps them.',
              {'method': method.name, 'snaps': snaps,
@@ -185,14 +195,14 @@ def inspect_source(backend, ioctx, name):
     except rbd.Error as err:
         raise Refusal('its image %s cannot be inspected: %s' % (name, err))
     if children:
-        raise Refusal('it has clones (%d) that depend on its snapshots.'
-                       % len(children))
+        raise Unsafe('it has clones (%d) that depend on its snapshots.'
+                     % len(children))
     if watchers:
-        raise Refusal('its image is open by %d client(s), so its data may '
-                       'change during the copy.' % len(watchers))
+        raise Unsafe('its image is open by %d client(s), so its data may '
+                     'change during the copy.' % len(watchers))
     if features & backend.rbd.RBD_FEATURE_JOURNALING:
-        raise Refusal('it has journaling enabled (RBD mirroring), which a '
-                       'copy would not carry over.')
+        raise Unsafe('it has journaling enabled (RBD mirroring), which a '
+                     'copy would not carry over.')
     return Source(size=size, snaps=snaps, features=features,
                    allocated=allocated, parent=parent,
                    data_pool=bool(features &
@@ -222,5 +232,5 @@ def check_name_free(backend, ioctx, name, dest):
     except rbd.Error as err:
         raise Refusal('the destination pool %s cannot be checked for an '
                        'image named %s: %s' % (dest.pool, name, err))
-    raise Refusal('an image named %s already exists in pool %s and is '
-                   'never overwritten.' % (name, dest.pool))
+    raise Unsafe('an image named %s already exists in pool %s and is '
+                 'never overwritten.' % (name, dest.pool))

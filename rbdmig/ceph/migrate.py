@@ -43,7 +43,12 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
         the copy from then on (Cinder's volume row).
     :returns: ``(moved, model_update)``: ``(True, None)`` once the image is
         in the destination pool and the source is gone, ``(False, None)``
-        whenever the move cannot be done safely (nothing was changed).
+        when it cannot be done here (:class:`checks.Refusal`: nothing was
+        changed, and the caller may copy it generically).
+    :raises MigrationRefused: it is unsafe to copy now by any path
+        (:class:`checks.Unsafe`: a client has it open, snapshots or
+        clones would be lost, its name is taken in the destination);
+        nothing was changed, and no fallback copy may follow.
     :raises MigrationError: the copy failed; what it built was removed and
         the source is intact.
     """
@@ -79,6 +84,11 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
             if isinstance(host.get('host'), str):
                 migration.record.dest_host = host['host']
             migration.run(callback)
+    except checks.Unsafe as why:
+        LOG.warning('Not migrating %(vol)s: %(why)s The source is intact; '
+                    'no generic copy follows.',
+                    {'vol': volume.id, 'why': why})
+        raise exception.MigrationRefused(volume=volume.id, reason=str(why))
     except checks.Refusal as why:
         LOG.info('Not migrating %(vol)s with the backend: %(why)s Falling '
                  'back to generic migration.',

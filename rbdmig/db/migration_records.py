@@ -215,6 +215,37 @@ class MigrationRecordsMixin:
         return self._update_running(migration_id, {
             'checkpoint_offset': offset, 'checkpoint_chunk_size': chunk_size})
 
+    def heartbeat(self, migration_id):
+        """Refresh a running migration's lease (its ``updated_at``).
+
+        :returns: False if the migration no longer runs.
+        """
+        return self._update_running(migration_id,
+                                    {'updated_at': timeutils.utcnow()})
+
+    def take_over(self, migration, host=None):
+        """Make ``host`` run a migration whose process is gone.
+
+        A compare-and-set on the host and lease as ``migration`` holds
+        them: of recoveries racing for one record, on one host or many,
+        one gets it.
+
+        :param migration: the record as read when judged dead.
+        :param host: the new runner; :func:`this_host` by default.
+        :returns: True if this caller now runs it.
+        """
+        with self.transaction() as session:
+            done = session.execute(
+                sa.update(models.Migration)
+                .where(models.Migration.id == migration.id,
+                       models.Migration.status.in_(states.RUNNING),
+                       models.Migration.host == migration.host,
+                       models.Migration.updated_at == migration.updated_at)
+                .values(host=host or this_host(),
+                        updated_at=timeutils.utcnow())
+                .execution_options(synchronize_session=False)).rowcount
+        return bool(done)
+
     def _update_running(self, migration_id, values):
         with self.transaction() as session:
             done = session.execute(

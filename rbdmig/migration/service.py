@@ -2,15 +2,16 @@
 
 import concurrent.futures as futures
 import contextlib
-import os
-import socket
 import time
 
 from oslo_log import log as logging
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig.db import migration_records
+from rbdmig.migration import generic
 from rbdmig.migration import inventory
+from rbdmig.migration import lease
 from rbdmig.migration import manager
 from rbdmig.migration import notify
 from rbdmig.migration import progress
@@ -27,14 +28,6 @@ class Rejected(exception.RbdmigError):
     """A request refused before anything changed; the message says why."""
 
     message = 'Cannot migrate volume %(volume)s: %(reason)s'
-
-
-def _alive(host):
-    """Whether the process ``hostname:pid`` still runs (here)."""
-    name, _, pid = (host or '').rpartition(':')
-    if name != socket.gethostname():
-        return True  # another host's: its own recovery owns it
-    return pid.isdigit() and os.path.exists('/proc/%s' % pid)
 
 
 class Service(inventory.Inventory):
@@ -118,8 +111,13 @@ class Service(inventory.Inventory):
         """Move the volume of a claimed migration; return the record.
 
         The source driver's assisted move first (unless ``method`` is
-        ``generic``), then the generic copy.  On failure the source is
-        intact, the reason recorded, and the error raised.
+        ``generic``), then the generic copy when the driver says it cannot
+        do it here.  When the driver refuses because the volume is unsafe
+        to copy now (:class:`~rbdmig.exception.MigrationRefused`: a client
+        has it open, snapshots would be lost...) there is no generic copy:
+        the migration ends there.  On failure the source is intact, the
+        reason recorded, the volume's status restored, and the error
+        raised.
         """
         migration = self.db.get_migration(migration_id)
         record = self.db.get_volume(migration.volume_id)
@@ -140,34 +138,51 @@ class Service(inventory.Inventory):
                            'rbd_migration_method') or GENERIC))
         rep.set_size(record.size_gib << 30)
         both = progress.Fanout(rep, callback)
+        beat = lease.Heartbeat(lambda: self.db.heartbeat(migration_id))
         try:
-            with rep:
+            with beat, rep:
                 if not resume:
                     # This process runs it now (``migrate`` may have
                     # claimed it in another one).
                     self.db.advance_migration(
                         migration_id, states.MIGRATING, bytes_total=rep.size,
                         host=migration_records.this_host())
+                    faults.point('service.migrating')
                 moved = (not resume and method != GENERIC and
                          self._assisted(src, dst, volume, method, both,
                                         migration_id))
                 name = None
-                if not moved:
-                    name = self._generic(src, dst, volume, record, both,
-                                         migration, resume)
-                self.db.advance_migration(migration_id, states.COMPLETING)
-                if not moved:
-                    self._remove_source(src, volume, migration)
-            return self.db.finish_migration(migration_id, states.SUCCESS,
-                                            name=name)
+                if moved:
+                    self.db.advance_migration(migration_id,
+                                              states.COMPLETING)
+                    faults.point('service.completing')
+                else:
+                    move = generic.Move(self.db, src, dst, migration, record)
+                    start = move.reopen() if resume else move.start()
+                    move.copy(both, start)
+                    name = move.complete()
+        except generic.Unfinished:
+            raise  # the record stays completing: recovery finishes it
         except BaseException as err:
             with contextlib.suppress(exception.RbdmigError):
                 self.db.finish_migration(migration_id, states.ERROR,
                                          error=str(err) or repr(err))
             raise
+        # The volume is on the destination now: whatever happens next,
+        # the record must never say error (recovery switches it over).
+        return self._succeed(migration_id, name)
+
+    def _succeed(self, migration_id, name):
+        done = self.db.finish_migration(migration_id, states.SUCCESS,
+                                        name=name)
+        faults.point('service.success')
+        return done
 
     def _assisted(self, src, dst, volume, method, callback, migration_id):
-        """The source driver's move; True if it moved the volume."""
+        """The source driver's move; True if it moved the volume.
+
+        :raises MigrationRefused: unsafe to copy now by any path.
+        """
         with _method_override(src, method):
             moved, _update = src.migrate_volume(
                 None, volume, manager.destination_host(dst),
@@ -176,50 +191,8 @@ class Service(inventory.Inventory):
             self.db.set_path(migration_id, states.ASSISTED,
                              method=src.configuration.safe_get(
                                  'rbd_migration_method'))
+            faults.point('service.assisted')
         return moved
-
-    def _generic(self, src, dst, volume, record, callback, migration,
-                 resume):
-        """Create the destination, copy, resuming where a copy died."""
-        chunk = src.configuration.safe_get('volume_copy_chunk_size')
-        if resume:
-            dest = self.db.get_volume(migration.dest_volume_id)
-            start = migration_records.resume_offset(migration, dest.id,
-                                                    chunk)
-        else:
-            dest = self.db.create_volume(migration.dest_backend,
-                                         record.size_gib, name=record.name,
-                                         status=states.CREATING, hidden=True)
-            self.db.set_path(migration.id, states.GENERIC, method=GENERIC,
-                             dest_volume_id=dest.id)
-            dst.create_volume(inventory.as_volume(dest))
-            start = 0
-        dest_volume = inventory.as_volume(dest)
-        try:
-            src.copy_volume_data(
-                None, volume, dest_volume, dest_driver=dst, callback=callback,
-                dest_zeroed=dst.CREATES_ZEROED_VOLUMES, resume_from=start,
-                checkpoint=lambda offset: self.db.save_checkpoint(
-                    migration.id, offset, chunk))
-        except Exception:
-            LOG.error('Copying %s failed; removing the partial destination, '
-                      'the source is intact.', volume.id)
-            try:
-                dst.delete_volume(dest_volume)
-                self.db.delete_volume(dest.id)
-            except Exception:
-                LOG.exception('Could not remove the partial destination '
-                              '%s.', dest.id)
-            raise
-        return dest.name
-
-    def _remove_source(self, src, volume, migration):
-        try:
-            src.delete_volume(volume)
-        except Exception:
-            LOG.exception('LEFTOVER: %(vol)s was copied to %(dst)s, but '
-                          'deleting the source failed; remove it by hand.',
-                          {'vol': volume.id, 'dst': migration.dest_backend})
 
     def drain(self, source, dest, parallel=2, report=None):
         """Move every volume of ``source`` to ``dest``, ``parallel`` at a
@@ -251,28 +224,37 @@ class Service(inventory.Inventory):
     def recover(self):
         """Resume or close the migrations a dead process left running.
 
-        A generic copy resumes from its last checkpoint.  An assisted move
-        was already finished or undone in Ceph by the drivers' own
-        recovery (their set-up): the record says which.
+        A migration is taken over once its process is gone: its pid on
+        this host, its lease (:mod:`lease`) on any host, so a move a dead
+        host left is recovered from another sharing the database.
+        A generic move is decided from its status and whether its source
+        exists (:data:`generic.DECISIONS`): a copy resumes from its last
+        checkpoint while its source is there; once ``completing``, its
+        verified copy is the volume and the move is finished forward,
+        never copied again.  An assisted move was already finished or
+        undone in Ceph by the drivers' own recovery (their set-up): the
+        record says which.
         :returns: ``[(migration id, outcome)]``.
         """
         done = []
         for migration in self.db.list_migrations(running=True):
-            if _alive(migration.host):
+            # Its process is gone (its pid here, its lease anywhere), and
+            # no other recovery took it over first.
+            if lease.alive(migration) or not self.db.take_over(migration):
                 continue
             if migration.path == states.GENERIC and migration.dest_volume_id:
-                chunk = self.drivers[migration.source_backend].configuration\
-                    .safe_get('volume_copy_chunk_size')
-                offset = migration_records.resume_offset(
-                    migration, migration.dest_volume_id, chunk)
-                self.run(migration.id, GENERIC, resume=True)
-                done.append((migration.id, 'resumed at %.1f MiB and '
-                             'completed' % (offset / (1 << 20))))
+                with lease.Heartbeat(
+                        lambda: self.db.heartbeat(migration.id)):
+                    outcome = self._recover_generic(migration)
+                done.append((migration.id, outcome))
                 continue
             record = self.db.get_volume(migration.volume_id)
-            if (migration.status == states.MIGRATING and
-                    self._holds(migration.dest_backend, record)):
-                self.db.advance_migration(migration.id, states.COMPLETING)
+            if (migration.status in (states.MIGRATING, states.COMPLETING)
+                    and self._holds(migration.dest_backend, record)):
+                # The driver moved it (its own recovery finished the move).
+                if migration.status == states.MIGRATING:
+                    self.db.advance_migration(migration.id,
+                                              states.COMPLETING)
                 self.db.finish_migration(migration.id, states.SUCCESS)
                 done.append((migration.id, 'completed on %s'
                              % migration.dest_backend))
@@ -282,6 +264,48 @@ class Service(inventory.Inventory):
                     error='its process died; the source is intact.')
                 done.append((migration.id, 'ended: the source is intact'))
         return done
+
+    def _recover_generic(self, migration):
+        """Carry out :func:`generic.decide` for a dead generic move."""
+        record = self.db.get_volume(migration.volume_id)
+        src = self.drivers[migration.source_backend]
+        move = generic.Move(self.db, src, self.drivers[
+            migration.dest_backend], migration, record)
+        found = generic.UNKNOWN
+        if migration.status == states.MIGRATING:
+            found = generic.presence(src, move.volume)
+        decision = generic.decide(migration.status, found)
+        where = migration.dest_backend
+        if decision == generic.RESUME:
+            offset = migration_records.resume_offset(
+                migration, migration.dest_volume_id, move.chunk)
+            try:
+                self.run(migration.id, GENERIC, resume=True)
+            except Exception as err:
+                return 'resumed at %.1f MiB, and failed: %s' % (
+                    offset / (1 << 20), err)
+            return 'resumed at %.1f MiB and completed' % (offset / (1 << 20))
+        if decision == generic.FINISH:
+            try:
+                name = move.finish_forward()
+            except Exception as err:
+                LOG.warning('Migration %(mig)s: removing its source failed '
+                            '(%(err)s); it stays completing.',
+                            {'mig': migration.id, 'err': err})
+                return ('left completing: its copy on %s is complete, but '
+                        'removing the source failed (%s); recover again'
+                        % (where, err))
+            self._succeed(migration.id, name)
+            return 'completed on %s (the source was removed)' % where
+        if decision == generic.KEEP:
+            self.db.finish_migration(
+                migration.id, states.ERROR,
+                error='its process died and its source is missing; its copy '
+                      '%s on %s was kept.' % (move.dest.name, where))
+            return 'ended: the source is missing, its copy on %s was kept' % (
+                where)
+        return ('left as it is: whether its source exists cannot be told '
+                'now; recover again')
 
     def _holds(self, backend, record):
         drv = self.drivers[backend]

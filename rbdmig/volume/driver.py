@@ -244,6 +244,8 @@ class VolumeDriver(object):
         :param callback: progress of the move, if the driver reports any.
         :returns: ``(moved, model_update)``; ``(False, None)`` asks the
             caller to fall back to the generic path.
+        :raises MigrationRefused: the volume is unsafe to copy now by any
+            path; the caller must not fall back.
         """
         return False, None
 

@@ -3,8 +3,12 @@
 Each test gets its own sandbox cluster (and so its own database under
 the sandbox's ``state_path``); an extra config file slows generic copies
 down (``volume_copy_bps_limit``) where a test must watch one in flight.
+A command is killed at a named crash point (``RBDMIG_CRASH_AT``,
+:mod:`rbdmig.faults`), never by a timer racing it.
 """
 
+import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +20,10 @@ import time
 
 import pytest
 import rbd
+
+from rbdmig import exception
+from rbdmig import faults
+from rbdmig.cmd import context
 
 MiB = 1 << 20
 
@@ -37,10 +45,14 @@ class CLI(object):
                 ['--config-file', self.cluster.rbdmig_conf_path,
                  '--config-file', str(self.extra)] + list(args))
 
-    def __call__(self, *args, debug=False, check=True, timeout=300):
+    def __call__(self, *args, debug=False, check=True, timeout=300,
+                 env=None):
+        """Run a command; ``env`` adds to this process's environment
+        (``RBDMIG_CRASH_AT``: the command kills itself at that point)."""
         done = subprocess.run(self.args(*args, debug=debug),
                               capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout,
+                              env=dict(os.environ, **(env or {})))
         if check and done.returncode:
             raise AssertionError('rbdmig %s: exit %d\n%s%s' % (
                 ' '.join(args), done.returncode, done.stdout, done.stderr))
@@ -277,31 +289,148 @@ def test_drain_moves_every_volume_two_at_a_time(cli):
         assert cli.digest('ceph-b', volume) == before
 
 
+def _killed_at(cli, volume, point, *args):
+    """``rbdmig migrate --wait`` that SIGKILLs itself at crash ``point``."""
+    done = cli('migrate', volume, *args, '--wait', check=False,
+               env={faults.CRASH_AT: point})
+    assert done.returncode == -signal.SIGKILL, (
+        'not killed at %s: exit %d\n%s%s' % (point, done.returncode,
+                                             done.stdout, done.stderr))
+    return cli.show(volume)
+
+
 def test_a_killed_generic_copy_resumes_where_it_was(cli):
-    cli.configure(SLOW)
-    volume, before = cli.create(mib=512)
-    cli('migrate', volume, 'ceph-b', '--method', 'generic')
+    # Killed at its second checkpoint, a named point, never by a timer
+    # racing the copy (issue 13, defect 14).
+    volume, before = cli.create(mib=256)
 
-    def checkpointed():
-        progress = cli.show(volume)['progress']
-        return progress and progress['checkpoint'] and (
-            progress['checkpoint'] >= 128 * MiB)
+    found = _killed_at(cli, volume, 'service.checkpoint#2', 'ceph-b',
+                       '--method', 'generic')
 
-    _until(checkpointed, 60)
-    progress = cli.show(volume)['progress']
-    host, pid = progress['host'].rsplit(':', 1)
-    os.kill(int(pid), signal.SIGKILL)
-    _until(lambda: not os.path.exists('/proc/%s' % pid), 10)
-    mark = cli.show(volume)['progress']['checkpoint']
-
-    cli.configure('')  # no longer slowed down
+    assert found['migration_status'] == 'migrating'
+    mark = found['progress']['checkpoint']
+    assert 0 < mark < 1 << 30
     done = cli('recover')
-
-    assert 'resumed at %.1f MiB' % (mark / MiB) in done.stdout
+    assert 'resumed at %.1f MiB and completed' % (mark / MiB) in done.stdout
     found = cli.show(volume)
     assert found['migration_status'] == 'success'
     assert found['backend'] == 'ceph-b'
     assert cli.digest('ceph-b', volume) == before
+    assert 'volume-%s' % volume not in cli.cluster.rbd(
+        'ls', 'volumes-a').split()
+
+
+# Where a generic move dies while its source goes: before its removal,
+# inside librbd's removal (data objects partly gone, the image still
+# listed), and after it.
+COMPLETING = ['service.completing', 'service.remove_source.before',
+              'rbd.remove#3', 'service.remove_source.after']
+
+
+def test_a_generic_move_killed_while_completing_is_finished(cli):
+    # Issue 13, defect 1: recovery resumed such a move as a copy, and
+    # deleted the copy when the removed source would not open.
+    for point in COMPLETING:
+        volume, before = cli.create(mib=64)
+
+        found = _killed_at(cli, volume, point, 'ceph-b', '--method',
+                           'generic')
+
+        assert found['migration_status'] == 'completing', point
+        if point.startswith('rbd.remove'):
+            # librbd died removing it: partly removed, still listed.
+            assert 'volume-%s' % volume in cli.cluster.rbd(
+                'ls', 'volumes-a').split()
+        done = cli('recover')
+        assert 'completed on ceph-b (the source was removed)' in \
+            done.stdout, (point, done.stdout)
+        found = cli.show(volume)
+        assert (found['migration_status'], found['backend'],
+                found['status']) == ('success', 'ceph-b', 'available')
+        assert cli.digest('ceph-b', volume) == before, point
+        assert 'volume-%s' % volume not in cli.cluster.rbd(
+            'ls', 'volumes-a').split(), point
+        listed = [v['id'] for v in json.loads(
+            cli('list', '--format', 'json').stdout)]
+        assert listed.count(volume) == 1
+        # and it moves again
+        cli('migrate', volume, 'ceph-a', '--method', 'generic', '--wait')
+        assert cli.digest('ceph-a', volume) == before, point
+        assert 'volume-%s' % volume not in cli.cluster.rbd(
+            'ls', 'volumes-b').split(), point
+
+
+def _service(cli):
+    """The migration service in this process, on the CLI's database."""
+    return context.load(argparse.Namespace(
+        config_file=[cli.cluster.rbdmig_conf_path, str(cli.extra)]))
+
+
+@contextlib.contextmanager
+def _opened_at(cli, volume, point, monkeypatch):
+    """Open ``volume``'s image read-write (a watcher, as a client) when
+    the service reaches crash ``point``; close it on leaving."""
+    client = cli.cluster.connect()
+    ioctx = client.open_ioctx(cli.pool('ceph-a'))
+    opened = []
+
+    def hook(name):
+        if name == point and not opened:
+            opened.append(rbd.Image(ioctx, 'volume-%s' % volume))
+
+    monkeypatch.setattr(faults.POINTS, 'hook', hook)
+    try:
+        yield opened
+    finally:
+        monkeypatch.setattr(faults.POINTS, 'hook', None)
+        for image in opened:
+            image.close()
+        ioctx.close()
+        client.shutdown()
+
+
+def _ended_with_the_source(cli, svc, volume, before, reason):
+    found = cli.show(volume)
+    assert (found['backend'], found['status'],
+            found['migration_status']) == ('ceph-a', 'available', 'error')
+    assert reason in found['progress']['error']
+    assert 'source is intact' in found['progress']['error']
+    assert cli.digest('ceph-a', volume) == before
+    assert cli.cluster.rbd('ls', 'volumes-b').split() == []
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        volume]
+
+
+def test_a_client_opening_the_source_ends_the_move_without_a_copy(
+        cli, monkeypatch):
+    # Issue 13, defect 2: the assisted path refused a source a client
+    # had opened, and the service copied the same live volume anyway.
+    volume, before = cli.create(mib=64)
+    svc = _service(cli)
+
+    with _opened_at(cli, volume, 'service.migrating', monkeypatch) as seen:
+        with pytest.raises(exception.MigrationRefused, match='open by'):
+            svc.migrate(volume, 'ceph-b', force=True)
+        assert seen
+
+    _ended_with_the_source(cli, svc, volume, before, 'open by 1 client')
+    assert svc.db.latest_migration(volume).path is None  # no copy at all
+
+
+def test_a_client_opening_the_source_mid_copy_keeps_the_source(
+        cli, monkeypatch):
+    # The generic copy of a source a client opens at its first checkpoint
+    # never replaces it: the client may write to it.
+    volume, before = cli.create(mib=128)
+    svc = _service(cli)
+
+    with _opened_at(cli, volume, 'service.checkpoint', monkeypatch) as seen:
+        with pytest.raises(exception.MigrationError,
+                           match='a client opened it during the copy'):
+            svc.migrate(volume, 'ceph-b', method='generic')
+        assert seen
+
+    _ended_with_the_source(cli, svc, volume, before, 'a client opened it')
 
 
 def test_import_adopts_existing_images(cli):

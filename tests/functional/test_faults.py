@@ -430,9 +430,9 @@ def test_a_racing_creator_keeps_its_image(ceph_cluster, fault_table,
                 client.shutdown()
                 theirs['made'] = True
 
-    answer = drivers['ceph-a'].migrate_volume(
-        None, volume, helpers.host_of(drivers['ceph-b']),
-        callback=CreateTheName())
+    answer = _answer(drivers['ceph-a'].migrate_volume, None, volume,
+                     helpers.host_of(drivers['ceph-b']),
+                     callback=CreateTheName())
 
     client = ceph_cluster.connect()
     ioctx = client.open_ioctx('volumes-b')
@@ -445,9 +445,17 @@ def test_a_racing_creator_keeps_its_image(ceph_cluster, fault_table,
                 'refused; their image untouched; our copy removed',
                 '%s; theirs %s' % (answer, 'untouched' if untouched
                                    else 'CHANGED'), intact and untouched)
-    assert answer == (False, None) and untouched and intact
+    assert answer == 'refused' and untouched and intact
     assert _leftovers(ceph_cluster, volume) == []
     ceph_cluster.rbd('rm', 'volumes-b/' + volume.name)
+
+
+def _answer(call, *args, **kwargs):
+    """``call``'s answer, or ``'refused'`` for an unsafe move."""
+    try:
+        return call(*args, **kwargs)
+    except exception.MigrationRefused:
+        return 'refused'
 
 
 # -- 7: two processes migrating one volume at once ---------------------------
@@ -460,8 +468,10 @@ def test_two_processes_migrating_one_volume_one_runs(ceph_cluster,
               'from rbdmig import objects; '
               'c = type("S", (), {"rbdmig_conf_path": sys.argv[1]}); '
               'd = helpers.load_drivers(c); '
-              'print(d["ceph-a"].migrate_volume(None, objects.Volume('
-              'id=sys.argv[2], size=1), helpers.host_of(d["ceph-b"])))')
+              'from rbdmig import exception\n'
+              'try: print(d["ceph-a"].migrate_volume(None, objects.Volume('
+              'id=sys.argv[2], size=1), helpers.host_of(d["ceph-b"])))\n'
+              'except exception.MigrationRefused: print("refused")')
     children = [subprocess.Popen(
         [sys.executable, '-c', script, ceph_cluster.rbdmig_conf_path,
          volume.id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -472,7 +482,7 @@ def test_two_processes_migrating_one_volume_one_runs(ceph_cluster,
     intact = helpers.digest(drivers['ceph-b'], volume) == before
     fault_table('two processes migrate one volume at once',
                 'exactly one moves it', ' / '.join(answers), intact)
-    assert answers == ['(False, None)', '(True, None)'] and intact
+    assert answers == ['(True, None)', 'refused'] and intact
     assert _where(ceph_cluster, volume) == ['volumes-b']
     assert _leftovers(ceph_cluster, volume) == []
 
@@ -509,9 +519,9 @@ def test_a_writer_during_the_copy_aborts_it_cleanly(ceph_cluster,
                 while 'open' not in writer:
                     time.sleep(0.01)
 
-    answer = drivers['ceph-a'].migrate_volume(
-        None, volume, helpers.host_of(drivers['ceph-b']),
-        callback=OpenAWriter())
+    answer = _answer(drivers['ceph-a'].migrate_volume, None, volume,
+                     helpers.host_of(drivers['ceph-b']),
+                     callback=OpenAWriter())
     writer['thread'].join()
 
     handle = drivers['ceph-a'].open_volume(None, volume)
@@ -522,7 +532,7 @@ def test_a_writer_during_the_copy_aborts_it_cleanly(ceph_cluster,
     fault_table('a client opens and writes the source mid-copy',
                 'the migration aborts; the write lands in the source',
                 '%s; write %s' % (answer, 'kept' if kept else 'LOST'), kept)
-    assert answer == (False, None) and writer.get('wrote') and kept
+    assert answer == 'refused' and writer.get('wrote') and kept
     assert _where(ceph_cluster, volume) == ['volumes-a']
     assert _leftovers(ceph_cluster, volume) == []
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from rbdmig import exception
 from tests.functional import helpers
 
 
@@ -18,8 +19,9 @@ def test_a_volume_with_clones_is_refused(ceph_cluster):
     ceph_cluster.rbd('snap', 'protect', parent + '@base')
     ceph_cluster.rbd('clone', parent + '@base', 'volumes-b/dependent')
 
-    assert drivers['ceph-a'].migrate_volume(
-        None, volume, helpers.host_of(drivers['ceph-b'])) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='has clones'):
+        drivers['ceph-a'].migrate_volume(
+            None, volume, helpers.host_of(drivers['ceph-b']))
 
     assert helpers.digest(drivers['ceph-a'], volume) == before
     assert 'dependent' in helpers.images(ceph_cluster, 'volumes-b')

@@ -77,8 +77,9 @@ def test_snapshots_are_never_silently_dropped(ceph_cluster, method):
     volume, before = helpers.new_volume(drivers['ceph-a'], extents=2)
     ceph_cluster.rbd('snap', 'create', 'volumes-a/%s@keep' % volume.name)
 
-    assert drivers['ceph-a'].migrate_volume(
-        None, volume, helpers.host_of(drivers['ceph-b'])) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='would drop'):
+        drivers['ceph-a'].migrate_volume(
+            None, volume, helpers.host_of(drivers['ceph-b']))
 
     assert volume.name not in helpers.images(ceph_cluster, 'volumes-b')
     assert 'keep' in ceph_cluster.rbd('snap', 'ls',
@@ -188,8 +189,9 @@ def test_existing_destination_is_not_overwritten(ceph_cluster):
     squatter, theirs = helpers.new_volume(drivers['ceph-b'], extents=2,
                                           id=volume.id)
 
-    assert drivers['ceph-a'].migrate_volume(
-        None, volume, helpers.host_of(drivers['ceph-b'])) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='already exists'):
+        drivers['ceph-a'].migrate_volume(
+            None, volume, helpers.host_of(drivers['ceph-b']))
 
     assert helpers.digest(drivers['ceph-b'], squatter) == theirs
     assert helpers.digest(drivers['ceph-a'], volume) == before

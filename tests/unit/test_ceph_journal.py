@@ -77,7 +77,8 @@ def test_a_migration_in_progress_is_a_refusal(ceph):
     other = journal.Record.new(volume.name, 'copy', 'hdd', _dest())
     _journal(ceph).claim(other)
 
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused):
+        src.migrate_volume(None, volume, fx.host_of(dst))
     assert _images(ceph, 'ssd') == []
     assert [r.id for r in _journal(ceph).records()] == [other.id]
 
@@ -117,7 +118,8 @@ def test_a_racing_creator_keeps_its_image(ceph, method, monkeypatch):
 
     monkeypatch.setattr(ceph.rbd.RBD, 'rename', rename)
 
-    assert src.migrate_volume(None, volume, host) == (False, None)
+    with pytest.raises(exception.MigrationRefused):
+        src.migrate_volume(None, volume, host)
     assert ceph.image(fx.CONF_A, 'ssd', volume.name) is racer
     assert fx.read_head(ceph, 'ssd', volume.name, 9) == b'not yours'
     assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA

@@ -65,7 +65,9 @@ def test_snapshots_refused_by_methods_that_drop_them(ceph, method):
     with ceph.rbd.Image(ioctx, volume.name) as image:
         image.create_snap('keep-me')
 
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused,
+                       match='which method %s would drop' % method):
+        src.migrate_volume(None, volume, fx.host_of(dst))
     assert list(ceph.image(fx.CONF_A, 'hdd', volume.name).snaps) == [
         'keep-me']
     assert not _exists(ceph, 'ssd', volume.name)
@@ -166,8 +168,10 @@ def test_another_cluster_with_snapshots_is_refused(ceph):
     with ceph.rbd.Image(ioctx, volume.name) as image:
         image.create_snap('keep-me')
 
-    assert src.migrate_volume(None, volume, fx.host_of(other)) == (
-        False, None)
+    with pytest.raises(exception.MigrationRefused,
+                       match='no method moves snapshots into another '
+                             'cluster.*source is intact'):
+        src.migrate_volume(None, volume, fx.host_of(other))
     assert not _exists(ceph, 'hdd', volume.name, conf=fx.CONF_B)
     assert _exists(ceph, 'hdd', volume.name)
 
@@ -219,7 +223,8 @@ def test_existing_destination_is_never_overwritten(ceph):
     volume = fx.make_volume(ceph, data=DATA)
     fx.make_volume(ceph, pool='ssd', data=b'precious', id=volume.id)
 
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='already exists'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
     assert fx.read_head(ceph, 'ssd', volume.name, 8) == b'precious'
     assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
 
@@ -228,12 +233,15 @@ def test_refuses_image_with_clones_or_watchers(ceph):
     src, dst = _pair(ceph)
     volume = fx.make_volume(ceph, data=DATA)
     ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.append('client.7')
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='open by 1 client'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
 
     ceph.image(fx.CONF_A, 'hdd', volume.name).watchers.clear()
     ceph.image(fx.CONF_A, 'hdd', volume.name).snaps['base'] = {
         'blocks': {}, 'protected': True, 'children': 1}
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused, match='has clones'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
+    assert not _exists(ceph, 'ssd', volume.name)
 
 
 def test_refuses_missing_source_image(ceph):
@@ -334,7 +342,8 @@ def test_a_client_opening_the_source_before_it_retires_keeps_it_whole(
             source.watchers.append({'id': 4242, 'addr': '10.0.0.9:0/1'})
 
     monkeypatch.setattr(faults.POINTS, 'hook', client_opens)
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused):
+        src.migrate_volume(None, volume, fx.host_of(dst))
 
     # Whole: its name, its snapshot, its data; the copy is gone.
     assert _exists(ceph, 'hdd', volume.name)
@@ -350,7 +359,8 @@ def test_a_client_opening_a_live_source_at_the_end_aborts(ceph):
     ceph.fail('migration_commit', ceph.rbd.ImageBusy('watcher appeared'),
               times=1)
 
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused):
+        src.migrate_volume(None, volume, fx.host_of(dst))
 
     assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
     assert not _exists(ceph, 'ssd', volume.name)
@@ -436,7 +446,8 @@ def test_a_write_to_a_source_without_exclusive_lock_is_never_lost(
                 image.write(b'acknowledged', 0)
 
     monkeypatch.setattr(faults.POINTS, 'hook', client_writes)
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (False, None)
+    with pytest.raises(exception.MigrationRefused):
+        src.migrate_volume(None, volume, fx.host_of(dst))
 
     assert fx.read_head(ceph, 'hdd', volume.name, 12) == b'acknowledged'
     assert ceph.clusters[fx.CONF_A].pools['ssd'] == {}

@@ -1,12 +1,16 @@
 """The migration service against fake Ceph and a real SQLite file."""
 
+import datetime
 import socket
 import threading
 
 import pytest
+from oslo_utils import timeutils
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig.db import models
+from rbdmig.migration import lease
 from rbdmig.migration import notify
 from rbdmig.migration import progress
 from rbdmig.migration import service as service_mod
@@ -35,6 +39,21 @@ def svc(ceph, tmp_path, events):
         lambda event, body, error: events.append((event, body)))
     return service_mod.Service(db_fixtures.make_db(tmp_path), drivers,
                                notifier)
+
+
+@pytest.fixture
+def at_point(monkeypatch):
+    """``at_point[name] = action``: run ``action()`` once, when the
+    service reaches crash point ``name`` (:mod:`rbdmig.faults`)."""
+    actions = {}
+
+    def hook(name):
+        action = actions.pop(name, None)
+        if action is not None:
+            action()
+
+    monkeypatch.setattr(faults.POINTS, 'hook', hook)
+    return actions
 
 
 def _images(ceph, pool):
@@ -181,6 +200,32 @@ def test_a_failed_generic_copy_removes_its_destination(svc, ceph):
         record.id]
 
 
+def test_a_client_opening_the_source_ends_the_move_without_a_copy(
+        svc, ceph, events, at_point):
+    # Issue 13, defect 2: the assisted path refuses a source a client has
+    # open; the service used to copy the same live volume generically.
+    record = _volume(svc, ceph)
+    image = ceph.image(fx.CONF_A, 'hdd', record.name)
+    at_point['service.migrating'] = lambda: image.watchers.append(
+        'client.7')
+
+    with pytest.raises(exception.MigrationRefused):
+        svc.migrate(record.id, 'ceph-b', force=True)
+
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-a', 'available', 'error')
+    assert 'open by 1 client' in shown['progress']['error']
+    assert 'source is intact' in shown['progress']['error']
+    migration = svc.db.latest_migration(record.id)
+    assert migration.path is None  # neither moved nor copied
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert _images(ceph, 'ssd') == []
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        record.id]
+    assert events[-1][0] == notify.ERROR
+
+
 def test_a_generic_copy_killed_midway_resumes(svc, ceph, monkeypatch):
     record = _volume(svc, ceph, data=b'x' * (32 << 20))
     for name in ('ceph-a', 'ceph-b'):
@@ -215,6 +260,288 @@ def test_a_generic_copy_killed_midway_resumes(svc, ceph, monkeypatch):
     assert svc.show(record.id)['backend'] == 'ceph-b'
     assert fx.read_head(ceph, 'ssd', record.name, 32 << 20) == (
         b'x' * (32 << 20))
+
+
+class Killed(BaseException):
+    """A SIGKILL, in process: nothing of the service's own cleanup runs."""
+
+
+class _Kill(object):
+    """Makes the service die at crash point ``name``, as a kill would.
+
+    A killed process records nothing more: ``finish_migration`` does
+    nothing until :meth:`dead` says the process is gone (and gives it a
+    pid that cannot run here).
+    """
+
+    def __init__(self, svc, monkeypatch, at_point, name, then=None):
+        self.svc, self.silent = svc, True
+        real = svc.db.finish_migration
+        monkeypatch.setattr(
+            svc.db, 'finish_migration',
+            lambda *a, **k: None if self.silent else real(*a, **k))
+
+        def die():
+            if then is not None:
+                then()
+            raise Killed(name)
+
+        at_point[name] = die
+
+    def dead(self, migration_id):
+        self.silent = False
+        _dead_process(self.svc, migration_id)
+
+
+def _dead_process(svc, migration_id):
+    """The migration's process is gone: a pid that cannot run here."""
+    with svc.db.transaction() as session:
+        session.get(models.Migration, migration_id).host = (
+            '%s:999999999' % socket.gethostname())
+
+
+def _generic_volume(svc, ceph, data):
+    """A volume holding ``data``, copied in 64 KiB chunks: checkpoints
+    every MiB (the fake writes slowly)."""
+    record = _volume(svc, ceph, data=data)
+    for name in ('ceph-a', 'ceph-b'):
+        cfg = svc.drivers[name].configuration
+        cfg._conf.set_override('volume_copy_chunk_size', 64 << 10,
+                               group=name)
+    return record
+
+
+def test_recovery_never_deletes_the_copy_of_a_removed_source(
+        svc, ceph, monkeypatch):
+    # Issue 13, defect 1: killed once the source was removed, the move
+    # was resumed as a copy; the source would not open, and the copy was
+    # deleted too.
+    data = bytes(range(256)) * (12 << 12)  # 3 MiB
+    record = _generic_volume(svc, ceph, data)
+    src = svc.drivers['ceph-a']
+    real_delete = src.delete_volume
+
+    def delete_then_die(volume):
+        real_delete(volume)
+        raise Killed('after the source was removed')
+
+    migration = svc.request(record.id, 'ceph-b')
+    with monkeypatch.context() as patch:
+        patch.setattr(svc.db, 'finish_migration', lambda *a, **k: None)
+        patch.setattr(src, 'delete_volume', delete_then_die)
+        with pytest.raises(Killed):
+            svc.run(migration.id, 'generic')
+    _dead_process(svc, migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id,
+                       'completed on ceph-b (the source was removed)')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['migration_status']) == (
+        'ceph-b', 'success')
+    name = svc.db.get_volume(record.id).name
+    assert fx.read_head(ceph, 'ssd', name, len(data)) == data
+    assert _images(ceph, 'hdd') == []
+
+
+@pytest.mark.parametrize('point', ['service.completing',
+                                   'service.remove_source.before',
+                                   'service.remove_source.after',
+                                   'partly removed'])
+def test_killed_while_completing_recovery_finishes_forward(
+        svc, ceph, monkeypatch, at_point, point):
+    data = bytes(range(256)) * (12 << 12)  # 3 MiB
+    record = _generic_volume(svc, ceph, data)
+    then = None
+    if point == 'partly removed':
+        # librbd removes the data objects first, the header last.
+        image = ceph.image(fx.CONF_A, 'hdd', record.name)
+        point = 'service.remove_source.before'
+        then = lambda: image.blocks.clear()  # noqa: E731
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, point, then)
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    assert svc.show(record.id)['migration_status'] == 'completing'
+    kill.dead(migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id,
+                       'completed on ceph-b (the source was removed)')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-b', 'available', 'success')
+    moved = svc.db.get_volume(record.id)
+    assert fx.read_head(ceph, 'ssd', moved.name, len(data)) == data
+    assert _images(ceph, 'hdd') == [] and _images(ceph, 'ssd') == [
+        moved.name]
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        record.id]
+    assert svc.recover() == []
+    # and it moves back
+    assert svc.migrate(record.id, 'ceph-a', method='generic').status == \
+        'success'
+    back = svc.db.get_volume(record.id)
+    assert fx.read_head(ceph, 'hdd', back.name, len(data)) == data
+
+
+def test_a_copy_whose_source_vanished_is_kept(svc, ceph, monkeypatch,
+                                              at_point):
+    data = b'y' * (3 << 20)
+    record = _generic_volume(svc, ceph, data)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    kill.dead(migration.id)
+    # Someone removes the source by hand before recovery runs.
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    ceph.rbd.RBD().remove(ioctx, record.name)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id, 'ended: the source is missing, its '
+                                     'copy on ceph-b was kept')
+    assert len(_images(ceph, 'ssd')) == 1
+    shown = svc.show(record.id)
+    assert shown['migration_status'] == 'error'
+    assert 'its copy' in shown['progress']['error']
+
+
+@pytest.mark.parametrize('point', ['service.verified',
+                                   'service.remove_source.before'])
+def test_a_client_opening_the_source_before_its_removal_keeps_it(
+        svc, ceph, at_point, point):
+    # Issue 13, defect 2: the source could not be removed (busy), the
+    # move was recorded a success on the destination, and the client
+    # went on writing to the orphaned source.
+    record = _volume(svc, ceph)
+    image = ceph.image(fx.CONF_A, 'hdd', record.name)
+    at_point[point] = lambda: image.watchers.append('client.9')
+
+    with pytest.raises(exception.MigrationError, match='a client opened'):
+        svc.migrate(record.id, 'ceph-b', method='generic', force=True)
+
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['status'], shown['migration_status']) \
+        == ('ceph-a', 'available', 'error')
+    assert 'a client opened it' in shown['progress']['error']
+    assert 'source is intact' in shown['progress']['error']
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert _images(ceph, 'ssd') == []
+    assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
+        record.id]
+
+
+def test_a_copy_that_reads_otherwise_is_removed(svc, ceph, monkeypatch):
+    record = _volume(svc, ceph)
+    src = svc.drivers['ceph-a']
+    real_copy = src.copy_volume_data
+
+    def copy_then_corrupt(context, volume, dest, **kwargs):
+        done = real_copy(context, volume, dest, **kwargs)
+        ceph.image(fx.CONF_A, 'ssd', dest.name).blocks[0] = b'?' * 4096
+        return done
+
+    monkeypatch.setattr(src, 'copy_volume_data', copy_then_corrupt)
+    with pytest.raises(exception.CopyError, match='differs from the source '
+                                                  'at byte 0'):
+        svc.migrate(record.id, 'ceph-b', method='generic')
+
+    assert svc.show(record.id)['backend'] == 'ceph-a'
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert _images(ceph, 'ssd') == []
+
+
+@pytest.mark.parametrize('point', ['service.assisted',
+                                   'service.completing'])
+def test_an_assisted_move_killed_after_it_moved_is_completed(
+        svc, ceph, monkeypatch, at_point, point):
+    record = _volume(svc, ceph)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, point)
+    with pytest.raises(Killed):
+        svc.run(migration.id)
+    kill.dead(migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id, 'completed on ceph-b')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['migration_status']) == (
+        'ceph-b', 'success')
+    assert fx.read_head(ceph, 'ssd', record.name, 7) == b'payload'
+
+
+def test_a_failed_switch_over_is_never_recorded_as_an_error(
+        svc, ceph, monkeypatch):
+    record = _volume(svc, ceph)
+    real_finish = svc.db.finish_migration
+
+    def finish(migration_id, status, **kwargs):
+        if status == states.SUCCESS:
+            raise exception.ConcurrentUpdate(what='it', expected='x')
+        return real_finish(migration_id, status, **kwargs)
+
+    migration = svc.request(record.id, 'ceph-b')
+    with monkeypatch.context() as patch:
+        patch.setattr(svc.db, 'finish_migration', finish)
+        with pytest.raises(exception.ConcurrentUpdate):
+            svc.run(migration.id, 'generic')
+    assert svc.show(record.id)['migration_status'] == 'completing'
+    _dead_process(svc, migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id,
+                       'completed on ceph-b (the source was removed)')
+    assert svc.show(record.id)['backend'] == 'ceph-b'
+
+
+def _left_by(svc, migration_id, host, seconds_ago):
+    with svc.db.transaction() as session:
+        migration = session.get(models.Migration, migration_id)
+        migration.host = host
+        migration.updated_at = timeutils.utcnow() - datetime.timedelta(
+            seconds=seconds_ago)
+
+
+def test_another_hosts_dead_move_is_recovered_here(svc, ceph, monkeypatch,
+                                                   at_point):
+    # Issue 13, defect 11: a record another host wrote was never
+    # recovered; now its lease decides, not its host name.
+    data = b'z' * (3 << 20)
+    record = _generic_volume(svc, ceph, data)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    kill.dead(migration.id)
+    _left_by(svc, migration.id, 'host-a:4242', 10)  # alive, by its lease
+
+    assert svc.recover() == []
+    assert svc.show(record.id)['migration_status'] == 'migrating'
+
+    _left_by(svc, migration.id, 'host-a:4242', lease.LEASE + 1)
+    (outcome,) = svc.recover()
+
+    assert outcome[1].startswith('resumed at ')
+    assert svc.show(record.id)['backend'] == 'ceph-b'
+    name = svc.db.get_volume(record.id).name
+    assert fx.read_head(ceph, 'ssd', name, len(data)) == data
+
+
+def test_two_recoveries_take_one_record_over_once(svc, ceph):
+    record = _volume(svc, ceph)
+    migration = svc.request(record.id, 'ceph-b')
+    _left_by(svc, migration.id, 'host-a:4242', lease.LEASE + 1)
+    seen = svc.db.get_migration(migration.id)
+
+    assert svc.db.take_over(seen, host='host-b:1')
+    assert not svc.db.take_over(seen, host='host-c:1')
+    assert svc.db.get_migration(migration.id).host == 'host-b:1'
 
 
 def test_drain_moves_every_volume_at_most_n_at_a_time(svc, ceph,

@@ -10,6 +10,7 @@ from oslo_utils import encodeutils
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig import faults
 from rbdmig import native
 from rbdmig import objects
 from rbdmig import redact
@@ -35,6 +36,16 @@ except ImportError:
 from os_brick.initiator import linuxrbd
 
 LOG = logging.getLogger(__name__)
+
+
+def _removing(done, total):
+    """librbd's progress while removing an image: a crash point.
+
+    librbd removes the data objects first and the header last, so a
+    process killed here leaves an image partly removed, still listed.
+    """
+    faults.point('rbd.remove')
+    return 0
 
 
 RBD_OPTS = rbd_opts.RBD_OPTS
@@ -237,7 +248,8 @@ class RBDDriver(driver.VolumeDriver):
         limits.check_image_name(volume.name)
         with self._connect() as (client, ioctx):
             try:
-                self._rbd.RBD().remove(ioctx, volume.name)
+                self._rbd.RBD().remove(ioctx, volume.name,
+                                       on_progress=_removing)
             except self.rbd.ImageNotFound:
                 LOG.info('Volume %s is already gone.', volume.name)
             except self.rbd.ImageHasSnapshots:
@@ -397,9 +409,17 @@ class RBDDriver(driver.VolumeDriver):
         :returns: ``(moved, model_update)``: ``(True, None)`` once the
             image is in the destination pool (of this cluster, or of
             another one this host reaches through the destination's
-            location_info), ``(False, None)`` whenever
-            the move cannot be done safely here (the caller then falls
-            back to the generic path).
+            location_info); ``(False, None)`` when it cannot be done
+            here: the destination is not Ceph or is unreachable, its
+            ``location_info`` is unusable, the volume is attached, or its
+            name is not an RBD image's.  The caller then falls back to
+            the generic path.
+        :raises MigrationRefused: it is unsafe to copy now, by this path
+            or the generic one: a client has the image open, it has
+            clones, journaling, or snapshots that would be lost (another
+            cluster, or a method that drops them), or an image of its
+            name is in the destination pool.  Nothing was changed; the
+            move ends there, with no fallback.
         :raises MigrationError: the copy failed; the partial destination
             was removed and the source is intact.
         """

@@ -1,0 +1,250 @@
+"""The service's generic move: persisted steps, and recovery's decisions.
+
+A generic move copies a volume through this host into a new, hidden
+destination volume.  Each step is recorded before its action, and the
+record alone tells recovery what may be done:
+
+``migrating``, path ``generic``
+    The destination is recorded (then created) and being copied; the
+    checkpoint says how much of it is complete.  The source is the
+    volume, untouched.
+``completing``
+    The destination is complete, verified against the source, and no
+    client had the source open: the source is being removed.  From here
+    the destination is the volume; the source may be partly removed.
+``success``
+    The record names the destination.
+
+A destination is deleted only while the source is proven to exist (it
+opens), never on an error that may say the source is gone.
+"""
+
+import contextlib
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+from rbdmig import exception
+from rbdmig import faults
+from rbdmig.db import migration_records
+from rbdmig.migration import compare
+from rbdmig.migration import inventory
+from rbdmig.migration import states
+
+LOG = logging.getLogger(__name__)
+
+METHOD = 'generic'
+
+# What the source is, as recovery finds it.
+PRESENT = 'present'  # it opens
+MISSING = 'missing'  # its driver says there is no such volume
+UNKNOWN = 'unknown'  # its backend did not answer
+
+# What recovery does with a generic move a dead process left.
+RESUME = 'resume'  # copy on from the checkpoint, verify, complete
+FINISH = 'finish'  # remove what remains of the source, switch over
+KEEP = 'keep'  # end in error, keeping the destination: no source left
+WAIT = 'wait'  # change nothing; a later recovery decides
+
+DECISIONS = {
+    # A copy was running from an intact source: carry on from the
+    # checkpoint (re-copying is safe, the source is untouched).
+    (states.MIGRATING, PRESENT): RESUME,
+    # A copy was running and the source is gone (removed by hand): its
+    # copy may be all that is left, so nothing deletes it.
+    (states.MIGRATING, MISSING): KEEP,
+    # Whether the source is there cannot be told: touch nothing.
+    (states.MIGRATING, UNKNOWN): WAIT,
+    # The destination was verified before the source's removal began:
+    # finish forward, never copy again (the source may be half removed).
+    (states.COMPLETING, PRESENT): FINISH,
+    (states.COMPLETING, MISSING): FINISH,
+    (states.COMPLETING, UNKNOWN): FINISH,
+}
+
+
+def decide(status, source):
+    """Return what recovery does with a generic move in ``status``."""
+    return DECISIONS[(status, source)]
+
+
+class Unfinished(exception.MigrationError):
+    """The source's removal failed; the move stands, recovery ends it."""
+
+    message = ('Migration of volume %(volume)s stopped while removing its '
+               'source: %(reason)s Its copy on %(dest)s is complete and '
+               'verified; "rbdmig recover" finishes the move.')
+
+
+def presence(drv, volume):
+    """Return PRESENT, MISSING or UNKNOWN for ``volume`` on ``drv``."""
+    try:
+        drv.close_volume(None, volume, drv.open_volume(None, volume))
+    except exception.VolumeNotFound:
+        return MISSING
+    except Exception as err:
+        LOG.warning('Cannot tell whether %(vol)s exists: %(err)s',
+                    {'vol': volume.name, 'err': err})
+        return UNKNOWN
+    return PRESENT
+
+
+def remove_source(drv, volume):
+    """Remove the source; an already removed source is success."""
+    faults.point('service.remove_source.before')
+    drv.delete_volume(volume)
+    faults.point('service.remove_source.after')
+
+
+class Move(object):
+    """One generic move of a migration record's volume.
+
+    :param db: a :class:`rbdmig.db.api.API`.
+    :param src: the source driver; ``dst``: the destination's.
+    :param migration: the migration record; ``record``: its volume's.
+    """
+
+    def __init__(self, db, src, dst, migration, record):
+        self.db, self.src, self.dst = db, src, dst
+        self.migration = migration
+        self.volume = inventory.as_volume(record)
+        self.record = record
+        self.dest = None
+        if migration.dest_volume_id:
+            self.dest = db.get_volume(migration.dest_volume_id)
+
+    @property
+    def chunk(self):
+        return self.src.configuration.safe_get('volume_copy_chunk_size')
+
+    def start(self):
+        """Record the destination, then create it; return 0."""
+        self.dest = self.db.create_volume(
+            self.migration.dest_backend, self.record.size_gib,
+            name=self.record.name, status=states.CREATING, hidden=True)
+        self.db.set_path(self.migration.id, states.GENERIC, method=METHOD,
+                         dest_volume_id=self.dest.id)
+        faults.point('service.generic')
+        self.dst.create_volume(inventory.as_volume(self.dest))
+        faults.point('service.dest_created')
+        return 0
+
+    def reopen(self):
+        """The recorded destination again: return the offset to copy from.
+
+        A process killed before it created the destination left only its
+        record: it is created now, and the copy starts from 0.
+        """
+        dest = inventory.as_volume(self.dest)
+        if presence(self.dst, dest) == MISSING:
+            self.dst.create_volume(dest)
+            faults.point('service.dest_created')
+            return 0
+        return migration_records.resume_offset(self.migration, self.dest.id,
+                                               self.chunk)
+
+    def copy(self, callback, start):
+        """Copy from ``start``, verify, check no client has the source.
+
+        :raises: whatever stopped it; the destination is then removed if
+            the source is proven intact, and kept otherwise.
+        """
+        def checkpoint(offset):
+            self.db.save_checkpoint(self.migration.id, offset, self.chunk)
+            faults.point('service.checkpoint')
+
+        dest = inventory.as_volume(self.dest)
+        try:
+            self.src.copy_volume_data(
+                None, self.volume, dest, dest_driver=self.dst,
+                callback=callback,
+                dest_zeroed=self.dst.CREATES_ZEROED_VOLUMES,
+                resume_from=start, checkpoint=checkpoint)
+            self._verify(dest)
+            faults.point('service.verified')
+            if self.src.volume_in_use(self.volume):
+                raise exception.MigrationError(
+                    volume=self.volume.id,
+                    reason='a client opened it during the copy and may have '
+                           'written to it since, so the copy cannot replace '
+                           'it; the source is intact.')
+        except Exception:
+            self._discard_if_source_intact('copying')
+            raise
+
+    def _verify(self, dest):
+        with contextlib.ExitStack() as stack:
+            mine = self.src.open_volume(None, self.volume, 'rb')
+            stack.callback(self.src.close_volume, None, self.volume, mine)
+            theirs = self.dst.open_volume(None, dest, 'rb')
+            stack.callback(self.dst.close_volume, None, dest, theirs)
+            where = compare.first_difference(mine, theirs,
+                                             self.volume.size * units.Gi)
+        if where is not None:
+            raise exception.CopyError(
+                reason='the copy of %s differs from the source at byte %d; '
+                       'the source is intact.' % (self.volume.id, where))
+        LOG.info('The copy of %(vol)s on %(dst)s reads as its source.',
+                 {'vol': self.volume.id, 'dst': self.migration.dest_backend})
+
+    def complete(self):
+        """Remove the source of a verified copy; return the copy's name.
+
+        :raises MigrationError: a client opened the source as it was
+            removed (librbd refuses a busy image before removing
+            anything): the copy was removed, the source is the volume.
+        :raises Unfinished: removing the source failed otherwise; the
+            record stays ``completing`` for recovery to finish.
+        """
+        self.db.advance_migration(self.migration.id, states.COMPLETING)
+        faults.point('service.completing')
+        try:
+            remove_source(self.src, self.volume)
+        except Exception as err:
+            if self._in_use():
+                self._discard_if_source_intact('removing its source')
+                raise exception.MigrationError(
+                    volume=self.volume.id,
+                    reason='a client opened it as its source was being '
+                           'removed; the copy was removed and the source '
+                           'is intact.') from err
+            LOG.exception('Removing the source of %s failed.',
+                          self.volume.id)
+            raise Unfinished(volume=self.volume.id, reason=err,
+                             dest=self.migration.dest_backend) from err
+        return self.dest.name
+
+    def finish_forward(self):
+        """Recovery of ``completing``: remove what remains of the source.
+
+        :returns: the copy's name, for the record's switch-over.
+        :raises: whatever removing the source raised; nothing changed.
+        """
+        remove_source(self.src, self.volume)
+        return self.dest.name
+
+    def _in_use(self):
+        try:
+            return self.src.volume_in_use(self.volume)
+        except Exception:
+            return False
+
+    def _discard_if_source_intact(self, when):
+        """Remove the destination, only while the source is there."""
+        found = presence(self.src, self.volume)
+        if found != PRESENT:
+            LOG.error('Migrating %(vol)s failed while %(when)s, and its '
+                      'source is %(found)s: its copy %(copy)s on %(dst)s '
+                      'is kept.',
+                      {'when': when, 'vol': self.volume.id, 'found': found,
+                       'copy': self.dest.name,
+                       'dst': self.migration.dest_backend})
+            return
+        LOG.error('Migrating %(vol)s failed while %(when)s; removing its '
+                  'copy, the source is intact.',
+                  {'when': when, 'vol': self.volume.id})
+        try:
+            self.dst.delete_volume(inventory.as_volume(self.dest))
+            self.db.delete_volume(self.dest.id)
+        except Exception:
+            LOG.exception('Could not remove the copy %s.', self.dest.id)
