@@ -73,6 +73,7 @@ def test_cinder_volume_killed_at_a_point_is_whole_after_restart(
 
     try:
         row = crash.check(cinder, clusters, volume, checksum)
+        settled = row.migration_status
         # ...and it migrates again, wherever the row says it is.
         _, pool = crash.where(cinder, clusters, row)
         again = cinder.migrate(row, 'rbdmig-b' if pool == 'volumes-a'
@@ -83,7 +84,7 @@ def test_cinder_volume_killed_at_a_point_is_whole_after_restart(
         crash_table(path, point, '**FAILED**')
         raise
     crash_table(path, point, 'row names the %s (%s); moved again' % (
-        'source' if pool == 'volumes-a' else 'copy', row.migration_status))
+        'source' if pool == 'volumes-a' else 'copy', settled))
 
 
 def _scrub(cluster, name):
