@@ -18,6 +18,11 @@ LOG = logging.getLogger(__name__)
 # is taken over by another host this long after the kill at the latest.
 WATCH_TIMEOUT = 30
 _LINE = re.compile(r'watcher=(?P<addr>\S+) client\.(?P<id>\d+) ')
+# Watches whose close failed (the cluster stopped answering): librados
+# still holds them, with callbacks into their Python objects, until its
+# client shuts down.  Freed, such an object would be called into after
+# its death (seen: the process aborted in Rados.shutdown); kept here.
+_UNCLOSED = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,7 @@ def watching(ioctx, oid):
         try:
             native.call(handle.close)
         except Exception:  # noqa: BLE001 - gone with its object: fine
+            _UNCLOSED.append(handle)
             LOG.debug('Closing the watch on %s failed; harmless.', oid)
 
 
