@@ -115,27 +115,50 @@ def _until(predicate, timeout=60):
         time.sleep(0.2)
 
 
-def test_a_migration_watched_from_a_second_process(cli):
-    cli.configure(SLOW)
+def test_a_migration_watched_from_a_second_process(cli, tmp_path):
+    # The migrating process waits at its first three checkpoints
+    # (``RBDMIG_PAUSE_AT``) while this one reads the record: each look
+    # is at a step known to be reached, never a guess at how far a timer
+    # let the copy get.  While it waits, its reporter keeps recording
+    # (every second): the record soon covers the checkpoint.
+    cli.configure('[ceph-a]\nmigration_progress_report_interval = 1\n')
     volume, before = cli.create(mib=256)
+    pauses = tmp_path / 'pauses'
+    pauses.mkdir()
 
-    accepted = cli('migrate', volume, 'ceph-b', '--method', 'generic')
+    accepted = cli('migrate', volume, 'ceph-b', '--method', 'generic',
+                   env={faults.PAUSE_AT: 'service.checkpoint',
+                        faults.PAUSE_DIR: str(pauses)})
     assert accepted.stdout.startswith('accepted: migration 1 moves %s '
                                       'from ceph-a to ceph-b.' % volume)
     seen = []
 
-    def finished():
-        found = cli.show(volume)
-        if found['progress'] and found['progress']['percent'] is not None:
-            seen.append(found['progress']['percent'])
-        return found['migration_status'] in ('success', 'error')
+    def recorded():
+        found = cli.show(volume)['progress']
+        if (found['checkpoint'] is None or found['bytes_done'] is None or
+                found['bytes_done'] < found['checkpoint']):
+            return None
+        return found
 
-    _until(finished, timeout=120)
+    try:
+        for step in (1, 2, 3):
+            _until(lambda: (pauses / ('service.checkpoint.%d.reached'
+                                      % step)).exists(), timeout=120)
+            _until(recorded, timeout=30)
+            found = recorded()
+            assert found['status'] == 'migrating', found
+            seen.append(found['percent'])
+            (pauses / ('service.checkpoint.%d.go' % step)).touch()
+    finally:
+        (pauses / 'release').touch()
+
+    _until(lambda: cli.show(volume)['migration_status'] in (
+        'success', 'error'), timeout=120)
     found = cli.show(volume)
     assert found['migration_status'] == 'success', found
     assert found['backend'] == 'ceph-b'
-    assert seen == sorted(seen) and seen[-1] == 100.0
-    assert len(set(seen)) >= 3  # it rose, seen from another process
+    assert seen == sorted(seen) and len(set(seen)) == 3, seen  # it rose
+    assert seen[-1] < 100.0 and found['progress']['percent'] == 100.0
     assert cli.digest('ceph-b', volume) == before
 
 
