@@ -132,40 +132,45 @@ def fault_table():
     return record
 
 
-_CRASHES = {}  # path -> {point: cell}
+_CRASHES = {}  # table -> {path: {point: cell}}
 
 
 @pytest.fixture
 def crash_table():
-    """``record(path, point, cell)``: a cell of the crash-point table
-    (paths x points) printed after the run, and written as
-    reStructuredText to ``$RBDMIG_CRASH_TABLE`` when set."""
-    def record(path, point, cell):
-        _CRASHES.setdefault(path, {})[point] = cell
+    """``record(path, point, cell, table='engine')``: a cell of a
+    crash-point table (paths x points) printed after the run, and
+    written as reStructuredText to ``$RBDMIG_CRASH_TABLE`` when set
+    (one list-table per ``table``, under its name as a rubric)."""
+    def record(path, point, cell, table='engine'):
+        _CRASHES.setdefault(table, {}).setdefault(path, {})[point] = cell
     return record
 
 
 def _write_crash_table(path):
-    points = []
-    for cells in _CRASHES.values():
-        points += [p for p in cells if p not in points]
-    with open(path, 'w') as table:
-        table.write('.. list-table::\n   :header-rows: 1\n   '
-                    ':stub-columns: 1\n\n')
-        table.write('   * - crash point\n')
-        table.writelines('     - %s\n' % p for p in _CRASHES)
-        for point in points:
-            table.write('   * - ``%s``\n' % point)
-            table.writelines('     - %s\n' % _CRASHES[p].get(point, '')
-                             for p in _CRASHES)
+    with open(path, 'w') as out:
+        for title, crashes in _CRASHES.items():
+            points = []
+            for cells in crashes.values():
+                points += [p for p in cells if p not in points]
+            out.write('.. rubric:: %s\n\n' % title)
+            out.write('.. list-table::\n   :header-rows: 1\n   '
+                      ':stub-columns: 1\n\n')
+            out.write('   * - crash point\n')
+            out.writelines('     - %s\n' % p for p in crashes)
+            for point in points:
+                out.write('   * - ``%s``\n' % point)
+                out.writelines('     - %s\n' % crashes[p].get(point, '')
+                               for p in crashes)
+            out.write('\n')
 
 
 def pytest_terminal_summary(terminalreporter):
     if _CRASHES:
         terminalreporter.section('crash points')
-        for path, cells in _CRASHES.items():
-            terminalreporter.write_line('%s: %s' % (path, ', '.join(
-                '%s %s' % item for item in cells.items())))
+        for crashes in _CRASHES.values():
+            for path, cells in crashes.items():
+                terminalreporter.write_line('%s: %s' % (path, ', '.join(
+                    '%s %s' % item for item in cells.items())))
         if os.environ.get('RBDMIG_CRASH_TABLE'):
             _write_crash_table(os.environ['RBDMIG_CRASH_TABLE'])
     if not _FAULTS:
