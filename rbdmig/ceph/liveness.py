@@ -2,9 +2,11 @@
 
 import contextlib
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
+import time
 
 from oslo_log import log as logging
 
@@ -100,3 +102,39 @@ def watchers(ioctx, address, pool, oid, timeout=30):
                  % (oid, out.stderr.strip()[-200:]))
     return [Watcher(int(m.group('id')), m.group('addr'))
             for m in _LINE.finditer(out.stdout)]
+
+
+
+def fence(client, addrs, still_watched, what, timeout=WATCH_TIMEOUT):
+    """Blocklist the clients at ``addrs`` and wait until their watches
+    are gone: from then on none of them can write to the cluster.
+
+    A killed process's watches and locks linger until they time out; a
+    process thought dead that is not must not write once another acts.
+
+    :param still_watched: ``still_watched()``: whether any of their
+        watches remain, asked until it says no.
+    :param what: what they watched, for the error.
+    :raises VolumeBackendAPIException: blocklisting failed, or a watch
+        remains ``timeout`` seconds later.
+    """
+    for addr in sorted(addrs):
+        LOG.warning('Blocklisting the client at %(addr)s, watching '
+                    '%(what)s.', {'addr': addr, 'what': what})
+        _blocklist(client, addr)
+    deadline = time.monotonic() + timeout
+    while still_watched():
+        if time.monotonic() >= deadline:
+            raise exception.VolumeBackendAPIException(
+                data='%s is still watched by a blocklisted client'
+                     % what)
+        time.sleep(0.2)
+
+
+def _blocklist(client, addr):
+    ret, _out, err = client.mon_command(json.dumps({
+        'prefix': 'osd blocklist', 'blocklistop': 'add', 'addr': addr}),
+        b'')
+    if ret:
+        raise exception.VolumeBackendAPIException(
+            data='blocklisting %s failed: %s' % (addr, err))

@@ -1,9 +1,8 @@
 """Recovery: finish or undo what a dead process left in the journal."""
 
 import dataclasses
-import json
+import functools
 import socket
-import time
 
 from oslo_log import log as logging
 
@@ -135,30 +134,12 @@ def _owner_alive(backend, client, ioctx, record, any_host):
     if not any_host and not (record.host == socket.gethostname() and
                              not record.owner_alive()):
         return True
-    for watcher in held:
-        LOG.warning('Fencing client.%(id)s (%(addr)s): %(rec)s is taken '
-                    'over.', {'id': watcher.client, 'addr': watcher.addr,
-                              'rec': record})
-        _blocklist(client, watcher.addr)
-    deadline = time.monotonic() + liveness.WATCH_TIMEOUT
-    while time.monotonic() < deadline:
-        if not [w for w in liveness.watchers(
-                ioctx, backend.address, backend.pool, oid)
-                if w.client == owner]:
-            return False
-        time.sleep(0.2)
-    raise exception.VolumeBackendAPIException(
-        data='client.%s still watches %s after being blocklisted'
-             % (owner, oid))
-
-
-def _blocklist(client, addr):
-    ret, _out, err = client.mon_command(json.dumps({
-        'prefix': 'osd blocklist', 'blocklistop': 'add', 'addr': addr}),
-        b'')
-    if ret:
-        raise exception.VolumeBackendAPIException(
-            data='blocklisting %s failed: %s' % (addr, err))
+    LOG.warning('Fencing client.%(id)s: %(rec)s is taken over.',
+                {'id': owner, 'rec': record})
+    liveness.fence(client, {w.addr for w in held}, lambda: any(
+        w.client == owner for w in liveness.watchers(
+            ioctx, backend.address, backend.pool, oid)), oid)
+    return False
 
 
 class _Recovery(object):
@@ -233,25 +214,17 @@ class _Recovery(object):
                              if w['id'] == dead}
             except self.rbd.ImageNotFound:
                 continue
-            for addr in addrs:
-                LOG.warning('Fencing client.%(id)s (%(addr)s), which %(rec)s '
-                            'left watching %(name)s.', {
-                                'id': dead, 'addr': addr,
-                                'rec': self.record, 'name': name})
-                _blocklist(client, addr)
             if addrs:
-                self._wait_unwatched(ioctx, name, dead)
+                LOG.warning('Fencing client.%(id)s, which %(rec)s left '
+                            'watching %(name)s.', {
+                                'id': dead, 'rec': self.record,
+                                'name': name})
+                liveness.fence(client, addrs, functools.partial(
+                    self._watched_by, ioctx, name, dead), name)
 
-    def _wait_unwatched(self, ioctx, name, dead, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.rbd.Image(ioctx, name, read_only=True) as image:
-                if not any(w['id'] == dead for w in image.watchers_list()):
-                    return
-            time.sleep(0.2)
-        raise exception.VolumeBackendAPIException(
-            data='client.%s still watches %s after being blocklisted'
-                 % (dead, name))
+    def _watched_by(self, ioctx, name, client_id):
+        with self.rbd.Image(ioctx, name, read_only=True) as image:
+            return any(w['id'] == client_id for w in image.watchers_list())
 
     def _done(self, action, detail):
         self.journal.finish(self.record)
