@@ -81,21 +81,7 @@ def remove_retired(rbd, ioctx, name):
     but no longer opens), is removed as far as librbd can;
     :func:`remove_objects` sweeps what a half-removal left.
     """
-    try:
-        with rbd.Image(ioctx, name) as image:
-            for snap in list(image.list_snaps()):
-                if image.is_protected_snap(snap['name']):
-                    image.unprotect_snap(snap['name'])
-                image.remove_snap(snap['name'])
-                faults.point('engine.source.snapshot_removed')
-    except rbd.ImageNotFound:
-        pass
-    faults.point('engine.source.stripped')
-    try:
-        rbd.RBD().remove(ioctx, name)
-    except rbd.ImageNotFound:
-        pass
-    faults.point('engine.source.removed')
+    _remove(rbd, ioctx, name, faults.point)
 
 
 def remove_objects(ioctx, image_id, prefix):
@@ -143,15 +129,24 @@ def remove(rbd, ioctx, name):
     Only for images this code created: it unprotects and deletes
     snapshots without asking.
     """
+    _remove(rbd, ioctx, name, lambda point: None)
+
+
+def _remove(rbd, ioctx, name, point):
+    """Strip ``name`` of its snapshots, then remove it, telling ``point``
+    each step (``engine.source.*``)."""
     try:
         with rbd.Image(ioctx, name) as image:
             for snap in list(image.list_snaps()):
                 if image.is_protected_snap(snap['name']):
                     image.unprotect_snap(snap['name'])
                 image.remove_snap(snap['name'])
+                point('engine.source.snapshot_removed')
     except rbd.ImageNotFound:
-        return
+        pass
+    point('engine.source.stripped')
     try:
         rbd.RBD().remove(ioctx, name)
     except rbd.ImageNotFound:
         pass
+    point('engine.source.removed')
