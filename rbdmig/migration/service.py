@@ -43,10 +43,13 @@ class Service(inventory.Inventory):
     :param db: a :class:`rbdmig.db.api.API`.
     :param drivers: ``{backend: driver}``, set up.
     :param notifier: a :class:`rbdmig.migration.notify.Notifier`.
+    :param host: who runs the migrations this service starts or takes
+        over, in their records (``hostname:pid`` by default).
     """
 
-    def __init__(self, db, drivers, notifier=notify.NULL):
+    def __init__(self, db, drivers, notifier=notify.NULL, host=None):
         self.db, self.drivers, self.notifier = db, drivers, notifier
+        self.host = host or migration_records.this_host()
 
     # -- migrations -------------------------------------------------------
 
@@ -87,6 +90,7 @@ class Service(inventory.Inventory):
                 reject(why)
         try:
             return self.db.start_migration(volume_id, dest_backend,
+                                           host=self.host,
                                            force=force)
         except (exception.MigrationInProgress,
                 exception.InvalidVolume) as err:
@@ -146,7 +150,7 @@ class Service(inventory.Inventory):
                     # claimed it in another one).
                     self.db.advance_migration(
                         migration_id, states.MIGRATING, bytes_total=rep.size,
-                        host=migration_records.this_host())
+                        host=self.host)
                     faults.point('service.migrating')
                 moved = (not resume and method != GENERIC and
                          self._assisted(src, dst, volume, method, both,
@@ -198,6 +202,11 @@ class Service(inventory.Inventory):
         """Move every volume of ``source`` to ``dest``, ``parallel`` at a
         time; ``report(volume_id, outcome)`` for each.
 
+        Several hosts sharing one database may drain the same source at
+        once: each volume is claimed by one of them (the database's
+        claim), and a volume another host has moved, or is moving, is
+        reported as such by the others, not as a failure.
+
         :returns: the number of volumes that did not move.
         """
         self.driver(source)
@@ -206,8 +215,17 @@ class Service(inventory.Inventory):
 
         def one(volume_id):
             start = time.monotonic()
+            elsewhere = self._drained_elsewhere(volume_id, source)
+            if elsewhere:
+                return volume_id, True, elsewhere
             try:
                 self.migrate(volume_id, dest)
+            except Rejected as err:
+                # Another host may have claimed it since the look above.
+                elsewhere = self._drained_elsewhere(volume_id, source)
+                if elsewhere:
+                    return volume_id, True, elsewhere
+                return volume_id, False, str(err)
             except exception.RbdmigError as err:
                 return volume_id, False, str(err)
             return volume_id, True, 'moved in %.1f s' % (
@@ -220,6 +238,19 @@ class Service(inventory.Inventory):
                 if report is not None:
                     report(volume_id, what)
         return failed
+
+    def _drained_elsewhere(self, volume_id, source):
+        """What another drainer did with ``volume_id``, or None: it left
+        ``source``, or a migration of it runs on another host."""
+        record = self.db.get_volume(volume_id)
+        if record.backend != source:
+            return 'moved to %s by another host' % record.backend
+        if states.is_running(record.migration_status):
+            migration = self.db.latest_migration(volume_id)
+            host = migration and migration.host
+            if host != self.host:
+                return 'being moved by %s' % (host or 'another host')
+        return None
 
     def recover(self):
         """Resume or close the migrations a dead process left running.
@@ -240,7 +271,8 @@ class Service(inventory.Inventory):
         for migration in self.db.list_migrations(running=True):
             # Its process is gone (its pid here, its lease anywhere), and
             # no other recovery took it over first.
-            if lease.alive(migration) or not self.db.take_over(migration):
+            if lease.alive(migration) or not self.db.take_over(
+                    migration, host=self.host):
                 continue
             if migration.path == states.GENERIC and migration.dest_volume_id:
                 with lease.Heartbeat(

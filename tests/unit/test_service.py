@@ -9,6 +9,7 @@ from oslo_utils import timeutils
 
 from rbdmig import exception
 from rbdmig import faults
+from rbdmig.db import api
 from rbdmig.db import models
 from rbdmig.migration import lease
 from rbdmig.migration import notify
@@ -587,3 +588,51 @@ def test_states_are_data(svc):
     # raises (the table is tested on its own in test_states).
     assert (states.STARTING, states.MIGRATING) in \
         states.MIGRATION_TRANSITIONS
+
+
+def test_two_hosts_draining_one_source_move_each_volume_once(
+        svc, ceph, monkeypatch):
+    # Two services on one database, as two hosts: each volume is claimed
+    # by one of them, and neither counts the other's volumes as failed.
+    records = [_volume(svc, ceph) for _ in range(8)]
+    other = service_mod.Service(api.API(str(svc.db.engine.url)),
+                                svc.drivers, host='host-b:1')
+    svc.host = 'host-a:1'
+    claims = []
+    real_start = svc.db.start_migration.__func__
+
+    def start(db, volume_id, dest, host=None, **kwargs):
+        done = real_start(db, volume_id, dest, host=host, **kwargs)
+        claims.append((volume_id, host))
+        return done
+
+    monkeypatch.setattr(type(svc.db), 'start_migration', start)
+    ceph.latency = 0.005  # long enough for the two to overlap
+    said = {'host-a:1': {}, 'host-b:1': {}}
+    failed = {}
+
+    def drain(service):
+        failed[service.host] = service.drain(
+            'ceph-a', 'ceph-b', parallel=2,
+            report=lambda vol, what: said[service.host].__setitem__(
+                vol, what))
+
+    threads = [threading.Thread(target=drain, args=(s,))
+               for s in (svc, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert failed == {'host-a:1': 0, 'host-b:1': 0}, said
+    assert sorted(v for v, _ in claims) == sorted(r.id for r in records)
+    assert {h for _, h in claims} == {'host-a:1', 'host-b:1'}  # shared
+    for host, words in said.items():
+        assert sorted(words) == sorted(r.id for r in records)
+        mine = {v for v, h in claims if h == host}
+        assert all(words[v].startswith('moved in') for v in mine), words
+        assert not any(words[v].startswith('moved in')
+                       for v in set(words) - mine), words
+    assert {v['backend'] for v in svc.list()} == {'ceph-b'}
+    assert sorted(ceph.clusters[fx.CONF_A].pools['ssd']) == sorted(
+        r.name for r in records)
