@@ -84,27 +84,45 @@ def remove_retired(rbd, ioctx, name):
     _remove(rbd, ioctx, name, faults.point)
 
 
-def remove_objects(ioctx, image_id, prefix):
+def identity(client, ioctx, image):
+    """``(id, data object prefix, data pool)`` of an open image: what
+    :func:`remove_objects` needs once it no longer opens.  The data pool
+    is None when the data lives in the image's own pool."""
+    data_pool = None
+    pool_id = image.data_pool_id()
+    if pool_id not in (-1, ioctx.get_pool_id()):
+        data_pool = client.pool_reverse_lookup(pool_id)
+    return image.id(), image.block_name_prefix(), data_pool
+
+
+def remove_objects(ioctx, image_id, prefix, data_ioctx=None):
     """Remove the RADOS objects a half-removed image left behind.
 
     librbd removes an image that lists but no longer opens (its process
     died removing it) from the directory only: its data objects
-    (``prefix``), header and object map stay.  Only objects of this one
-    image's id are touched.
+    (``prefix``, in ``data_ioctx`` when it has a data pool of its own),
+    header and object map stay.  Only objects of this one image's id are
+    touched.
 
     :returns: how many objects were removed.
     """
     names = ('rbd_header.%s' % image_id, 'rbd_object_map.%s' % image_id)
+
+    def ours(key, data):
+        return (data and prefix and key.startswith(prefix + '.')) or (
+            key in names or key.startswith('rbd_object_map.%s.' % image_id))
+
     removed = 0
-    for obj in list(ioctx.list_objects()):
-        key = obj.key
-        if (prefix and key.startswith(prefix + '.')) or key in names or (
-                key.startswith('rbd_object_map.%s.' % image_id)):
+    for where in [ioctx] + ([data_ioctx] if data_ioctx else []):
+        data = where is (data_ioctx or ioctx)
+        for obj in list(where.list_objects()):
+            if not ours(obj.key, data):
+                continue
             try:
-                ioctx.remove_object(key)
+                where.remove_object(obj.key)
                 removed += 1
             except Exception:  # noqa: BLE001 - gone meanwhile, or retried
-                LOG.warning('Could not remove object %s.', key)
+                LOG.warning('Could not remove object %s.', obj.key)
     return removed
 
 

@@ -96,10 +96,12 @@ class Record:
     phase: str = CLAIMED
     snapshot: str = None
     # The source's name once retired, its image id and data object prefix
-    # (a source half-removed by a kill cannot be opened to learn them).
+    # (a source half-removed by a kill cannot be opened to learn them),
     retired: str = None
     source_id: str = None
     source_prefix: str = None
+    # The pool holding the source's data objects, when not its own.
+    source_data_pool: str = None
     # The volume's id, and Cinder's host string of the destination
     # (``host@backend#pool``): what Cinder's row says once it moved.
     dest_host: str = None

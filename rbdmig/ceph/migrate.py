@@ -321,8 +321,9 @@ class _Migration(object):
         if guard is None:  # live: librbd's commit removes the source
             self.journal.update(self.record, journal.RETIRING)
             return
-        self.record.source_id = guard.id()
-        self.record.source_prefix = guard.block_name_prefix()
+        (self.record.source_id, self.record.source_prefix,
+         self.record.source_data_pool) = images.identity(
+            self.client, self.move.src_ioctx, guard)
         self.journal.update(self.record, journal.RETIRING)
         try:
             self.rbd.RBD().rename(self.move.src_ioctx, self.move.name,

@@ -329,8 +329,9 @@ class _Recovery(object):
                 return self._roll_back()
             with self.rbd.Image(self.src_ioctx, record.image,
                                 read_only=True) as image:
-                record.source_id = image.id()
-                record.source_prefix = image.block_name_prefix()
+                (record.source_id, record.source_prefix,
+                 record.source_data_pool) = images.identity(
+                    self.src_client, self.src_ioctx, image)
             self._advance(journal.RETIRING)
             self.rbd.RBD().rename(self.src_ioctx, record.image,
                                   record.retired)
@@ -369,8 +370,17 @@ class _Recovery(object):
         half = listed and not self._exists(self.src_ioctx, record.retired)
         images.remove_retired(self.rbd, self.src_ioctx, record.retired)
         if half and record.source_id:
-            swept = images.remove_objects(self.src_ioctx, record.source_id,
-                                          record.source_prefix)
+            data_ioctx = None
+            if record.source_data_pool:
+                data_ioctx = self.src_client.open_ioctx(
+                    record.source_data_pool)
+            try:
+                swept = images.remove_objects(
+                    self.src_ioctx, record.source_id, record.source_prefix,
+                    data_ioctx)
+            finally:
+                if data_ioctx is not None:
+                    data_ioctx.close()
             LOG.warning('The source of %(rec)s was half-removed; %(n)d of '
                         'its objects were swept.', {'rec': record,
                                                     'n': swept})

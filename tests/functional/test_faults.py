@@ -18,6 +18,7 @@ import pytest
 import rbd
 
 from rbdmig import exception
+from rbdmig import objects
 from rbdmig import sandbox
 from rbdmig.ceph import location
 from rbdmig.migration import progress
@@ -191,10 +192,26 @@ def test_a_killed_migration_is_repaired_by_recover(
     assert again, 'it did not move again'
 
 
+@pytest.mark.parametrize('data_pool', [None, 'volumes-b'])
 def test_a_half_removed_source_is_finished_by_recover(
-        ceph_cluster, fault_table, cleanup):
+        ceph_cluster, fault_table, cleanup, data_pool):
     drivers = helpers.load_drivers(ceph_cluster)
-    volume, before = _new_for(drivers, 'extents', cleanup, ceph_cluster)
+    if data_pool:  # its data objects in another pool, swept there too
+        volume = objects.Volume(size=1)
+        ceph_cluster.rbd('create', '--size', '1G', '--data-pool', data_pool,
+                         'volumes-a/' + volume.name)
+        for drv in drivers.values():
+            if drv.configuration.safe_get('rbd_pool'):
+                cleanup.add('delete %s' % volume.name, drv.delete_volume,
+                            volume)
+        handle = drivers['ceph-a'].open_volume(None, volume, 'r+b')
+        for slot in (0, 37, 300, 1000):
+            handle.seek(slot << 20)
+            handle.write(os.urandom(1 << 20))
+        drivers['ceph-a'].close_volume(None, volume, handle)
+        before = helpers.digest(drivers['ceph-a'], volume)
+    else:
+        volume, before = _new_for(drivers, 'extents', cleanup, ceph_cluster)
     with drivers['ceph-a'].backend().connect() as (_client, ioctx):
         with rbd.Image(ioctx, volume.name, read_only=True) as image:
             image_id = image.id()
@@ -216,10 +233,13 @@ def test_a_half_removed_source_is_finished_by_recover(
 
     assert code == 0, said
     assert helpers.images(ceph_cluster, 'volumes-a') == []
-    left = _objects(ceph_cluster, 'volumes-a', image_id)
+    left = _objects(ceph_cluster, 'volumes-a', image_id) + _objects(
+        ceph_cluster, 'volumes-b', image_id)
     intact = helpers.digest(drivers['ceph-b'], volume) == before
     fault_table('process SIGKILLed inside source removal, the source '
-                'half-removed (lists, does not open)',
+                'half-removed (lists, does not open)%s' % (
+                    ', its data in pool %s' % data_pool if data_pool
+                    else ''),
                 'recover: the source finished, every object of it swept',
                 'recover: %s; %d objects of the source left' % (
                     ', '.join(_actions(said)), len(left)), intact)

@@ -163,6 +163,8 @@ def test_under_eventlet_blocking_work_leaves_the_hub_free():
     report = json.loads(out.strip().splitlines()[-1])
     assert report['patched'] is True
     assert report['blocking'] > 0.4  # the control: the hub was blocked
-    assert report['call'] < 0.2
-    assert report['run'] < 0.2
+    # Well under the control's half second, with room for a loaded
+    # machine's scheduling (seen: 0.2 missed with other suites running).
+    assert report['call'] < 0.3
+    assert report['run'] < 0.3
     assert report['pump'] == 7  # woken by a foreign native thread
