@@ -181,6 +181,24 @@ def take_over_racer(url, migration_ids, barrier, results):
         db.dispose()
 
 
+def db_sync_racer(url, names, barrier, results):
+    """For each name: wait for the rivals, then apply the schema.
+
+    On the API's engine, as every ``rbdmig`` command does as it starts.
+    """
+    db = api.API(url)
+    try:
+        for name in names:
+            barrier.wait(timeout=60)
+            try:
+                migration.db_sync(db.engine)
+                results.put((name, 'synced'))
+            except Exception as e:
+                results.put((name, 'failed: %r' % e))
+    finally:
+        db.dispose()
+
+
 def progress_writer(url, migration_id, total, halfway, go, results):
     """Write half the progress, wait for ``go``, write the rest."""
     db = api.API(url)

@@ -12,6 +12,8 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
+from rbdmig.db import api
+from rbdmig.db import migration
 from rbdmig.migration import states
 from tests.unit import db_fixtures as fx
 
@@ -117,6 +119,20 @@ def test_many_processes_race_to_take_over_and_one_runs_each(db, db_url):
         assert sorted(by_migration[migration_id]) == (
             ['lost'] * (CLAIMERS - 1) + ['won']), migration_id
         assert db.get_migration(migration_id).host != 'gone:1'
+
+
+def test_processes_starting_at_once_on_a_new_database_all_start(
+        empty_db_url):
+    """Every command applies the schema as it starts: none may fail."""
+    by_name = _race(empty_db_url, fx.db_sync_racer, ['schema'],
+                    processes=CLAIMERS)
+    assert by_name == {'schema': ['synced'] * CLAIMERS}
+    assert migration.db_version(empty_db_url) is not None
+    db = api.API(empty_db_url)
+    try:
+        assert db.list_volumes() == []
+    finally:
+        db.dispose()
 
 
 def _snapshot_reader(url):
