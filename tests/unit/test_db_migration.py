@@ -1,6 +1,7 @@
 """Schema migrations on SQLite and PostgreSQL: db_sync, drift, up and down."""
 
 import datetime
+import secrets
 import unittest
 
 from alembic import command as alembic_command
@@ -12,6 +13,7 @@ from oslo_db.sqlalchemy import test_migrations
 import pytest
 import sqlalchemy as sa
 
+from rbdmig.db import api
 from rbdmig.db import migration
 from rbdmig.db import models
 from rbdmig.db import sqlite
@@ -97,6 +99,30 @@ def test_db_sync_takes_an_engine_and_leaves_it_open(empty_db_url):
                             ).scalar() == 0
     assert migration.db_version(engine) == _head()
     engine.dispose()
+
+
+def test_a_plain_role_owning_its_database_runs_rbdmig(postgresql):
+    """As README.rst says to set PostgreSQL up: no superuser needed."""
+    admin = sa.create_engine(postgresql.url, poolclass=sa.pool.NullPool,
+                             isolation_level='AUTOCOMMIT')
+    role = 'rbdmig_%s' % secrets.token_hex(4)
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE ROLE %s LOGIN PASSWORD 's3cret'" % role)
+        conn.exec_driver_sql('CREATE DATABASE %s OWNER %s' % (role, role))
+    url = sa.engine.make_url(postgresql.url).set(
+        username=role, password='s3cret', database=role)
+    db = api.API(url.render_as_string(hide_password=False))
+    try:
+        migration.db_sync(db.engine)
+        volume = db.create_volume('hdd', 1)
+        db.start_migration(volume.id, 'ssd')
+        assert db.get_volume(volume.id).migration_status == 'starting'
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql('DROP DATABASE %s' % role)
+            conn.exec_driver_sql('DROP ROLE %s' % role)
+        admin.dispose()
 
 
 def test_each_migration_goes_up_and_down_and_keeps_the_rows(empty_db_url):
