@@ -1,18 +1,4 @@
-"""The database tests' fixtures: each test on each backend in turn.
-
-``db_url`` (and ``db``, an API on it) is parametrized over
-:data:`BACKENDS`: a new SQLite file in the test's ``tmp_path``, then the
-session's PostgreSQL database, emptied.  That database is made by
-oslo.db's provisioning, as Cinder's and Nova's opportunistic tests make
-theirs, on a PostgreSQL server started by the first test that needs it;
-the schema is built once by the migrations and each test starts from
-empty tables (oslo.db's ``DeletesFromSchema`` way: a new database and
-migrations per test cost a second each).  ``empty_db_url`` is a new
-database without a schema, for the migration tests.  The server is
-stopped at the end of the session, failed tests or not; without
-PostgreSQL installed these tests fail, they are never skipped
-(``tools/setup.sh`` installs it).
-"""
+"""The database tests' fixtures: each test on SQLite, then on PostgreSQL."""
 
 import os
 
@@ -24,6 +10,16 @@ from rbdmig.db import migration
 from rbdmig.db import models
 from tests.unit import pg_server
 
+# db_url (and db, an API on it) is a new SQLite file in the test's
+# tmp_path, then the session's PostgreSQL database, emptied.  oslo.db's
+# provisioning makes that database, as Cinder's and Nova's opportunistic
+# tests make theirs, on a server started by the first test that needs it
+# and stopped at the end of the session, failed tests or not; without
+# PostgreSQL installed these tests fail, never skip (tools/setup.sh
+# installs it).  The migrations build the schema once and each test
+# starts from empty tables, oslo.db's DeletesFromSchema way: a new
+# database and migrations per test cost a second each.  empty_db_url is
+# a new database without a schema, for the migration tests.
 BACKENDS = ('sqlite', 'postgresql')
 # Where oslo.db's provisioning finds the servers it may make databases on.
 ADMIN_CONNECTION_ENV = 'OS_TEST_DBAPI_ADMIN_CONNECTION'

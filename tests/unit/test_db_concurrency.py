@@ -1,8 +1,4 @@
-"""Several processes on one database: claims racing, readers and a writer.
-
-On SQLite and on PostgreSQL, whose default isolation (READ COMMITTED)
-lets a statement see rows committed after its transaction began.
-"""
+"""Several processes on one database: claims racing, readers and a writer."""
 
 import multiprocessing
 import queue
