@@ -11,8 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # libradospp-dev, librbd-dev and g++ build rbdmig.ext._offload (optional:
 # without them rbdmig installs and runs, minus server-side copy).
+# postgresql: the unit tests start a throwaway server of their own from
+# its binaries (/usr/lib/postgresql/*/bin), as root or not.
 PACKAGES="ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd
-python3-venv python3-dev gcc g++ libradospp-dev librbd-dev"
+python3-venv python3-dev gcc g++ libradospp-dev librbd-dev postgresql"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
@@ -36,7 +38,8 @@ if ! .venv/bin/python -c 'import rbdmig, pytest, tox' 2>/dev/null \
         || [ setup.cfg -nt .venv/.rbdmig-installed ] \
         || [ setup.py -nt .venv/.rbdmig-installed ] \
         || [ rbdmig/ext/_offload.cpp -nt .venv/.rbdmig-installed ] \
-        || [ requirements.txt -nt .venv/.rbdmig-installed ]; then
+        || [ requirements.txt -nt .venv/.rbdmig-installed ] \
+        || [ test-requirements.txt -nt .venv/.rbdmig-installed ]; then
     echo "setup: installing Python dependencies into .venv"
     .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
     .venv/bin/pip install -q --disable-pip-version-check \

@@ -202,9 +202,13 @@ class API(migration_records.MigrationRecordsMixin):
         """Update the volume only if it still has the ``expected`` values.
 
         One ``UPDATE ... WHERE id = :id AND status = :expected ...``: of
-        processes racing from the same values, exactly one wins.  Every
-        status field in ``new`` must be in ``expected``, and the change
-        must be in the transition table.
+        processes racing from the same values, exactly one wins.  On
+        SQLite the writers take turns; on PostgreSQL (READ COMMITTED) an
+        UPDATE finding the row locked by a rival waits for its commit and
+        checks its WHERE again on the row as committed, so no ``SELECT
+        ... FOR UPDATE`` is needed.  Every status field in ``new`` must
+        be in ``expected``, and the change must be in the transition
+        table.
 
         :param expected: field to value, e.g. ``{'migration_status': None}``.
         :param new: field to value; may set other fields too.

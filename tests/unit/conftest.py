@@ -19,6 +19,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from rbdmig import ext
+# The database fixtures, for every unit test module: db, db_url and
+# empty_db_url (SQLite and PostgreSQL in turn), the session's PostgreSQL
+# server and its database.
+from tests.unit.db_fixtures import (  # noqa: F401
+    db, db_url, empty_db_url, postgresql, postgresql_schema)
 
 settings.register_profile(
     'rbdmig', deadline=None, database=None, derandomize=True,

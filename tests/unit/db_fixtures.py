@@ -1,7 +1,106 @@
-"""Builders shared by the database tests: a fresh SQLite file per test."""
+"""The database tests' fixtures: each test on SQLite, then on PostgreSQL."""
+
+import os
+
+from oslo_db.sqlalchemy import provision
+import pytest
 
 from rbdmig.db import api
 from rbdmig.db import migration
+from rbdmig.db import models
+from tests.unit import pg_server
+
+# db_url (and db, an API on it) is a new SQLite file in the test's
+# tmp_path, then the session's PostgreSQL database, emptied.  oslo.db's
+# provisioning makes that database, as Cinder's and Nova's opportunistic
+# tests make theirs, on a server started by the first test that needs it
+# and stopped at the end of the session, failed tests or not; without
+# PostgreSQL installed these tests fail, never skip (tools/setup.sh
+# installs it).  The migrations build the schema once and each test
+# starts from empty tables, oslo.db's DeletesFromSchema way: a new
+# database and migrations per test cost a second each.  empty_db_url is
+# a new database without a schema, for the migration tests.
+BACKENDS = ('sqlite', 'postgresql')
+# Where oslo.db's provisioning finds the servers it may make databases on.
+ADMIN_CONNECTION_ENV = 'OS_TEST_DBAPI_ADMIN_CONNECTION'
+
+
+@pytest.fixture(scope='session')
+def postgresql():
+    """Return the session's PostgreSQL server, known to oslo.db.
+
+    oslo.db reads ``OS_TEST_DBAPI_ADMIN_CONNECTION`` once, when
+    ``provision`` is imported; the server's port is known only once it
+    runs, so its backends are read again here, and again at the end.
+    """
+    server = pg_server.Server()
+    saved = os.environ.get(ADMIN_CONNECTION_ENV)
+    try:
+        server.start()
+        os.environ[ADMIN_CONNECTION_ENV] = 'sqlite://;%s' % server.url
+        provision.Backend._setup()
+        yield server
+    finally:
+        if saved is None:
+            os.environ.pop(ADMIN_CONNECTION_ENV, None)
+        else:
+            os.environ[ADMIN_CONNECTION_ENV] = saved
+        provision.Backend._setup()
+        server.stop()
+
+
+def _provision(request):
+    """Return a new PostgreSQL database, dropped when ``request`` ends."""
+    request.getfixturevalue('postgresql')
+    resource = provision.DatabaseResource('postgresql')
+    database = resource.getResource()
+    request.addfinalizer(lambda: resource.finishedWith(database))
+    return database
+
+
+def _url(engine):
+    return engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope='session')
+def postgresql_schema(request):
+    """Return the session's PostgreSQL database, schema applied."""
+    database = _provision(request)
+    migration.db_sync(database.engine)
+    return database
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path):
+    """Return the URL of an empty database with the schema."""
+    if request.param == 'sqlite':
+        url = url_for(tmp_path)
+        migration.db_sync(url)
+        return url
+    engine = request.getfixturevalue('postgresql_schema').engine
+    tables = ', '.join(t.name for t in models.Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        # Every connection of the previous test is closed by now: if one
+        # were left in a transaction, fail rather than wait for it.
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+        conn.exec_driver_sql('TRUNCATE %s RESTART IDENTITY' % tables)
+    return _url(engine)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request, tmp_path):
+    """Return the URL of a new database without a schema."""
+    if request.param == 'sqlite':
+        return url_for(tmp_path)
+    return _url(_provision(request).engine)
+
+
+@pytest.fixture
+def db(db_url):
+    """Return an API on ``db_url``."""
+    db = api.API(db_url)
+    yield db
+    db.dispose()
 
 
 def url_for(folder, name='rbdmig.sqlite', query=''):
@@ -23,8 +122,8 @@ def volume_row(db, volume_id):
             for c in volume.__table__.columns}
 
 
-# Process bodies for the multi-process tests: module-level, so that the
-# ``spawn`` start method can import them in a fresh interpreter.  Each
+# Process bodies for the multi-process tests: module-level, so that a
+# fresh interpreter (``forkserver`` or ``spawn``) can import them.  Each
 # reports failures through ``results`` instead of hanging its parent.
 
 def cas_racer(url, volume_ids, barrier, results):
@@ -58,6 +157,40 @@ def start_racer(url, volume_ids, barrier, results):
                 results.put((volume_id, 'lost'))
             except Exception as e:
                 results.put((volume_id, 'failed: %r' % e))
+    finally:
+        db.dispose()
+
+
+def take_over_racer(url, migration_ids, barrier, results):
+    """For each migration: read it, wait for the rivals, take it over."""
+    db = api.API(url)
+    try:
+        for migration_id in migration_ids:
+            seen = db.get_migration(migration_id)
+            barrier.wait(timeout=60)
+            try:
+                won = db.take_over(seen)
+                results.put((migration_id, 'won' if won else 'lost'))
+            except Exception as e:
+                results.put((migration_id, 'failed: %r' % e))
+    finally:
+        db.dispose()
+
+
+def db_sync_racer(url, names, barrier, results):
+    """For each name: wait for the rivals, then apply the schema.
+
+    On the API's engine, as every ``rbdmig`` command does as it starts.
+    """
+    db = api.API(url)
+    try:
+        for name in names:
+            barrier.wait(timeout=60)
+            try:
+                migration.db_sync(db.engine)
+                results.put((name, 'synced'))
+            except Exception as e:
+                results.put((name, 'failed: %r' % e))
     finally:
         db.dispose()
 

@@ -2,6 +2,7 @@
 
 from oslo_config import cfg
 import pytest
+import sqlalchemy as sa
 
 from rbdmig.db import api
 from rbdmig.db import migration
@@ -9,13 +10,6 @@ from rbdmig import exception
 from rbdmig.migration import states
 from rbdmig import opts
 from tests.unit import db_fixtures as fx
-
-
-@pytest.fixture
-def db(tmp_path):
-    db = fx.make_db(tmp_path)
-    yield db
-    db.dispose()
 
 
 def test_create_and_get_a_volume(db):
@@ -180,11 +174,30 @@ def test_cas_on_a_missing_volume(db):
                                   {'migration_status': states.STARTING})
 
 
-def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(db):
-    with db.engine.connect() as conn:
-        assert conn.exec_driver_sql('PRAGMA journal_mode').scalar() == 'wal'
-        assert conn.exec_driver_sql('PRAGMA foreign_keys').scalar() == 1
-        assert conn.exec_driver_sql('PRAGMA busy_timeout').scalar() == 30000
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(
+        tmp_path):
+    db = fx.make_db(tmp_path)
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql(
+                'PRAGMA journal_mode').scalar() == 'wal'
+            assert conn.exec_driver_sql('PRAGMA foreign_keys').scalar() == 1
+            assert conn.exec_driver_sql(
+                'PRAGMA busy_timeout').scalar() == 30000
+    finally:
+        db.dispose()
+
+
+def test_postgresql_transactions_are_read_committed(postgresql):
+    """The claims are written for PostgreSQL's default isolation level."""
+    db = api.API(postgresql.url)
+    try:
+        with db.transaction() as session:
+            level = session.execute(
+                sa.text('SHOW transaction_isolation')).scalar()
+    finally:
+        db.dispose()
+    assert level == 'read committed'
 
 
 def test_from_conf_uses_the_file_under_state_path(tmp_path):

@@ -13,13 +13,6 @@ GiB = 1 << 30
 CHUNK = 4 << 20
 
 
-@pytest.fixture
-def db(tmp_path):
-    db = fx.make_db(tmp_path)
-    yield db
-    db.dispose()
-
-
 def _generic_to_ssd(db, volume, force=False):
     """Start a generic migration of ``volume`` to ssd, hidden destination."""
     migration = db.start_migration(volume.id, 'ssd', host='h1:42',

@@ -64,3 +64,9 @@ def upgrade():
     )
     op.create_index(op.f('ix_migrations_volume_id'), 'migrations',
                     ['volume_id'], unique=False)
+
+
+def downgrade():
+    op.drop_index(op.f('ix_migrations_volume_id'), table_name='migrations')
+    op.drop_table('migrations')
+    op.drop_table('volumes')
