@@ -132,9 +132,12 @@ class Migration:
         percent = eta = None
         if done is not None and total:
             percent = min(100.0, 100.0 * done / total)
-            if done >= total:
+            # A stranded move has no time left: nothing runs it.
+            if self.stranded:
+                eta = None
+            elif done >= total:
                 eta = 0.0
-            elif rate and not self.stranded:
+            elif rate:
                 eta = (total - done) / rate
         last = max(t for t in (found.get('updated'), record.updated,
                                record.started) if t is not None)
