@@ -117,6 +117,7 @@ class Migration:
         return None if self.watched is None else not self.watched
 
     def destination(self):
+        """The destination pool, ``pool@fsid`` in another cluster."""
         dest = self.record.dest or {}
         where = dest.get('pool') or '?'
         if dest.get('fsid') and dest.get('fsid') != self.local_fsid:

@@ -24,6 +24,7 @@ TIMEOUT = 30
 
 
 def add_parser(sub):
+    """Add ``status`` to the CLI's subcommands."""
     p = sub.add_parser(
         'status', help='list the migrations running or stranded in the '
                        'RBD backends of the config files (rbdmig.conf '

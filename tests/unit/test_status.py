@@ -260,3 +260,17 @@ def test_a_running_move_is_listed_with_its_progress(ceph, cinder_conf,
     assert found['destination_host'] == fx.host_of(dst)['host']
     assert found['stranded'] is False  # its process watches the record
     assert json.loads(_status(ceph, [cinder_conf])[1])['migrations'] == []
+
+
+def test_a_destination_in_another_cluster_is_named_with_its_fsid():
+    dest = location.LocationInfo('ceph', fx.CONF_B, fx.OTHER_FSID, 'admin',
+                                 'hdd')._asdict()
+    record = journal.Record.new('volume-9', 'extents', 'hdd', dest)
+    found = status.Migration('hdd', record, None, True, local_fsid=fx.FSID)
+
+    row = found.as_dict(now=record.started + 5)
+    assert row['destination'] == 'hdd@%s' % fx.OTHER_FSID
+    # No progress written yet (the copy has not begun).
+    assert (row['percent'], row['rate'], row['eta']) == (None, None, None)
+    assert row['age'] == 5 and row['stranded'] is False
+    assert status_cmd._row(row)['DONE'] == '-'
