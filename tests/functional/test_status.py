@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from rbdmig import faults
 from rbdmig.ceph import connection
@@ -121,12 +122,18 @@ def test_a_killed_move_is_listed_stranded_once_ceph_drops_its_watch(
     # Fenced off, as recovery does to a client it knows is dead.
     pool = ceph_cluster.backends['ceph-a']
     address = connection.Address(conf=ceph_cluster.conf_path, user='admin')
+    oid = journal.RECORD_PREFIX + volume.name
     with drivers['ceph-a'].backend().connect() as (_client, ioctx):
-        watchers = liveness.watchers(ioctx, address, pool,
-                                     journal.RECORD_PREFIX + volume.name)
-    assert watchers
-    for watcher in watchers:
-        ceph_cluster.ceph('osd', 'blocklist', 'add', watcher.addr)
+        watchers = liveness.watchers(ioctx, address, pool, oid)
+        assert watchers
+        for watcher in watchers:
+            ceph_cluster.ceph('osd', 'blocklist', 'add', watcher.addr)
+        # The OSD drops the watch once it has the new OSD map: wait for
+        # that, as recovery does, not for a time.
+        deadline = time.monotonic() + 60
+        while liveness.watchers(ioctx, address, pool, oid):
+            assert time.monotonic() < deadline, 'the watch outlived 60 s'
+            time.sleep(0.2)
 
     [found] = _status(ceph_cluster.rbdmig_conf_path)['migrations']
     assert found['stranded'] is True and found['eta'] is None
