@@ -26,6 +26,9 @@ class Backend:
     :ivar chunk_size: bytes per request of the ``extents`` method.
     :ivar verify: ``migration_verify``: ``none``, ``extents``,
         ``osd_checksum`` or ``checksum`` (:mod:`rbdmig.ceph.verify`).
+    :ivar progress_interval: seconds between two writes of a move's
+        progress into its journal record
+        (``migration_progress_report_interval``).
     :ivar rados: the ``rados`` module (injectable for tests).
     :ivar rbd: the ``rbd`` module (injectable for tests).
     :ivar sleep: the sleep between connection attempts.
@@ -41,6 +44,7 @@ class Backend:
     queue_depth: int = 16
     chunk_size: int = 4 * units.Mi
     verify: str = 'extents'
+    progress_interval: int = 30
     sleep: object = time.sleep
 
     def cluster_spec(self, address=None):

@@ -16,6 +16,7 @@ from rbdmig import exception
 from rbdmig import faults
 from rbdmig import native
 from rbdmig.migration import phases
+from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
 
@@ -23,6 +24,10 @@ RECORD_PREFIX = 'rbdmig_migration.'
 INDEX = 'rbdmig_migrations'
 # Image metadata key on the images a migration creates: its id.
 TAG = 'rbdmig.migration'
+# Omap keys of a record's object, beside the record (its data): the id of
+# the migration that created it, and that migration's latest progress.
+ID_KEY = 'migration'
+PROGRESS_KEY = 'progress'
 
 # The phases (:mod:`rbdmig.migration.phases`): only a record in COPYING
 # may own a partial copy; from VERIFIED on the copy (under ``temp``, then
@@ -113,6 +118,8 @@ class Record:
     pid: int = dataclasses.field(default_factory=os.getpid)
     lock_dir: str = dataclasses.field(default_factory=_lock_dir)
     started: float = dataclasses.field(default_factory=time.time)
+    # When the record was last written (its phase changed).
+    updated: float = None
 
     @classmethod
     def new(cls, image, method, source_pool, dest, live=False):
@@ -174,6 +181,13 @@ class Journal(object):
     so recovery reads one object instead of listing a pool.  Nothing here
     is a secret: the destination is described by ``location_info`` fields.
 
+    The record's omap holds what changes often: the id of the migration
+    that claimed the object (written with the claim) and its progress
+    (:meth:`report`), which anyone reading the pool can see
+    (``rbdmig status``).  Progress never rewrites the record: a phase
+    change stays one ``write_full`` of the object's data, and no
+    progress write, late or not, can undo one.
+
     Images rbdmig creates are built under :func:`temp_name` (the image's
     name and the migration id), so cleanup can only ever remove images whose
     name says they are this migration's, and carry :data:`TAG` in their
@@ -212,6 +226,9 @@ class Journal(object):
         def create(op):
             op.new(self.rados.LIBRADOS_CREATE_EXCLUSIVE)
             op.write_full(record.to_bytes())
+            self.ioctx.set_omap(op, (ID_KEY,), (record.id.encode(),))
+
+        record.updated = time.time()
 
         try:
             self._write(RECORD_PREFIX + record.image, create)
@@ -230,10 +247,49 @@ class Journal(object):
         """
         phases.check_transition(record.phase, phase)
         record.phase = phase
+        record.updated = time.time()
         self._write(RECORD_PREFIX + record.image,
                     lambda op: op.write_full(record.to_bytes()))
         LOG.debug('Journal: %s', record)
         faults.point('engine.%s' % phase)
+
+    def report(self, record, values):
+        """Store ``values`` (a JSON-able dict) as ``record``'s progress.
+
+        One write of one omap key, compared first with the id the claim
+        wrote (``omap_cmp``, in the same operation): once the record is
+        finished, or the image claimed by another migration, the write
+        fails (ENOENT, ECANCELED) and creates nothing.
+
+        :raises rados.Error: the write failed.
+        """
+        def build(op):
+            op.omap_cmp(ID_KEY, record.id,
+                        self.rados.LIBRADOS_CMPXATTR_OP_EQ)
+            self.ioctx.set_omap(op, (PROGRESS_KEY,),
+                                (json.dumps(values, sort_keys=True)
+                                 .encode(),))
+
+        self._write(self.oid(record), build)
+
+    def progress(self, record):
+        """The progress :meth:`report` stored for ``record``, or None."""
+        try:
+            with self.rados.ReadOpCtx() as op:
+                vals, _ = self.ioctx.get_omap_vals_by_keys(
+                    op, (ID_KEY, PROGRESS_KEY))
+                native.call(self.ioctx.operate_read_op, op,
+                            self.oid(record))
+                found = dict(vals)
+        except self.rados.ObjectNotFound:
+            return None
+        if found.get(ID_KEY) != record.id.encode() or (
+                PROGRESS_KEY not in found):
+            return None
+        try:
+            return json.loads(found[PROGRESS_KEY])
+        except ValueError:
+            return None
 
     def finish(self, record):
         """Forget a migration that completed or was undone."""
@@ -261,8 +317,12 @@ class Journal(object):
             return None
         return Record.from_bytes(data)
 
-    def records(self):
-        """Every migration journaled in this pool; stale keys dropped."""
+    def records(self, prune=True):
+        """Every migration journaled in this pool.
+
+        :param prune: drop the index keys of records that are gone (a
+            reader that may not write, ``rbdmig status``, passes False).
+        """
         def read(op):
             vals, _ = self.ioctx.get_omap_vals(op, '', '', 100000)
             native.call(self.ioctx.operate_read_op, op, INDEX)
@@ -278,7 +338,48 @@ class Journal(object):
             image = key.rsplit('/', 1)[0]
             record = self.get(image)
             if record is None or record.id.encode() != value:
-                self._forget(key)  # a crash between index and record
+                if prune:
+                    self._forget(key)  # a crash between index and record
                 continue
             found.append(record)
         return found
+
+
+class Publisher(progress.IntervalCallback):
+    """Writes a migration's progress into its record, once an interval.
+
+    What it writes: bytes done and in all, the average rate since the
+    copy began, when it began and when this was written (seconds since
+    the epoch), the host and the method.  A write that fails is logged
+    and the copy goes on: progress is for people, the move must not
+    depend on it.
+
+    :param pool_journal: the source pool's :class:`Journal`.
+    :param record: the migration's :class:`Record`.
+    :param interval: seconds between writes (the first and the last
+        update are always written).
+    :param clock: the wall clock the times written are read from.
+    :param monotonic: the clock the interval is measured with.
+    """
+
+    def __init__(self, pool_journal, record, interval, clock=time.time,
+                 monotonic=time.monotonic):
+        super().__init__(self._publish, interval, clock=monotonic)
+        self.journal, self.record, self.wall = pool_journal, record, clock
+        self.began = None
+
+    def _publish(self, cb):
+        now = self.wall()
+        if self.began is None:
+            self.began = now
+        elapsed = now - self.began
+        values = {'bytes_done': cb.value, 'bytes_total': cb.size,
+                  'rate': cb.value / elapsed if elapsed > 0 else None,
+                  'started': self.began, 'updated': now,
+                  'host': self.record.host, 'method': self.record.method}
+        try:
+            self.journal.report(self.record, values)
+        except Exception as err:  # noqa: BLE001 - never fails the move
+            LOG.warning('Could not record the progress of %(rec)s in its '
+                        'journal (%(err)s); the copy goes on.',
+                        {'rec': self.record, 'err': err})

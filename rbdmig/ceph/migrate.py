@@ -185,7 +185,11 @@ class _Migration(object):
 
     def _copy_and_verify(self, callback):
         """Steps 3 and 4; on any failure, undo them and close the journal."""
-        relay = native.ProgressRelay(callback)
+        # The journal's copy of the progress first: it never raises, and
+        # a caller's callback that cancels still leaves it written.
+        relay = native.ProgressRelay(progress.Fanout(
+            journal.Publisher(self.journal, self.record,
+                              self.backend.progress_interval), callback))
         try:
             guard, held = self.holding.enter_context(self._held_source())
             self.move = dataclasses.replace(self.move, source=held,

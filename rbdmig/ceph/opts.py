@@ -116,7 +116,10 @@ def make_backend(configuration, name, address, rados, rbd,
         limits=limits(configuration), rados=rados, rbd=rbd, method=method,
         queue_depth=configuration.rbd_migration_queue_depth,
         chunk_size=configuration.rbd_migration_chunk_size,
-        verify=configuration.migration_verify, sleep=sleep)
+        verify=configuration.migration_verify,
+        progress_interval=(
+            configuration.migration_progress_report_interval),
+        sleep=sleep)
 
 
 def capabilities(configuration):

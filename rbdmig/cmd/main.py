@@ -1,4 +1,4 @@
-"""rbdmig's command line: demo, bench, recover, sandbox management."""
+"""rbdmig's command line: demo, bench, status, recover, sandboxes."""
 
 import argparse
 import logging as std_logging
@@ -34,6 +34,7 @@ def _parser():
     from rbdmig.bench import command as bench_command
     from rbdmig.cmd import context
     from rbdmig.cmd import migrations
+    from rbdmig.cmd import status
     from rbdmig.cmd import volumes
 
     parser = argparse.ArgumentParser(
@@ -78,7 +79,8 @@ def _parser():
     bench_command.add_parser(sub)
     volumes.add_parsers(sub)
     migrations.add_parsers(sub)
-    for name in MANAGEMENT:
+    status.add_parser(sub)
+    for name in MANAGEMENT + ('status',):
         context.add_arguments(sub.choices[name], command=True)
     return parser
 
@@ -139,6 +141,9 @@ def _run(args):
     if args.command == 'bench':
         from rbdmig.bench import command as bench_command
         return bench_command.run(args)
+    if args.command == 'status':
+        from rbdmig.cmd import status
+        return status.run(args)
     if args.command in MANAGEMENT[:6]:
         from rbdmig.cmd import volumes
         return volumes.run(args)

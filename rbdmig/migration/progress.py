@@ -10,8 +10,10 @@ LOG = logging.getLogger(__name__)
 PROGRESS_OPTS = [
     cfg.IntOpt('migration_progress_report_interval',
                default=30, min=0,
-               help='Seconds between two progress reports (log lines) of a '
-                    'running migration or copy; 0 reports every update.'),
+               help='Seconds between two progress reports of a running '
+                    'migration or copy (log lines; for a move by an RBD '
+                    'backend, also its journal record, which ``rbdmig '
+                    'status`` reads); 0 reports every update.'),
 ]
 
 

@@ -238,6 +238,10 @@ class Ceph(object):
             def write_full(self, data):
                 self.steps.append(('write_full', bytes(data)))
 
+            def omap_cmp(self, key, val, cmp_op=1):
+                assert cmp_op == 1  # EQ: the only one rbdmig uses
+                self.steps.append(('omap_cmp', (key, val.encode())))
+
         class Ioctx(object):
             def __init__(self, cluster, pool):
                 self.cluster, self.pool = cluster, pool
@@ -259,7 +263,12 @@ class Ceph(object):
 
             def get_omap_vals(self, op, start, prefix, count):
                 found = []
-                op.steps.append(('get_omap_vals', found))
+                op.steps.append(('get_omap_vals', (found, None)))
+                return iter(found), 0
+
+            def get_omap_vals_by_keys(self, op, keys):
+                found = []
+                op.steps.append(('get_omap_vals', (found, tuple(keys))))
                 return iter(found), 0
 
             def operate_write_op(self, op, oid):
@@ -272,6 +281,13 @@ class Ceph(object):
                 if steps and steps[0][0] == 'remove_omap_keys' and (
                         obj is None):
                     raise ObjectNotFound(oid)
+                for step, arg in steps:
+                    if step != 'omap_cmp':
+                        continue
+                    if obj is None:
+                        raise ObjectNotFound(oid)  # as the OSD: ENOENT
+                    if obj['omap'].get(arg[0]) != arg[1]:
+                        raise Error(oid, errno=errno.ECANCELED)
                 obj = self.objects.setdefault(oid, {'data': b'',
                                                     'omap': {}})
                 for step, arg in steps:
@@ -286,8 +302,10 @@ class Ceph(object):
             def operate_read_op(self, op, oid):
                 if oid not in self.objects:
                     raise ObjectNotFound(oid)
-                for step, arg in op.steps:
-                    arg.extend(sorted(self.objects[oid]['omap'].items()))
+                for step, (found, keys) in op.steps:
+                    found.extend(sorted(
+                        item for item in self.objects[oid]['omap'].items()
+                        if keys is None or item[0] in keys))
 
             def read(self, oid, length=8192, offset=0):
                 if oid not in self.objects:
@@ -401,6 +419,7 @@ class Ceph(object):
         mod.ObjectExists = ObjectExists
         mod.WriteOpCtx = mod.ReadOpCtx = _Op
         mod.LIBRADOS_CREATE_EXCLUSIVE = 1
+        mod.LIBRADOS_CMPXATTR_OP_EQ = 1
         mod.Rados, mod.Ioctx = Rados, Ioctx
         return mod
 

@@ -1,0 +1,95 @@
+"""rbdmig status reads a cinder.conf and lists what cinder-volume moves.
+
+A child cinder-volume (:mod:`tests.compat.pause_volume`) migrates a
+volume and stops itself (SIGSTOP) at a named point; ``rbdmig status
+--config-file <cinder.conf>`` runs meanwhile as its own process, with
+nothing but the cinder.conf: no Cinder API, no database, no driver.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from tests.compat import crash
+from tests.compat import crash_volume
+from tests.compat import images
+
+
+def _stopped_at(cinder, volume, backend, point, log, timeout=300):
+    """A child cinder-volume migrating ``volume``, stopped at ``point``.
+
+    Its output goes to ``log`` (a pipe nobody reads while it runs could
+    fill and stop it before the point).
+    """
+    volume.update({'migration_status': 'starting',
+                   'previous_status': volume.status})
+    volume.save()
+    with open(log, 'w') as out:
+        child = subprocess.Popen(
+            [sys.executable, '-m', 'tests.compat.pause_volume',
+             cinder.conf_path, volume.id, backend, point],
+            cwd=crash.ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, code = os.waitpid(child.pid, os.WUNTRACED | os.WNOHANG)
+        if pid and os.WIFSTOPPED(code):
+            return child
+        if pid:  # it ended without reaching the point
+            raise crash.PointNotReached('wait status %s: %s' % (
+                code, open(log).read()[-4000:]))
+        time.sleep(0.1)
+    child.kill()
+    raise crash.PointNotReached('%s not reached in %d s' % (point, timeout))
+
+
+def _status(cinder):
+    done = subprocess.run(
+        [sys.executable, '-m', 'rbdmig.cmd.main', 'status',
+         '--config-file', cinder.conf_path, '--format', 'json'],
+        cwd=crash.ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def test_status_lists_the_move_cinder_volume_runs(cinder, ceph_cluster,
+                                                  ceph_cluster2, cleanup,
+                                                  tmp_path):
+    volume = cinder.create_volume('rbdmig-a')
+    cleanup.add('delete %s' % volume.id, cinder.delete_volume, volume)
+    checksum = images.fill(ceph_cluster, 'volumes-a', volume.name,
+                           extents=32)
+
+    log = tmp_path / 'cinder-volume.log'
+    child = _stopped_at(cinder, volume, 'rbdmig-b', 'engine.copied', log)
+    try:
+        seen = _status(cinder)
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+        child.wait(timeout=300)
+    assert child.returncode == crash_volume.SURVIVED, log.read_text()[
+        -4000:]
+
+    assert seen['errors'] == []
+    # Every RBD section of the cinder.conf, Cinder's own driver's too.
+    assert sorted(b['backend'] for b in seen['backends']) == [
+        'cinder-rbd', 'other-a', 'rbdmig-a', 'rbdmig-b']
+    [found] = seen['migrations']
+    assert found['backend'] == 'rbdmig-a'
+    assert (found['volume'], found['image']) == (volume.id, volume.name)
+    assert (found['source'], found['destination']) == ('volumes-a',
+                                                       'volumes-b')
+    assert found['destination_host'] == 'compat@rbdmig-b#rbdmig-b'
+    assert (found['phase'], found['method']) == ('copying', 'extents')
+    # The copy's last update: written whatever the report interval.
+    assert found['percent'] == 100.0 and found['bytes_total'] == 1 << 30
+    assert found['host'] == socket.gethostname()
+    assert found['stranded'] is False
+    assert _status(cinder)['migrations'] == []
+    row = crash.check(cinder, (ceph_cluster, ceph_cluster2), volume,
+                      checksum)
+    assert (row.host, row.migration_status) == ('compat@rbdmig-b#rbdmig-b',
+                                                'success')
