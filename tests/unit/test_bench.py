@@ -120,6 +120,38 @@ def test_the_digest_tells_every_byte_zero_chunks_too():
     assert other.hexdigest() == _tree(image) != digest.hexdigest()
 
 
+def test_a_volume_is_hashed_by_the_chunks_that_hold_data():
+    size = 10 * units.Mi  # two chunks and a half
+    image = bytearray(size)
+    image[5 * units.Mi] = 7
+    read = []
+
+    def reader(offsets):
+        read.extend(offsets)
+        return (bytes(image[o:o + volumes.CHUNK]) for o in offsets)
+
+    assert volumes._sparse_digest(size, {1}, reader) == _tree(image)
+    # The chunk of zeros is never read; the last, partial one is.
+    assert read == [volumes.CHUNK, 2 * volumes.CHUNK]
+
+
+def test_data_in_whole_objects_is_scattered_and_hashed_without_zeros():
+    size = 256 * units.Mi
+    slots = volumes.chosen_extents(size, 1 / 16, 3, volumes.CHUNK)
+    per = volumes.CHUNK // volumes.EXTENT
+    objects = sorted({s // per for s in slots})
+    assert len(slots) == 4 * per and len(objects) == 4
+    assert slots == [o * per + n for o in objects for n in range(per)]
+    image = bytearray(size)
+    for chunk, offset in volumes._runs(volumes.extent_data(3), slots):
+        image[offset:offset + len(chunk)] = chunk
+    assert volumes.expected_digest(size, 1 / 16, 3, volumes.CHUNK) == \
+        _tree(image)
+    # Pieces of 1 MiB keep the earlier volumes' data where it was.
+    assert volumes.chosen_extents(100 * units.Mi, 0.1, 7) == \
+        volumes.chosen_extents(100 * units.Mi, 0.1, 7, volumes.EXTENT)
+
+
 def test_a_file_volume_lists_its_data_runs(tmp_path):
     path = tmp_path / 'vol'
     with open(path, 'wb') as f:
