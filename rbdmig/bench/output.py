@@ -42,8 +42,10 @@ meanwhile; *RSS MiB* is the peak RSS of the process that did the work
 interpreter and its imports); *src MiB* and *dst MiB* are the source's
 and the destination's allocated size (librbd ``diff_iterate``, which
 counts from an object's start to its last written byte, or a file's
-``st_blocks``); *sha256* compares the destination's digest (every byte)
-with the source's; *x bound* is the rate over the copy bound
+``st_blocks``); *sha256* compares the destination's digest with the
+source's; *verify cost* is the case's time minus the same method's
+with ``migration_verify = none`` on the same volume (seconds: what that
+level of verification costs); *x bound* is the rate over the copy bound
 1/(1/R + 1/W) of ``rbd bench`` sequential read R of the source pool and
 write W of the destination pool; *x Ceph* and *x Cinder* are the
 fastest of Ceph's three moves, and Cinder's generic loop, on the same

@@ -17,8 +17,8 @@ COLUMNS = (
     ('case', 'case'), ('s', 'wall s'), ('rate', 'MiB/s'),
     ('cpu', 'host CPU s/GiB'), ('osd', 'OSD CPU s/GiB'),
     ('rss', 'RSS MiB'), ('src', 'src MiB'), ('dst', 'dst MiB'),
-    ('sha', 'sha256'), ('x_bound', 'x bound'), ('x_ceph', 'x Ceph'),
-    ('x_cinder', 'x Cinder'))
+    ('sha', 'sha256'), ('verify', 'verify cost'), ('x_bound', 'x bound'),
+    ('x_ceph', 'x Ceph'), ('x_cinder', 'x Cinder'))
 _MEDIANS = ('seconds', 'cpu_user', 'cpu_sys', 'osd_cpu', 'src_allocated',
             'dst_allocated', 'dst_reference')
 
@@ -92,9 +92,17 @@ def summarize(data):
 def _ratios(rows):
     by_key = {(r['cluster'], r['size'], r['fill'], r['case']): r
               for r in rows}
+    # Each method's move without verification, for the verify cost.
+    unverified = {(r['cluster'], r['size'], r['fill'], r['method']): r
+                  for r in rows if r.get('verify') == 'none'
+                  and not r['progress'] and 'seconds' in r}
     for row in rows:
         if 'seconds' not in row:
             continue
+        none = unverified.get((row['cluster'], row['size'], row['fill'],
+                               row['method']))
+        if none and row['method'] and not row['progress']:
+            row['verify_cost'] = row['seconds'] - none['seconds']
         key = (row['cluster'], row['size'], row['fill'])
         tools = [by_key.get(key + (t,)) for t in CEPH_TOOLS]
         tools = [t['seconds'] for t in tools if t and 'seconds' in t]
@@ -129,6 +137,7 @@ def cells(row):
         'src': '%.0f' % (row['src_allocated'] / units.Mi),
         'dst': '%.0f' % (row['dst_allocated'] / units.Mi),
         'sha': 'ok' if row['checksum_ok'] else 'DIFFERS',
+        'verify': fmt(row.get('verify_cost'), '+.3f'),
         'x_bound': fmt(row.get('x_bound'), '.2f'),
         'x_ceph': fmt(row.get('x_ceph'), '.2f'),
         'x_cinder': fmt(row.get('x_cinder'), '.2f'),

@@ -319,6 +319,24 @@ def test_verify_cost_is_reported_over_none():
     assert '2.200 (+10 %)' in line and '5.000 (+150 %)' in line
 
 
+def test_the_verify_cost_is_a_column_of_every_volume():
+    runs = [_run('rbdmig extents verify=none', 2.0, method='extents',
+                 verify='none'),
+            _run('rbdmig extents', 2.5, method='extents', verify='extents'),
+            _run('rbdmig extents verify=checksum', 5.0, method='extents',
+                 verify='checksum'),
+            _run('rbdmig extents +progress', 2.6, method='extents',
+                 verify='extents', progress=True),
+            _run('rbd deep cp', 2.0)]
+    rows = {r['case']: r for r in report.summarize(_data(runs))}
+    assert rows['rbdmig extents']['verify_cost'] == pytest.approx(0.5)
+    assert rows['rbdmig extents verify=checksum']['verify_cost'] == 3.0
+    assert rows['rbdmig extents verify=none']['verify_cost'] == 0
+    assert 'verify_cost' not in rows['rbd deep cp']
+    assert 'verify_cost' not in rows['rbdmig extents +progress']
+    assert report.cells(rows['rbdmig extents'])['verify'] == '+0.500'
+
+
 def test_the_page_and_chart_cover_every_cluster(tmp_path):
     gib = units.Gi
     runs = (_offload_runs(ONE, gib, 4.0, 0.5, 5.1)
