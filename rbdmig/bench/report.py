@@ -5,9 +5,10 @@ import statistics
 from oslo_utils import units
 
 from rbdmig.bench import cases
+from rbdmig.bench import plan
 
 CEPH_TOOLS = (cases.RBD_CP, cases.RBD_DEEP_CP, cases.RBD_MIGRATION)
-CINDER = 'cinder generic RBD->RBD'
+CINDER = plan.CINDER
 TO_FILE = 'rbdmig generic RBD->file'
 FROM_FILE = 'rbdmig generic file->RBD'
 SAME_POOL = 'rbdmig same pool'
@@ -174,9 +175,12 @@ def volume_tables(data, rows):
         keys = [k for k, _ in COLUMNS]
         lines = [[cells(r).get(k, '') for k in keys] for r in mine]
         bound = copy_bound(ceil, cluster, vol['size'], 'ceph-a', 'ceph-b')
-        title = ('%s: %d MiB volume, %s allocated (%d MiB in %d extents, '
+        fill = vol['fill']
+        title = ('%s: %d MiB volume, %s (%d MiB in %d extents, '
                  'sha256 %s...); copy bound %s MiB/s' % (
-                     cluster, vol['size'] // units.Mi, vol['fill'],
+                     cluster, vol['size'] // units.Mi,
+                     fill + ' allocated' if fill in ('full', '10%')
+                     else 'holding ' + fill,
                      vol['allocated'] // units.Mi,
                      vol.get('rbd_extents', 0), vol['sha256'][:12],
                      fmt(bound and bound / units.Mi, '.0f')))
