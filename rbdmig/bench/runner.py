@@ -135,7 +135,8 @@ class Bench:
                                key + '_extents_sha256':
                                    _extents_digest(found),
                                key + '_allocated':
-                                   self.vols.allocated(backend, name)})
+                                   self.vols.allocated(backend, name,
+                                                       found)})
         finally:
             self.vols.purge(name)
         volume['allocated'] = volume['rbd_allocated']
@@ -162,10 +163,10 @@ class Bench:
         self.vols.create(backend, name, size)
         self.vols.fill(backend, name, size, volume['fraction'],
                        volume['seed'], volume['piece'])
-        if self.vols.digest(backend, name) != volume['sha256']:
+        found = self.vols.extents(backend, name)
+        if self.vols.digest(backend, name, found) != volume['sha256']:
             raise RuntimeError('the fresh volume in %s has another sha256'
                                % backend)
-        found = self.vols.extents(backend, name)
         key = ('file' if backend == FILE else 'rbd') + '_extents_sha256'
         if check and _extents_digest(found) != volume[key]:
             raise RuntimeError('the fresh volume in %s has other extents'
@@ -188,15 +189,16 @@ class Bench:
                'load1': os.getloadavg()[0]}
         began = time.monotonic()
         try:
-            self._fresh(volume, src)
-            row['src_allocated'] = self.vols.allocated(src, name)
+            row['src_allocated'] = self.vols.allocated(
+                src, name, self._fresh(volume, src))
             if step['kind'] in ('cinder generic', 'generic'):
                 self.vols.create(dst, name, volume['size'])
             row['setup_seconds'] = time.monotonic() - began
             row.update(self._spawn(volume, step, src, dst, link))
-            row['checksum_ok'] = (self.vols.digest(dst, name)
+            found = self.vols.extents(dst, name)
+            row['checksum_ok'] = (self.vols.digest(dst, name, found)
                                   == volume['sha256'])
-            row['dst_allocated'] = self.vols.allocated(dst, name)
+            row['dst_allocated'] = self.vols.allocated(dst, name, found)
             # What the same data takes when written straight into that
             # kind of backend: files count bytes, librbd whole extents.
             row['dst_reference'] = (volume['data_bytes'] if dst == FILE

@@ -240,14 +240,18 @@ class Cluster:
                 _aio_writes(image, writes)
             image.flush()
 
-    def digest(self, backend, name):
+    def digest(self, backend, name, found=None):
         """Return the volume's :class:`Digest`.
 
         Every byte of every chunk holding data (:meth:`extents`) is read;
         a chunk without any reads as zeros, to librbd and to a file
         system alike, and is counted as such without being read.
+
+        :param found: the volume's :meth:`extents`, if just listed (a
+            256 GiB image's take seconds to list).
         """
-        found = self.extents(backend, name)
+        if found is None:
+            found = self.extents(backend, name)
         with_data = {n for offset, length in found
                      for n in range(offset // CHUNK,
                                     (offset + length - 1) // CHUNK + 1)}
@@ -274,11 +278,16 @@ class Cluster:
             return [list(e) for e in images.data_extents(image,
                                                          image.size())]
 
-    def allocated(self, backend, name):
-        """Bytes holding data: diff_iterate's extents, or st_blocks."""
+    def allocated(self, backend, name, found=None):
+        """Bytes holding data: diff_iterate's extents, or st_blocks.
+
+        :param found: the volume's :meth:`extents`, if just listed.
+        """
         if backend == FILE:
             return os.stat(self.path(name)).st_blocks * 512
-        return sum(length for _, length in self.extents(backend, name))
+        if found is None:
+            found = self.extents(backend, name)
+        return sum(length for _, length in found)
 
 
 def _runs(data, slots):

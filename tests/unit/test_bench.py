@@ -154,6 +154,23 @@ def test_data_in_whole_objects_is_scattered_and_hashed_without_zeros():
         volumes.chosen_extents(100 * units.Mi, 0.1, 7, volumes.EXTENT)
 
 
+def test_extents_just_listed_are_not_listed_again(tmp_path):
+    vols = volumes.Cluster.__new__(volumes.Cluster)
+    vols.file_dir = str(tmp_path)
+    size = 2 * volumes.CHUNK
+    with open(tmp_path / 'vol', 'wb') as f:
+        f.truncate(size)
+        os.pwrite(f.fileno(), b'x' * units.Mi, volumes.CHUNK)
+    found = vols.extents(volumes.FILE, 'vol')
+    assert found == [[volumes.CHUNK, units.Mi]]
+    image = bytearray(size)
+    image[volumes.CHUNK:volumes.CHUNK + units.Mi] = b'x' * units.Mi
+    assert vols.digest(volumes.FILE, 'vol') == _tree(image)
+    assert vols.digest(volumes.FILE, 'vol', found) == _tree(image)
+    # Given extents are what the digest reads: none, it reads nothing.
+    assert vols.digest(volumes.FILE, 'vol', []) == _tree(bytearray(size))
+
+
 def test_a_file_volume_lists_its_data_runs(tmp_path):
     path = tmp_path / 'vol'
     with open(path, 'wb') as f:
