@@ -83,6 +83,7 @@ class Link:
     :param mbit: the rate of the link, each way, in Mbit/s.
     :param subnet: the /30 of the link (default: a free one, at
         :meth:`__enter__`).
+    :param tag: ends the names (default: the PID and a random byte).
     """
 
     def __init__(self, mbit, subnet=None, tag=None):
@@ -148,17 +149,24 @@ class Link:
             for cmd in self.setup_commands():
                 _run(cmd)
         except BaseException:
-            try:
-                self.close()
-            except LinkError as err:  # the first error is the one to see
-                LOG.error('%s', err)
+            self._close_quietly()
             raise
         LOG.info('Thin link %s: %s <-> %s at %d Mbit/s', self.netns,
                  self.host_ip, self.ns_ip, self.mbit)
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self._close_quietly()
+
+    def _close_quietly(self):
+        """Close on the way out of an error: that error is the one to see."""
+        try:
+            self.close()
+        except LinkError as err:
+            LOG.error('%s', err)
 
     def close(self):
         """Remove the namespace and the veth pair; gone already is fine.

@@ -538,6 +538,23 @@ def test_the_link_is_removed_when_making_it_fails(monkeypatch):
     assert not link.up
 
 
+def test_an_error_behind_the_link_is_not_hidden_by_its_removal(
+        monkeypatch):
+    import ipaddress
+
+    # Every command works, but the namespace is still found afterwards.
+    monkeypatch.setattr(thin_link, 'missing', lambda: [])
+    monkeypatch.setattr(thin_link.subprocess, 'run',
+                        lambda cmd, **kwargs: subprocess_result(0))
+    link = thin_link.Link(100, subnet=ipaddress.ip_network('10.213.0.4/30'))
+    with pytest.raises(RuntimeError, match='the sandbox failed'):
+        with link:
+            raise RuntimeError('the sandbox failed')
+    with pytest.raises(thin_link.LinkError, match='namespace rbdmig-bench'):
+        with thin_link.Link(100, subnet=link.subnet):
+            pass
+
+
 def subprocess_result(code):
     import subprocess
 
