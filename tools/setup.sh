@@ -12,9 +12,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # libradospp-dev, librbd-dev and g++ build rbdmig.ext._offload (optional:
 # without them rbdmig installs and runs, minus server-side copy).
 # postgresql: the unit tests start a throwaway server of their own from
-# its binaries (/usr/lib/postgresql/*/bin), as root or not.
+# its binaries (/usr/lib/postgresql/*/bin), as root or not.  iproute2
+# (ip, tc) makes the bench's thin link.
 PACKAGES="ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd
-python3-venv python3-dev gcc g++ libradospp-dev librbd-dev postgresql"
+python3-venv python3-dev gcc g++ libradospp-dev librbd-dev postgresql
+iproute2"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \

@@ -12,6 +12,9 @@ from oslo_utils import units
 DEFAULT_SIZES = ('1', '4')     # GiB
 QUICK_SIZES = ('64M',)
 DEFAULT_OSDS = (1, 3)
+DEFAULT_LINK_MBIT = 800
+DEFAULT_THIN_SIZE = '256'   # GiB, holding the smallest size in objects
+QUICK_THIN_SIZE = '1'
 # The data measured so far, kept in the output directory until the run
 # is written out: a long run that fails late is not lost.
 PARTIAL = '.benchmark-partial.json'
@@ -27,6 +30,18 @@ def parse_size(text):
             % text)
     unit = (match.group(2) or 'G')[0].upper()
     return int(match.group(1)) * (units.Mi if unit == 'M' else units.Gi)
+
+
+def parse_thin_size(text):
+    """A size as :func:`parse_size` reads it, or ``0`` for none."""
+    return 0 if text.strip() == '0' else parse_size(text)
+
+
+def _whole(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError('%r is not a whole number >= 0'
+                                         % text)
+    return int(text)
 
 
 def _positive(text):
@@ -59,6 +74,20 @@ def add_parser(sub):
                        metavar='SIZE',
                        help='volume sizes for the sandboxes of more than '
                             'one OSD (default: --sizes)')
+    bench.add_argument('--link-mbit', type=_whole, metavar='N',
+                       default=DEFAULT_LINK_MBIT,
+                       help='also run every contender on the full smallest '
+                            'volume from a network namespace whose only link '
+                            'to the one-OSD sandbox is a veth pair shaped to '
+                            'N Mbit/s each way (needs root, ip and tc); 0 '
+                            'leaves the case out (default: %d)'
+                            % DEFAULT_LINK_MBIT)
+    bench.add_argument('--thin-size', type=parse_thin_size, metavar='SIZE',
+                       help='also move, on the one-OSD sandbox, a volume of '
+                            'SIZE holding the smallest size\'s worth of data '
+                            'in scattered 4 MiB objects; 0 leaves it out '
+                            '(default: %s GiB; --quick: %s GiB)' % (
+                                DEFAULT_THIN_SIZE, QUICK_THIN_SIZE))
     bench.add_argument('--objectstore', choices=('bluestore', 'memstore'),
                        help='OSD store: bluestore on a sparse file '
                             '(default) or memstore in RAM (--quick)')
@@ -67,7 +96,9 @@ def add_parser(sub):
                             '(default 3; --quick: 1)')
     bench.add_argument('--quick', action='store_true',
                        help='tiny and fast, to check the bench works: 64 '
-                            'MiB volumes, memstore, one run, on each '
+                            'MiB volumes (the full one only on more than '
+                            'one OSD), a big thin volume of 1 GiB (the '
+                            'moves only), memstore, one run, on each '
                             'sandbox')
     bench.add_argument('--output-dir',
                        help='where benchmark.json/.rst/.png go (default: '
@@ -77,7 +108,11 @@ def add_parser(sub):
 
 
 def run(args, out=sys.stdout):
-    """Run the bench; return 0 when every case ran and verified, else 1."""
+    """Run the bench; return 0 when every case ran and verified, else 1.
+
+    2 when the thin link cannot be made here (nothing is run).
+    """
+    from rbdmig.bench import link
     from rbdmig.bench import output
     from rbdmig.bench import runner
 
@@ -85,9 +120,23 @@ def run(args, out=sys.stdout):
         out.write(line + '\n')
         out.flush()
 
+    try:
+        link.check(args.link_mbit)
+    except link.LinkError as err:
+        say(str(err))
+        return 2
     quick = args.quick
     sizes = args.sizes or [parse_size(s) for s in (
         QUICK_SIZES if quick else DEFAULT_SIZES)]
+    thin_size = args.thin_size
+    if thin_size is None:
+        thin_size = parse_size(QUICK_THIN_SIZE if quick
+                               else DEFAULT_THIN_SIZE)
+    if thin_size and (thin_size <= min(sizes) or thin_size % (4 * units.Mi)):
+        say('--thin-size must be a multiple of 4 MiB above the smallest '
+            'size (%d MiB), which it holds in data; 0 leaves it out.'
+            % (min(sizes) // units.Mi))
+        return 2
     objectstore = args.objectstore or ('memstore' if quick else 'bluestore')
     repeat = args.repeat or (1 if quick else 3)
     out_dir = args.output_dir or (
@@ -106,7 +155,10 @@ def run(args, out=sys.stdout):
                           osd_counts=list(dict.fromkeys(args.osds)),
                           multi_osd_sizes=args.multi_osd_sizes and sorted(
                               set(args.multi_osd_sizes)),
-                          checkpoint=checkpoint)
+                          checkpoint=checkpoint, link_mbit=args.link_mbit,
+                          thin_size=thin_size,
+                          multi_osd_fills=['full'] if quick else None,
+                          thin_verify=not quick)
     except KeyboardInterrupt:
         say('Interrupted; the sandboxes were stopped.  What was measured '
             'until the last volume is in %s.' % partial)

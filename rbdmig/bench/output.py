@@ -6,17 +6,19 @@ import os
 from oslo_utils import units
 
 from rbdmig.bench import chart
+from rbdmig.bench import plan
 from rbdmig.bench import report
 from rbdmig.bench import targets
 
 FAIRNESS = """\
 How it is measured: every case starts from a **fresh volume**: created
 anew (same size, 4 MiB objects), the same seeded data written into the
-same extents, and its digest (every byte read back; the sha256 of its
-4 MiB chunks' sha256s) and its extents checked before the case starts,
-so every case gets an identical input.  Every
-number is the **median of the repetitions** (odd repetitions run the
-cases in reverse order).  Each case runs in a process of its own;
+same extents, and its digest (every byte of every 4 MiB chunk holding
+data read back, a chunk holding none counted as the zeros it reads as;
+the sha256 of the chunks' sha256s) and its extents checked before the
+case starts, so every case gets an identical input.  Every number is
+the **median of the repetitions** (odd repetitions run the cases in
+reverse order).  Each case runs in a process of its own;
 Ceph's tools are timed as a **whole move**, the copy and the removal of
 the source (``rbd cp`` + ``rbd rm``, ``rbd deep cp`` + ``rbd rm``,
 ``rbd migration prepare`` + ``execute`` + ``commit``), as rbdmig's
@@ -28,7 +30,11 @@ children for Ceph's tools, the case's own process for librbd calls made
 from Python, the extension included); OSD CPU is what the sandbox's
 ``ceph-osd`` processes used meanwhile (``/proc/<pid>/stat``): a copy
 the OSDs make (``offload``, but also librbd's copies, whose I/O the OSDs
-serve) shows up there, not on the host.
+serve) shows up there, not on the host.  Behind the thin link, every
+case (the ``rbd`` CLI, rbdmig's process, Cinder's loop) runs inside a
+network namespace (``ip netns exec``) whose only route to the cluster
+is a veth pair shaped by ``tc`` tbf on both ends; the cluster listens
+on the pair's host end, and its OSDs talk to each other on the host.
 """
 
 COLUMN_HELP = """\
@@ -42,18 +48,32 @@ meanwhile; *RSS MiB* is the peak RSS of the process that did the work
 interpreter and its imports); *src MiB* and *dst MiB* are the source's
 and the destination's allocated size (librbd ``diff_iterate``, which
 counts from an object's start to its last written byte, or a file's
-``st_blocks``); *sha256* compares the destination's digest (every byte)
-with the source's; *x bound* is the rate over the copy bound
+``st_blocks``); *sha256* compares the destination's digest with the
+source's; *verify cost* is the case's time minus the same method's
+with ``migration_verify = none`` on the same volume (seconds: what that
+level of verification costs); *x bound* is the rate over the copy bound
 1/(1/R + 1/W) of ``rbd bench`` sequential read R of the source pool and
 write W of the destination pool; *x Ceph* and *x Cinder* are the
 fastest of Ceph's three moves, and Cinder's generic loop, on the same
 volume, over this case's time (above 1: faster than them).
 """
 
-TARGET_HELP = """\
+ISSUE_HELP = """\
 Every target is computed from this run's own numbers (medians over the
 repetitions); ratios of times are "baseline / case", so above 1 is
-faster.  The first ones are the issue's: ``offload`` against the fastest
+faster.  These are issue 14's, about the default method: its whole move
+against the fastest of Ceph's three whole moves on full and 10 %
+allocated volumes, and its rate against the copy bound; on the big thin
+volume, it and ``offload`` against Ceph's moves, and their time over
+their own move of a full volume holding as much data (the cost must
+follow the data, not the provisioned size); behind the thin link,
+against Ceph's moves made from behind the same link; its host CPU per
+GiB over ``rbd deep cp``'s; and its peak RSS growth from the smallest
+to the largest full volume.
+"""
+
+TARGET_HELP = """\
+The earlier issues' targets: ``offload`` against the fastest
 of Ceph's whole moves; its host CPU per GiB over ``rbd deep cp``'s (the
 OSDs' ratio is shown beside it); the 10%-allocated volume's time over
 the full one's, with both destinations exactly as allocated as their
@@ -77,16 +97,25 @@ def _clusters_lines(data):
             '%s PGs per OSD; volumes of %s.' % (
                 desc['name'], desc.get('pool_size', '?'),
                 '/'.join(str(pgs[k]) for k in sorted(pgs)) or '?',
-                ' and '.join(_size(s) for s in desc['sizes'])))
+                ' and '.join(plan.size_text(s) for s in desc['sizes'])))
+        if desc.get('link_mbit'):
+            lines[-1] = (
+                '* **%s**: the one-OSD sandbox, every case run from a '
+                'network namespace whose only link to it is a veth pair '
+                'shaped to %d Mbit/s each way (``tc`` tbf on both ends); '
+                'volumes of %s.' % (desc['name'], desc['link_mbit'],
+                                    ' and '.join(plan.size_text(s)
+                                                 for s in desc['sizes'])))
+        thin = desc.get('thin')
+        if thin:
+            lines[-1] = lines[-1][:-1] + (
+                '; and a big thin volume of %s holding %s, at '
+                'deterministic places.' % (plan.size_text(thin['size']),
+                                           thin['fill']))
         if desc.get('error'):
             lines[-1] += '  **FAILED**: %s' % ' '.join(
                 desc['error'].split())[:500]
     return lines
-
-
-def _size(n):
-    return ('%d GiB' % (n // units.Gi) if n % units.Gi == 0
-            else '%d MiB' % (n // units.Mi))
 
 
 def text(data):
@@ -118,11 +147,17 @@ def text(data):
                 'built' if conf.get('ext_available') else
                 'NOT available (%s)' % conf.get('ext_reason')), '',
             FAIRNESS, 'Targets', '=======', '']
-    lines = [[t['target'], t['measured'], t['rule'], t['result']]
-             for t in (data.get('targets')
-                       or targets.compute(data, rows))]
-    out += [report.table(['target', 'measured', 'rule', 'result'], lines),
-            '', TARGET_HELP]
+    found = data.get('targets') or targets.compute(data, rows)
+    for group, title, help_text in (
+            (targets.ISSUE, 'Issue 14: the default method', ISSUE_HELP),
+            (targets.EARLIER, 'Earlier issues', TARGET_HELP)):
+        lines = [[t['target'], t['measured'], t['rule'], t['result']]
+                 for t in found
+                 if t.get('group', targets.EARLIER) == group]
+        if lines:
+            out += [title, '-' * len(title), '',
+                    report.table(['target', 'measured', 'rule', 'result'],
+                                 lines), '', help_text]
     verify = report.verify_table(data, rows)
     if verify:
         out += ['Cost of migration_verify', '=' * 24, '',

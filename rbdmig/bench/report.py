@@ -5,9 +5,10 @@ import statistics
 from oslo_utils import units
 
 from rbdmig.bench import cases
+from rbdmig.bench import plan
 
 CEPH_TOOLS = (cases.RBD_CP, cases.RBD_DEEP_CP, cases.RBD_MIGRATION)
-CINDER = 'cinder generic RBD->RBD'
+CINDER = plan.CINDER
 TO_FILE = 'rbdmig generic RBD->file'
 FROM_FILE = 'rbdmig generic file->RBD'
 SAME_POOL = 'rbdmig same pool'
@@ -17,8 +18,8 @@ COLUMNS = (
     ('case', 'case'), ('s', 'wall s'), ('rate', 'MiB/s'),
     ('cpu', 'host CPU s/GiB'), ('osd', 'OSD CPU s/GiB'),
     ('rss', 'RSS MiB'), ('src', 'src MiB'), ('dst', 'dst MiB'),
-    ('sha', 'sha256'), ('x_bound', 'x bound'), ('x_ceph', 'x Ceph'),
-    ('x_cinder', 'x Cinder'))
+    ('sha', 'sha256'), ('verify', 'verify cost'), ('x_bound', 'x bound'),
+    ('x_ceph', 'x Ceph'), ('x_cinder', 'x Cinder'))
 _MEDIANS = ('seconds', 'cpu_user', 'cpu_sys', 'osd_cpu', 'src_allocated',
             'dst_allocated', 'dst_reference')
 
@@ -92,9 +93,17 @@ def summarize(data):
 def _ratios(rows):
     by_key = {(r['cluster'], r['size'], r['fill'], r['case']): r
               for r in rows}
+    # Each method's move without verification, for the verify cost.
+    unverified = {(r['cluster'], r['size'], r['fill'], r['method']): r
+                  for r in rows if r.get('verify') == 'none'
+                  and not r['progress'] and 'seconds' in r}
     for row in rows:
         if 'seconds' not in row:
             continue
+        none = unverified.get((row['cluster'], row['size'], row['fill'],
+                               row['method']))
+        if none and row['method'] and not row['progress']:
+            row['verify_cost'] = row['seconds'] - none['seconds']
         key = (row['cluster'], row['size'], row['fill'])
         tools = [by_key.get(key + (t,)) for t in CEPH_TOOLS]
         tools = [t['seconds'] for t in tools if t and 'seconds' in t]
@@ -129,6 +138,7 @@ def cells(row):
         'src': '%.0f' % (row['src_allocated'] / units.Mi),
         'dst': '%.0f' % (row['dst_allocated'] / units.Mi),
         'sha': 'ok' if row['checksum_ok'] else 'DIFFERS',
+        'verify': fmt(row.get('verify_cost'), '+.3f'),
         'x_bound': fmt(row.get('x_bound'), '.2f'),
         'x_ceph': fmt(row.get('x_ceph'), '.2f'),
         'x_cinder': fmt(row.get('x_cinder'), '.2f'),
@@ -165,9 +175,12 @@ def volume_tables(data, rows):
         keys = [k for k, _ in COLUMNS]
         lines = [[cells(r).get(k, '') for k in keys] for r in mine]
         bound = copy_bound(ceil, cluster, vol['size'], 'ceph-a', 'ceph-b')
-        title = ('%s: %d MiB volume, %s allocated (%d MiB in %d extents, '
+        fill = vol['fill']
+        title = ('%s: %d MiB volume, %s (%d MiB in %d extents, '
                  'sha256 %s...); copy bound %s MiB/s' % (
-                     cluster, vol['size'] // units.Mi, vol['fill'],
+                     cluster, vol['size'] // units.Mi,
+                     fill + ' allocated' if fill in ('full', '10%')
+                     else 'holding ' + fill,
                      vol['allocated'] // units.Mi,
                      vol.get('rbd_extents', 0), vol['sha256'][:12],
                      fmt(bound and bound / units.Mi, '.0f')))

@@ -1,5 +1,6 @@
 """The bench run: sandboxes, a fresh identical volume per case, timings."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ from oslo_utils import units
 
 from rbdmig import ext
 from rbdmig import sandbox
+from rbdmig.bench import link as thin_link
 from rbdmig.bench import placement
 from rbdmig.bench import plan
 from rbdmig.bench import volumes
@@ -110,40 +112,44 @@ class Bench:
 
     # -- one volume, every case on a fresh copy of it --
 
-    def run_volume(self, size, fill, seed):
+    def run_volume(self, volume, steps=None, link=None):
         """Describe a volume, run every case ``repeat`` times on it.
 
         Odd repetitions run the cases in reverse order, so that no case
         always follows the same one.
+
+        :param volume: from :func:`describe`.
+        :param steps: the cases (default: the cluster's plan).
+        :param link: a :class:`link.Link`: the cases run behind it.
         """
-        name = 'bench-%dm-%s' % (size // units.Mi, fill.rstrip('%') + (
-            'pct' if fill.endswith('%') else ''))
-        fraction = volumes.FILLS[fill]
-        volume = {'cluster': self.label, 'name': name, 'size': size,
-                  'fill': fill, 'seed': seed,
-                  'sha256': volumes.expected_digest(size, fraction, seed),
-                  'data_bytes': len(volumes.chosen_extents(
-                      size, fraction, seed)) * volumes.EXTENT}
+        steps = steps or self.steps
+        name = volume['name']
+        backends = [(A, 'rbd')]
+        if any(s['route'] in (plan.TO_FILE, plan.FROM_FILE) for s in steps):
+            backends.append((FILE, 'file'))
         self.vols.purge(name)
         try:
-            for backend, key in ((A, 'rbd'), (FILE, 'file')):
+            for backend, key in backends:
                 found = self._fresh(volume, backend, check=False)
                 volume.update({key + '_extents': len(found),
                                key + '_extents_sha256':
                                    _extents_digest(found),
                                key + '_allocated':
-                                   self.vols.allocated(backend, name)})
+                                   self.vols.allocated(backend, name,
+                                                       found)})
         finally:
             self.vols.purge(name)
         volume['allocated'] = volume['rbd_allocated']
+        if link:
+            volume['link_mbit'] = link.mbit
         self.volumes.append(volume)
-        self.say('volume %s: %s MiB, %s allocated (%d MiB in %d extents)'
-                 % (name, size // units.Mi, fill,
-                    volume['allocated'] // units.Mi, volume['rbd_extents']))
+        self.say('volume %s: %s MiB, %s allocated (%d MiB in %d extents)%s'
+                 % (name, volume['size'] // units.Mi, volume['fill'],
+                    volume['allocated'] // units.Mi, volume['rbd_extents'],
+                    ', behind %d Mbit/s' % link.mbit if link else ''))
         for rep in range(self.repeat):
-            steps = self.steps if rep % 2 == 0 else self.steps[::-1]
-            for step in steps:
-                self._case(volume, step, rep)
+            for step in steps if rep % 2 == 0 else steps[::-1]:
+                self._case(volume, step, rep, link)
 
     def _fresh(self, volume, backend, check=True):
         """Create the volume anew in ``backend``; check it is the same.
@@ -155,12 +161,12 @@ class Bench:
         # The name is free: every case ends by purging it.
         name, size = volume['name'], volume['size']
         self.vols.create(backend, name, size)
-        self.vols.fill(backend, name, size, volumes.FILLS[volume['fill']],
-                       volume['seed'])
-        if self.vols.digest(backend, name) != volume['sha256']:
+        self.vols.fill(backend, name, size, volume['fraction'],
+                       volume['seed'], volume['piece'])
+        found = self.vols.extents(backend, name)
+        if self.vols.digest(backend, name, found) != volume['sha256']:
             raise RuntimeError('the fresh volume in %s has another sha256'
                                % backend)
-        found = self.vols.extents(backend, name)
         key = ('file' if backend == FILE else 'rbd') + '_extents_sha256'
         if check and _extents_digest(found) != volume[key]:
             raise RuntimeError('the fresh volume in %s has other extents'
@@ -171,11 +177,11 @@ class Bench:
         return {plan.COPY: (A, B), plan.MOVE: (A, B), plan.STAY: (A, A),
                 plan.TO_FILE: (A, FILE), plan.FROM_FILE: (FILE, B)}[route]
 
-    def _case(self, volume, step, rep):
+    def _case(self, volume, step, rep, link=None):
         """Run one case on a fresh volume; record it in :attr:`runs`."""
         name, route = volume['name'], step['route']
         src, dst = self._route(route)
-        row = {'cluster': self.label, 'size': volume['size'],
+        row = {'cluster': volume['cluster'], 'size': volume['size'],
                'fill': volume['fill'], 'rep': rep, 'case': step['label'],
                'kind': step['kind'], 'method': step.get('method'),
                'verify': step.get('verify'), 'route': route, 'src': src,
@@ -183,15 +189,16 @@ class Bench:
                'load1': os.getloadavg()[0]}
         began = time.monotonic()
         try:
-            self._fresh(volume, src)
-            row['src_allocated'] = self.vols.allocated(src, name)
+            row['src_allocated'] = self.vols.allocated(
+                src, name, self._fresh(volume, src))
             if step['kind'] in ('cinder generic', 'generic'):
                 self.vols.create(dst, name, volume['size'])
             row['setup_seconds'] = time.monotonic() - began
-            row.update(self._spawn(volume, step, src, dst))
-            row['checksum_ok'] = (self.vols.digest(dst, name)
+            row.update(self._spawn(volume, step, src, dst, link))
+            found = self.vols.extents(dst, name)
+            row['checksum_ok'] = (self.vols.digest(dst, name, found)
                                   == volume['sha256'])
-            row['dst_allocated'] = self.vols.allocated(dst, name)
+            row['dst_allocated'] = self.vols.allocated(dst, name, found)
             # What the same data takes when written straight into that
             # kind of backend: files count bytes, librbd whole extents.
             row['dst_reference'] = (volume['data_bytes'] if dst == FILE
@@ -212,7 +219,7 @@ class Bench:
         self.runs.append(row)
         self.say('  %-36s %s' % (step['label'], _outcome(row)))
 
-    def _spawn(self, volume, step, src, dst):
+    def _spawn(self, volume, step, src, dst, link=None):
         pools = self.vols.pools
         spec = {'kind': step['kind'], 'method': step.get('method'),
                 'verify': step.get('verify'),
@@ -223,10 +230,11 @@ class Bench:
                 'dst_pool': pools.get(dst), 'osd_pids': self.osd_pids,
                 'ceph_conf': self.sandbox.conf_path,
                 'rbdmig_conf': self.sandbox.rbdmig_conf_path}
+        argv = (sys.executable, '-m', 'rbdmig.bench.cases', json.dumps(spec))
         proc = subprocess.run(
-            (sys.executable, '-m', 'rbdmig.bench.cases', json.dumps(spec)),
-            capture_output=True, text=True, timeout=self.timeout,
-            env=sandbox.processes.env(), check=False)
+            link.wrap(argv) if link else argv, capture_output=True,
+            text=True, timeout=self.timeout, env=sandbox.processes.env(),
+            check=False)
         if proc.returncode:
             lines = proc.stderr.strip().splitlines() or ['(no output)']
             raise RuntimeError('case exited %d: %s' % (proc.returncode,
@@ -257,50 +265,96 @@ def _merged(data, bench):
 
 
 def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
-                checkpoint=None):
+                checkpoint=None, link_mbit=0, thin_size=0, fills=None,
+                thin_verify=True):
     """Start a sandbox of ``osds`` OSDs, run every size and fill, stop it.
 
     Adds the cluster's description and every row measured to ``data``,
     even when interrupted.
 
     :param checkpoint: called with the data so far after each volume.
+    :param link_mbit: also run every contender on the full smallest
+        volume from a network namespace behind a link of this many
+        Mbit/s (the cluster listens on the link's host end); 0: not.
+    :param thin_size: also move a volume of this size holding the
+        smallest size's worth of data in scattered objects; 0: not.
+    :param fills: of ``volumes.FILLS`` (default: all).
+    :param thin_verify: the big thin volume's cases include the default
+        method's ``migration_verify`` levels.
     """
     label = plan.cluster_name(osds)
-    cluster = sandbox.Cluster(
-        os.path.join(workdir, 'osd%d' % osds), name='bench%d' % osds,
-        objectstore=objectstore, osd_count=osds,
-        osd_bytes=3 * max(sizes) + units.Gi)
     desc = {'name': label, 'osds': osds, 'sizes': sizes,
+            'fills': list(fills or volumes.FILLS),
             'cases': [s['label'] for s in plan.plan(osds)]}
     data['config']['clusters'].append(desc)
     bench = None
-    say('Starting a %s sandbox of %s in %s ...' % (objectstore, label,
-                                                   cluster.base_dir))
-    try:
-        cluster.start()
-        placement.spread(cluster)
-        desc['pool_size'] = placement.pool_size(cluster, cluster.pools[0])
-        desc['pgs_per_osd'] = placement.pgs_per_osd(cluster)
-        bench = Bench(cluster, label, say, repeat=repeat)
-        for size in sizes:
-            say('%s, size %d MiB' % (label, size // units.Mi))
-            bench.measure_ceiling(size)
-            for number, fill in enumerate(volumes.FILLS):
-                bench.run_volume(size, fill, seed=size + number)
+    with contextlib.ExitStack() as stack:
+        link = None
+        if link_mbit:
+            link = stack.enter_context(thin_link.Link(link_mbit))
+            say('Thin link %s: %s <-> %s, %d Mbit/s each way' % (
+                link.netns, link.host_ip, link.ns_ip, link_mbit))
+        # Only the data written takes room: the big thin volume's is the
+        # smallest size's.
+        cluster = sandbox.Cluster(
+            os.path.join(workdir, 'osd%d' % osds), name='bench%d' % osds,
+            objectstore=objectstore, osd_count=osds,
+            osd_bytes=3 * max(sizes) + units.Gi,
+            public_addr=link.host_ip if link else '127.0.0.1')
+        say('Starting a %s sandbox of %s in %s ...' % (objectstore, label,
+                                                       cluster.base_dir))
+        try:
+            cluster.start()
+            placement.spread(cluster)
+            desc['pool_size'] = placement.pool_size(cluster,
+                                                    cluster.pools[0])
+            desc['pgs_per_osd'] = placement.pgs_per_osd(cluster)
+            bench = Bench(cluster, label, say, repeat=repeat)
+
+            def volume(*args, **kwargs):
+                bench.run_volume(*args, **kwargs)
                 if checkpoint:
                     checkpoint(_merged(data, bench))
-    finally:
-        if bench is not None:
-            data['ceiling'] += bench.ceiling
-            data['volumes'] += bench.volumes
-            data['runs'] += bench.runs
-            bench.close()
-        cluster.stop()
-        say('Sandbox of %s stopped and removed.' % label)
+
+            for size in sizes:
+                say('%s, size %d MiB' % (label, size // units.Mi))
+                bench.measure_ceiling(size)
+                for number, fill in enumerate(volumes.FILLS):
+                    if fill in desc['fills']:
+                        volume(plan.describe(label, size, fill, size + number))
+            if thin_size:
+                fill = plan.thin_fill(sizes[0])
+                desc['thin'] = {'size': thin_size, 'data': sizes[0],
+                                'fill': fill}
+                say('%s, a %s volume holding %s' % (
+                    label, plan.size_text(thin_size), fill))
+                volume(plan.describe(label, thin_size, fill, thin_size,
+                                     data_bytes=sizes[0]),
+                       plan.plan_thin(thin_verify))
+            if link:
+                steps = plan.plan_link()
+                behind = plan.link_label(osds, link.mbit)
+                data['config']['clusters'].append({
+                    'name': behind, 'osds': osds, 'sizes': sizes[:1],
+                    'fills': ['full'], 'link_mbit': link.mbit,
+                    'cases': [s['label'] for s in steps]})
+                say('%s, size %d MiB, behind %d Mbit/s' % (
+                    label, sizes[0] // units.Mi, link.mbit))
+                volume(plan.describe(behind, sizes[0], 'full', sizes[0],
+                                     slug='full-link'), steps, link=link)
+        finally:
+            if bench is not None:
+                data['ceiling'] += bench.ceiling
+                data['volumes'] += bench.volumes
+                data['runs'] += bench.runs
+                bench.close()
+            cluster.stop()
+            say('Sandbox of %s stopped and removed.' % label)
 
 
 def run(sizes, objectstore, repeat, workdir=None, say=print,
-        osd_counts=(1,), multi_osd_sizes=None, checkpoint=None):
+        osd_counts=(1,), multi_osd_sizes=None, checkpoint=None,
+        link_mbit=0, thin_size=0, multi_osd_fills=None, thin_verify=True):
     """Run the bench on a sandbox per OSD count; return the data.
 
     A sandbox that fails (to start, or to spread its PGs) is recorded
@@ -309,8 +363,13 @@ def run(sizes, objectstore, repeat, workdir=None, say=print,
     :param sizes: volume sizes in bytes.
     :param osd_counts: the OSDs of each sandbox, one after the other.
     :param multi_osd_sizes: sizes for sandboxes of more than one OSD
-        (default: ``sizes``).
+        (default: ``sizes``), and
+    :param multi_osd_fills: their fills (default: every one).
     :param checkpoint: called with the data so far after each volume.
+    :param link_mbit: the thin link's rate (0: no such case), and
+    :param thin_size: the big thin volume's size (0: none), and
+    :param thin_verify: its cases, all on the first one-OSD sandbox
+        (:func:`run_cluster`).
     :returns: a JSON-able dict: machine, config, ceiling, volumes, runs.
     """
     data = {'machine': machine_info(objectstore),
@@ -329,6 +388,7 @@ def run(sizes, objectstore, repeat, workdir=None, say=print,
                        'verify_methods': plan.verify_methods(),
                        'ext_available': ext.available(),
                        'ext_reason': ext.unavailable_reason(),
+                       'link_mbit': link_mbit, 'thin_size': thin_size,
                        'clusters': []},
             'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
             'ceiling': [], 'volumes': [], 'runs': []}
@@ -336,13 +396,21 @@ def run(sizes, objectstore, repeat, workdir=None, say=print,
     began = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        extra = {'link_mbit': link_mbit, 'thin_size': thin_size,
+                 'thin_verify': thin_verify}
         for osds in osd_counts:
             mine = sizes if osds == 1 else (multi_osd_sizes or sizes)
+            first = len(data['config']['clusters'])
             try:
                 run_cluster(osds, sorted(mine), objectstore, repeat,
-                            workdir, say, data, checkpoint=checkpoint)
+                            workdir, say, data, checkpoint=checkpoint,
+                            **(extra if osds == 1
+                               else {'fills': multi_osd_fills}))
+                if osds == 1:
+                    extra = {}
             except Exception as err:  # recorded; the next sandbox runs
-                data['config']['clusters'][-1]['error'] = str(err)[-1500:]
+                data['config']['clusters'][first]['error'] = str(
+                    err)[-1500:]
                 say('Sandbox of %s FAILED: %s' % (plan.cluster_name(osds),
                                                   err))
     finally:

@@ -5,7 +5,20 @@ from oslo_utils import units
 from rbdmig.bench import cases
 from rbdmig.bench import report
 
-# The issue's targets ("Performance: server-side copy").
+# Issue 14's table, about the default method (and offload on the big
+# thin volume); ratios of times are "fastest Ceph move / case".
+ISSUE = 'issue 14'
+EARLIER = 'earlier'
+DEFAULT_VS_CEPH = 1.0     # full volumes, every cluster and size
+DEFAULT_VS_BOUND = 0.95   # rate over the copy bound, full volumes
+SPARSE_VS_CEPH = 1.25     # 10% allocated volumes
+THIN_VS_CEPH = 1.25       # the big thin volume, default and offload
+THIN_VS_FULL = 1.5        # its time over the same method's full volume
+LINK_VS_CEPH = 3.0        # behind the thin link, full volume
+DEFAULT_CPU_VS_DEEP_CP = 0.15  # host CPU per GiB, full volumes
+RSS_GROWTH = 64 * units.Mi     # peak RSS, smallest to largest volume
+
+# An earlier issue's targets ("Performance: server-side copy").
 OFFLOAD = 'rbdmig offload'
 OFFLOAD_VS_CEPH = 1.25   # one OSD: fastest Ceph tool's move / offload's
 OFFLOAD_VS_CEPH_MULTI = 1.5  # the same, more than one OSD
@@ -18,8 +31,6 @@ SPARSE_SHARE = 0.2       # 10%-allocated time / full time
 # copy (one OSD).
 SAME_POOL_MAX = 0.2      # seconds
 SAME_POOL_FLAT = 0.05    # seconds more at the largest size than the least
-VS_CEPH = 1.0            # default method vs the fastest Ceph tool
-VS_BOUND = 0.9           # default method vs the copy bound
 GENERIC_FULL = 1.5       # generic RBD<->file vs Cinder, full volume
 GENERIC_10 = 5.0         # the same, 10%-allocated volume
 THIN = 1.1               # destination allocated / data reference
@@ -38,6 +49,7 @@ class _Checks:
         self.config = data['config']
         self.default = 'rbdmig ' + self.config['default_method']
         self.lines = []
+        self.group = ISSUE
 
     def get(self, cluster, size, fill, case):
         row = self.rows.get((cluster, size, fill, case))
@@ -46,10 +58,25 @@ class _Checks:
     def add(self, name, measured, rule, passed):
         result = 'N/A' if passed is None else ('PASS' if passed else 'FAIL')
         self.lines.append({'target': name, 'measured': measured,
-                           'rule': rule, 'result': result})
+                           'rule': rule, 'result': result,
+                           'group': self.group})
 
     def missing(self, name, rule):
         self.add(name, 'case failed or missing', rule, False)
+
+    def fastest_ceph(self, cluster, size, fill):
+        """``(seconds, tool)`` of the fastest of Ceph's whole moves."""
+        found = [(row['seconds'], tool) for row, tool in (
+            (self.get(cluster, size, fill, t), t) for t in report.CEPH_TOOLS)
+            if row]
+        return min(found) if found else (None, None)
+
+    def vs_ceph(self, name, cluster, size, fill, case, limit):
+        """Add the fastest Ceph move's time over ``case``'s."""
+        seconds, tool = self.fastest_ceph(cluster, size, fill)
+        self.ratio(name, '>= %.2fx' % limit, seconds,
+                   _seconds(self.get(cluster, size, fill, case)), limit,
+                   note=' (%s)' % tool if tool else '')
 
     def ratio(self, name, rule, num, den, limit, above=True, note=''):
         """Add ``num/den`` (seconds or so) against ``limit``."""
@@ -64,24 +91,44 @@ def _seconds(row):
     return row and row['seconds']
 
 
-def _clusters(data):
-    """``(name, osds, sizes)`` of each cluster the run had."""
+def _clusters(data, link=False):
+    """``(desc, name, osds, sizes)`` of each cluster the run had.
+
+    :param link: the cases behind the thin link (recorded as a cluster
+        of their own) instead of the others.
+    """
     found = data['config'].get('clusters') or [
         {'name': report.ONE_OSD, 'osds': 1,
          'sizes': data['config']['sizes']}]
-    return [(c['name'], c['osds'], sorted(c['sizes'])) for c in found]
+    return [(dict(c, fills=c.get('fills', data['config']['fills'])),
+             c['name'], c['osds'], sorted(c['sizes'])) for c in found
+            if bool(c.get('link_mbit')) == link]
 
 
 def compute(data, rows):
-    """Return the target lines: target, measured, rule, PASS/FAIL/N/A."""
+    """Return the target lines: target, measured, rule, PASS/FAIL/N/A,
+    and their group (:data:`ISSUE`'s table first, then the earlier)."""
     c = _Checks(data, rows)
-    for cluster, osds, sizes in _clusters(data):
+    for desc, cluster, _, sizes in _clusters(data):
         for size in sizes:
-            for fill in ('full', '10%'):
+            _issue_volume(c, cluster, size, desc['fills'])
+        _growth(c, cluster, sizes, c.default)
+        if desc.get('thin'):
+            _thin(c, cluster, desc['thin'])
+    for desc, cluster, _, sizes in _clusters(data, link=True):
+        for size in sizes:
+            c.vs_ceph('%s full vs fastest Ceph move, %s, %s' % (
+                c.default, cluster, _mib(size)), cluster, size, 'full',
+                c.default, LINK_VS_CEPH)
+    c.group = EARLIER
+    for desc, cluster, osds, sizes in _clusters(data):
+        for size in sizes:
+            for fill in desc['fills']:
                 _offload(c, cluster, osds, size, fill)
-            _sparse(c, cluster, size, OFFLOAD)
+            if '10%' in desc['fills']:
+                _sparse(c, cluster, size, OFFLOAD)
         _memory(c, cluster, sizes)
-    for cluster, osds, sizes in _clusters(data):
+    for _, cluster, osds, sizes in _clusters(data):
         if osds == 1:
             _same_pool(c, cluster, sizes)
             for size in sizes:
@@ -89,16 +136,63 @@ def compute(data, rows):
     return c.lines
 
 
+def _issue_volume(c, cluster, size, fills):
+    """The default method on one size's volumes: time, bound, CPU."""
+    tag = ', %s, %s' % (cluster, _mib(size))
+    c.vs_ceph('%s full vs fastest Ceph move%s' % (c.default, tag), cluster,
+              size, 'full', c.default, DEFAULT_VS_CEPH)
+    full = c.get(cluster, size, 'full', c.default)
+    bound = full and full.get('bound')
+    c.ratio('%s full vs copy bound%s' % (c.default, tag),
+            '>= %.2fx' % DEFAULT_VS_BOUND,
+            full and bound and size / full['seconds'], bound,
+            DEFAULT_VS_BOUND)
+    if '10%' in fills:
+        c.vs_ceph('%s 10%% vs fastest Ceph move%s' % (c.default, tag),
+                  cluster, size, '10%', c.default, SPARSE_VS_CEPH)
+    deep = c.get(cluster, size, 'full', cases.RBD_DEEP_CP)
+    c.ratio('%s full host CPU/GiB vs rbd deep cp%s' % (c.default, tag),
+            '<= %.2fx' % DEFAULT_CPU_VS_DEEP_CP, full and full['cpu'],
+            deep and deep['cpu'], DEFAULT_CPU_VS_DEEP_CP, above=False)
+
+
+def _thin(c, cluster, thin):
+    """The big thin volume: against Ceph, and against the full volume
+    holding as much data (its cost must follow the data, not the size)."""
+    size, data, fill = thin['size'], thin['data'], thin['fill']
+    tag = ', %s, %s with %s' % (cluster, _mib(size), fill)
+    for case in dict.fromkeys((c.default, OFFLOAD)):
+        c.vs_ceph('%s vs fastest Ceph move%s' % (case, tag), cluster, size,
+                  fill, case, THIN_VS_CEPH)
+        c.ratio('%s time / full %s%s' % (case, _mib(data), tag),
+                '<= %.2f' % THIN_VS_FULL,
+                _seconds(c.get(cluster, size, fill, case)),
+                _seconds(c.get(cluster, data, 'full', case)), THIN_VS_FULL,
+                above=False)
+
+
+def _growth(c, cluster, sizes, case):
+    """Peak RSS of ``case``'s full moves, smallest to largest size."""
+    rule = '< %s' % _mib(RSS_GROWTH)
+    title = 'peak RSS growth, %s, %s, %s -> %s' % (
+        case, cluster, _mib(sizes[0]), _mib(sizes[-1]))
+    if len(sizes) < 2:
+        return c.add(title, 'one size only', rule, None)
+    small = c.get(cluster, sizes[0], 'full', case)
+    large = c.get(cluster, sizes[-1], 'full', case)
+    if not small or not large:
+        return c.missing(title, rule)
+    growth = large['peak_rss'] - small['peak_rss']
+    c.add(title, '%+.0f MiB' % (growth / units.Mi), rule,
+          growth < RSS_GROWTH)
+
+
 def _offload(c, cluster, osds, size, fill):
     tag = ', %s, %s, %s' % (cluster, _mib(size), fill)
     mine = c.get(cluster, size, fill, OFFLOAD)
-    tools = [(c.get(cluster, size, fill, t), t) for t in report.CEPH_TOOLS]
-    tools = [(row['seconds'], t) for row, t in tools if row]
     limit = OFFLOAD_VS_CEPH if osds == 1 else OFFLOAD_VS_CEPH_MULTI
-    fastest = min(tools) if tools else (None, None)
-    c.ratio('offload vs fastest Ceph move' + tag, '>= %.2fx' % limit,
-            fastest[0], _seconds(mine), limit,
-            note=' (%s)' % fastest[1] if fastest[1] else '')
+    c.vs_ceph('offload vs fastest Ceph move' + tag, cluster, size, fill,
+              OFFLOAD, limit)
     deep = c.get(cluster, size, fill, cases.RBD_DEEP_CP)
     note = ''
     if mine and deep and deep['osd_cpu']:
@@ -181,15 +275,6 @@ def _default(c, cluster, size):
     """The earlier bench's targets, about the default method and copies."""
     tag = ', %s, %s' % (cluster, _mib(size))
     full = c.get(cluster, size, 'full', c.default)
-    tools = [c.get(cluster, size, 'full', t) for t in report.CEPH_TOOLS]
-    tools = [t['seconds'] for t in tools if t]
-    c.ratio('%s full vs fastest Ceph move%s' % (c.default, tag),
-            '>= %.1fx' % VS_CEPH, min(tools) if tools else None,
-            _seconds(full), VS_CEPH)
-    bound = full and full.get('bound')
-    c.ratio('%s full vs copy bound%s' % (c.default, tag),
-            '>= %.1fx' % VS_BOUND,
-            full and bound and size / full['seconds'], bound, VS_BOUND)
     _sparse(c, cluster, size, c.default)
     for fill, limit in (('full', GENERIC_FULL), ('10%', GENERIC_10)):
         cinder = _seconds(c.get(cluster, size, fill, report.CINDER))

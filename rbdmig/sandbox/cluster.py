@@ -38,12 +38,16 @@ class Cluster:
     :param detach: leave the daemons running when this process exits
         without :meth:`stop` (:func:`processes.stop_dir` stops them later); by
         default they are stopped at exit.
+    :param public_addr: the IPv4 address the mon and the OSDs listen on
+        and advertise: loopback by default; a local interface's address
+        makes the cluster reachable from elsewhere (the bench's network
+        namespace).
     """
 
     def __init__(self, base_dir, name='sandbox', objectstore='memstore',
                  osd_count=1, osd_bytes=2 * units.Gi,
                  pools=('volumes-a', 'volumes-b'), backend_prefix='ceph',
-                 timeout=120, detach=False):
+                 timeout=120, detach=False, public_addr='127.0.0.1'):
         if objectstore not in ('memstore', 'bluestore') or osd_count < 1:
             raise SandboxError(reason=f'cannot run {osd_count} OSDs with '
                                f'objectstore {objectstore!r}')
@@ -55,6 +59,7 @@ class Cluster:
         self.pools = list(pools)
         self.timeout = timeout
         self.detach = detach
+        self.public_addr = public_addr
         self.conf_path = self._path('ceph.conf')
         self.admin_keyring_path = self._path('ceph.client.admin.keyring')
         self.rbdmig_conf_path = self._path('rbdmig.conf')
@@ -216,9 +221,11 @@ class Cluster:
             os.makedirs(self._path(sub))
         self.fsid = str(uuid.uuid4())
         # A bare port would be taken for msgr2: name the protocol.
-        self.mon_addr = f'v1:127.0.0.1:{processes.free_port()}'
+        port = processes.free_port(self.public_addr)
+        self.mon_addr = f'v1:{self.public_addr}:{port}'
         templates.write(self.conf_path, templates.CONF.format(
             fsid=self.fsid, mon_addr=self.mon_addr, dir=self.base_dir,
+            public_addr=self.public_addr,
             pg_num=templates.PG_NUM, objectstore=self.objectstore,
             osd_bytes=self.osd_bytes, osd_memory=units.Gi,
             mgr_disabled=templates.MGR_DISABLED) + ''.join(

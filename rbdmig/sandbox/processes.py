@@ -23,12 +23,13 @@ CEPH_ENV = ('CEPH_ARGS', 'CEPH_CONF', 'CEPH_KEYRING')  # dropped for children
 LIVE = set()  # clusters to stop if this process exits without stop()
 
 
-def free_port():
-    """A free port below the ephemeral range, for no client to take."""
+def free_port(host='127.0.0.1'):
+    """A free port of ``host`` below the ephemeral range, for no client
+    to take."""
     for port in random.sample(range(10000, 32768), 200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
-                sock.bind(('127.0.0.1', port))
+                sock.bind((host, port))
             except OSError:
                 continue
             return port

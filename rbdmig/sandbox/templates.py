@@ -18,7 +18,7 @@ CONF = """\
 [global]
 fsid = {fsid}
 mon host = {mon_addr}
-public addr = 127.0.0.1
+public addr = {public_addr}
 ms bind msgr2 = false
 auth cluster required = cephx
 auth service required = cephx

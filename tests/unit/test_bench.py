@@ -2,6 +2,7 @@
 
 import argparse
 import hashlib
+import io
 import json
 import os
 
@@ -11,6 +12,7 @@ from oslo_utils import units
 from rbdmig.bench import cases
 from rbdmig.bench import chart
 from rbdmig.bench import command
+from rbdmig.bench import link as thin_link
 from rbdmig.bench import output
 from rbdmig.bench import placement
 from rbdmig.bench import plan
@@ -118,6 +120,55 @@ def test_the_digest_tells_every_byte_zero_chunks_too():
     for offset in range(0, size, volumes.CHUNK):
         other.update(bytes(image[offset:offset + volumes.CHUNK]))
     assert other.hexdigest() == _tree(image) != digest.hexdigest()
+
+
+def test_a_volume_is_hashed_by_the_chunks_that_hold_data():
+    size = 10 * units.Mi  # two chunks and a half
+    image = bytearray(size)
+    image[5 * units.Mi] = 7
+    read = []
+
+    def reader(offsets):
+        read.extend(offsets)
+        return (bytes(image[o:o + volumes.CHUNK]) for o in offsets)
+
+    assert volumes._sparse_digest(size, {1}, reader) == _tree(image)
+    # The chunk of zeros is never read; the last, partial one is.
+    assert read == [volumes.CHUNK, 2 * volumes.CHUNK]
+
+
+def test_data_in_whole_objects_is_scattered_and_hashed_without_zeros():
+    size = 256 * units.Mi
+    slots = volumes.chosen_extents(size, 1 / 16, 3, volumes.CHUNK)
+    per = volumes.CHUNK // volumes.EXTENT
+    objects = sorted({s // per for s in slots})
+    assert len(slots) == 4 * per and len(objects) == 4
+    assert slots == [o * per + n for o in objects for n in range(per)]
+    image = bytearray(size)
+    for chunk, offset in volumes._runs(volumes.extent_data(3), slots):
+        image[offset:offset + len(chunk)] = chunk
+    assert volumes.expected_digest(size, 1 / 16, 3, volumes.CHUNK) == \
+        _tree(image)
+    # Pieces of 1 MiB keep the earlier volumes' data where it was.
+    assert volumes.chosen_extents(100 * units.Mi, 0.1, 7) == \
+        volumes.chosen_extents(100 * units.Mi, 0.1, 7, volumes.EXTENT)
+
+
+def test_extents_just_listed_are_not_listed_again(tmp_path):
+    vols = volumes.Cluster.__new__(volumes.Cluster)
+    vols.file_dir = str(tmp_path)
+    size = 2 * volumes.CHUNK
+    with open(tmp_path / 'vol', 'wb') as f:
+        f.truncate(size)
+        os.pwrite(f.fileno(), b'x' * units.Mi, volumes.CHUNK)
+    found = vols.extents(volumes.FILE, 'vol')
+    assert found == [[volumes.CHUNK, units.Mi]]
+    image = bytearray(size)
+    image[volumes.CHUNK:volumes.CHUNK + units.Mi] = b'x' * units.Mi
+    assert vols.digest(volumes.FILE, 'vol') == _tree(image)
+    assert vols.digest(volumes.FILE, 'vol', found) == _tree(image)
+    # Given extents are what the digest reads: none, it reads nothing.
+    assert vols.digest(volumes.FILE, 'vol', []) == _tree(bytearray(size))
 
 
 def test_a_file_volume_lists_its_data_runs(tmp_path):
@@ -361,7 +412,7 @@ def test_a_failed_sandbox_is_recorded_and_the_next_one_runs(monkeypatch,
     ran = []
 
     def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
-                    checkpoint=None):
+                    checkpoint=None, **options):
         data['config']['clusters'].append({'name': plan.cluster_name(osds),
                                            'osds': osds, 'sizes': sizes})
         ran.append((osds, sizes))
@@ -382,3 +433,274 @@ def test_a_failed_sandbox_is_recorded_and_the_next_one_runs(monkeypatch,
     assert len(saved) == 1 and data['runs'] and data['wall_seconds'] >= 0
     page = output.text(data)
     assert '**1 OSD**' in page and '**FAILED**: PGs stuck' in page
+
+
+# -- issue 14: the thin link, the big thin volume, verification's cost --
+
+LINK = '1 OSD behind 800 Mbit/s'
+THIN_FILL = '1 GiB in 4 MiB pieces'
+
+
+def test_the_big_thin_volume_and_the_link_plan_their_contenders():
+    thin = [s['label'] for s in plan.plan_thin()]
+    link = [s['label'] for s in plan.plan_link()]
+    for label in list(cases.CLI_KINDS) + ['rbdmig ' + m
+                                          for m in rbd_methods.METHODS]:
+        assert label in thin and label in link
+    # Cinder's loop would write all 256 GiB: behind the link only.
+    assert report.CINDER in link and report.CINDER not in thin
+    default = plan.default_method()
+    for level in set(plan.VERIFY_LEVELS) - {
+            plan.option_default('migration_verify')}:
+        assert 'rbdmig %s verify=%s' % (default, level) in thin
+    assert [s['label'] for s in plan.plan_thin(verify=False)] == [
+        s for s in thin if 'verify=' not in s]
+    assert plan.link_label(1, 800) == LINK
+    assert plan.thin_fill(units.Gi) == THIN_FILL
+    # Every case there is a case of the one-OSD plan: one order for all.
+    one = [s['label'] for s in plan.plan(1)]
+    assert set(thin) <= set(one) and set(link) <= set(one)
+
+
+def test_the_big_thin_volume_holds_its_data_in_whole_scattered_objects():
+    size, data = 2 * units.Gi, 64 * units.Mi
+    vol = plan.describe(ONE, size, plan.thin_fill(data), size,
+                          data_bytes=data)
+    assert vol['fill'] == '64 MiB in 4 MiB pieces'
+    assert vol['name'] == 'bench-2048m-thin' and vol['data_bytes'] == data
+    slots = volumes.chosen_extents(size, vol['fraction'], vol['seed'],
+                                   vol['piece'])
+    per = volumes.CHUNK // volumes.EXTENT
+    assert len(slots) == data // volumes.EXTENT
+    objects = sorted({s // per for s in slots})
+    assert len(objects) == data // volumes.CHUNK
+    assert objects[-1] - objects[0] > size // volumes.CHUNK // 2  # scattered
+    assert slots == volumes.chosen_extents(size, vol['fraction'],
+                                           vol['seed'], vol['piece'])
+    # The digest of 2 GiB, from its 16 objects only, is the whole tree.
+    image = bytearray(size)
+    for chunk, offset in volumes._runs(volumes.extent_data(vol['seed']),
+                                       slots):
+        image[offset:offset + len(chunk)] = chunk
+    assert vol['sha256'] == _tree(image)
+
+
+def test_the_link_is_a_namespace_behind_a_veth_pair_shaped_both_ways():
+    import ipaddress
+
+    net = ipaddress.ip_network('10.213.7.8/30')
+    link = thin_link.Link(800, subnet=net, tag='00abcd12')
+    assert (link.host_ip, link.ns_ip) == ('10.213.7.9', '10.213.7.10')
+    assert link.netns == 'rbdmig-bench-00abcd12'
+    assert max(len(link.host_dev), len(link.ns_dev)) <= 15
+    cmds = link.setup_commands()
+    assert cmds[0] == ('ip', 'netns', 'add', link.netns)
+    assert ('ip', 'link', 'add', link.host_dev, 'type', 'veth', 'peer',
+            'name', link.ns_dev, 'netns', link.netns) in cmds
+    tbf = [c for c in cmds if 'tbf' in c]
+    assert len(tbf) == 2
+    host, inside = tbf
+    assert host[:5] == ('tc', 'qdisc', 'add', 'dev', link.host_dev)
+    assert inside[:4] == ('ip', 'netns', 'exec', link.netns)
+    assert inside[4:9] == ('tc', 'qdisc', 'add', 'dev', link.ns_dev)
+    for cmd in tbf:
+        assert cmd[cmd.index('rate') + 1] == '800mbit'
+        assert int(cmd[cmd.index('burst') + 1]) >= 64 * units.Ki
+    assert link.wrap(('rbd', 'ls')) == ('ip', 'netns', 'exec', link.netns,
+                                        'rbd', 'ls')
+    assert link.teardown_commands()[0] == ('ip', 'netns', 'delete',
+                                           link.netns)
+    taken = [ipaddress.ip_network('10.213.0.0/17')]
+    for _ in range(20):
+        assert not thin_link.free_subnet(taken).overlaps(taken[0])
+
+
+def test_the_link_is_removed_when_making_it_fails(monkeypatch):
+    import ipaddress
+
+    ran = []
+
+    def run(cmd, **kwargs):
+        ran.append(tuple(cmd))
+        # tbf fails; afterwards, neither the namespace nor the host's end
+        # is found any more.
+        fail = cmd[:3] in (('ip', 'link', 'show'),
+                           ('ip', 'netns', 'pids')) or 'tbf' in cmd
+        return subprocess_result(1 if fail else 0)
+
+    monkeypatch.setattr(thin_link, 'missing', lambda: [])
+    monkeypatch.setattr(thin_link.subprocess, 'run', run)
+    link = thin_link.Link(100, subnet=ipaddress.ip_network('10.213.0.0/30'))
+    with pytest.raises(thin_link.LinkError, match='tbf'):
+        with link:
+            pass
+    assert ran[-4:-2] == link.teardown_commands()
+    assert not link.up
+
+
+def test_an_error_behind_the_link_is_not_hidden_by_its_removal(
+        monkeypatch):
+    import ipaddress
+
+    # Every command works, but the namespace is still found afterwards.
+    monkeypatch.setattr(thin_link, 'missing', lambda: [])
+    monkeypatch.setattr(thin_link.subprocess, 'run',
+                        lambda cmd, **kwargs: subprocess_result(0))
+    link = thin_link.Link(100, subnet=ipaddress.ip_network('10.213.0.4/30'))
+    with pytest.raises(RuntimeError, match='the sandbox failed'):
+        with link:
+            raise RuntimeError('the sandbox failed')
+    with pytest.raises(thin_link.LinkError, match='namespace rbdmig-bench'):
+        with thin_link.Link(100, subnet=link.subnet):
+            pass
+
+
+def subprocess_result(code):
+    import subprocess
+
+    return subprocess.CompletedProcess((), code, stdout='', stderr='boom')
+
+
+def test_without_root_or_tools_the_link_says_what_is_missing(monkeypatch):
+    monkeypatch.setattr(thin_link.os, 'geteuid', lambda: 1000)
+    monkeypatch.setattr(thin_link.shutil, 'which',
+                        lambda tool: None if tool == 'tc' else '/bin/ip')
+    assert thin_link.missing() == ['root', 'tc']
+    with pytest.raises(thin_link.LinkError) as err:
+        thin_link.check(800)
+    message = str(err.value)
+    assert 'missing: root, tc.' in message and '--link-mbit 0' in message
+    thin_link.check(0)  # the case left out: nothing is needed
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(['bench', '--quick'])
+    assert args.link_mbit == command.DEFAULT_LINK_MBIT
+    out = io.StringIO()
+    assert command.run(args, out=out) == 2
+    assert 'missing: root, tc.' in out.getvalue()
+
+
+def test_a_thin_size_must_exceed_the_data_it_holds():
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    for bad in ('64M', '66M'):
+        args = parser.parse_args(['bench', '--quick', '--link-mbit', '0',
+                                  '--thin-size', bad])
+        out = io.StringIO()
+        assert command.run(args, out=out) == 2
+        assert '--thin-size must be' in out.getvalue()
+    assert parser.parse_args(['bench', '--thin-size', '0']).thin_size == 0
+
+
+def _issue_runs(cluster, size, default, deep, tenth, cpu=0.1, rss=0):
+    return [
+        _run('rbd deep cp', deep, size=size, cluster=cluster),
+        _run('rbd deep cp', deep / 5, fill='10%', size=size,
+             cluster=cluster),
+        _run('rbdmig extents', default, size=size, cluster=cluster,
+             cpu_user=deep * cpu, peak_rss=(100 + rss) * units.Mi),
+        _run('rbdmig extents', tenth, fill='10%', size=size,
+             cluster=cluster)]
+
+
+def _issue_data():
+    gib, four, big = units.Gi, 4 * units.Gi, 256 * units.Gi
+    runs = (_issue_runs(ONE, gib, 4.0, 4.0, 0.6)        # 1.0x, 1.33x
+            + _issue_runs(ONE, four, 22.0, 15.0, 3.0, cpu=0.2, rss=70)
+            + _issue_runs(THREE, gib, 3.0, 3.3, 0.6)
+            + [_run('rbdmig offload', 2.0),
+               _run('rbd cp', 4.0, size=big, fill=THIN_FILL),
+               _run('rbdmig extents', 3.0, size=big, fill=THIN_FILL),
+               _run('rbdmig offload', 3.5, size=big, fill=THIN_FILL),
+               _run('rbd deep cp', 16.0, cluster=LINK),
+               _run('rbdmig extents', 13.0, cluster=LINK)])
+    data = _data(runs, clusters=((ONE, 1, [gib, four]),
+                                 (THREE, 3, [gib]), (LINK, 1, [gib])),
+                 default='extents')
+    desc = data['config']['clusters']
+    desc[0]['thin'] = {'size': big, 'data': gib, 'fill': THIN_FILL}
+    desc[2].update(link_mbit=800, fills=['full'])
+    return data
+
+
+def test_issue_14_targets_pass_and_fail_on_the_numbers():
+    data = _issue_data()
+    lines = targets.compute(data, report.summarize(data))
+    issue = [t for t in lines if t['group'] == targets.ISSUE]
+    assert lines[:len(issue)] == issue  # issue 14's table comes first
+    found = {t['target']: (t['result'], t['measured']) for t in issue}
+    one, four = ', 1 OSD, 1024 MiB', ', 1 OSD, 4096 MiB'
+    name = 'rbdmig extents full vs fastest Ceph move'
+    assert found[name + one] == ('PASS', '1.000 (rbd deep cp)')
+    assert found[name + four][0] == 'FAIL'  # 15/22
+    assert found[name + ', 3 OSDs, 1024 MiB'][0] == 'PASS'
+    # 1 GiB in 4 s is 256 MiB/s, 4 GiB in 22 s 186; the bound is 200.
+    assert found['rbdmig extents full vs copy bound' + one][0] == 'PASS'
+    assert found['rbdmig extents full vs copy bound' + four][0] == 'FAIL'
+    tenth = 'rbdmig extents 10% vs fastest Ceph move'
+    assert found[tenth + one][0] == 'PASS'     # 0.8/0.6
+    assert found[tenth + four][0] == 'FAIL'    # 3.0/3.0
+    cpu = 'rbdmig extents full host CPU/GiB vs rbd deep cp'
+    assert found[cpu + one][0] == 'PASS' and found[cpu + four][0] == 'FAIL'
+    rss = 'peak RSS growth, rbdmig extents, %s, %s'
+    assert found[rss % (ONE, '1024 MiB -> 4096 MiB')] == ('FAIL', '+70 MiB')
+    assert found[rss % (THREE, '1024 MiB -> 1024 MiB')][0] == 'N/A'
+    thin = ', 1 OSD, 262144 MiB with ' + THIN_FILL
+    # Against rbd cp's 4 s: extents 1.33x, offload 1.14x; against their
+    # full 1 GiB moves (4 s and 2 s): 0.75 and 1.75.
+    assert found['rbdmig extents vs fastest Ceph move' + thin] == (
+        'PASS', '1.333 (rbd cp)')
+    assert found['rbdmig offload vs fastest Ceph move' + thin][0] == 'FAIL'
+    assert found['rbdmig extents time / full 1024 MiB' + thin][0] == 'PASS'
+    assert found['rbdmig offload time / full 1024 MiB' + thin][0] == 'FAIL'
+    # Behind the link: 16/13 is not 3x.
+    assert found['rbdmig extents full vs fastest Ceph move, ' + LINK
+                 + ', 1024 MiB'] == ('FAIL', '1.231 (rbd deep cp)')
+    # The link is no cluster of its own to the other targets.
+    assert not [t for t in lines if LINK in t['target']
+                and t['group'] == targets.EARLIER]
+
+
+def test_the_verify_cost_is_a_column_of_every_volume():
+    runs = [_run('rbdmig extents verify=none', 2.0, method='extents',
+                 verify='none'),
+            _run('rbdmig extents', 2.5, method='extents', verify='extents'),
+            _run('rbdmig extents verify=checksum', 5.0, method='extents',
+                 verify='checksum'),
+            _run('rbdmig extents +progress', 2.6, method='extents',
+                 verify='extents', progress=True),
+            _run('rbd deep cp', 2.0)]
+    rows = {r['case']: r for r in report.summarize(_data(runs))}
+    assert rows['rbdmig extents']['verify_cost'] == pytest.approx(0.5)
+    assert rows['rbdmig extents verify=checksum']['verify_cost'] == 3.0
+    assert rows['rbdmig extents verify=none']['verify_cost'] == 0
+    assert 'verify_cost' not in rows['rbd deep cp']
+    assert 'verify_cost' not in rows['rbdmig extents +progress']
+    assert report.cells(rows['rbdmig extents'])['verify'] == '+0.500'
+
+
+def test_the_page_and_chart_show_the_link_and_the_big_thin_volume(tmp_path):
+    data = _issue_data()
+    data['volumes'] += [
+        {'cluster': ONE, 'size': 256 * units.Gi, 'fill': THIN_FILL,
+         'allocated': units.Gi, 'rbd_extents': 256, 'sha256': 'cd'},
+        {'cluster': LINK, 'size': units.Gi, 'fill': 'full',
+         'allocated': units.Gi, 'rbd_extents': 1, 'sha256': 'ef',
+         'link_mbit': 800}]
+    data.update(started='s', finished='f')
+    paths = output.write(data, str(tmp_path))
+    page = open(paths['rst']).read()
+    assert page.index('Issue 14: the default method') < page.index(
+        'Earlier issues')
+    assert '1 OSD: 262144 MiB volume, holding %s' % THIN_FILL in page
+    assert '%s: 1024 MiB volume, full allocated' % LINK in page
+    assert '* **%s**: the one-OSD sandbox' % LINK in page
+    assert 'a big thin volume of 256 GiB holding %s' % THIN_FILL in page
+    panels = chart._specials(data, {
+        (r['cluster'], r['size'], r['fill'], r['case']): r
+        for r in report.summarize(data)})
+    assert [p[0] for p in panels] == [
+        LINK + ', full 1024 MiB volume',
+        '1 OSD: 256 GiB volume holding ' + THIN_FILL]
+    assert chart.draw(data, str(tmp_path / 'c.png'))
+    assert (tmp_path / 'c.png').read_bytes()[:4] == b'\x89PNG'
