@@ -81,11 +81,12 @@ def test_a_failed_copy_from_leaves_no_orphan(ceph_cluster, drivers, cleanup,
     real = ext.copy_objects
 
     def half_then_fail(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
-                       count, **kwargs):
+                       numbers, **kwargs):
+        half = len(numbers) // 2
         real(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
-             count // 2, **kwargs)  # real objects copied...
+             numbers[:half], **kwargs)  # real objects copied...
         raise OSError(errno.EIO, 'injected: copy_from of object %d failed'
-                      % (count // 2))  # ...then an OSD error
+                      % numbers[half])  # ...then an OSD error
 
     monkeypatch.setattr(ext, 'copy_objects', half_then_fail)
     with pytest.raises(exception.MigrationError, match='injected'):

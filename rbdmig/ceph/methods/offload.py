@@ -69,8 +69,8 @@ class OffloadMethod(base.Method):
         counter = base.ScaledProgress(relay.sink, move.size)
         native.run(lambda: ext.copy_objects(
             move.cluster, src_data, stat['block_name_prefix'], dst_data,
-            dst_prefix, stat['num_objs'], queue_depth=self.queue_depth,
-            callback=counter), relay)
+            dst_prefix, range(stat['num_objs']),
+            queue_depth=self.queue_depth, callback=counter), relay)
         if object_map:
             with rbd.Image(move.dst_ioctx, move.temp) as dst:
                 dst.update_features(object_map, True)
