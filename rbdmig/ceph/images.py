@@ -60,6 +60,17 @@ def data_extents(image, size):
     return found
 
 
+def fast_diff_valid(rbd, image):
+    """Whether librbd answers a whole-object diff from the object map.
+
+    Only then: without fast-diff, or with its map flagged invalid, every
+    ``diff_iterate`` lists each object of the image's size at its OSD.
+    """
+    invalid = rbd.RBD_FLAG_OBJECT_MAP_INVALID | rbd.RBD_FLAG_FAST_DIFF_INVALID
+    return bool(image.features() & rbd.RBD_FEATURE_FAST_DIFF) and not (
+        image.flags() & invalid)
+
+
 def copy_metadata(source, destination):
     """Copy the image metadata (``rbd image-meta``) of one open image.
 
