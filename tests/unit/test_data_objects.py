@@ -123,3 +123,32 @@ def test_the_encoding_is_cls_rbds(ceph, ioctx, monkeypatch):
     assert sent[0][3] == bytes.fromhex('0400000000000000' '0600000000000000'
                                        '01' '00')
 
+
+@pytest.mark.parametrize('flags,asks', [
+    (0, [(0, 1 << 40, True), (3 * OBJECT, OBJECT, False),
+         (9 * OBJECT, OBJECT, False)]),
+    (1, [(0, 1 << 40, False)]),
+    (2, [(0, 1 << 40, False)])])
+def test_allocated_bytes_reads_the_object_map_when_valid(ceph, ioctx,
+                                                         monkeypatch, flags,
+                                                         asks):
+    """The room check's count, exact either way: from a valid map, only
+    the objects holding data are diffed byte by byte; else the whole size
+    (a diff_iterate that lists every object)."""
+    from rbdmig.ceph import images
+    data = _image(ceph, ioctx, 1 << 40, [3, 9])
+    data.flags = flags
+    asked = []
+    real = ceph.rbd.Image.diff_iterate
+
+    def spy(self, offset, length, *args, **kwargs):
+        asked.append((offset, length, kwargs.get('whole_object', False)))
+        return real(self, offset, length, *args, **kwargs)
+
+    monkeypatch.setattr(ceph.rbd.Image, 'diff_iterate', spy)
+
+    with ceph.rbd.Image(ioctx, 'vol') as image:
+        allocated = images.allocated_bytes(ceph.rbd, image, 1 << 40)
+
+    assert asked == asks
+    assert allocated == 2 * 4096  # a byte in each of two 4 KiB blocks
