@@ -182,8 +182,7 @@ def inspect_source(backend, ioctx, name):
             watchers = list(image.watchers_list())
             features = image.features()
             size = image.size()
-            allocated = sum(length for _, length in
-                            images.data_extents(image, size))
+            allocated = images.allocated_bytes(backend.rbd, image, size)
             try:
                 image.parent_info()
                 parent = True

@@ -39,11 +39,12 @@ def create_args(rbd, image):
     return args
 
 
-def data_extents(image, size):
+def data_extents(image, size, offset=0):
     """Return the sorted, merged ``(offset, length)`` data extents.
 
-    From librbd ``diff_iterate`` over the whole image, parent data
-    included (a clone's data is its own plus its parent's).
+    From librbd ``diff_iterate`` over the whole image (or ``size`` bytes
+    from ``offset``), parent data included (a clone's data is its own
+    plus its parent's).
     """
     found = []
 
@@ -55,9 +56,47 @@ def data_extents(image, size):
                 found.append((offset, length))
         return 0
 
-    image.diff_iterate(0, size, None, collect, include_parent=True,
+    image.diff_iterate(offset, size, None, collect, include_parent=True,
                        whole_object=False)
     return found
+
+
+def fast_diff_valid(rbd, image):
+    """Whether librbd answers a whole-object diff from the object map.
+
+    Only then: without fast-diff, or with its map flagged invalid, every
+    ``diff_iterate`` lists each object of the image's size at its OSD.
+    """
+    invalid = rbd.RBD_FLAG_OBJECT_MAP_INVALID | rbd.RBD_FLAG_FAST_DIFF_INVALID
+    return bool(image.features() & rbd.RBD_FEATURE_FAST_DIFF) and not (
+        image.flags() & invalid)
+
+
+def allocated_bytes(rbd, image, size):
+    """Bytes of ``image`` holding data, a parent's included: exactly.
+
+    The sum of :func:`data_extents`, whose diff lists every object of the
+    size at its OSD.  With fast-diff valid (and one object per stripe),
+    librbd's whole-object diff first reads which objects hold data from
+    the object map, and only their runs are diffed exactly: the same
+    answer, at a cost that follows the data, not the size.
+    """
+    if image.stripe_count() != 1 or not fast_diff_valid(rbd, image):
+        return sum(length for _, length in data_extents(image, size))
+    runs = []
+
+    def whole(offset, length, exists):
+        if exists:
+            if runs and runs[-1][0] + runs[-1][1] == offset:
+                runs[-1] = (runs[-1][0], runs[-1][1] + length)
+            else:
+                runs.append((offset, length))
+        return 0
+
+    image.diff_iterate(0, size, None, whole, include_parent=True,
+                       whole_object=True)
+    return sum(length for offset, run in runs
+               for _, length in data_extents(image, run, offset))
 
 
 def copy_metadata(source, destination):

@@ -1,5 +1,6 @@
 """Server-side copies and checksums (OSD ops, librbd) in compiled code."""
 
+import array
 import dataclasses
 import importlib
 import os
@@ -83,6 +84,12 @@ def _check_pool(name, value):
         _check_str(name, value)
 
 
+def _check_cluster(cluster):
+    if not isinstance(cluster, ClusterSpec):
+        raise TypeError('cluster must be a ClusterSpec, not '
+                        f'{type(cluster).__name__}.')
+
+
 def _check_callback(callback):
     if not isinstance(callback, progress.Callback):
         raise TypeError('callback must be an rbdmig.migration.progress.'
@@ -144,6 +151,7 @@ class ObjectCopyResult(typing.NamedTuple):
 
     copied: int  # destination objects written
     skipped: int  # source objects that did not exist
+    missing: tuple = ()  # their numbers, in ascending order
 
 
 def _reporter(callback):
@@ -157,27 +165,43 @@ def _reporter(callback):
     return report
 
 
+def _object_numbers(objects):
+    """``objects`` as an array of uint64 for the extension."""
+    if isinstance(objects, (int, str, bytes)):
+        raise TypeError('objects must be an iterable of object numbers, '
+                        f'not {type(objects).__name__}.')
+    try:
+        numbers = array.array('Q', objects)
+    except TypeError:
+        raise TypeError('objects must hold ints (object numbers).') from None
+    except OverflowError:
+        raise ValueError('objects must hold object numbers between 0 and '
+                         f'{2 ** 64 - 1}.') from None
+    return numbers
+
+
 def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
-                 object_count, *, queue_depth=16, src_namespace='',
+                 objects, *, queue_depth=16, src_namespace='',
                  dst_namespace='', callback=progress.DEFAULT_CALLBACK):
     """Copy RADOS objects between pools inside the OSDs (``copy_from``).
 
-    For each ``index`` in ``range(object_count)``, object
+    For each ``index`` in ``objects``, object
     ``'%s.%016x' % (src_prefix, index)`` of ``src_pool`` replaces object
     ``'%s.%016x' % (dst_prefix, index)`` of ``dst_pool`` (data, xattrs and
     omap; the head only, never the source's snapshots) with one
     ``copy_from`` op: the destination's OSD reads the source from its OSD
     and no data passes through this host.  A source object that does not
     exist is skipped, the destination object left as it is: a thin RBD
-    image stays thin.
+    image stays thin.  Only the objects listed cost an op: pass those
+    that exist (:func:`rbdmig.ceph.data_objects.existing`).
 
     For an RBD image, the prefixes are both images' ``block_name_prefix``
-    and ``object_count`` the source's ``stat()['num_objs']`` (it accounts
-    for STRIPINGV2); the destination image must already exist with the
-    same size, order, stripe unit and stripe count, so that an object
-    holds the same bytes in both.  Its object map, if enabled, does not
-    know about the copied objects: rebuild it (``rebuild_object_map()``)
-    before reading the image.
+    and the numbers below the source's ``stat()['num_objs']`` (it
+    accounts for STRIPINGV2); the destination image must already exist
+    with the same size, order, stripe unit and stripe count, so that an
+    object holds the same bytes in both.  Its object map, if enabled,
+    does not know about the copied objects: mark them
+    (:func:`rbdmig.ceph.data_objects.mark_existing`) before reading it.
 
     Blocks the calling thread until every op has completed; the GIL is
     released meanwhile, so other Python threads run.  At most
@@ -189,18 +213,19 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
         pool is known by its ``data_pool_id()``); the same pool is
         allowed.
     :param src_prefix, dst_prefix: the object names before ``.%016x``.
-    :param object_count: how many indexes to copy, from 0.
+    :param objects: an iterable of object numbers (ints, 0 to 2**64 - 1),
+        copied in that order; a ``range`` copies every number in it.
     :param queue_depth: ops in flight, 1 to :data:`MAX_QUEUE_DEPTH`.
     :param src_namespace, dst_namespace: RADOS namespaces ('' is none).
     :param callback: a :class:`rbdmig.migration.progress.Callback`,
-        counting objects: ``set_size(object_count)`` first, then
+        counting objects: ``set_size(len(objects))`` first, then
         ``absolute_update(done)`` with the objects copied or skipped so
         far, from the calling thread, at most every 0.1 s and once at the
-        end (``done == object_count`` after a success).  Raising from it
+        end (``done == len(objects)`` after a success).  Raising from it
         cancels the copy: no new op is issued, the ops in flight are
         waited for, and its exception propagates (objects already copied
         stay).  Ctrl-C (a signal handler raising) cancels the same way.
-    :returns: an :class:`ObjectCopyResult`.
+    :returns: an :class:`ObjectCopyResult`, naming the numbers skipped.
     :raises TypeError, ValueError: for a wrong argument, before any I/O.
     :raises OffloadUnavailable: if :func:`available` is False.
     :raises OSError: with the errno, if connecting (ETIMEDOUT past
@@ -212,25 +237,49 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
         an op taking longer than ``rados_osd_op_timeout`` fails with
         ETIMEDOUT.
     """
-    if not isinstance(cluster, ClusterSpec):
-        raise TypeError('cluster must be a ClusterSpec, not '
-                        f'{type(cluster).__name__}.')
+    _check_cluster(cluster)
     _check_pool('src_pool', src_pool)
     _check_pool('dst_pool', dst_pool)
     _check_str('src_prefix', src_prefix)
     _check_str('dst_prefix', dst_prefix)
     _check_str('src_namespace', src_namespace, empty=True)
     _check_str('dst_namespace', dst_namespace, empty=True)
-    _check_int('object_count', object_count, 0, 2 ** 64 - 1)
+    numbers = _object_numbers(objects)
     _check_int('queue_depth', queue_depth, 1, MAX_QUEUE_DEPTH)
     _check_callback(callback)
     module = _require()
-    callback.set_size(object_count)
-    copied, skipped = module.copy_objects(
+    callback.set_size(len(numbers))
+    copied, skipped, missing = module.copy_objects(
         cluster._args(), src_pool, src_namespace, src_prefix, dst_pool,
-        dst_namespace, dst_prefix, object_count, queue_depth,
-        _reporter(callback))
-    return ObjectCopyResult(copied, skipped)
+        dst_namespace, dst_prefix, numbers, queue_depth, _reporter(callback))
+    return ObjectCopyResult(copied, skipped, tuple(sorted(missing)))
+
+
+def object_numbers(cluster, pool, prefix, *, namespace=''):
+    """The numbers of the objects ``'%s.%016x' % (prefix, n)`` in a pool.
+
+    Lists the pool (one namespace) at its OSDs, with the GIL released:
+    the cost follows the number of objects in the pool, whichever image
+    they belong to, not the image's size (an image's valid object map is
+    cheaper to ask).  Ctrl-C (a signal handler raising) stops it.
+
+    :param cluster: a :class:`ClusterSpec`: the extension connects with it.
+    :param pool: a pool name, or id (an image's ``data_pool_id()``).
+    :param prefix: the object names before ``.%016x`` (an image's
+        ``block_name_prefix``); other names are left out.
+    :param namespace: a RADOS namespace ('' is none).
+    :returns: the numbers, in ascending order.
+    :raises TypeError, ValueError: for a wrong argument, before any I/O.
+    :raises OffloadUnavailable: if :func:`available` is False.
+    :raises OSError: with the errno, if connecting, opening the pool
+        (ENOENT) or listing it fails.
+    """
+    _check_cluster(cluster)
+    _check_pool('pool', pool)
+    _check_str('prefix', prefix)
+    _check_str('namespace', namespace, empty=True)
+    return _require().object_numbers(cluster._args(), pool, namespace,
+                                     prefix)
 
 
 class ObjectChecksum(typing.NamedTuple):
@@ -264,9 +313,7 @@ def object_checksums(cluster, pool, prefix, object_count, *, queue_depth=16,
         fails, or an op fails for another reason than a missing object
         (the message names it).
     """
-    if not isinstance(cluster, ClusterSpec):
-        raise TypeError('cluster must be a ClusterSpec, not '
-                        f'{type(cluster).__name__}.')
+    _check_cluster(cluster)
     _check_pool('pool', pool)
     _check_str('prefix', prefix)
     _check_str('namespace', namespace, empty=True)
@@ -293,9 +340,7 @@ def xxhash64(data):
 def _copy_image(deep, cluster, src_pool, src_name, dst_pool, dst_name,
                 src_snapshot, src_namespace, dst_namespace, features, order,
                 stripe_unit, stripe_count, data_pool, sparse_size, callback):
-    if not isinstance(cluster, ClusterSpec):
-        raise TypeError('cluster must be a ClusterSpec, not '
-                        f'{type(cluster).__name__}.')
+    _check_cluster(cluster)
     for name, value in (('src_pool', src_pool), ('src_name', src_name),
                         ('dst_pool', dst_pool), ('dst_name', dst_name)):
         _check_str(name, value)

@@ -21,6 +21,7 @@
 #include <rados/librados.hpp>
 #include <rbd/librbd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -229,7 +230,9 @@ std::string object_name(const std::string& prefix, uint64_t index) {
 
 // ---- copy_objects --------------------------------------------------------
 
-// Keeps up to `depth` copy_from ops in flight, from the calling thread,
+// Keeps up to `depth` copy_from ops in flight, one per object number of
+// the list it was given (the caller lists the objects that exist, so the
+// work follows the data, not the image's size), from the calling thread,
 // which must not hold the GIL while in step() or the destructor.
 class ObjectCopier {
  public:
@@ -241,10 +244,10 @@ class ObjectCopier {
 
   ObjectCopier(librados::IoCtx& src, librados::IoCtx& dst,
                std::string src_prefix, std::string dst_prefix,
-               uint64_t count, unsigned depth)
+               std::vector<uint64_t> indexes, unsigned depth)
       : src_(src), dst_(dst), src_prefix_(std::move(src_prefix)),
-        dst_prefix_(std::move(dst_prefix)), count_(count),
-        slots_(depth) {
+        dst_prefix_(std::move(dst_prefix)), indexes_(std::move(indexes)),
+        count_(indexes_.size()), slots_(depth) {
     for (auto& slot : slots_) free_.push_back(&slot);
     finished_.reserve(depth);  // the callback never allocates
   }
@@ -278,6 +281,8 @@ class ObjectCopier {
   uint64_t done() const { return copied_ + skipped_; }
   uint64_t copied() const { return copied_; }
   uint64_t skipped() const { return skipped_; }
+  // The object numbers skipped (no source object), in completion order.
+  const std::vector<uint64_t>& missing() const { return missing_; }
   // The first failure (not -ENOENT), 0 if none, and the object it hit.
   int error() const { return error_; }
   uint64_t failed_index() const { return failed_index_; }
@@ -296,7 +301,7 @@ class ObjectCopier {
     Slot* slot = free_.back();
     free_.pop_back();
     slot->owner = this;
-    slot->index = next_++;
+    slot->index = indexes_[next_++];
     slot->completion =
         librados::Rados::aio_create_completion(slot, on_complete);
     ++g_live_completions;
@@ -326,6 +331,7 @@ class ObjectCopier {
       ++copied_;
     } else if (r == -ENOENT) {
       ++skipped_;  // no source object: keep the destination thin
+      missing_.push_back(slot->index);
     } else if (error_ == 0) {
       error_ = r;
       failed_index_ = slot->index;
@@ -336,9 +342,11 @@ class ObjectCopier {
   librados::IoCtx& src_;
   librados::IoCtx& dst_;
   const std::string src_prefix_, dst_prefix_;
+  const std::vector<uint64_t> indexes_;
   const uint64_t count_;
   std::vector<Slot> slots_;
   std::vector<Slot*> free_;
+  std::vector<uint64_t> missing_;
   uint64_t next_ = 0, in_flight_ = 0, copied_ = 0, skipped_ = 0;
   uint64_t failed_index_ = 0;
   int error_ = 0;
@@ -364,26 +372,66 @@ PyObject* raise_ceph_error(const CephError& e) {
   return nullptr;
 }
 
+// The object numbers to copy, from a buffer of native uint64s (the front
+// end passes an array('Q')), copied out so the GIL can be released.
+bool parse_indexes(PyObject* value, std::vector<uint64_t>* indexes) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(value, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) <
+      0) {
+    return false;
+  }
+  bool ok = view.itemsize == sizeof(uint64_t) && view.format != nullptr &&
+            (std::strcmp(view.format, "Q") == 0 ||
+             std::strcmp(view.format, "L") == 0 ||
+             std::strcmp(view.format, "=Q") == 0);
+  if (ok) {
+    indexes->resize(view.len / sizeof(uint64_t));
+    std::memcpy(indexes->data(), view.buf, view.len);
+  } else {
+    PyErr_SetString(PyExc_TypeError,
+                    "objects must be a buffer of uint64 (array('Q')).");
+  }
+  PyBuffer_Release(&view);
+  return ok;
+}
+
+PyObject* to_list(const std::vector<uint64_t>& numbers) {
+  PyObject* list = PyList_New(numbers.size());
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    PyObject* item = PyLong_FromUnsignedLongLong(numbers[i]);
+    if (item == nullptr) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+    PyList_SET_ITEM(list, i, item);
+  }
+  return list;
+}
+
 PyObject* copy_objects(PyObject*, PyObject* args) {
-  PyObject *conn_args, *progress, *src_arg, *dst_arg;
+  PyObject *conn_args, *progress, *src_arg, *dst_arg, *indexes_arg;
   ConnParams conn;
   const char *src_ns, *src_prefix, *dst_ns, *dst_prefix;
   PoolRef src_pool, dst_pool;
-  unsigned long long count;
+  std::vector<uint64_t> indexes;
   unsigned int depth;
-  if (!PyArg_ParseTuple(args, "OOssOssKIO", &conn_args, &src_arg, &src_ns,
+  if (!PyArg_ParseTuple(args, "OOssOssOIO", &conn_args, &src_arg, &src_ns,
                         &src_prefix, &dst_arg, &dst_ns, &dst_prefix,
-                        &count, &depth, &progress) ||
+                        &indexes_arg, &depth, &progress) ||
       !parse_conn(conn_args, &conn) || !parse_pool(src_arg, &src_pool) ||
-      !parse_pool(dst_arg, &dst_pool)) {
+      !parse_pool(dst_arg, &dst_pool) ||
+      !parse_indexes(indexes_arg, &indexes)) {
     return nullptr;
   }
   if (depth == 0) {
     PyErr_SetString(PyExc_ValueError, "queue_depth must be at least 1.");
     return nullptr;
   }
+  const uint64_t count = indexes.size();
   PendingError cancelled;
   uint64_t copied = 0, skipped = 0;
+  std::vector<uint64_t> missing;
   try {
     ClusterPtr cluster;
     IoctxPtr src_io, dst_io;
@@ -399,7 +447,8 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
     int error;
     uint64_t failed;
     {
-      ObjectCopier copier(src, dst, src_prefix, dst_prefix, count, depth);
+      ObjectCopier copier(src, dst, src_prefix, dst_prefix,
+                          std::move(indexes), depth);
       auto next_report = Clock::now() + kReportInterval;
       for (;;) {
         {
@@ -417,6 +466,7 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
       }
       copied = copier.copied();
       skipped = copier.skipped();
+      missing = copier.missing();
       error = copier.error();
       failed = copier.failed_index();
     }
@@ -436,8 +486,94 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
   if (!report(progress, copied + skipped, count, &cancelled)) {
     return cancelled.restore();
   }
-  return Py_BuildValue("(KK)", (unsigned long long)copied,
-                       (unsigned long long)skipped);
+  PyObject* missing_list = to_list(missing);
+  if (missing_list == nullptr) return nullptr;
+  return Py_BuildValue("(KKN)", (unsigned long long)copied,
+                       (unsigned long long)skipped, missing_list);
+}
+
+// ---- object_numbers ------------------------------------------------------
+
+// The number of object `name` if it is "<prefix>.<16 hex digits>".
+bool object_number(const char* name, const std::string& prefix,
+                   uint64_t* number) {
+  if (std::strncmp(name, prefix.c_str(), prefix.size()) != 0) return false;
+  const char* digits = name + prefix.size();
+  if (*digits++ != '.' || std::strlen(digits) != 16) return false;
+  uint64_t n = 0;
+  for (const char* p = digits; *p; ++p) {
+    int v = (*p >= '0' && *p <= '9')   ? *p - '0'
+            : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10
+                                       : -1;
+    if (v < 0) return false;
+    n = n << 4 | (uint64_t)v;
+  }
+  *number = n;
+  return true;
+}
+
+// Closes a pool listing on every path out.
+struct ListCloser {
+  void operator()(void* h) const { rados_nobjects_list_close(h); }
+};
+
+// Lists the pool (one namespace) for "<prefix>.%016x" objects.  A listing
+// walks every object of the pool, so its cost follows the pool, not the
+// image: the caller prefers an image's object map where it has one.
+PyObject* object_numbers(PyObject*, PyObject* args) {
+  PyObject *conn_args, *pool_arg;
+  ConnParams conn;
+  const char *ns, *prefix_arg;
+  PoolRef pool;
+  if (!PyArg_ParseTuple(args, "OOss", &conn_args, &pool_arg, &ns,
+                        &prefix_arg) ||
+      !parse_conn(conn_args, &conn) || !parse_pool(pool_arg, &pool)) {
+    return nullptr;
+  }
+  const std::string prefix(prefix_arg);
+  std::vector<uint64_t> numbers;
+  try {
+    ClusterPtr cluster;
+    IoctxPtr io;
+    std::unique_ptr<void, ListCloser> listing;
+    {
+      NoGil nogil;
+      cluster = connect(conn);
+      io = open_pool(cluster.get(), pool, ns);
+      rados_list_ctx_t ctx = nullptr;
+      int r = rados_nobjects_list_open(io.get(), &ctx);
+      if (r < 0) fail(r, "listing pool " + pool.name);
+      listing.reset(ctx);
+    }
+    for (bool more = true; more;) {
+      {
+        NoGil nogil;
+        auto until = Clock::now() + kReportInterval;
+        while (Clock::now() < until) {
+          const char *entry = nullptr, *key = nullptr, *space = nullptr;
+          int r = rados_nobjects_list_next(listing.get(), &entry, &key,
+                                           &space);
+          if (r == -ENOENT) {
+            more = false;
+            break;
+          }
+          if (r < 0) fail(r, "listing pool " + pool.name);
+          uint64_t number;
+          if (object_number(entry, prefix, &number)) {
+            numbers.push_back(number);
+          }
+        }
+      }
+      if (PyErr_CheckSignals() < 0) return nullptr;  // Ctrl-C
+    }
+  } catch (const CephError& e) {
+    return raise_ceph_error(e);
+  } catch (const std::exception& e) {
+    PyErr_Format(PyExc_RuntimeError, "object_numbers: %s", e.what());
+    return nullptr;
+  }
+  std::sort(numbers.begin(), numbers.end());
+  return to_list(numbers);
 }
 
 // ---- object_checksums ----------------------------------------------------
@@ -952,7 +1088,10 @@ PyObject* live_completions(PyObject*, PyObject*) {
 
 PyMethodDef kMethods[] = {
     {"copy_objects", copy_objects, METH_VARARGS,
-     "copy_from every object; see rbdmig.ext.copy_objects."},
+     "copy_from the objects listed; see rbdmig.ext.copy_objects."},
+    {"object_numbers", object_numbers, METH_VARARGS,
+     "the numbers of an image's objects in a pool, by listing it; see "
+     "rbdmig.ext.object_numbers."},
     {"copy_image", copy_image, METH_VARARGS,
      "librbd (deep) copy; see rbdmig.ext.copy_image."},
     {"object_checksums", object_checksums, METH_VARARGS,

@@ -1,7 +1,11 @@
 """Method ``offload`` (RADOS copy_from through rbdmig.ext), on a cluster."""
 
 import errno
+import hashlib
+import json
 import logging
+import os
+import random
 
 import pytest
 import rbd
@@ -81,11 +85,12 @@ def test_a_failed_copy_from_leaves_no_orphan(ceph_cluster, drivers, cleanup,
     real = ext.copy_objects
 
     def half_then_fail(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
-                       count, **kwargs):
+                       numbers, **kwargs):
+        half = len(numbers) // 2
         real(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
-             count // 2, **kwargs)  # real objects copied...
+             numbers[:half], **kwargs)  # real objects copied...
         raise OSError(errno.EIO, 'injected: copy_from of object %d failed'
-                      % (count // 2))  # ...then an OSD error
+                      % numbers[half])  # ...then an OSD error
 
     monkeypatch.setattr(ext, 'copy_objects', half_then_fail)
     with pytest.raises(exception.MigrationError, match='injected'):
@@ -177,3 +182,96 @@ def test_capabilities_say_whether_offload_is_there(drivers, monkeypatch):
     assert 'offload' not in stats['rbd_migration_methods']
     assert stats['offload_available'] is False
     assert 'RBDMIG_DISABLE_OFFLOAD' in stats['offload_unavailable_reason']
+
+
+MiB = 1 << 20
+MAP_INVALID = rbd.RBD_FLAG_OBJECT_MAP_INVALID | rbd.RBD_FLAG_FAST_DIFF_INVALID
+
+
+def _sparse(ceph_cluster, drivers, cleanup, size, pieces, **create):
+    """A ``size`` volume holding ``pieces`` random MiB, scattered."""
+    volume = objects.Volume(size=size >> 30)
+    for name in ('ceph-a', 'ceph-b'):
+        cleanup.add('delete', drivers[name].delete_volume, volume)
+    client = ceph_cluster.connect()
+    cleanup.add('shutdown', client.shutdown)
+    ioctx = client.open_ioctx('volumes-a')
+    try:
+        rbd.RBD().create(ioctx, volume.name, size, **create)
+        rng = random.Random(volume.name)
+        with rbd.Image(ioctx, volume.name) as image:
+            for offset in sorted(rng.sample(range(0, size - MiB, 4096),
+                                            pieces)):
+                image.write(os.urandom(MiB), offset)
+    finally:
+        ioctx.close()
+    return volume, client
+
+
+def _layout(client, pool, name):
+    """``(extents holding data, sha256 of their bytes)``, per librbd."""
+    ioctx = client.open_ioctx(pool)
+    try:
+        with rbd.Image(ioctx, name, read_only=True) as image:
+            extents = []
+            image.diff_iterate(0, image.size(), None,
+                               lambda off, n, exists: exists and
+                               extents.append((off, n)))
+            sha = hashlib.sha256()
+            for off, n in extents:
+                sha.update(image.read(off, n))
+        return extents, sha.hexdigest()
+    finally:
+        ioctx.close()
+
+
+def _du(cluster, pool, name):
+    """``rbd du``'s (provisioned, used) in bytes."""
+    found = json.loads(cluster.rbd('du', '--format', 'json',
+                                   '%s/%s' % (pool, name)))['images']
+    return [(i['provisioned_size'], i['used_size']) for i in found]
+
+
+@pytest.mark.parametrize('case', ['64 GiB, object map', 'listing, striped',
+                                  'listing, object map invalid'])
+def test_a_huge_sparse_volume_costs_what_it_holds(ceph_cluster, drivers,
+                                                  cleanup, caplog, case):
+    """Only the objects that exist are copied, and the copy's object map
+    says exactly those: identical data, as allocated, the map valid."""
+    caplog.set_level(logging.INFO, logger='rbdmig')
+    if case.startswith('64 GiB'):
+        volume, client = _sparse(ceph_cluster, drivers, cleanup, 64 << 30,
+                                 40)
+    elif case == 'listing, striped':  # objects are not offsets / 4 MiB
+        volume, client = _sparse(ceph_cluster, drivers, cleanup, 4 << 30,
+                                 12, stripe_unit=MiB, stripe_count=4,
+                                 features=rbd.RBD_FEATURE_LAYERING |
+                                 rbd.RBD_FEATURE_STRIPINGV2 |
+                                 rbd.RBD_FEATURE_EXCLUSIVE_LOCK |
+                                 rbd.RBD_FEATURE_OBJECT_MAP |
+                                 rbd.RBD_FEATURE_FAST_DIFF)
+    else:  # enabled on an image with data: invalid until rebuilt
+        volume, client = _sparse(ceph_cluster, drivers, cleanup, 4 << 30,
+                                 12, features=rbd.RBD_FEATURE_LAYERING |
+                                 rbd.RBD_FEATURE_EXCLUSIVE_LOCK)
+        ceph_cluster.rbd('feature', 'enable', 'volumes-a/' + volume.name,
+                         'object-map', 'fast-diff')
+    extents, sha = _layout(client, 'volumes-a', volume.name)
+    du = _du(ceph_cluster, 'volumes-a', volume.name)
+
+    assert _move(drivers, volume) == (True, None)
+
+    assert 'to pool volumes-b by offload' in caplog.text
+    by = 'object map' if case.startswith('64 GiB') else 'listing'
+    assert 'those that exist, from its %s' % by in caplog.text
+    assert _layout(client, 'volumes-b', volume.name) == (extents, sha)
+    if 'invalid' not in case:  # else the source's du counts bytes
+        assert _du(ceph_cluster, 'volumes-b', volume.name) == du
+    ceph_cluster.rbd('object-map', 'check', 'volumes-b/' + volume.name)
+    ioctx = client.open_ioctx('volumes-b')
+    try:
+        with rbd.Image(ioctx, volume.name, read_only=True) as image:
+            assert image.features() & rbd.RBD_FEATURE_FAST_DIFF
+            assert not image.flags() & MAP_INVALID  # the check agreed
+    finally:
+        ioctx.close()

@@ -182,7 +182,7 @@ def _copy_image_objects(client, spec, src, dst, **kwargs):
     """copy_objects an RBD image, then make its object map true."""
     stat, dst_prefix = _like(client, src, dst, features_off=MAP_FEATURES)
     result = ext.copy_objects(spec, SRC, stat['block_name_prefix'], DST,
-                              dst_prefix, stat['num_objs'], **kwargs)
+                              dst_prefix, range(stat['num_objs']), **kwargs)
     with rbd.Image(client[DST], dst) as image:
         if image.features() & MAP_FEATURES != MAP_FEATURES:
             image.update_features(MAP_FEATURES, True)
@@ -203,8 +203,8 @@ def test_copy_objects_copies_a_thin_image_exactly(client, spec):
 
         stat, result = _copy_image_objects(client, spec, src, dst)
 
-        assert result == ext.ObjectCopyResult(
-            copied=present, skipped=stat['num_objs'] - present)
+        assert result[:2] == (present, stat['num_objs'] - present)
+        assert len(result.missing) == result.skipped
         assert _sha(client[DST], dst) == _sha(client[SRC], src)
         extents = _extents(client[SRC], src)
         assert _extents(client[DST], dst) == extents
@@ -227,6 +227,8 @@ def test_copy_objects_copies_a_striped_image(client, spec):
 
         assert stat['num_objs'] == 12  # not ceil(size / 4 MiB) == 11
         assert result == ext.ObjectCopyResult(copied=12, skipped=0)
+        listed = ext.object_numbers(spec, SRC, stat['block_name_prefix'])
+        assert listed == list(range(12))
         assert _sha(client[DST], dst) == _sha(client[SRC], src)
     finally:
         _remove_image(client[DST], dst)
@@ -239,7 +241,7 @@ def test_copy_objects_reports_monotonic_progress_on_this_thread(
     recorder = Recorder()
     try:
         result = ext.copy_objects(spec, SRC, full_image['prefix'], DST,
-                                  prefix, 64, queue_depth=1,
+                                  prefix, range(64), queue_depth=1,
                                   callback=recorder)
 
         values = [value for value, _, _ in recorder.seen]
@@ -259,7 +261,7 @@ def test_copy_objects_releases_the_gil(client, spec, full_image):
         with Ticker() as ticker:
             began = time.monotonic()
             ext.copy_objects(spec, SRC, full_image['prefix'], DST, prefix,
-                             64, queue_depth=1)
+                             range(64), queue_depth=1)
             took = time.monotonic() - began
 
         assert took > 0.3, 'too quick to tell whether the GIL was held'
@@ -275,7 +277,7 @@ def test_cancelling_copy_objects_stops_promptly_and_drains(client, spec,
         began = time.monotonic()
         with pytest.raises(Cancelled):
             ext.copy_objects(spec, SRC, full_image['prefix'], DST, prefix,
-                             64, queue_depth=1,
+                             range(64), queue_depth=1,
                              callback=Recorder(cancel_at=1))
         took = time.monotonic() - began
 
@@ -297,12 +299,16 @@ def test_copy_objects_within_and_across_namespaces(client, spec):
         for index, blob in data.items():
             src_ioctx.write_full('obj.%016x' % index, blob)
 
-        result = ext.copy_objects(spec, SRC, 'obj', DST, 'copy', 4,
+        result = ext.copy_objects(spec, SRC, 'obj', DST, 'copy', range(4),
                                   src_namespace='ns-a',
                                   dst_namespace='ns-b')
 
-        assert result == ext.ObjectCopyResult(copied=3, skipped=1)
-        assert ext.copy_objects(spec, SRC, 'obj', DST, 'copy', 0,
+        assert result == ext.ObjectCopyResult(copied=3, skipped=1,
+                                              missing=(2,))
+        assert ext.object_numbers(spec, SRC, 'obj', namespace='ns-a') == [
+            0, 1, 3]
+        assert ext.object_numbers(spec, SRC, 'obj') == []  # another one
+        assert ext.copy_objects(spec, SRC, 'obj', DST, 'copy', [],
                                 src_namespace='ns-a', dst_namespace='ns-b'
                                 ) == ext.ObjectCopyResult(0, 0)
         dst_ioctx.set_namespace('ns-b')
@@ -340,7 +346,7 @@ def test_copy_objects_into_a_pool_over_quota_fails_fast_with_edquot(
         began = time.monotonic()
         with pytest.raises(OSError) as raised:
             ext.copy_objects(spec, SRC, full_image['prefix'], pool,
-                             'rbd_data.x', 64)
+                             'rbd_data.x', range(64))
 
         assert time.monotonic() - began < 2
         assert raised.value.errno == errno.EDQUOT
@@ -356,7 +362,7 @@ def test_missing_pools_and_images_raise_enoent(spec, full_image):
     with pytest.raises(FileNotFoundError,
                        match="opening pool 'no-such-pool'") as raised:
         ext.copy_objects(spec, SRC, full_image['prefix'], 'no-such-pool',
-                         'x', 1)
+                         'x', [0])
     assert raised.value.errno == errno.ENOENT
     with pytest.raises(FileNotFoundError,
                        match=f"opening image '{SRC}/no-such-image'"):
@@ -374,7 +380,7 @@ def test_unreachable_cluster_fails_within_the_mount_timeout(
 
     began = time.monotonic()
     with pytest.raises(TimeoutError, match='connecting to Ceph cluster'):
-        ext.copy_objects(spec, SRC, 'x', DST, 'y', 1)
+        ext.copy_objects(spec, SRC, 'x', DST, 'y', [0])
     took = time.monotonic() - began
 
     assert 1.5 < took < 3.5

@@ -10,6 +10,7 @@ import errno
 import itertools
 import json
 import queue
+import struct
 import threading
 import time
 import types
@@ -48,6 +49,11 @@ class _Image(object):
         self.watchers = []
         self.metadata = {}  # rbd image-meta
         self.id = uuid.uuid4().hex[:12]
+        self.flags = 0  # RBD_FLAG_*: an invalid object map, say
+        # The head's object map: the object numbers it says exist, set
+        # only by cls_rbd's object_map_update (the fake's writes do not
+        # keep it); None without the OBJECT_MAP feature (8).
+        self.object_map = set() if (features or 0) & 8 else None
 
     def copy_data(self):
         clone = _Image(self.size, self.order, self.features)
@@ -90,6 +96,7 @@ class Ceph(object):
         self._lock = threading.Lock()
         self.blocklist = []  # addresses blocklisted with 'osd blocklist'
         self.watches = {}  # (pool, oid) -> [{'client': id, 'addr': ...}]
+        self.executed = []  # (pool, oid, cls, method) of OSD class calls
         # Seconds each async request and each librbd progress step takes,
         # so that progress can be seen as it goes.
         self.latency = 0
@@ -220,6 +227,32 @@ class Ceph(object):
         class ObjectExists(Error):
             default_errno = errno.EEXIST
 
+        class Completion(object):
+            def __init__(self, ret):
+                self.ret = ret
+
+            def wait_for_complete(self):
+                pass
+
+            def get_return_value(self):
+                return self.ret
+
+        def object_map_update(images, oid, data):
+            """cls_rbd's object_map_update on ``rbd_object_map.<id>``."""
+            image = next((i for i in images.values()
+                          if oid == 'rbd_object_map.%s' % i.id), None)
+            if image is None or image.object_map is None:
+                return -errno.ENOENT
+            start, stop, state, current = struct.unpack('<QQBB', data)
+            if start >= stop or stop > image.object_count() or current:
+                return -errno.ERANGE  # (no state filter is modelled)
+            numbers = set(range(start, stop))
+            if state:
+                image.object_map |= numbers
+            else:
+                image.object_map -= numbers
+            return 0
+
         class _Op(object):
             """A write or read operation: steps applied on operate."""
 
@@ -315,6 +348,14 @@ class Ceph(object):
             def remove_object(self, oid):
                 if self.objects.pop(oid, None) is None:
                     raise ObjectNotFound(oid)
+
+            def aio_execute(self, oid, cls, method, data, length=8192,
+                            oncomplete=None, onsafe=None):
+                ceph._check('aio_execute')
+                ceph.executed.append((self.pool, oid, cls, method))
+                if (cls, method) != ('rbd', 'object_map_update'):
+                    return Completion(-errno.EOPNOTSUPP)
+                return Completion(object_map_update(self.images, oid, data))
 
             def list_objects(self):
                 return [types.SimpleNamespace(key=k)
@@ -533,6 +574,9 @@ class Ceph(object):
 
             def stripe_count(self):
                 return 1
+
+            def flags(self):
+                return self.data.flags
 
             def read(self, offset, length):
                 ceph._check('read')
@@ -816,6 +860,8 @@ class Ceph(object):
                 del ioctx.images[c_string(image_name)]
 
         mod.Image, mod.RBD = Image, RBD
+        mod.RBD_FLAG_OBJECT_MAP_INVALID = 1
+        mod.RBD_FLAG_FAST_DIFF_INVALID = 2
         mod.RBD_LOCK_MODE_EXCLUSIVE = 0
         (mod.RBD_IMAGE_MIGRATION_STATE_PREPARED,
          mod.RBD_IMAGE_MIGRATION_STATE_EXECUTING,

@@ -28,6 +28,7 @@ class Extension(object):
         test can tell which server-side path ran.
     :ivar data_pools: the ``data_pool`` each image copy was asked for.
     :ivar checksummed: ``(conf path, pool)`` of each object_checksums.
+    :ivar copied: the object numbers each copy_objects was given.
     """
 
     def __init__(self, ceph):
@@ -35,6 +36,7 @@ class Extension(object):
         self.calls = []
         self.data_pools = []
         self.checksummed = []
+        self.copied = []
 
     def _cluster(self, conn):
         try:
@@ -64,19 +66,42 @@ class Extension(object):
                         for i in range(blocks.start, held[-1] + 1))
         return len(data), data
 
+    def object_numbers(self, conn, pool, ns, prefix):
+        """A listing: the objects an image holds, and raw ones named so."""
+        self.calls.append('object_numbers')
+        self.ceph._check('object_numbers')
+        cluster = self._cluster(conn)
+        pool = self._pool(cluster, pool)
+        numbers = set()
+        image = self.ceph.data_objects(cluster, pool, prefix)
+        if image is not None:
+            per = (1 << image.order) // fake_ceph.BLOCK
+            numbers.update(i // per for i in image.blocks)
+        for name in cluster.objects.get(pool, {}):
+            head, _, number = name.rpartition('.')
+            if head == prefix and len(number) == 16:
+                numbers.add(int(number, 16))
+        return sorted(numbers)
+
     def copy_objects(self, conn, src_pool, src_ns, src_prefix, dst_pool,
-                     dst_ns, dst_prefix, count, depth, progress):
+                     dst_ns, dst_prefix, numbers, depth, progress):
         self.calls.append('copy_objects')
         self.ceph._check('copy_objects')
+        view = memoryview(numbers)  # TypeError for no buffer, as there
+        if view.format != 'Q':
+            raise TypeError("objects must be a buffer of uint64 "
+                            "(array('Q')).")
+        numbers = view.tolist()
+        self.copied.append(numbers)
         cluster = self._cluster(conn)
         src_pool = self._pool(cluster, src_pool)
         dst_pool = self._pool(cluster, dst_pool)
         dst = self.ceph.data_objects(cluster, dst_pool, dst_prefix)
-        copied = skipped = 0
-        for index in range(count):
+        copied, missing = 0, []
+        for index in numbers:
             found = self._object(cluster, src_pool, src_prefix, index)
             if found is None:
-                skipped += 1
+                missing.append(index)
                 continue
             copied += 1
             data = found[1]
@@ -92,8 +117,8 @@ class Extension(object):
                 chunk = data[n * fake_ceph.BLOCK:(n + 1) * fake_ceph.BLOCK]
                 if chunk:
                     dst.blocks[i] = chunk
-        progress(count, count)
-        return copied, skipped
+        progress(len(numbers), len(numbers))
+        return copied, len(missing), missing
 
     def object_checksums(self, conn, pool, ns, prefix, count, depth,
                          progress):

@@ -43,7 +43,8 @@ def test_missing_module_is_unavailable_with_the_import_error(monkeypatch):
 
 
 @pytest.mark.parametrize('call', [
-    lambda: ext.copy_objects(SPEC, 'a', 'p', 'b', 'q', 1),
+    lambda: ext.copy_objects(SPEC, 'a', 'p', 'b', 'q', [1]),
+    lambda: ext.object_numbers(SPEC, 'a', 'p'),
     lambda: ext.copy_image(SPEC, 'a', 'img', 'b', 'img'),
     lambda: ext.deep_copy_image(SPEC, 'a', 'img', 'b', 'img'),
     lambda: ext.object_checksums(SPEC, 'a', 'p', 1),
@@ -86,8 +87,15 @@ def test_cluster_spec_defaults_let_librados_decide():
     ({'dst_pool': 1.0}, TypeError, 'dst_pool must be a str, not float.'),
     ({'dst_pool': True}, TypeError, 'dst_pool must be a str, not bool.'),
     ({'dst_prefix': None}, TypeError, 'dst_prefix must be a str'),
-    ({'object_count': -1}, ValueError, 'object_count must be between 0'),
-    ({'object_count': 2.0}, TypeError, 'object_count must be an int'),
+    ({'objects': 4}, TypeError,
+     'objects must be an iterable of object numbers, not int.'),
+    ({'objects': 'rbd_data.1.0000000000000000'}, TypeError,
+     'objects must be an iterable of object numbers, not str.'),
+    ({'objects': [0, -1]}, ValueError,
+     'objects must hold object numbers between 0 and 18446744073709551615'),
+    ({'objects': [2 ** 64]}, ValueError, 'objects must hold object numbers'),
+    ({'objects': [2.0]}, TypeError, r'objects must hold ints'),
+    ({'objects': None}, TypeError, 'objects must hold ints'),
     ({'queue_depth': 0}, ValueError,
      'queue_depth must be between 1 and 1024, not 0.'),
     ({'queue_depth': ext.MAX_QUEUE_DEPTH + 1}, ValueError, 'queue_depth'),
@@ -97,7 +105,7 @@ def test_cluster_spec_defaults_let_librados_decide():
 def test_copy_objects_validates_before_anything_else(disabled, kwargs,
                                                      error, match):
     args = dict(cluster=SPEC, src_pool='a', src_prefix='rbd_data.1',
-                dst_pool='b', dst_prefix='rbd_data.2', object_count=4)
+                dst_pool='b', dst_prefix='rbd_data.2', objects=range(4))
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ext.copy_objects(**args)
@@ -119,6 +127,21 @@ def test_object_checksums_validates_before_anything_else(disabled, kwargs,
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ext.object_checksums(**args)
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    ({'cluster': 'ceph.conf'}, TypeError, 'cluster must be a ClusterSpec'),
+    ({'pool': ''}, ValueError, 'pool must not be empty.'),
+    ({'pool': True}, TypeError, 'pool must be a str, not bool.'),
+    ({'prefix': ''}, ValueError, 'prefix must not be empty.'),
+    ({'namespace': 0}, TypeError, 'namespace must be a str'),
+])
+def test_object_numbers_validates_before_anything_else(disabled, kwargs,
+                                                       error, match):
+    args = dict(cluster=SPEC, pool=3, prefix='rbd_data.1')
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        ext.object_numbers(**args)
 
 
 @pytest.mark.parametrize('copy', [ext.copy_image, ext.deep_copy_image])

@@ -1,5 +1,6 @@
 """Method offload itself, its copy_objects faked at the extension's edge."""
 
+import errno
 import logging
 import os
 import threading
@@ -69,9 +70,11 @@ def test_offload_itself_copies_and_keeps_the_copy_thin(ceph, osd, caplog):
     assert osd.calls == ['copy_objects', 'object_checksums',
                          'object_checksums']
     assert 'by offload' in caplog.text and 'using' not in caplog.text
+    assert osd.copied == [[0, 2]]  # only the objects that exist
     moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
     assert sorted({i * 4096 // OBJECT for i in moved.blocks}) == [0, 2]
-    assert moved.object_map_rebuilt
+    assert moved.object_map == {0, 2}  # what was written, no rebuild
+    assert not hasattr(moved, 'object_map_rebuilt')
     assert _read(ceph, 'ssd', volume.name, 0, len(DATA)) == DATA
     assert _read(ceph, 'ssd', volume.name, 2 * OBJECT + 5, 12) == (
         b'third object')
@@ -139,6 +142,113 @@ def test_a_copy_with_one_wrong_byte_fails_osd_checksum(ceph, osd,
 
     assert volume.name not in ceph.clusters[fx.CONF_A].pools['ssd']
     assert _read(ceph, 'hdd', volume.name, 0, len(DATA)) == DATA
+
+
+def _sparse_volume(ceph, size):
+    """A ``size`` image holding objects 1, 2, 3 and its last; its Volume."""
+    volume = fx.objects.Volume(size=1)
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    ceph.rbd.RBD().create(ioctx, volume.name, size)
+    last = size // OBJECT - 1
+    with ceph.rbd.Image(ioctx, volume.name) as image:
+        for number in (1, 2, 3, last):
+            image.write(b'object %d' % number, number * OBJECT + 7)
+    return volume, ceph.image(fx.CONF_A, 'hdd', volume.name), last
+
+
+def test_a_huge_thin_volume_costs_what_it_holds(ceph, osd):
+    """1 TiB (262144 objects) holding four: four copies, two map calls."""
+    src, dst = _pair(ceph, 'extents')
+    volume, _, last = _sparse_volume(ceph, 1 << 40)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert osd.copied == [[1, 2, 3, last]]
+    assert 'object_numbers' not in osd.calls  # the object map said
+    moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
+    assert moved.object_map == {1, 2, 3, last}
+    assert [e for e in ceph.executed if e[1].startswith('rbd_object_map.')
+            ] == [('ssd', 'rbd_object_map.' + moved.id, 'rbd',
+                   'object_map_update')] * 2  # runs 1-3 and the last
+    expected = b'object %d' % last
+    assert _read(ceph, 'ssd', volume.name, last * OBJECT + 7,
+                 len(expected)) == expected
+
+
+@pytest.mark.parametrize('why', ['object map invalid', 'fast-diff invalid',
+                                 'no fast-diff', 'striped'])
+def test_without_a_valid_object_map_the_pool_is_listed(ceph, osd,
+                                                       monkeypatch, why):
+    src, dst = _pair(ceph, 'extents')
+    volume, image, last = _sparse_volume(ceph, 1 << 30)
+    rbd = ceph.rbd
+    if why == 'object map invalid':
+        image.flags = rbd.RBD_FLAG_OBJECT_MAP_INVALID
+    elif why == 'fast-diff invalid':
+        image.flags = rbd.RBD_FLAG_FAST_DIFF_INVALID
+    elif why == 'no fast-diff':
+        image.features &= ~rbd.RBD_FEATURE_FAST_DIFF
+    else:  # object numbers are not offsets over the object size
+        monkeypatch.setattr(rbd.Image, 'stripe_count', lambda self: 3)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert osd.calls[:2] == ['object_numbers', 'copy_objects']
+    assert osd.copied == [[1, 2, 3, last]]
+    moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
+    assert moved.object_map == {1, 2, 3, last}
+    assert _read(ceph, 'ssd', volume.name, 2 * OBJECT + 7, 8) == b'object 2'
+
+
+def test_an_object_gone_before_its_copy_is_not_in_the_map(ceph, osd,
+                                                          monkeypatch):
+    """A listed object the source no longer has: skipped, and the copy's
+    object map does not claim it (object-map check would fail)."""
+    src, dst = _pair(ceph, 'none')
+    volume, image, last = _sparse_volume(ceph, 1 << 30)
+    real = osd.copy_objects
+
+    def drop_object_2_first(*args):
+        for block in image.object_blocks(2):
+            image.blocks.pop(block, None)
+        return real(*args)
+
+    monkeypatch.setattr(osd, 'copy_objects', drop_object_2_first)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert osd.copied == [[1, 2, 3, last]]
+    moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
+    assert moved.object_map == {1, 3, last}
+    assert sorted({i * 4096 // OBJECT for i in moved.blocks}) == [1, 3, last]
+
+
+def test_a_source_without_object_map_gives_a_copy_without(ceph, osd):
+    src, dst = _pair(ceph, 'extents')
+    volume, image, last = _sparse_volume(ceph, 1 << 30)
+    image.features &= ~(ceph.rbd.RBD_FEATURE_OBJECT_MAP |
+                        ceph.rbd.RBD_FEATURE_FAST_DIFF)
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert osd.copied == [[1, 2, 3, last]]
+    assert ceph.image(fx.CONF_A, 'ssd', volume.name).object_map is None
+    assert not [e for e in ceph.executed
+                if e[1].startswith('rbd_object_map.')]
+
+
+def test_a_failed_object_map_update_removes_the_copy(ceph, osd):
+    src, dst = _pair(ceph, 'extents')
+    volume, _, _ = _sparse_volume(ceph, 1 << 30)
+    ceph.fail('aio_execute', OSError(errno.EIO, 'injected'), times=1)
+
+    with pytest.raises(exception.MigrationError, match='injected'):
+        src.migrate_volume(None, volume, fx.host_of(dst))
+
+    assert volume.name not in ceph.clusters[fx.CONF_A].pools['ssd']
+    assert not [n for n in ceph.clusters[fx.CONF_A].pools['ssd']
+                if '.rbdmig-' in n]
+    assert _read(ceph, 'hdd', volume.name, OBJECT + 7, 8) == b'object 1'
 
 
 def test_the_same_wrong_byte_passes_extents(ceph, osd, monkeypatch):

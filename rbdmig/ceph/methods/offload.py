@@ -1,19 +1,31 @@
 """Method ``offload``: the OSDs copy the objects (``copy_from``)."""
 
+from oslo_log import log as logging
+
 from rbdmig import ext
 from rbdmig import native
+from rbdmig.ceph import data_objects
 from rbdmig.ceph import images
 from rbdmig.ceph.methods import base
+
+LOG = logging.getLogger(__name__)
 
 
 class OffloadMethod(base.Method):
     """Each data object copied OSD to OSD: no data crosses this host.
 
-    The copy is created with the source's size, order and striping but no
-    object map, its objects are written behind librbd's back by
-    ``copy_from`` (:func:`rbdmig.ext.copy_objects`, ``queue_depth`` in
-    flight; absent source objects are skipped, so it stays as thin as the
-    source), then the object map is enabled and rebuilt.  Progress counts
+    Only the objects the source holds are copied, so the cost follows the
+    data, not the volume's size: they are read from the source's object
+    map where fast-diff is valid (and the image not fancy-striped), else
+    from a listing of its data pool (:func:`data_objects.existing`).  The
+    copy is created with the source's size, order, striping and features
+    (its object map, if any, says every object is absent), its objects are
+    written behind librbd's back by ``copy_from``
+    (:func:`rbdmig.ext.copy_objects`, ``queue_depth`` in flight; a source
+    object gone meanwhile is skipped, so it stays as thin as the source),
+    then its object map is told exactly which objects were written
+    (:func:`data_objects.mark_existing`: one call per run of consecutive
+    objects, not the stat per object of a rebuild).  Progress counts
     objects, reported as bytes.
 
     Data pools: the copy gets the data pool any new image of the
@@ -52,10 +64,7 @@ class OffloadMethod(base.Method):
     def _copy(self, move, relay):
         rbd, src = move.rbd, move.source
         args = images.create_args(rbd, src)
-        object_map = args['features'] & (rbd.RBD_FEATURE_OBJECT_MAP |
-                                          rbd.RBD_FEATURE_FAST_DIFF)
-        # Objects written behind librbd's back: no object map to lie.
-        args['features'] &= ~object_map
+        object_map = args['features'] & rbd.RBD_FEATURE_OBJECT_MAP
         # The destination's data pool (see above), said explicitly.
         args['data_pool'] = base.destination_data_pool(move)
         rbd.RBD().create(move.dst_ioctx, move.temp, move.size, **args)
@@ -64,14 +73,21 @@ class OffloadMethod(base.Method):
             images.copy_metadata(src, dst)
             dst_prefix = dst.stat()['block_name_prefix']
             dst_data = dst.data_pool_id()
+            dst_id = dst.id()
         stat = src.stat()
         src_data = src.data_pool_id()
+        numbers, found_by = native.call(data_objects.existing, rbd, src,
+                                        move.cluster)
+        LOG.info('Copying %(count)d of the %(total)d objects of %(name)s '
+                 '(those that exist, from its %(by)s).',
+                 {'count': len(numbers), 'total': stat['num_objs'],
+                  'name': move.name, 'by': found_by})
         counter = base.ScaledProgress(relay.sink, move.size)
-        native.run(lambda: ext.copy_objects(
+        result = native.run(lambda: ext.copy_objects(
             move.cluster, src_data, stat['block_name_prefix'], dst_data,
-            dst_prefix, stat['num_objs'], queue_depth=self.queue_depth,
+            dst_prefix, numbers, queue_depth=self.queue_depth,
             callback=counter), relay)
         if object_map:
-            with rbd.Image(move.dst_ioctx, move.temp) as dst:
-                dst.update_features(object_map, True)
-                dst.rebuild_object_map()
+            written = sorted(set(numbers) - set(result.missing))
+            native.call(data_objects.mark_existing, move.dst_ioctx, dst_id,
+                        written)

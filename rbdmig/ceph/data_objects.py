@@ -1,0 +1,119 @@
+"""An image's data objects: which exist, and its object map saying so."""
+
+import os
+import struct
+
+from rbdmig import ext
+from rbdmig.ceph import images
+
+# cls_rbd's state of an object that exists (librbd's OBJECT_EXISTS; a
+# head's objects are never EXISTS_CLEAN, which only snapshots set).
+OBJECT_EXISTS = 1
+# object_map_update calls in flight at once.
+MAP_QUEUE_DEPTH = 16
+
+
+def existing(rbd, image, cluster):
+    """The numbers of the data objects ``image`` holds itself.
+
+    With fast-diff valid and no fancy striping, librbd's
+    ``diff_iterate(whole_object=True)`` answers from the object map (a
+    read of 2 bits per object, no OSD op per object), one extent per
+    object that exists: the object is its offset over the object size.
+    Otherwise (no valid object map, or ``stripe_count > 1``, where an
+    object holds stripe units scattered across the image and extents do
+    not name it) the image's data pool is listed for its ``block_name_prefix``
+    (:func:`rbdmig.ext.object_numbers`), whose cost follows the pool's
+    object count.  What a diff_iterate without fast-diff would cost (an
+    op per object of the volume's size) is never paid.
+
+    A listed object may vanish before it is read (the copier skips it);
+    an object map may name one that was never written (the same).
+
+    :param rbd: the ``rbd`` module (constants).
+    :param image: the image, open (the head; its parent's data is not in
+        its objects and is left out).
+    :param cluster: an :class:`rbdmig.ext.ClusterSpec` for the listing.
+    :returns: ``(numbers ascending, 'object map' or 'listing')``.
+    """
+    stat = image.stat()
+    if image.stripe_count() == 1 and images.fast_diff_valid(rbd, image):
+        order = stat['order']
+        numbers = []
+
+        def found(offset, length, exists):
+            if exists and length:
+                numbers.extend(range(offset >> order,
+                                     ((offset + length - 1) >> order) + 1))
+            return 0
+
+        image.diff_iterate(0, stat['size'], None, found,
+                           include_parent=False, whole_object=True)
+        return sorted(set(numbers)), 'object map'
+    return ext.object_numbers(cluster, image.data_pool_id(),
+                              stat['block_name_prefix']), 'listing'
+
+
+def runs(numbers):
+    """``(start, stop)`` of each run of consecutive numbers, ascending."""
+    start = stop = None
+    for number in sorted(set(numbers)):
+        if number == stop:
+            stop += 1
+            continue
+        if start is not None:
+            yield start, stop
+        start, stop = number, number + 1
+    if start is not None:
+        yield start, stop
+
+
+def mark_existing(ioctx, image_id, numbers):
+    """Have an image's (head) object map say these objects exist.
+
+    For objects written behind librbd's back (``copy_from``) into an
+    image created with the object map, where every object is absent: the
+    map then says exactly what was written, as librbd's own writes would
+    have, without the stat per object of a rebuild.  Each run of
+    consecutive numbers is one call of cls_rbd's ``object_map_update`` on
+    ``rbd_object_map.<image id>``, the call librbd makes before writing
+    an object (the OSD decodes, updates and re-encodes the map, its CRCs
+    included), ``MAP_QUEUE_DEPTH`` in flight.  The image must not be
+    open anywhere: an open image would keep its own copy of the map.
+
+    :param ioctx: the image's pool (where its header and map live).
+    :param image_id: the image's id (``Image.id()``).
+    :param numbers: object numbers, below the map's size.
+    :returns: how many calls were made.
+    :raises OSError: with the errno of the first call that failed (ERANGE
+        for a number past the map's end, ENOENT for an image without an
+        object map), after every call issued has completed.
+    """
+    oid = 'rbd_object_map.%s' % image_id
+    pending, failed, calls = [], [], 0
+
+    def wait(completion):
+        completion.wait_for_complete()
+        ret = completion.get_return_value()
+        if ret < 0:
+            failed.append(ret)
+
+    try:
+        for start, stop in runs(numbers):
+            if failed:
+                break
+            # start, stop (u64), new state (u8), no current-state filter
+            # (an absent boost::optional: one zero byte).
+            data = struct.pack('<QQBB', start, stop, OBJECT_EXISTS, 0)
+            pending.append(ioctx.aio_execute(oid, 'rbd', 'object_map_update',
+                                             data))
+            calls += 1
+            if len(pending) >= MAP_QUEUE_DEPTH:
+                wait(pending.pop(0))
+    finally:
+        for completion in pending:  # never leave a call in flight
+            wait(completion)
+    if failed:
+        raise OSError(-failed[0], 'updating object map %s: %s' % (
+            oid, os.strerror(-failed[0])))
+    return calls
