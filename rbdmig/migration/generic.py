@@ -4,11 +4,11 @@ A generic move copies a volume through this host into a new, hidden
 destination volume.  Each step is recorded before its action, and the
 record alone tells recovery what may be done:
 
-``migrating``, path ``generic``
+``migrating``, path ``generic`` (phase ``copying``)
     The destination is recorded (then created) and being copied; the
     checkpoint says how much of it is complete.  The source is the
     volume, untouched.
-``completing``
+``completing`` (phase ``removing``)
     The destination is complete, verified against the source, and no
     client had the source open: the source is being removed.  From here
     the destination is the volume; the source may be partly removed.
@@ -16,7 +16,8 @@ record alone tells recovery what may be done:
     The record names the destination.
 
 A destination is deleted only while the source is proven to exist (it
-opens), never on an error that may say the source is gone.
+opens), never on an error that may say the source is gone.  Recovery's
+decisions are :data:`rbdmig.migration.phases.GENERIC_TABLE`'s.
 """
 
 import contextlib
@@ -29,43 +30,23 @@ from rbdmig import faults
 from rbdmig.db import migration_records
 from rbdmig.migration import compare
 from rbdmig.migration import inventory
+from rbdmig.migration import phases
 from rbdmig.migration import states
 
 LOG = logging.getLogger(__name__)
 
 METHOD = 'generic'
 
-# What the source is, as recovery finds it.
-PRESENT = 'present'  # it opens
-MISSING = 'missing'  # its driver says there is no such volume
-UNKNOWN = 'unknown'  # its backend did not answer
-
-# What recovery does with a generic move a dead process left.
-RESUME = 'resume'  # copy on from the checkpoint, verify, complete
-FINISH = 'finish'  # remove what remains of the source, switch over
-KEEP = 'keep'  # end in error, keeping the destination: no source left
-WAIT = 'wait'  # change nothing; a later recovery decides
-
-DECISIONS = {
-    # A copy was running from an intact source: carry on from the
-    # checkpoint (re-copying is safe, the source is untouched).
-    (states.MIGRATING, PRESENT): RESUME,
-    # A copy was running and the source is gone (removed by hand): its
-    # copy may be all that is left, so nothing deletes it.
-    (states.MIGRATING, MISSING): KEEP,
-    # Whether the source is there cannot be told: touch nothing.
-    (states.MIGRATING, UNKNOWN): WAIT,
-    # The destination was verified before the source's removal began:
-    # finish forward, never copy again (the source may be half removed).
-    (states.COMPLETING, PRESENT): FINISH,
-    (states.COMPLETING, MISSING): FINISH,
-    (states.COMPLETING, UNKNOWN): FINISH,
-}
+# The service's statuses of a generic move, as the phases recovery
+# decides on (:data:`phases.GENERIC_TABLE`).
+GENERIC_PHASES = {states.MIGRATING: phases.COPYING,
+                  states.COMPLETING: phases.REMOVING}
 
 
 def decide(status, source):
-    """Return what recovery does with a generic move in ``status``."""
-    return DECISIONS[(status, source)]
+    """Return what recovery does with a generic move in ``status``, its
+    source found :data:`phases.PRESENT`, ``MISSING`` or ``UNKNOWN``."""
+    return phases.decide_generic(GENERIC_PHASES[status], source)
 
 
 class Unfinished(exception.MigrationError):
@@ -77,16 +58,17 @@ class Unfinished(exception.MigrationError):
 
 
 def presence(drv, volume):
-    """Return PRESENT, MISSING or UNKNOWN for ``volume`` on ``drv``."""
+    """Return :data:`phases.PRESENT`, ``MISSING`` or ``UNKNOWN`` for
+    ``volume`` on ``drv``."""
     try:
         drv.close_volume(None, volume, drv.open_volume(None, volume))
     except exception.VolumeNotFound:
-        return MISSING
+        return phases.MISSING
     except Exception as err:
         LOG.warning('Cannot tell whether %(vol)s exists: %(err)s',
                     {'vol': volume.name, 'err': err})
-        return UNKNOWN
-    return PRESENT
+        return phases.UNKNOWN
+    return phases.PRESENT
 
 
 def remove_source(drv, volume):
@@ -136,7 +118,7 @@ class Move(object):
         record: it is created now, and the copy starts from 0.
         """
         dest = inventory.as_volume(self.dest)
-        if presence(self.dst, dest) == MISSING:
+        if presence(self.dst, dest) == phases.MISSING:
             self.dst.create_volume(dest)
             faults.point('service.dest_created')
             return 0
@@ -232,7 +214,7 @@ class Move(object):
     def _discard_if_source_intact(self, when):
         """Remove the destination, only while the source is there."""
         found = presence(self.src, self.volume)
-        if found != PRESENT:
+        if found != phases.PRESENT:
             LOG.error('Migrating %(vol)s failed while %(when)s, and its '
                       'source is %(found)s: its copy %(copy)s on %(dst)s '
                       'is kept.',

@@ -66,6 +66,46 @@ TABLE = {
 }
 
 
+# The service's generic copy (through this host, between any two
+# backends) goes through the same phases, persisted in rbdmig's database
+# (its ``migration_status``, see :data:`GENERIC_PHASES`): ``migrating``
+# is COPYING, ``completing`` is REMOVING.  Its copy is resumable, and its
+# source is any backend's: recovery decides on (phase, the source as
+# found) instead.
+RESUME = 'resume'        # copy on from the checkpoint, verify, complete
+WAIT = 'wait'            # change nothing; a later recovery decides
+
+# The source of a generic copy, as recovery finds it.
+PRESENT = 'present'      # it opens
+MISSING = 'missing'      # its driver says there is no such volume
+UNKNOWN = 'unknown'      # its backend did not answer
+
+GENERIC_TABLE = {
+    # A copy was running from an intact source: carry on from the
+    # checkpoint (re-copying is safe, the source is untouched).
+    (COPYING, PRESENT): RESUME,
+    # The source is gone (removed by hand): its copy may be all that is
+    # left, so nothing deletes it.
+    (COPYING, MISSING): KEEP,
+    # Whether the source is there cannot be told: touch nothing.
+    (COPYING, UNKNOWN): WAIT,
+    # The copy was verified before the source's removal began: finish
+    # forward, never copy again (the source may be half removed).
+    (REMOVING, PRESENT): COMPLETE,
+    (REMOVING, MISSING): COMPLETE,
+    (REMOVING, UNKNOWN): COMPLETE,
+}
+
+
+def decide_generic(phase, source):
+    """Return what recovery does with a generic copy a dead process left.
+
+    :param phase: :data:`COPYING` or :data:`REMOVING`.
+    :param source: :data:`PRESENT`, :data:`MISSING` or :data:`UNKNOWN`.
+    """
+    return GENERIC_TABLE[(phase, source)]
+
+
 def check_transition(old, new):
     """Raise unless a move may go from phase ``old`` to ``new``.
 

@@ -14,6 +14,7 @@ from rbdmig.migration import inventory
 from rbdmig.migration import lease
 from rbdmig.migration import manager
 from rbdmig.migration import notify
+from rbdmig.migration import phases
 from rbdmig.migration import progress
 from rbdmig.migration import reporter
 from rbdmig.migration import scheduler
@@ -259,7 +260,7 @@ class Service(inventory.Inventory):
         this host, its lease (:mod:`lease`) on any host, so a move a dead
         host left is recovered from another sharing the database.
         A generic move is decided from its status and whether its source
-        exists (:data:`generic.DECISIONS`): a copy resumes from its last
+        exists (:data:`phases.GENERIC_TABLE`): a copy resumes from its last
         checkpoint while its source is there; once ``completing``, its
         verified copy is the volume and the move is finished forward,
         never copied again.  An assisted move was already finished or
@@ -303,12 +304,12 @@ class Service(inventory.Inventory):
         src = self.drivers[migration.source_backend]
         move = generic.Move(self.db, src, self.drivers[
             migration.dest_backend], migration, record)
-        found = generic.UNKNOWN
+        found = phases.UNKNOWN
         if migration.status == states.MIGRATING:
             found = generic.presence(src, move.volume)
         decision = generic.decide(migration.status, found)
         where = migration.dest_backend
-        if decision == generic.RESUME:
+        if decision == phases.RESUME:
             offset = migration_records.resume_offset(
                 migration, migration.dest_volume_id, move.chunk)
             try:
@@ -317,7 +318,7 @@ class Service(inventory.Inventory):
                 return 'resumed at %.1f MiB, and failed: %s' % (
                     offset / (1 << 20), err)
             return 'resumed at %.1f MiB and completed' % (offset / (1 << 20))
-        if decision == generic.FINISH:
+        if decision == phases.COMPLETE:
             try:
                 name = move.finish_forward()
             except Exception as err:
@@ -329,7 +330,7 @@ class Service(inventory.Inventory):
                         % (where, err))
             self._succeed(migration.id, name)
             return 'completed on %s (the source was removed)' % where
-        if decision == generic.KEEP:
+        if decision == phases.KEEP:
             self.db.finish_migration(
                 migration.id, states.ERROR,
                 error='its process died and its source is missing; its copy '

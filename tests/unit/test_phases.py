@@ -24,6 +24,30 @@ def test_the_documented_table_is_the_code_s():
     assert documented == phases.TABLE
 
 
+def test_the_documented_generic_table_is_the_code_s():
+    text = open(DOC).read()
+    table = text.split('.. generic-decision-table-start')[1].split(
+        '.. generic-decision-table-end')[0]
+    lines = table.strip().splitlines()
+    sources = re.split(r'\s{2,}', lines[1].strip())[1:]
+    rows = [re.split(r'\s{2,}', line.strip()) for line in lines[3:-1]]
+    documented = {(phase, found): decision for phase, *decisions in rows
+                  for found, decision in zip(sources, decisions)}
+    assert sources == [phases.PRESENT, phases.MISSING, phases.UNKNOWN]
+    assert documented == phases.GENERIC_TABLE
+
+
+def test_a_generic_copy_is_removed_only_once_its_source_goes_forward():
+    # Only from REMOVING on (the copy verified, the source's removal
+    # begun) is the source removed; before, the copy is never deleted
+    # by recovery: resumed, kept, or left alone.
+    for (phase, found), decision in phases.GENERIC_TABLE.items():
+        if phase == phases.COPYING:
+            assert decision in (phases.RESUME, phases.KEEP, phases.WAIT)
+        else:
+            assert decision == phases.COMPLETE
+
+
 def test_every_phase_and_authority_has_a_decision():
     assert set(phases.TABLE) == {(p, w) for p in phases.PHASES
                                  for w in (phases.SOURCE, phases.DEST)}
