@@ -172,7 +172,7 @@ class RBDDriver(cinder_rbd.RBDDriver):
             try:
                 moved, model_update = migrate.migrate(
                     backend, volume, host, callback,
-                    authority=CinderAuthority(context))
+                    authority=CinderAuthority(context, self.host))
             except exception.MigrationError as err:
                 raise cinder_exception.VolumeMigrationFailed(
                     reason=str(err))
@@ -240,8 +240,9 @@ class CinderAuthority(recover.Authority):
     destination, or ``error`` with the source intact.
     """
 
-    def __init__(self, context):
+    def __init__(self, context, service=None):
         self.context = context
+        self.service = service
 
     def _row(self, record):
         if not record.volume_id:
