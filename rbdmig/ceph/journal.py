@@ -115,6 +115,10 @@ class Record:
     # 'dest'): recovery fences them off (blocklists them) before it acts.
     clients: dict = dataclasses.field(default_factory=dict)
     host: str = dataclasses.field(default_factory=socket.gethostname)
+    # The service running it, when the authority names one: under
+    # Cinder, the cinder-volume's ``host@backend`` (several may share a
+    # machine, and in an active-active cluster any member runs a move).
+    service: str = None
     pid: int = dataclasses.field(default_factory=os.getpid)
     lock_dir: str = dataclasses.field(default_factory=_lock_dir)
     started: float = dataclasses.field(default_factory=time.time)

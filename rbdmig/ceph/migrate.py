@@ -83,6 +83,8 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
                 'dest': dst_client.get_instance_id()}
             if isinstance(host.get('host'), str):
                 migration.record.dest_host = host['host']
+            if authority is not None:
+                migration.record.service = authority.service
             migration.run(callback)
     except checks.Unsafe as why:
         LOG.warning('Not migrating %(vol)s: %(why)s The source is intact; '

@@ -38,6 +38,10 @@ class Authority(object):
     (:class:`rbdmig.cinder.driver.CinderAuthority`).
     """
 
+    #: The service that runs the moves, journaled with each (status
+    #: shows it); None: the process, its host, is all there is to say.
+    service = None
+
     def names(self, record):
         """:data:`phases.SOURCE` or :data:`phases.DEST`, for ``record``."""
         return phases.SOURCE

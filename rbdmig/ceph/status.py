@@ -152,6 +152,7 @@ class Migration:
             'percent': percent, 'bytes_done': done, 'bytes_total': total,
             'rate': rate, 'eta': eta,
             'host': found.get('host') or record.host,
+            'service': record.service,
             'started': record.started, 'updated': last,
             'age': max(0.0, now - last), 'stranded': self.stranded}
 

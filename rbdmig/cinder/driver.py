@@ -172,7 +172,7 @@ class RBDDriver(cinder_rbd.RBDDriver):
             try:
                 moved, model_update = migrate.migrate(
                     backend, volume, host, callback,
-                    authority=CinderAuthority(context))
+                    authority=CinderAuthority(context, self.host))
             except exception.MigrationError as err:
                 raise cinder_exception.VolumeMigrationFailed(
                     reason=str(err))
@@ -240,8 +240,9 @@ class CinderAuthority(recover.Authority):
     destination, or ``error`` with the source intact.
     """
 
-    def __init__(self, context):
+    def __init__(self, context, service=None):
         self.context = context
+        self.service = service
 
     def _row(self, record):
         if not record.volume_id:
@@ -268,8 +269,36 @@ class CinderAuthority(recover.Authority):
             raise exception.MigrationError(
                 volume=record.volume_id,
                 reason='its volume row cannot be moved to the destination')
-        row.host = record.dest_host
+        row.update(self._on_destination(record))
         row.save()
+
+    def _on_destination(self, record):
+        """The row's fields that name the destination, as Cinder's
+        manager sets them once a driver moved a volume.
+
+        In an active-active cluster Cinder sends a volume's requests to
+        its ``cluster_name``: left naming the source's cluster, a delete
+        would reach the source backend and miss the image.
+        """
+        from cinder.volume import volume_utils
+        updates = {'host': record.dest_host}
+        try:
+            service = objects.Service.get_by_args(
+                self.context,
+                volume_utils.extract_host(record.dest_host, 'backend'),
+                'cinder-volume')
+        except cinder_exception.ServiceNotFound:
+            LOG.warning('No cinder-volume service runs %s; only the host '
+                        'of volume %s names it.', record.dest_host,
+                        record.volume_id)
+            return updates
+        pool = volume_utils.extract_host(record.dest_host, 'pool')
+        updates.update(
+            cluster_name=service.cluster_name and volume_utils.append_host(
+                service.cluster_name, pool),
+            service_uuid=service.uuid,
+            availability_zone=service.availability_zone)
+        return updates
 
     def settle(self, record, decision):
         row = self._row(record)
@@ -282,7 +311,10 @@ class CinderAuthority(recover.Authority):
                             'its source: volume %(id)s now lives on '
                             '%(host)s.', {'rec': record, 'id': row.id,
                                           'host': record.dest_host})
-                updates['host'] = record.dest_host
+            if record.dest_host:
+                # The process that died after moving the host left the
+                # rest (its cluster) to Cinder's manager.
+                updates.update(self._on_destination(record))
             updates['migration_status'] = 'success'
         elif decision != phases.KEEP and row.migration_status in (
                 'migrating', 'starting'):

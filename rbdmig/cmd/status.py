@@ -58,7 +58,9 @@ def _row(found):
         else '%.1f%%' % found['percent'],
         'RATE': '%.1f MiB/s' % (found['rate'] / units.Mi)
         if found['rate'] else '-',
-        'LEFT': _duration(found['eta']), 'HOST': found['host'],
+        'LEFT': _duration(found['eta']),
+        'HOST': found['host'] if not found.get('service')
+        else '%s (%s)' % (found['host'], found['service']),
         'UPDATED': '%s ago' % _duration(found['age']),
         'STRANDED': 'unknown' if stranded is None
         else 'yes' if stranded else 'no'}

@@ -16,17 +16,25 @@ RBDMIG = 'rbdmig.cinder.RBDDriver'
 CINDER_RBD = 'cinder.volume.drivers.rbd.RBDDriver'
 
 
-def write_conf(path, state_dir, backends):
+def write_conf(path, state_dir, backends, host=HOST, cluster=None):
     """Write a cinder.conf naming ``backends`` in ``enabled_backends``.
 
     :param backends: ``{name: {option: value}}``, in the order listed.
+    :param host: ``host``, the services' ``<host>@<backend>``.
+    :param cluster: ``cluster``: the services are members of the
+        active-active clusters ``<cluster>@<backend>``, as any other
+        cinder-volume naming it with the same ``state_dir`` (database,
+        locks, tooz's file coordination).
     """
-    sections = {
-        'DEFAULT': {'transport_url': 'fake:/', 'host': HOST,
+    defaults = {'transport_url': 'fake:/', 'host': host,
                     'state_path': state_dir,
                     'enabled_backends': ', '.join(backends),
                     # A stuck generic migration fails in 2 minutes, not 5.
-                    'migration_create_volume_timeout_secs': 120},
+                    'migration_create_volume_timeout_secs': 120}
+    if cluster:
+        defaults['cluster'] = cluster
+    sections = {
+        'DEFAULT': defaults,
         'database': {'connection': 'sqlite:///%s' % os.path.join(
             state_dir, 'cinder.sqlite')},
         'oslo_concurrency': {'lock_path': os.path.join(state_dir, 'locks')},
@@ -72,6 +80,12 @@ class CinderVolume(object):
         from oslo_config import cfg
 
         self.conf = cfg.CONF
+        # cinder/cmd/volume.py's option (that module patches at import).
+        self.conf.register_opt(cfg.StrOpt(
+            'cluster', help='Name of this cluster. Used to group volume '
+                            'hosts that share the same backend '
+                            'configurations to work in HA Active-Active '
+                            'mode.'))
         self.conf_path = conf_path
         self.conf(['--config-file', conf_path], project='cinder')
         self.services = {}
@@ -96,9 +110,13 @@ class CinderVolume(object):
                                            is_admin=True)
         for backend in self.conf.enabled_backends:
             start = time.monotonic()
+            # cinder/cmd/volume.py's names for each backend.
+            cluster = self.conf.cluster
             svc = service.Service.create(
-                host='%s@%s' % (HOST, backend), service_name=backend,
-                binary='cinder-volume', coordination=True,
+                host='%s@%s' % (self.conf.host, backend),
+                cluster=cluster and '%s@%s' % (cluster, backend),
+                service_name=backend, binary='cinder-volume',
+                coordination=True,
                 report_interval=0, periodic_interval=0)
             self.services[backend] = svc
             svc.start()
@@ -149,13 +167,13 @@ class CinderVolume(object):
 
         Built as cinder-scheduler's host manager builds it from the
         capabilities the backend published; ``.host`` is
-        ``compat@<backend>#<pool>``.
+        ``<host>@<backend>#<pool>``, ``.cluster_name`` its cluster's.
         """
         from cinder.scheduler import host_manager
         mgr = self.manager(backend)
         mgr.publish_service_capabilities(self.ctxt)
         caps = dict(mgr.last_capabilities, timestamp=time.time())
-        state = host_manager.BackendState(mgr.host, None)
+        state = host_manager.BackendState(mgr.host, mgr.cluster)
         state.update_from_volume_capability(caps)
         (pool,) = state.pools.values()
         return pool

@@ -33,13 +33,15 @@ class PointNotReached(AssertionError):
 
 
 def run(cinder, volume, backend, record_path, crash_at=None,
-        timeout=300):
+        timeout=300, conf_path=None):
     """Migrate ``volume`` to ``backend`` in a child cinder-volume.
 
     The row is prepared as Cinder's API prepares it before its cast.
 
     :param crash_at: the point the child is killed at (``name#N``: the
         Nth time); None lets it finish.
+    :param conf_path: the child's cinder.conf (another ``host`` of the
+        same database); by default ``cinder``'s.
     :returns: ``(child, reached)``: the ``CompletedProcess`` and the
         points it reached, in order.
     """
@@ -53,19 +55,20 @@ def run(cinder, volume, backend, record_path, crash_at=None,
     env[faults.RECORD] = str(record_path)
     child = subprocess.run(
         [sys.executable, '-m', 'tests.compat.crash_volume',
-         cinder.conf_path, volume.id, backend],
+         conf_path or cinder.conf_path, volume.id, backend],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     return child, reached_points(record_path)
 
 
-def kill_at(cinder, volume, backend, point, record_path, timeout=300):
+def kill_at(cinder, volume, backend, point, record_path, timeout=300,
+            conf_path=None):
     """Migrate ``volume`` to ``backend`` in a child killed at ``point``.
 
     :returns: the points the child reached, in order.
     :raises PointNotReached: it finished (or failed) without reaching it.
     """
     child, reached = run(cinder, volume, backend, record_path, point,
-                         timeout)
+                         timeout, conf_path)
     if child.returncode != -signal.SIGKILL:
         raise PointNotReached(
             'cinder-volume was not killed at %s: it exited %s (%s) having '

@@ -11,11 +11,14 @@ as the RPC server does for ``cinder migrate``.
 With ``RBDMIG_CRASH_AT=<point>`` in its environment it SIGKILLs itself
 there (:mod:`rbdmig.faults`): nothing of its own cleanup runs.  If it
 survives, it prints the volume's row and exits with :data:`SURVIVED`.
+BACKEND ``-`` only starts the services (their ``init_host``: rbdmig's
+recovery) and stops them.
 """
 
 import sys
 
 SURVIVED = 3
+START_ONLY = '-'
 
 
 def main(conf_path, volume_id, backend):
@@ -32,6 +35,8 @@ def main(conf_path, volume_id, backend):
                  % (mode, 'is' if native.patched() else 'is not'))
     services = cinder_env.CinderVolume(conf_path).start()
     try:
+        if backend == START_ONLY:
+            return SURVIVED
         volume = objects.Volume.get_by_id(services.ctxt, volume_id)
         dest = services.destination(backend)
         # What VolumeAPI.migrate_volume's cast carries (rpcapi 3.5).

@@ -14,14 +14,18 @@ import subprocess
 import sys
 import time
 
+from tests.compat import cinder_env
 from tests.compat import crash
 from tests.compat import crash_volume
 from tests.compat import images
+from tests.compat import test_active_active
 
 
-def _stopped_at(cinder, volume, backend, point, log, timeout=300):
+def _stopped_at(cinder, volume, backend, point, log, timeout=300,
+                conf_path=None):
     """A child cinder-volume migrating ``volume``, stopped at ``point``.
 
+    :param conf_path: the child's cinder.conf; by default ``cinder``'s.
     Its output goes to ``log`` (a pipe nobody reads while it runs could
     fill and stop it before the point).
     """
@@ -31,7 +35,7 @@ def _stopped_at(cinder, volume, backend, point, log, timeout=300):
     with open(log, 'w') as out:
         child = subprocess.Popen(
             [sys.executable, '-m', 'tests.compat.pause_volume',
-             cinder.conf_path, volume.id, backend, point],
+             conf_path or cinder.conf_path, volume.id, backend, point],
             cwd=crash.ROOT, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,9 +91,46 @@ def test_status_lists_the_move_cinder_volume_runs(cinder, ceph_cluster,
     # The copy's last update: written whatever the report interval.
     assert found['percent'] == 100.0 and found['bytes_total'] == 1 << 30
     assert found['host'] == socket.gethostname()
+    assert found['service'] == 'compat@rbdmig-a'
     assert found['stranded'] is False
     assert _status(cinder)['migrations'] == []
     row = crash.check(cinder, (ceph_cluster, ceph_cluster2), volume,
                       checksum)
     assert (row.host, row.migration_status) == ('compat@rbdmig-b#rbdmig-b',
                                                 'success')
+
+
+def test_status_names_the_member_of_a_cluster_running_it(
+        cinder, ceph_cluster, ceph_cluster2, cleanup, tmp_path, backends):
+    """Two members of an active-active cluster on one machine: the host
+    is the same, the service says which one runs the move."""
+    volume = cinder.create_volume('rbdmig-a')
+    cleanup.add('delete %s' % volume.id, cinder.delete_volume, volume)
+    cleanup.add('home %s' % volume.id, test_active_active._back_home,
+                cinder, volume)
+    checksum = images.fill(ceph_cluster, 'volumes-a', volume.name,
+                           extents=32)
+    state = os.path.dirname(cinder.conf_path)
+    member = cinder_env.write_conf(str(tmp_path / 'aa-b.conf'), state,
+                                   backends, host='aa-b', cluster='aa')
+    test_active_active._clustered(volume, 'aa-a', 'rbdmig-a')
+
+    log = tmp_path / 'cinder-volume.log'
+    child = _stopped_at(cinder, volume, 'rbdmig-b', 'engine.copied', log,
+                        conf_path=member)
+    try:
+        [found] = _status(cinder)['migrations']
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+        child.wait(timeout=300)
+    assert child.returncode == crash_volume.SURVIVED, log.read_text()[
+        -4000:]
+
+    assert (found['volume'], found['phase']) == (volume.id, 'copying')
+    assert (found['host'], found['service']) == (socket.gethostname(),
+                                                 'aa-b@rbdmig-a')
+    assert found['destination_host'] == 'aa-b@rbdmig-b#rbdmig-b'
+    row = crash.check(cinder, (ceph_cluster, ceph_cluster2), volume,
+                      checksum)
+    assert (row.host, row.cluster_name, row.migration_status) == (
+        'aa-b@rbdmig-b#rbdmig-b', 'aa@rbdmig-b#rbdmig-b', 'success')

@@ -155,7 +155,7 @@ def test_percent_rate_time_left_and_a_stranded_record(ceph, cinder_conf):
         'percent': 25.0, 'bytes_done': 256 * fx.MiB,
         'bytes_total': 1024 * fx.MiB, 'rate': 16.0 * fx.MiB,
         # Nothing runs it: no time left is promised.
-        'eta': None, 'host': 'node-3', 'started': 900.0,
+        'eta': None, 'host': 'node-3', 'service': None, 'started': 900.0,
         'updated': 1000.0, 'age': 12.0, 'stranded': True}
 
 
@@ -209,6 +209,22 @@ def test_the_table_says_it_in_words(ceph, cinder_conf):
     assert row[:6] == ['hdd', 'volume-7', 'hdd', '->', 'ssd', 'copying']
     assert row[6:11] == ['extents', '25.0%', '16.0', 'MiB/s', '48s']
     assert row[11] == 'node-3' and row[-1] == 'no'
+
+
+def test_the_service_running_it_is_shown_with_its_host(ceph, cinder_conf):
+    """Several cinder-volume services (an active-active cluster's
+    members) may share a machine: the record names which runs it."""
+    record = _claimed(ceph)
+    record.service = 'node-3b@hdd'
+    pool_journal = _journal(ceph)
+    pool_journal._write(pool_journal.oid(record),
+                        lambda op: op.write_full(record.to_bytes()))
+
+    _, out, _ = _status(ceph, [cinder_conf])
+    [found] = json.loads(out)['migrations']
+    assert (found['host'], found['service']) == ('node-3', 'node-3b@hdd')
+    _, out, _ = _status(ceph, [cinder_conf], fmt='table')
+    assert out.splitlines()[1].split()[11:13] == ['node-3', '(node-3b@hdd)']
 
 
 def test_no_migration_says_so(ceph, cinder_conf):
