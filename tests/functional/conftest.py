@@ -24,6 +24,7 @@ import pytest
 from oslo_utils import strutils
 
 from rbdmig import sandbox
+from tests import pg_server
 
 
 def sandbox_settings():
@@ -88,6 +89,17 @@ def ceph_cluster2(cluster_registry, tmp_path_factory):
     return cluster_registry.start(tmp_path_factory.mktemp('other'),
                                   name='other', backend_prefix='other',
                                   **sandbox_settings())
+
+
+@pytest.fixture(scope='session')
+def postgresql():
+    """A throwaway PostgreSQL server (:mod:`tests.pg_server`), stopped at
+    the end of the session; without PostgreSQL installed it fails."""
+    server = pg_server.Server()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 class Cleanup(object):
