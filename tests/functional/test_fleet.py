@@ -220,6 +220,10 @@ def test_two_hosts_drain_one_source_each_volume_once(
         assert 'every volume moved' in said, said
 
     assert fleet.check(volumes, 'ceph-b') == []
+    code, said = fleet.wait(fleet.start(HOSTS[1], 'list', '--format',
+                                        'json'), stdout_only=True)
+    assert {v['id']: v['backend'] for v in json.loads(said)} == dict.fromkeys(
+        volumes, 'ceph-b')
     done = fleet.successes(volumes)
     assert all(len(hosts) == 1 for hosts in done.values()), done
     by_host = {h: sum(hosts == [h] for hosts in done.values())
@@ -266,11 +270,18 @@ def test_a_killed_hosts_moves_are_taken_over_and_drained_by_another(
     stranded = [m for m in fleet.svc.db.list_migrations(running=True)]
     assert stranded and all(m.host.startswith(HOSTS[0] + ':')
                             for m in stranded), stranded
+    # Any host's rbdmig status lists A's moves in Ceph, with A's name.
     code, status = fleet.status(HOSTS[1])
     assert (code, status['errors']) == (0, []), status
+    assert {m['host'].split(':')[0] for m in status['migrations']} == {
+        HOSTS[0]}, status
 
     # B's recovery takes them over once Ceph has dropped A's watch and
     # A's lease has expired; before that it leaves them alone.
+    code, said = fleet.run(HOSTS[1], 'recover')
+    assert code == 0, said
+    assert [m.id for m in fleet.svc.db.list_migrations(running=True)] == [
+        m.id for m in stranded], said
     while fleet.svc.db.list_migrations(running=True):
         assert time.monotonic() - killed < lease.LEASE + 90, said
         code, said = fleet.run(HOSTS[1], 'recover')
