@@ -250,12 +250,13 @@ def test_a_killed_hosts_moves_are_taken_over_and_drained_by_another(
     pause = tmp_path / 'pause'
     pause.mkdir()
 
-    # Host B waits at its first claims until host A, moving the others,
-    # has been killed at its third copy: A has work, and dies in it.
+    # Host B waits in its first moves (watched: A's start leaves them
+    # alone) until host A, moving the others, has been killed at its
+    # third copy: A has work, and dies in it.
     host_b = fleet.start(HOSTS[1], 'drain', 'ceph-a', 'ceph-b',
-                         env={faults.PAUSE_AT: 'engine.claimed',
+                         env={faults.PAUSE_AT: 'engine.copying',
                               faults.PAUSE_DIR: str(pause)})
-    while not (pause / 'engine.claimed.1.reached').exists():
+    while not (pause / 'engine.copying.1.reached').exists():
         assert host_b.poll() is None, fleet.wait(host_b)
         time.sleep(0.1)
     code, said = fleet.run(HOSTS[0], 'drain', 'ceph-a', 'ceph-b',
