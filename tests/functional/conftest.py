@@ -4,6 +4,8 @@ Two independent clusters (``ceph_cluster`` and ``ceph_cluster2``) are
 started at most once per session, each in its own temporary directory, and
 stopped at the end of the session.  Ceph must be installed (see
 ``tools/setup.sh``): without it these tests fail, they are never skipped.
+``postgresql`` is a throwaway PostgreSQL server for the tests of several
+hosts on one database (``tests/pg_server.py``, as the unit tests').
 
 Environment variables:
 

@@ -201,13 +201,9 @@ class Fleet(object):
         return failed
 
 
-def _fleet(ceph_cluster, postgresql, tmp_path):
-    return Fleet(ceph_cluster, postgresql, tmp_path)
-
-
 def test_two_hosts_drain_one_source_each_volume_once(
         ceph_cluster, postgresql, tmp_path, cleanup):
-    fleet = _fleet(ceph_cluster, postgresql, tmp_path)
+    fleet = Fleet(ceph_cluster, postgresql, tmp_path)
     volumes = fleet.create(VOLUMES, cleanup)
 
     start = time.monotonic()
@@ -245,7 +241,7 @@ def test_two_hosts_drain_one_source_each_volume_once(
 
 def test_a_killed_hosts_moves_are_taken_over_and_drained_by_another(
         ceph_cluster, postgresql, tmp_path, cleanup):
-    fleet = _fleet(ceph_cluster, postgresql, tmp_path)
+    fleet = Fleet(ceph_cluster, postgresql, tmp_path)
     volumes = fleet.create(16, cleanup)
     pause = tmp_path / 'pause'
     pause.mkdir()
