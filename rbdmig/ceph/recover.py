@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import socket
+import time
 
 from oslo_log import log as logging
 
@@ -118,10 +119,11 @@ def _owner_alive(backend, client, ioctx, record, any_host):
 
     Ceph decides, for a record of any host: once no watch of the
     migrating client remains (the OSDs drop it :data:`liveness.
-    WATCH_TIMEOUT` seconds after the client stopped), its process is
-    gone.  A watch that remains is fenced off (the client blocklisted)
-    when this host knows the process is dead (its lock on this host is
-    free) or the operator says so (``any_host``).
+    WATCH_TIMEOUT` seconds after the client stopped; a record claimed
+    but not watched yet is given as long), its process is gone.  A
+    watch that remains is fenced off (the client blocklisted) when this
+    host knows the process is dead (its lock on this host is free) or
+    the operator says so (``any_host``).
     """
     oid = journal.RECORD_PREFIX + record.image
     try:
@@ -133,10 +135,19 @@ def _owner_alive(backend, client, ioctx, record, any_host):
         return not any_host and record.owner_alive()
     owner = record.clients.get('source')
     held = [w for w in found if w.client == owner]
+    dead_here = (record.host == socket.gethostname() and
+                 not record.owner_alive())
     if not held:
-        return False
-    if not any_host and not (record.host == socket.gethostname() and
-                             not record.owner_alive()):
+        # A watch needs its object: the migrating process claims the
+        # record first, then watches it.  A record just claimed and not
+        # watched yet may be a live one's (another host's recovery
+        # released it under a draining host, whose watch then failed);
+        # a killed process's watch would linger as long.
+        return (not any_host and not dead_here and
+                record.phase == journal.CLAIMED and record.updated is not
+                None and time.time() - record.updated
+                < liveness.WATCH_TIMEOUT)
+    if not any_host and not dead_here:
         return True
     LOG.warning('Fencing client.%(id)s: %(rec)s is taken over.',
                 {'id': owner, 'rec': record})

@@ -2,6 +2,7 @@
 
 import concurrent.futures as futures
 import contextlib
+import hashlib
 import time
 
 from oslo_log import log as logging
@@ -205,14 +206,21 @@ class Service(inventory.Inventory):
 
         Several hosts sharing one database may drain the same source at
         once: each volume is claimed by one of them (the database's
-        claim), and a volume another host has moved, or is moving, is
-        reported as such by the others, not as a failure.
+        claim), each walks the source in an order of its own, and a
+        volume another host has moved, or is moving, is reported as such
+        by the others, not as a failure.
 
         :returns: the number of volumes that did not move.
         """
         self.driver(source)
         self.driver(dest)
-        todo = [r.id for r in self.db.list_volumes(backend=source)]
+        # Each host walks the source in an order of its own (a hash of
+        # its host and the volume): walking one shared order, hosts
+        # draining at once would check every volume together, and all
+        # but one lose its claim, instead of each moving others.
+        todo = sorted((r.id for r in self.db.list_volumes(backend=source)),
+                      key=lambda v: hashlib.sha256(
+                          ('%s/%s' % (self.host, v)).encode()).digest())
 
         def one(volume_id):
             start = time.monotonic()

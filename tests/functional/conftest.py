@@ -4,6 +4,8 @@ Two independent clusters (``ceph_cluster`` and ``ceph_cluster2``) are
 started at most once per session, each in its own temporary directory, and
 stopped at the end of the session.  Ceph must be installed (see
 ``tools/setup.sh``): without it these tests fail, they are never skipped.
+``postgresql`` is a throwaway PostgreSQL server for the tests of several
+hosts on one database (``tests/pg_server.py``, as the unit tests').
 
 Environment variables:
 
@@ -24,6 +26,7 @@ import pytest
 from oslo_utils import strutils
 
 from rbdmig import sandbox
+from tests import pg_server
 
 
 def sandbox_settings():
@@ -88,6 +91,17 @@ def ceph_cluster2(cluster_registry, tmp_path_factory):
     return cluster_registry.start(tmp_path_factory.mktemp('other'),
                                   name='other', backend_prefix='other',
                                   **sandbox_settings())
+
+
+@pytest.fixture(scope='session')
+def postgresql():
+    """A throwaway PostgreSQL server (:mod:`tests.pg_server`), stopped at
+    the end of the session; without PostgreSQL installed it fails."""
+    server = pg_server.Server()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 class Cleanup(object):

@@ -8,7 +8,7 @@ import pytest
 from rbdmig.db import api
 from rbdmig.db import migration
 from rbdmig.db import models
-from tests.unit import pg_server
+from tests import pg_server
 
 # db_url (and db, an API on it) is a new SQLite file in the test's
 # tmp_path, then the session's PostgreSQL database, emptied.  oslo.db's

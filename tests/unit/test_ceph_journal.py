@@ -289,14 +289,19 @@ def test_recovery_of_a_live_migration(ceph, monkeypatch, executed, complete,
     assert _journal(ceph).records() == []
 
 
-def _claimed_by_a_client(ceph, host=None):
-    """A record claimed by a client of its own, as a migration would."""
+def _claimed_by_a_client(ceph, host=None, age=0):
+    """A record claimed by a client of its own, as a migration would,
+    ``age`` seconds ago."""
     pool_journal = _journal(ceph)
     record = journal.Record.new('volume-9', 'copy', 'hdd', _dest())
     record.clients = {'source': pool_journal.ioctx.client_id}
     if host:
         record.host = host
     pool_journal.claim(record)
+    if age:
+        record.updated -= age
+        pool_journal._write(pool_journal.oid(record),
+                            lambda op: op.write_full(record.to_bytes()))
     return pool_journal, record
 
 
@@ -316,12 +321,35 @@ def test_another_hosts_dead_migration_is_taken_over(ceph):
     # Its client's watch is gone: Ceph says the process is, whatever
     # host it ran on.  No host name or lock file decides.
     src = fx.make_driver(ceph, pool='hdd')
-    _pool_journal, record = _claimed_by_a_client(ceph, host='host-b')
+    _pool_journal, record = _claimed_by_a_client(
+        ceph, host='host-b', age=liveness.WATCH_TIMEOUT + 1)
 
     outcomes = recover.recover(src.backend())
 
     assert [o.action for o in outcomes] == ['released']
     assert _journal(ceph).records() == []
+
+
+def test_another_hosts_record_claimed_but_not_watched_yet_is_left(ceph):
+    # Found by two hosts draining one source (test_fleet): one claimed a
+    # record, the other's recovery, starting, saw no watch on it yet and
+    # released it; the first one's watch then failed, and its move.
+    src = fx.make_driver(ceph, pool='hdd')
+    _claimed_by_a_client(ceph, host='host-b')
+
+    assert [o.action for o in recover.recover(src.backend())] == [
+        'skipped']
+    assert [o.action for o in recover.recover(
+        src.backend(), any_host=True)] == ['released']
+
+
+def test_a_claimed_record_never_watched_is_taken_over_in_time(ceph):
+    src = fx.make_driver(ceph, pool='hdd')
+    _claimed_by_a_client(ceph, host='host-b',
+                         age=liveness.WATCH_TIMEOUT + 1)
+
+    assert [o.action for o in recover.recover(src.backend())] == [
+        'released']
 
 
 def test_another_hosts_live_migration_is_left_unless_forced(ceph):

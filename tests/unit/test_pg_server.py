@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from tests.unit import pg_server
+from tests import pg_server
 
 
 def _fake_server(folder, tools=('initdb', 'pg_ctl', 'postgres')):

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the database tests, in a temp dir."""
+"""A throwaway PostgreSQL server for the unit and functional tests."""
 
 import atexit
 import glob

@@ -1,0 +1,302 @@
+"""Two hosts, one fleet: ``rbdmig drain`` from two hosts on one database.
+
+Each host is an ``rbdmig`` process in a UTS namespace of its own
+(``unshare --uts``), so its host name, and the ``host`` of the
+migrations it runs, is its own.  Both read the sandbox cluster's
+rbdmig.conf and an extra file naming one PostgreSQL database
+(:func:`conftest.postgresql`), owned by a plain role.  A host is killed
+at a named crash point, never by a timer; the other host's ``rbdmig
+recover`` takes its moves over once Ceph and the lease say it is gone.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import rbd
+import sqlalchemy as sa
+
+from rbdmig import faults
+from rbdmig.ceph import journal
+from rbdmig.cmd import context
+from rbdmig.migration import inventory
+from rbdmig.migration import lease
+from rbdmig.migration import states
+
+MiB = 1 << 20
+# Volumes drained at once (thin, 1 GiB, DATA_MIB MiB of data each).
+VOLUMES = int(os.environ.get('RBDMIG_FLEET_VOLUMES', '40'))
+DATA_MIB = 4
+HOSTS = ('rbdmig-host-a', 'rbdmig-host-b')
+BACKENDS = ('ceph-a', 'ceph-b')
+
+
+class Fleet(object):
+    """One database, the sandbox's backends, and hosts to run commands."""
+
+    def __init__(self, cluster, postgresql, tmp_path):
+        self.cluster, self.tmp_path = cluster, tmp_path
+        role = 'fleet_%s' % secrets.token_hex(4)
+        password = secrets.token_hex(16)
+        admin = sa.create_engine(postgresql.url,
+                                 isolation_level='AUTOCOMMIT')
+        with admin.connect() as conn:
+            conn.execute(sa.text("CREATE ROLE %s LOGIN PASSWORD '%s'"
+                                 % (role, password)))
+            conn.execute(sa.text('CREATE DATABASE %s OWNER %s'
+                                 % (role, role)))
+        admin.dispose()
+        self.extra = tmp_path / 'fleet.conf'
+        self.extra.write_text(
+            '[database]\nconnection = postgresql+psycopg2://%s:%s@'
+            '127.0.0.1:%d/%s\n' % (role, password, postgresql.port, role))
+        self.svc = context.load(argparse.Namespace(
+            config_file=[cluster.rbdmig_conf_path, str(self.extra)]))
+
+    def start(self, host, *args, env=None):
+        """Start ``rbdmig ARGS`` as ``host``; its output goes to files."""
+        name = '%s.%d' % (host, time.time_ns())
+        out = open(self.tmp_path / (name + '.out'), 'w+')
+        err = open(self.tmp_path / (name + '.err'), 'w+')
+        proc = subprocess.Popen(
+            ['unshare', '--uts', 'sh', '-c',
+             'hostname %s && exec "$0" -m rbdmig.cmd.main "$@"' % host,
+             sys.executable, '--config-file', self.cluster.rbdmig_conf_path,
+             '--config-file', str(self.extra)] + list(args),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            env=dict(os.environ, **(env or {})))
+        proc.out, proc.err = out, err
+        return proc
+
+    def wait(self, proc, timeout=900, stdout_only=False):
+        """``(exit status, output)`` of a started command."""
+        code = proc.wait(timeout=timeout)
+        said = ''
+        for f in (proc.out, proc.err):
+            f.seek(0)
+            said += f.read()
+            f.close()
+            if stdout_only:
+                break
+        return code, said
+
+    def run(self, host, *args, env=None):
+        return self.wait(self.start(host, *args, env=env))
+
+    def status(self, host):
+        """``rbdmig status --format json`` as ``host`` sees it."""
+        code, said = self.wait(self.start(host, 'status', '--format',
+                                          'json'), stdout_only=True)
+        return code, json.loads(said)
+
+    def create(self, count, cleanup):
+        """``count`` volumes on ceph-a with scattered data: {id: digest}."""
+        drv = self.svc.drivers['ceph-a']
+        made = {}
+        for _ in range(count):
+            record = self.svc.create('ceph-a', 1)
+            cleanup.add('delete %s' % record.id, self.svc.delete, record.id)
+            vol = inventory.as_volume(record)
+            handle = drv.open_volume(None, vol, 'r+b')
+            try:
+                for slot in random.Random(record.id).sample(range(1024),
+                                                            DATA_MIB):
+                    handle.seek(slot * MiB)
+                    handle.write(os.urandom(MiB))
+            finally:
+                drv.close_volume(None, vol, handle)
+            made[record.id] = self.digest('ceph-a', record.id)
+        return made
+
+    def pool(self, backend):
+        return self.cluster.backends[backend]
+
+    def digest(self, backend, volume):
+        """sha256 of the image's content: its size, then each 1 MiB
+        block holding a non-zero byte, with its index (every other byte
+        reads as zero), read where librbd reports data."""
+        client = self.cluster.connect()
+        try:
+            ioctx = client.open_ioctx(self.pool(backend))
+            try:
+                with rbd.Image(ioctx, 'volume-%s' % volume,
+                               read_only=True) as image:
+                    size = image.size()
+                    blocks = set()
+
+                    def found(offset, length, exists):
+                        if exists:
+                            blocks.update(range(
+                                offset // MiB,
+                                (offset + length + MiB - 1) // MiB))
+                        return 0
+
+                    image.diff_iterate(0, size, None, found)
+                    sha = hashlib.sha256(b'%d' % size)
+                    for block in sorted(blocks):
+                        data = image.read(block * MiB, MiB)
+                        if data.count(0) != len(data):
+                            sha.update(b'%d:' % block + data)
+                    return sha.hexdigest()
+            finally:
+                ioctx.close()
+        finally:
+            client.shutdown()
+
+    def copies(self, volume):
+        """The backends holding an image of ``volume``'s name."""
+        return [b for b in BACKENDS
+                if 'volume-%s' % volume in self.cluster.rbd(
+                    'ls', self.pool(b)).split()]
+
+    def leftovers(self):
+        """rbdmig's tagged images and journal records in either pool."""
+        found = [n for b in BACKENDS
+                 for n in self.cluster.rbd('ls', self.pool(b)).split()
+                 if '.rbdmig-' in n]
+        client = self.cluster.connect()
+        try:
+            for backend in BACKENDS:
+                ioctx = client.open_ioctx(self.pool(backend))
+                found += [o.key for o in ioctx.list_objects()
+                          if o.key.startswith(journal.RECORD_PREFIX)]
+                ioctx.close()
+        finally:
+            client.shutdown()
+        return found
+
+    def successes(self, volumes):
+        """{volume: the hosts of its successful migrations}."""
+        done = {v: [] for v in volumes}
+        for migration in self.svc.db.list_migrations():
+            if migration.status == states.SUCCESS:
+                done[migration.volume_id].append(
+                    migration.host.rpartition(':')[0])
+        return done
+
+    def check(self, volumes, backend):
+        """Failed invariants: one copy where the database says, the
+        same data, status available, nothing left over."""
+        failed = []
+        for volume, before in volumes.items():
+            record = self.svc.db.get_volume(volume)
+            if (record.backend, self.copies(volume)) != (backend, [backend]):
+                failed.append('%s: database %s, copies %s' % (
+                    volume, record.backend, self.copies(volume)))
+            elif self.digest(backend, volume) != before:
+                failed.append('%s: data differs' % volume)
+            if (record.status, record.migration_status) != (
+                    'available', states.SUCCESS):
+                failed.append('%s: status %s/%s' % (
+                    volume, record.status, record.migration_status))
+        if self.leftovers():
+            failed.append('leftovers %s' % self.leftovers())
+        return failed
+
+
+def test_two_hosts_drain_one_source_each_volume_once(
+        ceph_cluster, postgresql, tmp_path, cleanup):
+    fleet = Fleet(ceph_cluster, postgresql, tmp_path)
+    volumes = fleet.create(VOLUMES, cleanup)
+
+    start = time.monotonic()
+    hosts = [fleet.start(host, 'drain', 'ceph-a', 'ceph-b')
+             for host in HOSTS]
+    ended = [fleet.wait(proc) for proc in hosts]
+    two = time.monotonic() - start
+    for code, said in ended:
+        assert code == 0, said
+        assert 'every volume moved' in said, said
+
+    assert fleet.check(volumes, 'ceph-b') == []
+    code, said = fleet.wait(fleet.start(HOSTS[1], 'list', '--format',
+                                        'json'), stdout_only=True)
+    assert {v['id']: v['backend'] for v in json.loads(said)} == dict.fromkeys(
+        volumes, 'ceph-b')
+    done = fleet.successes(volumes)
+    assert all(len(hosts) == 1 for hosts in done.values()), done
+    by_host = {h: sum(hosts == [h] for hosts in done.values())
+               for h in HOSTS}
+    assert all(by_host.values()), by_host  # both did some of the work
+    assert [m for m in fleet.svc.db.list_migrations()
+            if m.status != states.SUCCESS] == []
+
+    # The same number of volumes, drained back by one host alone.
+    start = time.monotonic()
+    code, said = fleet.run(HOSTS[0], 'drain', 'ceph-b', 'ceph-a')
+    one = time.monotonic() - start
+    assert code == 0, said
+    assert fleet.check(volumes, 'ceph-a') == []
+    print('\nfleet: %d volumes of %d MiB: two hosts %.1f s (%s), one '
+          'host %.1f s, ratio %.2f' % (VOLUMES, DATA_MIB, two, by_host,
+                                       one, two / one))
+
+
+def test_a_killed_hosts_moves_are_taken_over_and_drained_by_another(
+        ceph_cluster, postgresql, tmp_path, cleanup):
+    fleet = Fleet(ceph_cluster, postgresql, tmp_path)
+    volumes = fleet.create(16, cleanup)
+    pause = tmp_path / 'pause'
+    pause.mkdir()
+
+    # Host B waits in its first moves (watched: A's start leaves them
+    # alone) until host A, moving the others, has been killed at its
+    # third copy: A has work, and dies in it.
+    host_b = fleet.start(HOSTS[1], 'drain', 'ceph-a', 'ceph-b',
+                         env={faults.PAUSE_AT: 'engine.copying',
+                              faults.PAUSE_DIR: str(pause)})
+    while not (pause / 'engine.copying.1.reached').exists():
+        assert host_b.poll() is None, fleet.wait(host_b)
+        time.sleep(0.1)
+    code, said = fleet.run(HOSTS[0], 'drain', 'ceph-a', 'ceph-b',
+                           env={faults.CRASH_AT: 'engine.copied#3'})
+    assert code == -signal.SIGKILL, said
+    killed = time.monotonic()
+    (pause / 'release').touch()
+    code, said = fleet.wait(host_b)
+    # A's stranded moves are another host's, not B's failures.
+    assert code == 0, said
+    assert 'being moved by %s' % HOSTS[0] in said, said
+    stranded = [m for m in fleet.svc.db.list_migrations(running=True)]
+    assert stranded and all(m.host.startswith(HOSTS[0] + ':')
+                            for m in stranded), stranded
+    # Any host's rbdmig status lists A's moves in Ceph, with A's name.
+    code, status = fleet.status(HOSTS[1])
+    assert (code, status['errors']) == (0, []), status
+    assert {m['host'].split(':')[0] for m in status['migrations']} == {
+        HOSTS[0]}, status
+
+    # B's recovery takes them over once Ceph has dropped A's watch and
+    # A's lease has expired; before that it leaves them alone.
+    code, said = fleet.run(HOSTS[1], 'recover')
+    assert code == 0, said
+    assert [m.id for m in fleet.svc.db.list_migrations(running=True)] == [
+        m.id for m in stranded], said
+    while fleet.svc.db.list_migrations(running=True):
+        assert time.monotonic() - killed < lease.LEASE + 90, said
+        code, said = fleet.run(HOSTS[1], 'recover')
+        assert code == 0, said
+        time.sleep(2)
+    taken = time.monotonic() - killed
+    assert all(m.host.startswith(HOSTS[1] + ':')
+               for m in fleet.svc.db.list_migrations()
+               if m.id in {s.id for s in stranded}), said
+
+    code, said = fleet.run(HOSTS[1], 'drain', 'ceph-a', 'ceph-b')
+    assert code == 0, said
+    assert fleet.check(volumes, 'ceph-b') == []
+    done = fleet.successes(volumes)
+    assert all(len(hosts) == 1 for hosts in done.values()), done
+    code, status = fleet.status(HOSTS[1])
+    assert (code, status['migrations'], status['errors']) == (
+        0, [], []), status
+    print('\nfleet: host A killed at engine.copied#3 with %d move(s) '
+          'running; host B took them over after %.0f s' % (
+              len(stranded), taken))
