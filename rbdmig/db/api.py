@@ -10,7 +10,7 @@ from rbdmig.db import migration_records
 from rbdmig.db import models
 from rbdmig.db import sqlite
 from rbdmig import exception
-from rbdmig.migration import states
+from rbdmig.db import states
 
 LOG = logging.getLogger(__name__)
 

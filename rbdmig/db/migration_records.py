@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from rbdmig.db import models
 from rbdmig import exception
-from rbdmig.migration import states
+from rbdmig.db import states
 
 LOG = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from rbdmig.db import migration_records
 from rbdmig.migration import compare
 from rbdmig.migration import inventory
 from rbdmig.migration import phases
-from rbdmig.migration import states
+from rbdmig.db import states
 
 LOG = logging.getLogger(__name__)
 

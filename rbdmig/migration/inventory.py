@@ -2,7 +2,7 @@
 
 from rbdmig import exception
 from rbdmig import objects
-from rbdmig.migration import states
+from rbdmig.db import states
 
 
 def as_volume(record):

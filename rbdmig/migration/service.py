@@ -19,7 +19,7 @@ from rbdmig.migration import phases
 from rbdmig.migration import progress
 from rbdmig.migration import reporter
 from rbdmig.migration import scheduler
-from rbdmig.migration import states
+from rbdmig.db import states
 
 LOG = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from rbdmig.ceph import journal
 from rbdmig.cmd import context
 from rbdmig.migration import inventory
 from rbdmig.migration import lease
-from rbdmig.migration import states
+from rbdmig.db import states
 
 MiB = 1 << 20
 # Volumes drained at once (thin, 1 GiB, DATA_MIB MiB of data each).

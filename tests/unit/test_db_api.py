@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from rbdmig.db import api
 from rbdmig.db import migration
 from rbdmig import exception
-from rbdmig.migration import states
+from rbdmig.db import states
 from rbdmig import opts
 from tests.unit import db_fixtures as fx
 

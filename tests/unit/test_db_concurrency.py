@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from rbdmig.db import api
 from rbdmig.db import migration
-from rbdmig.migration import states
+from rbdmig.db import states
 from tests.unit import db_fixtures as fx
 
 ROUNDS = 20

@@ -6,7 +6,7 @@ import pytest
 
 from rbdmig.db import migration_records
 from rbdmig import exception
-from rbdmig.migration import states
+from rbdmig.db import states
 from tests.unit import db_fixtures as fx
 
 GiB = 1 << 30

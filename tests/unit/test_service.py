@@ -15,7 +15,7 @@ from rbdmig.migration import lease
 from rbdmig.migration import notify
 from rbdmig.migration import progress
 from rbdmig.migration import service as service_mod
-from rbdmig.migration import states
+from rbdmig.db import states
 from tests.unit import db_fixtures
 from tests.unit import rbd_fixtures as fx
 

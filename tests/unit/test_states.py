@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import pytest
 
 from rbdmig import exception
-from rbdmig.migration import states
+from rbdmig.db import states
 
 MIGRATION_PAIRS = sorted(states.MIGRATION_TRANSITIONS, key=str)
 VOLUME_PAIRS = sorted(states.VOLUME_TRANSITIONS, key=str)
@@ -125,7 +125,7 @@ def test_check_transition_agrees_with_the_table(old, new, field):
 
 
 def test_states_imports_no_database_nor_ceph():
-    code = ('import sys, rbdmig.migration.states; '
+    code = ('import sys, rbdmig.db.states; '
             'bad = [m for m in sys.modules if m.split(".")[0] in '
             '("sqlalchemy", "oslo_db", "alembic", "rados", "rbd")]; '
             'print(bad); sys.exit(bool(bad))')
