@@ -21,6 +21,16 @@ _global_opts = [
                help='Directory where rbdmig keeps its state.  The default '
                     '``[database] connection`` is an SQLite file in it, '
                     'created with the directory on first use.'),
+    cfg.IntOpt('migration_lease',
+               default=120, min=20,
+               help='Seconds a migration\'s record may go without its '
+                    'process\'s heartbeat (every eighth of this) before '
+                    '``rbdmig recover`` on any host sharing the database '
+                    'presumes that process dead and takes the migration '
+                    'over.  On the record\'s own host a vanished process '
+                    'is seen at once.  Every host sharing a database '
+                    'should use the same value, and keep its clock within '
+                    'seven eighths of it of the others\'.'),
 ]
 
 # The database when ``[database] connection`` is not set: an SQLite file,

@@ -69,4 +69,5 @@ def load(args):
     db = db_api.API.from_conf(conf)
     db_migration.db_sync(db.engine)
     return service.Service(db, Drivers(conf),
-                           notify.from_conf(conf, socket.gethostname()))
+                           notify.from_conf(conf, socket.gethostname()),
+                           lease=conf.migration_lease)

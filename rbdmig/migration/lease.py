@@ -1,11 +1,12 @@
 """Whether a migration's process still runs: its pid here, its lease anywhere.
 
 The process running a migration refreshes the record's ``updated_at``
-every :data:`HEARTBEAT` seconds (:class:`Heartbeat`).  Recovery on any
-host may take a record over once that lease is older than :data:`LEASE`;
-on the record's own host a vanished pid says so at once.  The lease is
-compared with this host's clock: hosts sharing a database must keep
-their clocks within ``LEASE - HEARTBEAT`` seconds of each other.
+every eighth of the lease (:class:`Heartbeat`).  Recovery on any host
+may take a record over once that lease (:data:`LEASE` seconds by
+default, the ``migration_lease`` option) is older; on the record's own
+host a vanished pid says so at once.  The lease is compared with this
+host's clock: hosts sharing a database must keep their clocks within
+seven eighths of the lease of each other.
 """
 
 import datetime
@@ -18,11 +19,16 @@ from oslo_utils import timeutils
 
 LOG = logging.getLogger(__name__)
 
-HEARTBEAT = 15  # seconds between two refreshes of a running record
-LEASE = 120  # seconds without one after which its process is presumed dead
+LEASE = 120  # seconds without a heartbeat: its process is presumed dead
+HEARTBEAT = LEASE // 8  # seconds between two refreshes of a record
 
 
-def alive(migration, now=None):
+def heartbeat_interval(lease=LEASE):
+    """Seconds between two heartbeats for a lease of ``lease`` seconds."""
+    return max(1, lease // 8)
+
+
+def alive(migration, now=None, lease=LEASE):
     """Return whether the process running ``migration`` may still run.
 
     On its own host: its pid exists, and its lease is fresh (a pid that
@@ -34,7 +40,7 @@ def alive(migration, now=None):
             pid.isdigit() and os.path.exists('/proc/%s' % pid)):
         return False
     now = now or timeutils.utcnow()
-    return now - migration.updated_at < datetime.timedelta(seconds=LEASE)
+    return now - migration.updated_at < datetime.timedelta(seconds=lease)
 
 
 class Heartbeat(object):

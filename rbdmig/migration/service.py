@@ -12,7 +12,7 @@ from rbdmig import faults
 from rbdmig.db import migration_records
 from rbdmig.migration import generic
 from rbdmig.migration import inventory
-from rbdmig.migration import lease
+from rbdmig.migration import lease as lease_mod
 from rbdmig.migration import manager
 from rbdmig.migration import notify
 from rbdmig.migration import phases
@@ -47,11 +47,16 @@ class Service(inventory.Inventory):
     :param notifier: a :class:`rbdmig.migration.notify.Notifier`.
     :param host: who runs the migrations this service starts or takes
         over, in their records (``hostname:pid`` by default).
+    :param lease: seconds a running migration's record may go without a
+        heartbeat before recovery presumes its process dead
+        (``migration_lease``).
     """
 
-    def __init__(self, db, drivers, notifier=notify.NULL, host=None):
+    def __init__(self, db, drivers, notifier=notify.NULL, host=None,
+                 lease=lease_mod.LEASE):
         self.db, self.drivers, self.notifier = db, drivers, notifier
         self.host = host or migration_records.this_host()
+        self.lease = lease
 
     # -- migrations -------------------------------------------------------
 
@@ -144,7 +149,9 @@ class Service(inventory.Inventory):
                            'rbd_migration_method') or GENERIC))
         rep.set_size(record.size_gib << 30)
         both = progress.Fanout(rep, callback)
-        beat = lease.Heartbeat(lambda: self.db.heartbeat(migration_id))
+        beat = lease_mod.Heartbeat(
+            lambda: self.db.heartbeat(migration_id),
+            lease_mod.heartbeat_interval(self.lease))
         try:
             with beat, rep:
                 if not resume:
@@ -280,12 +287,13 @@ class Service(inventory.Inventory):
         for migration in self.db.list_migrations(running=True):
             # Its process is gone (its pid here, its lease anywhere), and
             # no other recovery took it over first.
-            if lease.alive(migration) or not self.db.take_over(
-                    migration, host=self.host):
+            if lease_mod.alive(migration, lease=self.lease) or not (
+                    self.db.take_over(migration, host=self.host)):
                 continue
             if migration.path == states.GENERIC and migration.dest_volume_id:
-                with lease.Heartbeat(
-                        lambda: self.db.heartbeat(migration.id)):
+                with lease_mod.Heartbeat(
+                        lambda: self.db.heartbeat(migration.id),
+                        lease_mod.heartbeat_interval(self.lease)):
                     outcome = self._recover_generic(migration)
                 done.append((migration.id, outcome))
                 continue

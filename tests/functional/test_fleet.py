@@ -27,7 +27,6 @@ from rbdmig import faults
 from rbdmig.ceph import journal
 from rbdmig.cmd import context
 from rbdmig.migration import inventory
-from rbdmig.migration import lease
 from rbdmig.db import states
 
 MiB = 1 << 20
@@ -36,6 +35,9 @@ VOLUMES = int(os.environ.get('RBDMIG_FLEET_VOLUMES', '40'))
 DATA_MIB = 4
 HOSTS = ('rbdmig-host-a', 'rbdmig-host-b')
 BACKENDS = ('ceph-a', 'ceph-b')
+
+
+LEASE = 30  # migration_lease, seconds
 
 
 class Fleet(object):
@@ -54,9 +56,13 @@ class Fleet(object):
                                  % (role, role)))
         admin.dispose()
         self.extra = tmp_path / 'fleet.conf'
+        # A short lease (migration_lease): a killed host's moves are
+        # taken over 30 s after its last heartbeat instead of 120 s.
         self.extra.write_text(
+            '[DEFAULT]\nmigration_lease = %d\n'
             '[database]\nconnection = postgresql+psycopg2://%s:%s@'
-            '127.0.0.1:%d/%s\n' % (role, password, postgresql.port, role))
+            '127.0.0.1:%d/%s\n' % (LEASE, role, password, postgresql.port,
+                                    role))
         self.svc = context.load(argparse.Namespace(
             config_file=[cluster.rbdmig_conf_path, str(self.extra)]))
 
@@ -280,7 +286,7 @@ def test_a_killed_hosts_moves_are_taken_over_and_drained_by_another(
     assert [m.id for m in fleet.svc.db.list_migrations(running=True)] == [
         m.id for m in stranded], said
     while fleet.svc.db.list_migrations(running=True):
-        assert time.monotonic() - killed < lease.LEASE + 90, said
+        assert time.monotonic() - killed < LEASE + 90, said
         code, said = fleet.run(HOSTS[1], 'recover')
         assert code == 0, said
         time.sleep(2)

@@ -40,6 +40,13 @@ def test_another_hosts_record_lives_by_its_lease_alone():
     assert not lease.alive(_record('elsewhere:1', lease.LEASE + 1), NOW)
 
 
+def test_a_lease_of_the_operators_choice():
+    assert not lease.alive(_record('elsewhere:1', 31), NOW, lease=30)
+    assert lease.alive(_record('elsewhere:1', 29), NOW, lease=30)
+    assert lease.heartbeat_interval(30) == 3
+    assert lease.heartbeat_interval(lease.LEASE) == lease.HEARTBEAT
+
+
 def test_the_heartbeat_refreshes_until_it_exits():
     beats = []
     enough = threading.Event()

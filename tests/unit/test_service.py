@@ -662,3 +662,22 @@ def test_two_hosts_draining_one_source_move_each_volume_once(
     assert {v['backend'] for v in svc.list()} == {'ceph-b'}
     assert sorted(ceph.clusters[fx.CONF_A].pools['ssd']) == sorted(
         r.name for r in records)
+
+
+def test_the_lease_is_the_operators(svc, ceph, monkeypatch, at_point):
+    # ``migration_lease``: a shorter lease lets another host's recovery
+    # take a dead host's move over sooner, and no sooner than it says.
+    record = _generic_volume(svc, ceph, b'q' * (3 << 20))
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    kill.dead(migration.id)
+    svc.lease = 30
+
+    _left_by(svc, migration.id, 'host-a:4242', 29)
+    assert svc.recover() == []
+    _left_by(svc, migration.id, 'host-a:4242', 31)  # < LEASE, > 30
+    (outcome,) = svc.recover()
+    assert 'completed' in outcome[1], outcome
+    assert svc.show(record.id)['backend'] == 'ceph-b'
