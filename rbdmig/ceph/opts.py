@@ -12,7 +12,7 @@ from rbdmig.ceph import methods
 # Options Cinder's RBD driver does not have.  Both of rbdmig's RBD drivers
 # register them; under Cinder they sit beside Cinder's own.
 MIGRATION_OPTS = [
-    cfg.StrOpt('rbd_migration_method', default='extents',
+    cfg.StrOpt('rbd_migration_method', default='offload',
                choices=[('copy', 'librbd copy; refuses volumes with '
                                  'snapshots'),
                         ('clone_flatten', 'snapshot, clone, flatten; '
@@ -22,14 +22,13 @@ MIGRATION_OPTS = [
                         ('live', 'RBD live migration with native '
                                  'progress; keeps snapshots'),
                         ('extents', 'librbd async I/O over the '
-                                    'allocated extents, with progress '
-                                    '(default: fastest on sparse '
-                                    'volumes, as thin as the source); '
-                                    'volumes with snapshots go by '
-                                    'deep_copy'),
-                        ('offload', 'each data object copied OSD to OSD '
-                                    '(RADOS copy_from), nothing through '
-                                    'this host; needs rbdmig.ext built; '
+                                    'allocated extents, with progress, '
+                                    'as thin as the source; volumes with '
+                                    'snapshots go by deep_copy'),
+                        ('offload', 'the default: each existing data '
+                                    'object copied OSD to OSD (RADOS '
+                                    'copy_from), nothing through this '
+                                    'host; needs rbdmig.ext built; '
                                     'snapshots and clones go by deep_copy,'
                                     ' with no extension built, by extents')],
                help='How ``migrate_volume`` copies an image between two '

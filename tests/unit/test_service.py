@@ -89,7 +89,7 @@ def test_an_assisted_move_is_recorded(svc, ceph, events):
     migration = svc.migrate(record.id, 'ceph-b')
 
     assert (migration.status, migration.path, migration.method) == (
-        'success', 'assisted', 'extents')
+        'success', 'assisted', 'offload')
     shown = svc.show(record.id)
     assert (shown['backend'], shown['status'], shown['migration_status']) \
         == ('ceph-b', 'available', 'success')
