@@ -15,7 +15,8 @@ from rbdmig.migration import progress
 # does (the OSDs copy it) and the host's share of a move is its checks,
 # claims and journal: more at once pays, up to DRAIN_MAX_OFFLOAD (README,
 # "rbdmig drain", for the measurement).
-DRAIN_PARALLEL, DRAIN_MAX, DRAIN_MAX_OFFLOAD = 2, 6, 16
+DRAIN_PARALLEL, DRAIN_MAX = 2, 6
+DRAIN_PARALLEL_OFFLOAD, DRAIN_MAX_OFFLOAD = 8, 16
 OFFLOAD = 'offload'
 
 
@@ -30,6 +31,13 @@ def drain_limit(stats):
             stats.get('offload_available')):
         return DRAIN_MAX_OFFLOAD
     return DRAIN_MAX
+
+
+def drain_default(stats):
+    """``--parallel``'s default for a source whose stats are ``stats``."""
+    if drain_limit(stats) == DRAIN_MAX_OFFLOAD:
+        return DRAIN_PARALLEL_OFFLOAD
+    return DRAIN_PARALLEL
 
 
 def check_parallel(parallel, source, stats):
@@ -73,11 +81,13 @@ def add_parsers(sub):
                                      'another, some at a time')
     p.add_argument('source')
     p.add_argument('dest')
-    p.add_argument('--parallel', type=int, default=DRAIN_PARALLEL,
+    p.add_argument('--parallel', type=int,
                    choices=range(1, DRAIN_MAX_OFFLOAD + 1), metavar='N',
                    help='volumes moving at once (default %d, at most %d; '
-                        'at most %d when the source\'s method is offload)'
-                        % (DRAIN_PARALLEL, DRAIN_MAX, DRAIN_MAX_OFFLOAD))
+                        'when the source\'s method is offload, default %d, '
+                        'at most %d)' % (DRAIN_PARALLEL, DRAIN_MAX,
+                                         DRAIN_PARALLEL_OFFLOAD,
+                                         DRAIN_MAX_OFFLOAD))
     p = sub.add_parser('recover', help='finish or undo what a killed or '
                                        'crashed migration left')
     p.add_argument('--backend', action='append', default=[],
@@ -118,9 +128,10 @@ def run(args, out=None):
         svc.run(args.migration, args.method)
         return 0
     if args.command == 'drain':
-        check_parallel(args.parallel, args.source,
-                       svc.driver(args.source).get_volume_stats())
-        failed = svc.drain(args.source, args.dest, args.parallel,
+        stats = svc.driver(args.source).get_volume_stats()
+        parallel = args.parallel or drain_default(stats)
+        check_parallel(parallel, args.source, stats)
+        failed = svc.drain(args.source, args.dest, parallel,
                            report=lambda vol, what: out.write(
                                '%s: %s\n' % (vol, what)) or out.flush())
         out.write('%s drained into %s: %s\n' % (

@@ -107,15 +107,16 @@ def test_drain_above_six_needs_offload(capsys, conf):
     assert code == 0 and 'every volume moved' in out
 
 
-@pytest.mark.parametrize('stats,limit', [
-    ({'rbd_migration_method': 'offload', 'offload_available': True}, 16),
-    ({'rbd_migration_method': 'offload', 'offload_available': False}, 6),
-    ({'rbd_migration_method': 'extents', 'offload_available': True}, 6),
-    ({}, 6)])
-def test_drain_limit_is_offloads_only_when_it_runs(stats, limit):
+@pytest.mark.parametrize('stats,limit,default', [
+    ({'rbd_migration_method': 'offload', 'offload_available': True}, 16, 8),
+    ({'rbd_migration_method': 'offload', 'offload_available': False}, 6, 2),
+    ({'rbd_migration_method': 'extents', 'offload_available': True}, 6, 2),
+    ({}, 6, 2)])
+def test_drain_limit_is_offloads_only_when_it_runs(stats, limit, default):
     from rbdmig.cmd import migrations
 
     assert migrations.drain_limit(stats) == limit
+    assert migrations.drain_default(stats) == default
     migrations.check_parallel(limit, 'src', stats)
     with pytest.raises(exception.InvalidInput) as err:
         migrations.check_parallel(limit + 1, 'src', stats)
