@@ -199,6 +199,7 @@ def run(args, out=sys.stdout):
     bad = [r for r in runs if not r.get('ok')]
     bad += [r for r in data.get('ceiling', []) if not r.get('ok')]
     bad += [c for c in data['config']['clusters'] if c.get('error')]
+    bad += [d for d in data.get('drain', []) if not d.get('ok')]
     say('%d of %d cases failed.' % (len(bad), len(runs)) if bad
         else 'Every case ran and every checksum matched.')
     return 1 if bad else 0
