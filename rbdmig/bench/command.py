@@ -9,12 +9,15 @@ import tempfile
 
 from oslo_utils import units
 
+from rbdmig.cmd import migrations
+
 DEFAULT_SIZES = ('1', '4')     # GiB
 QUICK_SIZES = ('64M',)
 DEFAULT_OSDS = (1, 3)
 DEFAULT_LINK_MBIT = 800
 DEFAULT_THIN_SIZE = '256'   # GiB, holding the smallest size in objects
 QUICK_THIN_SIZE = '1'
+DEFAULT_DRAIN_VOLUMES, QUICK_DRAIN_VOLUMES = 1000, 20
 # The data measured so far, kept in the output directory until the run
 # is written out: a long run that fails late is not lost.
 PARTIAL = '.benchmark-partial.json'
@@ -88,6 +91,18 @@ def add_parser(sub):
                             'in scattered 4 MiB objects; 0 leaves it out '
                             '(default: %s GiB; --quick: %s GiB)' % (
                                 DEFAULT_THIN_SIZE, QUICK_THIN_SIZE))
+    bench.add_argument('--drain-volumes', type=_whole, metavar='N',
+                       help='also drain, on the one-OSD sandbox, N thin '
+                            'volumes (1 GiB, one 4 MiB object each) with '
+                            'offload, and report the wall time per volume '
+                            'and where it goes; 0 leaves it out (default: '
+                            '%d; --quick: %d)' % (DEFAULT_DRAIN_VOLUMES,
+                                                  QUICK_DRAIN_VOLUMES))
+    bench.add_argument('--drain-parallel', nargs='+', type=_positive,
+                       metavar='N',
+                       help='one drain per N, the volumes moving at once '
+                            '(default: rbdmig drain\'s default, %d)'
+                            % migrations.DRAIN_PARALLEL)
     bench.add_argument('--objectstore', choices=('bluestore', 'memstore'),
                        help='OSD store: bluestore on a sparse file '
                             '(default) or memstore in RAM (--quick)')
@@ -112,6 +127,7 @@ def run(args, out=sys.stdout):
 
     2 when the thin link cannot be made here (nothing is run).
     """
+    from rbdmig.bench import drain
     from rbdmig.bench import link
     from rbdmig.bench import output
     from rbdmig.bench import runner
@@ -137,6 +153,12 @@ def run(args, out=sys.stdout):
             'size (%d MiB), which it holds in data; 0 leaves it out.'
             % (min(sizes) // units.Mi))
         return 2
+    drain_volumes = args.drain_volumes
+    if drain_volumes is None:
+        drain_volumes = (QUICK_DRAIN_VOLUMES if quick
+                         else DEFAULT_DRAIN_VOLUMES)
+    drains = drain.plan(drain_volumes, args.drain_parallel or
+                        [migrations.DRAIN_PARALLEL])
     objectstore = args.objectstore or ('memstore' if quick else 'bluestore')
     repeat = args.repeat or (1 if quick else 3)
     out_dir = args.output_dir or (
@@ -158,7 +180,7 @@ def run(args, out=sys.stdout):
                           checkpoint=checkpoint, link_mbit=args.link_mbit,
                           thin_size=thin_size,
                           multi_osd_fills=['full'] if quick else None,
-                          thin_verify=not quick)
+                          thin_verify=not quick, drains=drains)
     except KeyboardInterrupt:
         say('Interrupted; the sandboxes were stopped.  What was measured '
             'until the last volume is in %s.' % partial)
@@ -177,6 +199,7 @@ def run(args, out=sys.stdout):
     bad = [r for r in runs if not r.get('ok')]
     bad += [r for r in data.get('ceiling', []) if not r.get('ok')]
     bad += [c for c in data['config']['clusters'] if c.get('error')]
+    bad += [d for d in data.get('drain', []) if not d.get('ok')]
     say('%d of %d cases failed.' % (len(bad), len(runs)) if bad
         else 'Every case ran and every checksum matched.')
     return 1 if bad else 0

@@ -6,6 +6,7 @@ import os
 from oslo_utils import units
 
 from rbdmig.bench import chart
+from rbdmig.bench import drain
 from rbdmig.bench import plan
 from rbdmig.bench import report
 from rbdmig.bench import targets
@@ -164,6 +165,7 @@ def text(data):
                 'Whole moves (seconds, and %% over ``none``) of the same '
                 'volume with each level (%s is the default).' % conf.get(
                     'default_verify', 'extents'), '', verify, '']
+    out += drain.table_lines(data.get('drain', []))
     out += ['Cluster ceiling (rbd bench, 4 MiB, 16 threads, seq)', '=' * 51,
             '', report.ceiling_table(data), '', 'Cases', '=====', '',
             COLUMN_HELP]

@@ -16,6 +16,7 @@ from oslo_utils import units
 
 from rbdmig import ext
 from rbdmig import sandbox
+from rbdmig.bench import drain
 from rbdmig.bench import link as thin_link
 from rbdmig.bench import placement
 from rbdmig.bench import plan
@@ -264,9 +265,28 @@ def _merged(data, bench):
                 runs=data['runs'] + bench.runs)
 
 
+def run_drains(cluster, steps, say, data):
+    """Run the drains of :func:`drain.plan` on ``cluster``; add their
+    rows to ``data['drain']``.
+
+    ``offload`` where the extension is built; else the default method
+    (and the page says which ran).
+    """
+    method = drain.OFFLOAD if ext.available() else plan.default_method()
+    if method != drain.OFFLOAD:
+        say('Drain: offload is not available here (%s); draining with %s.'
+            % (ext.unavailable_reason(), method))
+    for step in steps:
+        row = drain.run_in_process(cluster, step, method)
+        row['load1'] = os.getloadavg()[0]
+        data.setdefault('drain', []).append(row)
+        for line in drain.summarize(row):
+            say(line)
+
+
 def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
                 checkpoint=None, link_mbit=0, thin_size=0, fills=None,
-                thin_verify=True):
+                thin_verify=True, drains=()):
     """Start a sandbox of ``osds`` OSDs, run every size and fill, stop it.
 
     Adds the cluster's description and every row measured to ``data``,
@@ -281,6 +301,7 @@ def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
     :param fills: of ``volumes.FILLS`` (default: all).
     :param thin_verify: the big thin volume's cases include the default
         method's ``migration_verify`` levels.
+    :param drains: the drain runs (:func:`drain.plan`), last.
     """
     label = plan.cluster_name(osds)
     desc = {'name': label, 'osds': osds, 'sizes': sizes,
@@ -299,7 +320,8 @@ def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
         cluster = sandbox.Cluster(
             os.path.join(workdir, 'osd%d' % osds), name='bench%d' % osds,
             objectstore=objectstore, osd_count=osds,
-            osd_bytes=3 * max(sizes) + units.Gi,
+            osd_bytes=max([3 * max(sizes)] + [
+                2 * d['volumes'] * drain.DATA for d in drains]) + units.Gi,
             public_addr=link.host_ip if link else '127.0.0.1')
         say('Starting a %s sandbox of %s in %s ...' % (objectstore, label,
                                                        cluster.base_dir))
@@ -342,6 +364,10 @@ def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
                     label, sizes[0] // units.Mi, link.mbit))
                 volume(plan.describe(behind, sizes[0], 'full', sizes[0],
                                      slug='full-link'), steps, link=link)
+            if drains:
+                run_drains(cluster, drains, say, data)
+                if checkpoint:
+                    checkpoint(_merged(data, bench))
         finally:
             if bench is not None:
                 data['ceiling'] += bench.ceiling
@@ -354,7 +380,8 @@ def run_cluster(osds, sizes, objectstore, repeat, workdir, say, data,
 
 def run(sizes, objectstore, repeat, workdir=None, say=print,
         osd_counts=(1,), multi_osd_sizes=None, checkpoint=None,
-        link_mbit=0, thin_size=0, multi_osd_fills=None, thin_verify=True):
+        link_mbit=0, thin_size=0, multi_osd_fills=None, thin_verify=True,
+        drains=()):
     """Run the bench on a sandbox per OSD count; return the data.
 
     A sandbox that fails (to start, or to spread its PGs) is recorded
@@ -368,8 +395,9 @@ def run(sizes, objectstore, repeat, workdir=None, say=print,
     :param checkpoint: called with the data so far after each volume.
     :param link_mbit: the thin link's rate (0: no such case), and
     :param thin_size: the big thin volume's size (0: none), and
-    :param thin_verify: its cases, all on the first one-OSD sandbox
-        (:func:`run_cluster`).
+    :param thin_verify: its cases, and
+    :param drains: the drain runs (:func:`drain.plan`), all on the
+        first one-OSD sandbox (:func:`run_cluster`).
     :returns: a JSON-able dict: machine, config, ceiling, volumes, runs.
     """
     data = {'machine': machine_info(objectstore),
@@ -389,7 +417,7 @@ def run(sizes, objectstore, repeat, workdir=None, say=print,
                        'ext_available': ext.available(),
                        'ext_reason': ext.unavailable_reason(),
                        'link_mbit': link_mbit, 'thin_size': thin_size,
-                       'clusters': []},
+                       'drains': list(drains), 'clusters': []},
             'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
             'ceiling': [], 'volumes': [], 'runs': []}
     workdir = workdir or tempfile.mkdtemp(prefix='rbdmig-bench-')
@@ -397,7 +425,7 @@ def run(sizes, objectstore, repeat, workdir=None, say=print,
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         extra = {'link_mbit': link_mbit, 'thin_size': thin_size,
-                 'thin_verify': thin_verify}
+                 'thin_verify': thin_verify, 'drains': drains}
         for osds in osd_counts:
             mine = sizes if osds == 1 else (multi_osd_sizes or sizes)
             first = len(data['config']['clusters'])

@@ -32,6 +32,8 @@ class Backend:
     :ivar rados: the ``rados`` module (injectable for tests).
     :ivar rbd: the ``rbd`` module (injectable for tests).
     :ivar sleep: the sleep between connection attempts.
+    :ivar shared: a :class:`connection.Shared` whose clients
+        :meth:`connect` uses (a drain's), or None: a client each time.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Backend:
     verify: str = 'extents'
     progress_interval: int = 30
     sleep: object = time.sleep
+    shared: object = None
 
     def cluster_spec(self, address=None):
         """How :mod:`rbdmig.ext` connects to this backend's cluster.
@@ -78,4 +81,5 @@ class Backend:
         """
         pool = self.pool if pool is None else (pool or None)
         return connection.connect(self.rados, address or self.address,
-                                  self.limits, pool=pool, sleep=self.sleep)
+                                  self.limits, pool=pool, sleep=self.sleep,
+                                  shared=self.shared)

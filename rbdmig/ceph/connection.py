@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import errno
+import threading
 import time
 
 import tenacity
@@ -105,8 +106,41 @@ def _transient(err):
     return errno_ is None or abs(errno_) not in _PERMANENT
 
 
+class Shared(object):
+    """One connected client per cluster, for the many operations of a
+    drain: connecting (monitors, authentication, the OSD map) is most of
+    what a small volume's checks cost, paid once instead of each time.
+
+    librados clients are thread-safe; each operation still opens and
+    closes its own pool context, so its watches and locks end with it.
+    :meth:`close` shuts every client down.
+    """
+
+    def __init__(self):
+        self._clients = {}
+        self._lock = threading.Lock()
+
+    def client(self, rados, address, limits, sleep):
+        """The client of ``address`` with ``limits``, connected once."""
+        with self._lock:
+            key = (address, limits)
+            if key not in self._clients:
+                self._clients[key] = _connect_client(
+                    native.Module(rados, ('Rados',)), rados, address,
+                    limits, sleep)
+            return self._clients[key]
+
+    def close(self):
+        """Shut every client down."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.shutdown()
+
+
 @contextlib.contextmanager
-def connect(rados, address, limits, pool=None, sleep=time.sleep):
+def connect(rados, address, limits, pool=None, sleep=time.sleep,
+            shared=None):
     """Yield ``(client, ioctx)`` connected to ``address``.
 
     Both are shut down on exit.  Every librados call of the client runs
@@ -118,12 +152,16 @@ def connect(rados, address, limits, pool=None, sleep=time.sleep):
 
     :param rados: the ``rados`` module (injectable for tests).
     :param pool: the pool to open; None yields ``ioctx`` None.
+    :param shared: a :class:`Shared`: its client, left connected.
     :raises ClusterUnreachable: connecting failed; the message names the
         cluster, conf and user and librados' error, never a key.
     :raises PoolNotFound: the cluster has no pool ``pool``.
     """
-    client = _connect_client(native.Module(rados, ('Rados',)), rados,
-                             address, limits, sleep)
+    if shared is not None:
+        client = shared.client(rados, address, limits, sleep)
+    else:
+        client = _connect_client(native.Module(rados, ('Rados',)), rados,
+                                 address, limits, sleep)
     try:
         ioctx = None
         if pool is not None:
@@ -138,7 +176,8 @@ def connect(rados, address, limits, pool=None, sleep=time.sleep):
             if ioctx is not None:
                 native.call(ioctx.close)
     finally:
-        client.shutdown()
+        if shared is None:
+            client.shutdown()
 
 
 def _connect_client(native_rados, rados, address, limits, sleep):

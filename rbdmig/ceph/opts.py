@@ -102,10 +102,11 @@ def limits(configuration):
 
 
 def make_backend(configuration, name, address, rados, rbd,
-                 sleep=time.sleep):
+                 sleep=time.sleep, shared=None):
     """Return the :class:`~backend.Backend` a backend's options describe.
 
     :param address: how this backend reaches its cluster.
+    :param shared: a :class:`~connection.Shared`, or None.
     """
     method = configuration.rbd_migration_method
     if method not in methods.METHODS:
@@ -118,7 +119,7 @@ def make_backend(configuration, name, address, rados, rbd,
         verify=configuration.migration_verify,
         progress_interval=(
             configuration.migration_progress_report_interval),
-        sleep=sleep)
+        sleep=sleep, shared=shared)
 
 
 def capabilities(configuration):

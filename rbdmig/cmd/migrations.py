@@ -5,12 +5,57 @@ import subprocess
 import sys
 import time
 
+from rbdmig import exception
 from rbdmig.cmd import context
 from rbdmig.cmd import output
 from rbdmig.migration import progress
 
-# Watcher's zone migration moves 2 volumes per pool at a time, 6 in all.
+# Watcher's zone migration moves 2 volumes per pool at a time, 6 in all:
+# the bound where the data crosses this host.  With ``offload`` it never
+# does (the OSDs copy it) and the host's share of a move is its checks,
+# claims and journal: more at once pays, up to DRAIN_MAX_OFFLOAD (README,
+# "rbdmig drain", for the measurement).
 DRAIN_PARALLEL, DRAIN_MAX = 2, 6
+DRAIN_PARALLEL_OFFLOAD, DRAIN_MAX_OFFLOAD = 8, 16
+OFFLOAD = 'offload'
+
+
+def drain_limit(stats):
+    """The most volumes a drain moves at once from a source whose
+    ``get_volume_stats()`` are ``stats``.
+
+    :data:`DRAIN_MAX_OFFLOAD` when its moves are ``offload``'s (the
+    method chosen and its extension built), else :data:`DRAIN_MAX`.
+    """
+    if (stats.get('rbd_migration_method') == OFFLOAD and
+            stats.get('offload_available')):
+        return DRAIN_MAX_OFFLOAD
+    return DRAIN_MAX
+
+
+def drain_default(stats):
+    """``--parallel``'s default for a source whose stats are ``stats``."""
+    if drain_limit(stats) == DRAIN_MAX_OFFLOAD:
+        return DRAIN_PARALLEL_OFFLOAD
+    return DRAIN_PARALLEL
+
+
+def check_parallel(parallel, source, stats):
+    """Raise InvalidInput, in one sentence, if ``parallel`` is above
+    :func:`drain_limit` for ``source``."""
+    limit = drain_limit(stats)
+    if parallel <= limit:
+        return
+    method = stats.get('rbd_migration_method') or 'the generic copy'
+    why = ('its method is %s, whose data crosses this host' % method
+           if method != OFFLOAD else
+           'offload is not available here (%s)'
+           % (stats.get('offload_unavailable_reason') or 'not built'))
+    raise exception.InvalidInput(
+        reason='--parallel %d: %s moves at most %d volumes at once: %s; '
+               'only offload (rbd_migration_method = offload, its '
+               'extension built) allows up to %d.' % (
+                   parallel, source, limit, why, DRAIN_MAX_OFFLOAD))
 
 
 def add_parsers(sub):
@@ -36,10 +81,13 @@ def add_parsers(sub):
                                      'another, some at a time')
     p.add_argument('source')
     p.add_argument('dest')
-    p.add_argument('--parallel', type=int, default=DRAIN_PARALLEL,
-                   choices=range(1, DRAIN_MAX + 1), metavar='N',
-                   help='volumes moving at once (default %d, at most %d)'
-                        % (DRAIN_PARALLEL, DRAIN_MAX))
+    p.add_argument('--parallel', type=int,
+                   choices=range(1, DRAIN_MAX_OFFLOAD + 1), metavar='N',
+                   help='volumes moving at once (default %d, at most %d; '
+                        'when the source\'s method is offload, default %d, '
+                        'at most %d)' % (DRAIN_PARALLEL, DRAIN_MAX,
+                                         DRAIN_PARALLEL_OFFLOAD,
+                                         DRAIN_MAX_OFFLOAD))
     p = sub.add_parser('recover', help='finish or undo what a killed or '
                                        'crashed migration left')
     p.add_argument('--backend', action='append', default=[],
@@ -80,7 +128,10 @@ def run(args, out=None):
         svc.run(args.migration, args.method)
         return 0
     if args.command == 'drain':
-        failed = svc.drain(args.source, args.dest, args.parallel,
+        stats = svc.driver(args.source).get_volume_stats()
+        parallel = args.parallel or drain_default(stats)
+        check_parallel(parallel, args.source, stats)
+        failed = svc.drain(args.source, args.dest, parallel,
                            report=lambda vol, what: out.write(
                                '%s: %s\n' % (vol, what)) or out.flush())
         out.write('%s drained into %s: %s\n' % (

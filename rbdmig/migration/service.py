@@ -217,10 +217,21 @@ class Service(inventory.Inventory):
         volume another host has moved, or is moving, is reported as such
         by the others, not as a failure.
 
+        Each driver that can (``sharing_connections``) keeps one
+        connection per cluster for the whole drain instead of one per
+        check and move; every check still runs for every volume.
+
         :returns: the number of volumes that did not move.
         """
-        self.driver(source)
-        self.driver(dest)
+        with contextlib.ExitStack() as stack:
+            for drv in {id(d): d for d in (self.driver(source),
+                                           self.driver(dest))}.values():
+                share = getattr(drv, 'sharing_connections', None)
+                if share is not None:
+                    stack.enter_context(share())
+            return self._drain(source, dest, parallel, report)
+
+    def _drain(self, source, dest, parallel, report):
         # Each host walks the source in an order of its own (a hash of
         # its host and the volume): walking one shared order, hosts
         # draining at once would check every volume together, and all

@@ -1,6 +1,7 @@
 """VolumeDriver: the lifecycle cinder-volume calls on every backend."""
 
 import contextlib
+import threading
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -83,6 +84,7 @@ class VolumeDriver(object):
         self.active_backend_id = kwargs.get('active_backend_id')
         self.capabilities = {}
         self._stats = {}
+        self._stats_lock = threading.RLock()
         self._initialized = False
         self._throttle = None
 
@@ -155,10 +157,18 @@ class VolumeDriver(object):
         return self._initialized
 
     def get_volume_stats(self, refresh=False):
-        """Return the backend's stats, refreshing them first if asked."""
-        if refresh or not self._stats:
-            self._update_volume_stats()
-        return self._stats
+        """Return the backend's stats, refreshing them first if asked.
+
+        Never half built: a drain's threads refresh and read one
+        destination's stats at once, and a move that read them before
+        ``location_info`` was added fell back to the generic copy.  A
+        refresh builds a new dict under the lock, so one returned is
+        complete and never changed after.
+        """
+        with self._stats_lock:
+            if refresh or not self._stats:
+                self._update_volume_stats()
+            return self._stats
 
     def _update_volume_stats(self):
         self._stats = {

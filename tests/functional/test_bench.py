@@ -58,6 +58,10 @@ def test_quick_bench_runs_every_case_and_every_checksum_matches(tmp_path):
     # A one-OSD sandbox runs every case, a three-OSD one the moves, and
     # the one-OSD sandbox every contender again from behind the link.
     assert sorted(clusters) == ['1 OSD', LINK, '3 OSDs']
+    # The drain case: a few thin volumes, every one moved by offload.
+    drain, = data['drain']
+    assert drain['ok'] and drain['moved'] == drain['volumes'] == 20
+    assert drain['generic'] == 0 and drain['breakdown']
     three = clusters['3 OSDs']
     assert three['pool_size'] == 1
     assert sorted(three['pgs_per_osd'].values()) == [5, 5, 6]

@@ -136,3 +136,48 @@ def test_only_rbdmig_cinder_imports_cinder():
             if any(n == 'cinder' or n.startswith('cinder.') for n in names):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+def test_a_shared_client_is_connected_once_and_closed_at_the_end():
+    ceph = fx.make_ceph()
+    backend = fx.make_driver(ceph).backend()
+    shared = connection.Shared()
+    backend = type(backend)(**dict(vars(backend), shared=shared))
+    seen = []
+    for _ in range(3):
+        with backend.connect() as (client, ioctx):
+            seen.append(client)
+            assert ioctx is not None
+    assert len(set(map(id, seen))) == 1 and ceph.connections == 1
+    shared.close()
+    assert ceph.connections == 0
+
+
+def test_a_driver_shares_its_connections_only_inside_the_block():
+    ceph = fx.make_ceph()
+    drv = fx.make_driver(ceph)
+    with drv.sharing_connections():
+        with drv.sharing_connections():  # nested: the outer one's
+            drv.get_volume_stats(refresh=True)
+        drv.get_volume_stats(refresh=True)
+        assert ceph.connections == 1
+    assert ceph.connections == 0
+    drv.get_volume_stats(refresh=True)
+    assert ceph.connections == 0
+
+
+def test_overlapping_blocks_keep_the_client_until_the_last_ends():
+    # Two drains on one driver: the first to end must not shut down the
+    # client the other still uses.
+    ceph = fx.make_ceph()
+    drv = fx.make_driver(ceph)
+    first, second = drv.sharing_connections(), drv.sharing_connections()
+    first.__enter__()
+    second.__enter__()
+    drv.get_volume_stats(refresh=True)
+    first.__exit__(None, None, None)
+    assert ceph.connections == 1
+    drv.get_volume_stats(refresh=True)
+    assert ceph.connections == 1
+    second.__exit__(None, None, None)
+    assert ceph.connections == 0

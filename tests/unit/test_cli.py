@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from rbdmig import exception
 from rbdmig.cmd import main as cli
 
 
@@ -86,12 +87,40 @@ def test_a_move_onto_its_own_backend_is_refused(capsys, conf):
 
 
 @pytest.mark.parametrize('args', [[], ['migrate'], ['drain', 'a', 'b',
-                                                    '--parallel', '7'],
+                                                    '--parallel', '17'],
                                   ['create', '--size', 'x']])
 def test_bad_usage_exits_2(capsys, conf, args):
     with pytest.raises(SystemExit) as done:
         cli.main(['--config-file', conf] + args)
     assert done.value.code == 2
+
+
+def test_drain_above_six_needs_offload(capsys, conf):
+    code, out, err = _run(capsys, conf, 'drain', 'near', 'far',
+                          '--parallel', '7')
+    assert code == 3 and out == ''
+    assert ('--parallel 7: near moves at most 6 volumes at once: its '
+            'method is the generic copy, whose data crosses this host; '
+            'only offload' in err)
+    code, out, _ = _run(capsys, conf, 'drain', 'near', 'far',
+                        '--parallel', '6')
+    assert code == 0 and 'every volume moved' in out
+
+
+@pytest.mark.parametrize('stats,limit,default', [
+    ({'rbd_migration_method': 'offload', 'offload_available': True}, 16, 8),
+    ({'rbd_migration_method': 'offload', 'offload_available': False}, 6, 2),
+    ({'rbd_migration_method': 'extents', 'offload_available': True}, 6, 2),
+    ({}, 6, 2)])
+def test_drain_limit_is_offloads_only_when_it_runs(stats, limit, default):
+    from rbdmig.cmd import migrations
+
+    assert migrations.drain_limit(stats) == limit
+    assert migrations.drain_default(stats) == default
+    migrations.check_parallel(limit, 'src', stats)
+    with pytest.raises(exception.InvalidInput) as err:
+        migrations.check_parallel(limit + 1, 'src', stats)
+    assert 'src moves at most %d volumes at once' % limit in str(err.value)
 
 
 def test_import_adopts_files(capsys, conf, tmp_path):

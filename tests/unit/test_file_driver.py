@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import socket
+import threading
 
 import pytest
 from oslo_config import cfg
@@ -386,3 +387,32 @@ def test_copy_volume_data_onto_a_used_volume_leaves_nothing_stale(driver):
             d.seek(offset)
             assert d.read(units.Mi) == s.read(units.Mi), offset
     assert result.bytes_skipped == 0
+
+
+def test_stats_are_never_read_half_refreshed(driver, monkeypatch):
+    # A drain refreshes the destination's stats on one thread while
+    # another reads them for its move: the reader once saw them before
+    # location_info was added, and its move fell back to the generic copy.
+    paused, go = threading.Event(), threading.Event()
+    provisioned = driver._provisioned_bytes
+
+    def slow(path):
+        paused.set()
+        go.wait(10)
+        return provisioned(path)
+
+    monkeypatch.setattr(driver, '_provisioned_bytes', slow)
+    seen = []
+    refresher = threading.Thread(
+        target=lambda: driver.get_volume_stats(refresh=True))
+    refresher.start()
+    assert paused.wait(10)
+    reader = threading.Thread(
+        target=lambda: seen.append(driver.get_volume_stats()))
+    reader.start()
+    reader.join(0.2)
+    assert reader.is_alive() and not seen  # it waits for the refresh
+    go.set()
+    refresher.join(10)
+    reader.join(10)
+    assert 'location_info' in seen[0]

@@ -598,6 +598,32 @@ def test_hosts_draining_one_source_walk_it_in_orders_of_their_own(
     assert a[0] != b[0] and a != b
 
 
+def test_a_drain_connects_once_per_driver_and_closes(svc, ceph,
+                                                    monkeypatch):
+    # Each check and move connected anew: most of a small volume's
+    # cost.  A drain keeps one client per driver, and every check runs.
+    for _ in range(5):
+        _volume(svc, ceph)
+    svc.drivers['ceph-a'].get_volume_stats(refresh=True)
+    svc.drivers['ceph-b'].get_volume_stats(refresh=True)
+    connects, checks = [0], []
+    check = ceph._check
+
+    def counted(name):
+        connects[0] += name == 'connect'
+        return check(name)
+
+    monkeypatch.setattr(ceph, '_check', counted)
+    in_use = fx.rbd_driver.RBDDriver.volume_in_use
+    monkeypatch.setattr(fx.rbd_driver.RBDDriver, 'volume_in_use',
+                        lambda drv, vol: checks.append(vol.id) or in_use(
+                            drv, vol))
+    assert svc.drain('ceph-a', 'ceph-b', parallel=2) == 0
+    assert connects[0] == 2 and len(checks) == 5
+    assert ceph.connections == 0
+    assert {v['backend'] for v in svc.list()} == {'ceph-b'}
+
+
 def test_adopt_records_existing_images_once(svc, ceph):
     ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
     ceph.rbd.RBD().create(ioctx, 'legacy', 3 * GiB // 2)

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import math
+import threading
 import time
 
 from oslo_log import log as logging
@@ -81,6 +82,9 @@ class RBDDriver(driver.VolumeDriver):
         # librbd images and RBD() calls on native threads under eventlet.
         self._rbd = native.Module(self.rbd, ('Image', 'RBD'))
         self.recovered = []
+        # A connection.Shared while sharing_connections blocks run.
+        self._shared, self._sharers = None, 0
+        self._sharing_lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------
 
@@ -150,7 +154,33 @@ class RBDDriver(driver.VolumeDriver):
             cluster_name=cfg_.rbd_cluster_name, conf=cfg_.rbd_ceph_conf,
             user=cfg_.rbd_user, keyring=cfg_.rbd_keyring_conf or None)
         return ceph_opts.make_backend(cfg_, self._backend_name(), address,
-                                      self.rados, self.rbd, sleep=self._sleep)
+                                      self.rados, self.rbd, sleep=self._sleep,
+                                      shared=self._shared)
+
+    @contextlib.contextmanager
+    def sharing_connections(self):
+        """Within this block, one client per cluster serves every call.
+
+        For a drain's many moves (:meth:`rbdmig.migration.service.
+        Service.drain`): each check and move connected anew, which was
+        most of a small volume's cost.  Every check still runs; only
+        the connection is kept.  Blocks may overlap (two drains on one
+        driver): the clients are shut down when the last one ends.
+        """
+        with self._sharing_lock:
+            if self._shared is None:
+                self._shared = connection.Shared()
+            self._sharers += 1
+        try:
+            yield
+        finally:
+            with self._sharing_lock:
+                self._sharers -= 1
+                shared = None
+                if not self._sharers:
+                    shared, self._shared = self._shared, None
+            if shared is not None:
+                shared.close()
 
     def _connect(self, pool=None):
         """Connect to this backend's cluster; see ``Backend.connect``."""
