@@ -14,11 +14,15 @@ import subprocess
 import sys
 import time
 
+from rbdmig.ceph import opts as ceph_opts
 from tests.compat import cinder_env
 from tests.compat import crash
 from tests.compat import crash_volume
 from tests.compat import images
 from tests.compat import test_active_active
+
+DEFAULT_METHOD = next(o.default for o in ceph_opts.MIGRATION_OPTS
+                      if o.name == 'rbd_migration_method')
 
 
 def _stopped_at(cinder, volume, backend, point, log, timeout=300,
@@ -87,7 +91,8 @@ def test_status_lists_the_move_cinder_volume_runs(cinder, ceph_cluster,
     assert (found['source'], found['destination']) == ('volumes-a',
                                                        'volumes-b')
     assert found['destination_host'] == 'compat@rbdmig-b#rbdmig-b'
-    assert (found['phase'], found['method']) == ('copying', 'extents')
+    assert (found['phase'], found['method']) == ('copying',
+                                                  DEFAULT_METHOD)
     # The copy's last update: written whatever the report interval.
     assert found['percent'] == 100.0 and found['bytes_total'] == 1 << 30
     assert found['host'] == socket.gethostname()
