@@ -7,6 +7,7 @@ must be in the volume wherever it ends, whether the move completed or
 was refused; on images with and without exclusive-lock.
 """
 
+import json
 import struct
 import threading
 
@@ -176,3 +177,75 @@ def test_a_writer_looping_through_the_whole_move_loses_nothing(
                 not lost)
     assert client.acked, 'the writer never wrote'
     assert not lost
+
+
+def _snaps(cluster, pool, name):
+    return [s['name'] for s in json.loads(cluster.rbd(
+        'snap', 'ls', '--format', 'json', '%s/%s' % (pool, name)))]
+
+
+@pytest.mark.parametrize('who', ['a client opens it', 'a clone appears'])
+def test_the_source_is_used_just_before_its_removal_and_kept_whole(
+        ceph_cluster, cleanup, monkeypatch, fault_table, who):
+    # Issue 13, defect 3: the source was stripped of its snapshots, then
+    # found busy and its copy thrown away.  Now a user that appears
+    # while the source retires (the last step before it is stripped)
+    # undoes the move: the source keeps its name, its data and its
+    # snapshots, and the copy that also kept them goes.
+    drivers = helpers.load_drivers(
+        ceph_cluster, **{'ceph-a': {'rbd_migration_method': 'deep_copy'}})
+    volume, before = helpers.new_volume(drivers['ceph-a'])
+    for drv in drivers.values():
+        if drv.configuration.safe_get('rbd_pool'):
+            cleanup.add('delete %s' % volume.name, drv.delete_volume, volume)
+    cleanup.add('purge the snapshots', lambda: [ceph_cluster.rbd(
+        'snap', 'purge', '%s/%s' % (p, volume.name))
+        for p in _where(ceph_cluster, volume)])
+    spec = 'volumes-a/%s' % volume.name
+    ceph_cluster.rbd('snap', 'create', spec + '@kept')
+    ceph_cluster.rbd('snap', 'protect', spec + '@kept')
+    cleanup.add('unprotect', lambda: [ceph_cluster.rbd(
+        'snap', 'unprotect', '%s/%s@kept' % (p, volume.name))
+        for p in _where(ceph_cluster, volume)])
+    client = Client(ceph_cluster, volume.name)
+    cleanup.add('close the client', client.close)
+    users = []
+
+    def use(point):
+        if point != 'engine.retiring' or users:
+            return
+        if who == 'a client opens it':
+            ioctx = client.conn.open_ioctx('volumes-a')
+            users.append(rbd.Image(ioctx, volume.name))
+            cleanup.add('close', users[0].close)
+        else:
+            ceph_cluster.rbd('clone', spec + '@kept', 'volumes-a/child')
+            users.append('child')
+            cleanup.add('remove the clone', ceph_cluster.rbd, 'rm',
+                        'volumes-a/child')
+
+    monkeypatch.setattr(faults.POINTS, 'hook', use)
+    try:
+        moved, _ = drivers['ceph-a'].migrate_volume(
+            None, volume, helpers.host_of(drivers['ceph-b']))
+    except Exception as err:  # noqa: BLE001 - a refusal keeps the source
+        moved = 'error: %s' % err
+    monkeypatch.setattr(faults.POINTS, 'hook', None)
+
+    where = _where(ceph_cluster, volume)
+    snaps = _snaps(ceph_cluster, 'volumes-a', volume.name)
+    intact = (users and where == ['volumes-a'] and 'kept' in snaps and
+              helpers.digest(drivers['ceph-a'], volume) == before and
+              not [n for p in POOLS for n in helpers.images(ceph_cluster, p)
+                   if '.rbdmig-' in n])
+    fault_table('%s as the source (with a protected snapshot) retires, '
+                'deep_copy' % who,
+                'the move undone; the source whole: its name, data and '
+                'snapshot; the copy removed',
+                '%s; volume in %s, its snapshots %s' % (
+                    'moved' if moved is True else 'not moved (%s)'
+                    % str(moved)[:120], ', '.join(where), snaps),
+                bool(intact))
+    assert users, 'the move never reached engine.retiring'
+    assert moved is not True
+    assert intact
