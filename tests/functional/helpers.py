@@ -12,6 +12,7 @@ from oslo_utils import units
 
 from rbdmig import objects
 from rbdmig import opts
+from rbdmig.ceph import journal
 from rbdmig.migration import progress
 from rbdmig import volume as volume_pkg
 
@@ -69,6 +70,23 @@ def digest(drv, volume):
 def images(cluster, pool):
     """Names of the images in a pool, as the rbd CLI lists them."""
     return cluster.rbd('ls', pool).split()
+
+
+def rbdmig_leftovers(cluster, pools):
+    """rbdmig's tagged images (``.rbdmig-``) and journal records left in
+    ``pools``."""
+    found = [n for pool in pools for n in images(cluster, pool)
+             if '.rbdmig-' in n]
+    client = cluster.connect()
+    try:
+        for pool in pools:
+            ioctx = client.open_ioctx(pool)
+            found += [o.key for o in ioctx.list_objects()
+                      if o.key.startswith(journal.RECORD_PREFIX)]
+            ioctx.close()
+    finally:
+        client.shutdown()
+    return found
 
 
 def allocated_bytes(cluster, pool, name):

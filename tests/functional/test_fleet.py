@@ -24,10 +24,10 @@ import rbd
 import sqlalchemy as sa
 
 from rbdmig import faults
-from rbdmig.ceph import journal
 from rbdmig.cmd import context
-from rbdmig.migration import inventory
 from rbdmig.db import states
+from rbdmig.migration import inventory
+from tests.functional import helpers
 
 MiB = 1 << 20
 # Volumes drained at once (thin, 1 GiB, DATA_MIB MiB of data each).
@@ -164,19 +164,8 @@ class Fleet(object):
 
     def leftovers(self):
         """rbdmig's tagged images and journal records in either pool."""
-        found = [n for b in BACKENDS
-                 for n in self.cluster.rbd('ls', self.pool(b)).split()
-                 if '.rbdmig-' in n]
-        client = self.cluster.connect()
-        try:
-            for backend in BACKENDS:
-                ioctx = client.open_ioctx(self.pool(backend))
-                found += [o.key for o in ioctx.list_objects()
-                          if o.key.startswith(journal.RECORD_PREFIX)]
-                ioctx.close()
-        finally:
-            client.shutdown()
-        return found
+        return helpers.rbdmig_leftovers(
+            self.cluster, [self.pool(b) for b in BACKENDS])
 
     def successes(self, volumes):
         """{volume: the hosts of its successful migrations}."""

@@ -26,9 +26,9 @@ import signal
 import pytest
 
 from rbdmig import faults
-from rbdmig.ceph import journal
 from rbdmig.cmd import context
 from rbdmig.migration import inventory
+from tests.functional import helpers
 from tests.functional.test_cli import CLI
 from tests.functional.test_cli import MiB
 
@@ -105,18 +105,8 @@ def _copies(cli, volume):
 def _leftovers(cli):
     """rbdmig's tagged names and journal records in either pool, and
     files that are not a plain volume."""
-    found = [n for b in ('ceph-a', 'ceph-b')
-             for n in cli.cluster.rbd('ls', cli.pool(b)).split()
-             if '.rbdmig-' in n]
-    client = cli.cluster.connect()
-    try:
-        for backend in ('ceph-a', 'ceph-b'):
-            ioctx = client.open_ioctx(cli.pool(backend))
-            found += [o.key for o in ioctx.list_objects()
-                      if o.key.startswith(journal.RECORD_PREFIX)]
-            ioctx.close()
-    finally:
-        client.shutdown()
+    found = helpers.rbdmig_leftovers(
+        cli.cluster, [cli.pool(b) for b in ('ceph-a', 'ceph-b')])
     found += [n for n in os.listdir(cli.cluster.file_volume_dir)
               if not n.startswith('volume-') or '.' in n]
     return found
