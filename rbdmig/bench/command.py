@@ -101,8 +101,8 @@ def add_parser(sub):
     bench.add_argument('--drain-parallel', nargs='+', type=_positive,
                        metavar='N',
                        help='one drain per N, the volumes moving at once '
-                            '(default: rbdmig drain\'s default, %d)'
-                            % migrations.DRAIN_PARALLEL)
+                            '(default: rbdmig drain\'s default with '
+                            'offload, %d)' % migrations.DRAIN_PARALLEL_OFFLOAD)
     bench.add_argument('--objectstore', choices=('bluestore', 'memstore'),
                        help='OSD store: bluestore on a sparse file '
                             '(default) or memstore in RAM (--quick)')
@@ -157,8 +157,9 @@ def run(args, out=sys.stdout):
     if drain_volumes is None:
         drain_volumes = (QUICK_DRAIN_VOLUMES if quick
                          else DEFAULT_DRAIN_VOLUMES)
+    # The drain moves by offload: rbdmig drain's default for it.
     drains = drain.plan(drain_volumes, args.drain_parallel or
-                        [migrations.DRAIN_PARALLEL])
+                        [migrations.DRAIN_PARALLEL_OFFLOAD])
     objectstore = args.objectstore or ('memstore' if quick else 'bluestore')
     repeat = args.repeat or (1 if quick else 3)
     out_dir = args.output_dir or (

@@ -73,6 +73,12 @@ GiB over ``rbd deep cp``'s; and its peak RSS growth from the smallest
 to the largest full volume.
 """
 
+FLEET_HELP = """\
+Issue 15's: the drain's wall time over its volumes, at ``rbdmig
+drain``'s default parallelism with ``offload`` (the drain section below
+says where the time went).
+"""
+
 TARGET_HELP = """\
 The earlier issues' targets: ``offload`` against the fastest
 of Ceph's whole moves; its host CPU per GiB over ``rbd deep cp``'s (the
@@ -151,6 +157,8 @@ def text(data):
     found = data.get('targets') or targets.compute(data, rows)
     for group, title, help_text in (
             (targets.ISSUE, 'Issue 14: the default method', ISSUE_HELP),
+            (targets.FLEET, 'Issue 15: a drain of many volumes',
+             FLEET_HELP),
             (targets.EARLIER, 'Earlier issues', TARGET_HELP)):
         lines = [[t['target'], t['measured'], t['rule'], t['result']]
                  for t in found

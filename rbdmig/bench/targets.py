@@ -18,6 +18,11 @@ LINK_VS_CEPH = 3.0        # behind the thin link, full volume
 DEFAULT_CPU_VS_DEEP_CP = 0.15  # host CPU per GiB, full volumes
 RSS_GROWTH = 64 * units.Mi     # peak RSS, smallest to largest volume
 
+# Issue 15's: a drain's orchestration cost per volume, at rbdmig drain's
+# default parallelism for offload (what the bench's drain moves by).
+FLEET = 'issue 15'
+DRAIN_PER_VOLUME = 0.2    # seconds of wall time per volume
+
 # An earlier issue's targets ("Performance: server-side copy").
 OFFLOAD = 'rbdmig offload'
 OFFLOAD_VS_CEPH = 1.25   # one OSD: fastest Ceph tool's move / offload's
@@ -120,6 +125,8 @@ def compute(data, rows):
             c.vs_ceph('%s full vs fastest Ceph move, %s, %s' % (
                 c.default, cluster, _mib(size)), cluster, size, 'full',
                 c.default, LINK_VS_CEPH)
+    c.group = FLEET
+    _drain(c, data.get('drain', []))
     c.group = EARLIER
     for desc, cluster, osds, sizes in _clusters(data):
         for size in sizes:
@@ -134,6 +141,25 @@ def compute(data, rows):
             for size in sizes:
                 _default(c, cluster, size)
     return c.lines
+
+
+def _drain(c, rows):
+    """The drains run at ``rbdmig drain``'s default parallelism."""
+    from rbdmig.cmd import migrations
+
+    rule = '<= %.2f s' % DRAIN_PER_VOLUME
+    for row in rows:
+        if row['parallel'] != migrations.DRAIN_PARALLEL_OFFLOAD:
+            continue
+        name = ('drain %d x 1 GiB thin, %s, parallel %d (the default): '
+                'wall time per volume' % (row['volumes'],
+                                          row.get('method', 'offload'),
+                                          row['parallel']))
+        if not row.get('ok'):
+            c.missing(name, rule)
+        else:
+            c.add(name, '%.3f s' % row['per_volume'], rule,
+                  row['per_volume'] <= DRAIN_PER_VOLUME)
 
 
 def _issue_volume(c, cluster, size, fills):

@@ -57,6 +57,7 @@ def test_a_point_outside_a_move_is_not_counted():
 
 def _row(**kw):
     row = {'label': 'drain 20 x 1 GiB thin, parallel 2', 'ok': True,
+           'volumes': 20, 'parallel': 2,
            'seconds': 10.0, 'per_volume': 0.5, 'moved': 20,
            'method': 'offload', 'process_start': 0.7,
            'breakdown': [{'segment': 'a -> b', 'per_volume': 0.25,
@@ -77,3 +78,22 @@ def test_runs_are_summarized_and_tabled():
     assert 'Drain: orchestration cost per volume' in page
     assert '0.500' in page and 'FAILED' in page and '0.2500' in page
     assert drain.table_lines([]) == []
+
+
+def test_drain_target_is_judged_at_the_offload_default_only():
+    from rbdmig.bench import targets
+
+    c = targets._Checks({'config': {'default_method': 'offload'}}, [])
+    c.group = targets.FLEET
+    default = migrations.DRAIN_PARALLEL_OFFLOAD
+    targets._drain(c, [
+        _row(parallel=default, per_volume=0.15),
+        _row(parallel=default + 1, per_volume=9.0),  # not the default
+        _row(parallel=default, per_volume=0.25),
+        _row(parallel=default, ok=False)])
+    assert [(t['measured'], t['result']) for t in c.lines] == [
+        ('0.150 s', 'PASS'), ('0.250 s', 'FAIL'),
+        ('case failed or missing', 'FAIL')]
+    assert all(t['group'] == targets.FLEET and t['rule'] == '<= 0.20 s'
+               for t in c.lines)
+
