@@ -301,7 +301,8 @@ def _default(c, cluster, size):
     """The earlier bench's targets, about the default method and copies."""
     tag = ', %s, %s' % (cluster, _mib(size))
     full = c.get(cluster, size, 'full', c.default)
-    _sparse(c, cluster, size, c.default)
+    if c.default != OFFLOAD:  # offload's is among the earlier ones
+        _sparse(c, cluster, size, c.default)
     for fill, limit in (('full', GENERIC_FULL), ('10%', GENERIC_10)):
         cinder = _seconds(c.get(cluster, size, fill, report.CINDER))
         for case in (report.TO_FILE, report.FROM_FILE):

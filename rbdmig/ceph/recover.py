@@ -36,7 +36,7 @@ class Authority(object):
     A database names the source until the move returned (rbdmig's, once
     the service recorded it; Cinder's row, once the manager saved it):
     so by default, the source.  Under Cinder the row is read
-    (:class:`rbdmig.cinder.driver.CinderAuthority`).
+    (:class:`rbdmig.cinder.authority.CinderAuthority`).
     """
 
     #: The service that runs the moves, journaled with each (status

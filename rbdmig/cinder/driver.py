@@ -1,32 +1,51 @@
 """Cinder's own RBD driver, with rbdmig's assisted migration."""
 
 import dataclasses
+import threading
 
 from cinder import exception as cinder_exception
 from cinder import interface
 from cinder import objects
 from cinder.volume.drivers import rbd as cinder_rbd
+from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import encodeutils
 
 from rbdmig import exception
 from rbdmig import faults
 from rbdmig.ceph import connection
+from rbdmig.ceph import liveness
 from rbdmig.ceph import location
 from rbdmig.ceph import methods
 from rbdmig.ceph import migrate
 from rbdmig.ceph import opts as ceph_opts
 from rbdmig.ceph import recover
+from rbdmig.cinder import authority
 from rbdmig.migration import notify
-from rbdmig.migration import phases
 from rbdmig.migration import progress
 from rbdmig.migration import reporter
 
 LOG = logging.getLogger(__name__)
 
+RECOVERY_OPTS = [
+    cfg.IntOpt('migration_recovery_interval', default=60, min=0,
+               help='In an active-active cluster (``cluster`` set), '
+                    'seconds between the recoveries each member runs, '
+                    'while it runs, of the migrations journaled in its '
+                    'backend\'s pool whose process died: another '
+                    'member\'s, killed mid-move, is finished or undone '
+                    'without waiting for a restart.  Ceph says which '
+                    'died (their journal watch is gone, '
+                    '%d s after the process); a live member\'s moves, '
+                    'this one\'s included, are left alone.  Every member '
+                    'also recovers at start.  0: only at start.'
+                    % liveness.WATCH_TIMEOUT),
+]
+
 # What rbdmig adds to Cinder's RBD options; Cinder's own are used as they
 # are (rbd_pool, rbd_user, rados_connect_timeout...).
-EXTRA_OPTS = ceph_opts.MIGRATION_OPTS + progress.PROGRESS_OPTS
+EXTRA_OPTS = (ceph_opts.MIGRATION_OPTS + progress.PROGRESS_OPTS +
+              RECOVERY_OPTS)
 
 
 @interface.volumedriver
@@ -61,41 +80,87 @@ class RBDDriver(cinder_rbd.RBDDriver):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.configuration.append_config_values(EXTRA_OPTS)
+        # Set to stop the periodic recovery (:meth:`stop_recovery`).
+        self._recovery_stop = threading.Event()
+        self._recovery_thread = None
 
     def do_setup(self, context):
         """Cinder's set-up, then recovery of interrupted migrations.
 
-        Cinder's volume row is the authority (:class:`CinderAuthority`): a
-        migration journaled by a cinder-volume that died is undone while
-        the row names the source and the source is whole, completed when
-        the row names the destination; one whose source was already being
-        removed is completed and the row moved to the destination.  The
+        Cinder's volume row is the authority
+        (:class:`authority.CinderAuthority`): a migration journaled by a
+        cinder-volume that died is undone while the row names the source
+        and the source is whole, completed when the row names the
+        destination; one whose source was already being removed is
+        completed and the row moved to the destination.  The
         row's ``migration_status`` then says what happened.  Recovery
         never keeps the backend from starting: what it cannot recover is
         logged and stays in the journal.
+
+        A member of an active-active cluster then goes on recovering,
+        every ``migration_recovery_interval`` seconds, the moves of
+        members that died (:meth:`_start_periodic_recovery`).
         """
         super().do_setup(context)
         self._recover_migrations(context)
         self._settle_interrupted_migrations(context)
+        self._start_periodic_recovery(context)
+
+    def _start_periodic_recovery(self, context):
+        """Recover dead members' moves periodically, in a cluster only.
+
+        Outside a cluster no other service runs this backend: a move
+        whose process died is this service's own, recovered when it
+        starts again.  In a cluster, a member killed mid-move leaves its
+        record, and the volume's row ``migrating``, until some member
+        restarts: the members still running take it over instead.  The
+        thread is a greenthread when eventlet patched the process (the
+        Ceph calls run on native threads, :mod:`rbdmig.native`), a
+        daemon thread otherwise.
+        """
+        interval = self.configuration.safe_get(
+            'migration_recovery_interval')
+        if not (self.cluster_name and interval) or self._recovery_thread:
+            return
+        self._recovery_thread = threading.Thread(
+            target=self._recover_periodically, args=(context, interval),
+            name='rbdmig-recovery', daemon=True)
+        self._recovery_thread.start()
+        LOG.info('Recovering the migrations of dead members of cluster '
+                 '%(cluster)s every %(n)d s.',
+                 {'cluster': self.cluster_name, 'n': interval})
+
+    def _recover_periodically(self, context, interval):
+        while not self._recovery_stop.wait(interval):
+            self._recover_migrations(context)
+            faults.point('cinder.recovery_round')
+
+    def stop_recovery(self):
+        """Stop the periodic recovery (a round under way ends first)."""
+        self._recovery_stop.set()
+        thread, self._recovery_thread = self._recovery_thread, None
+        if thread is not None:
+            thread.join()
 
     def _recover_migrations(self, context):
         try:
             outcomes = recover.recover(self.migration_backend(),
-                                       authority=CinderAuthority(context))
+                                       authority=authority.CinderAuthority(context))
         except Exception:  # noqa: BLE001 - the backend must start anyway
             # The one place a broad catch is right: a lock directory this
             # process may not read, a journal librados cannot read, a
             # record of another version must not stop the volumes of this
             # backend from being served.  Nothing was changed by failing.
             LOG.exception('Could not recover the interrupted migrations of '
-                          '%s; they stay in its journal for the next start '
-                          'or "rbdmig recover". The backend starts anyway.',
-                          self._backend_name)
+                          '%s; they stay in its journal for the next '
+                          'recovery or "rbdmig recover". The backend serves '
+                          'its volumes anyway.', self._backend_name)
             return
         for outcome in outcomes:
             if outcome.action == 'failed':
                 LOG.error('Could not recover %s; it stays in the journal '
-                          'for the next start or "rbdmig recover".', outcome)
+                          'for the next recovery or "rbdmig recover".',
+                          outcome)
 
     def _settle_interrupted_migrations(self, context):
         """Mark the migrations this service died running as failed.
@@ -172,7 +237,7 @@ class RBDDriver(cinder_rbd.RBDDriver):
             try:
                 moved, model_update = migrate.migrate(
                     backend, volume, host, callback,
-                    authority=CinderAuthority(context, self.host))
+                    authority=authority.CinderAuthority(context, self.host))
             except exception.MigrationError as err:
                 raise cinder_exception.VolumeMigrationFailed(
                     reason=str(err))
@@ -227,104 +292,6 @@ class RBDDriver(cinder_rbd.RBDDriver):
                  {'name': volume.name, 'parent': parent,
                   'method': backend.method})
         return dataclasses.replace(backend, method='deep_copy')
-
-
-class CinderAuthority(recover.Authority):
-    """Cinder's volume row names the volume; recovery settles it.
-
-    The row names the source until the move's copy holds the volume's
-    name: then :meth:`moved` points its ``host`` at the destination,
-    before the source goes (Cinder's manager records the rest once
-    ``migrate_volume`` returned).  After recovery the row reads as
-    Cinder's own migration would have left it: ``success`` on the
-    destination, or ``error`` with the source intact.
-    """
-
-    def __init__(self, context, service=None):
-        self.context = context
-        self.service = service
-
-    def _row(self, record):
-        if not record.volume_id:
-            return None
-        try:
-            return objects.Volume.get_by_id(self.context, record.volume_id)
-        except cinder_exception.VolumeNotFound:
-            return None
-
-    def names(self, record):
-        from cinder.volume import volume_utils
-        row = self._row(record)
-        if row is None or not record.dest_host or not row.host:
-            return phases.SOURCE
-        here = volume_utils.extract_host(row.host, 'pool')
-        there = volume_utils.extract_host(record.dest_host, 'pool')
-        return phases.DEST if here == there else phases.SOURCE
-
-    def moved(self, record):
-        """The copy holds the volume's name: the row names it now, before
-        the source goes (Cinder's manager records the rest on return)."""
-        row = self._row(record)
-        if row is None or not record.dest_host:
-            raise exception.MigrationError(
-                volume=record.volume_id,
-                reason='its volume row cannot be moved to the destination')
-        row.update(self._on_destination(record))
-        row.save()
-
-    def _on_destination(self, record):
-        """The row's fields that name the destination, as Cinder's
-        manager sets them once a driver moved a volume.
-
-        In an active-active cluster Cinder sends a volume's requests to
-        its ``cluster_name``: left naming the source's cluster, a delete
-        would reach the source backend and miss the image.
-        """
-        from cinder.volume import volume_utils
-        updates = {'host': record.dest_host}
-        try:
-            service = objects.Service.get_by_args(
-                self.context,
-                volume_utils.extract_host(record.dest_host, 'backend'),
-                'cinder-volume')
-        except cinder_exception.ServiceNotFound:
-            LOG.warning('No cinder-volume service runs %s; only the host '
-                        'of volume %s names it.', record.dest_host,
-                        record.volume_id)
-            return updates
-        pool = volume_utils.extract_host(record.dest_host, 'pool')
-        updates.update(
-            cluster_name=service.cluster_name and volume_utils.append_host(
-                service.cluster_name, pool),
-            service_uuid=service.uuid,
-            availability_zone=service.availability_zone)
-        return updates
-
-    def settle(self, record, decision):
-        row = self._row(record)
-        if row is None:
-            return
-        updates = {}
-        if decision in (phases.COMPLETE, phases.ADOPT):
-            if record.dest_host and row.host != record.dest_host:
-                LOG.warning('%(rec)s completed while Cinder still named '
-                            'its source: volume %(id)s now lives on '
-                            '%(host)s.', {'rec': record, 'id': row.id,
-                                          'host': record.dest_host})
-            if record.dest_host:
-                # The process that died after moving the host left the
-                # rest (its cluster) to Cinder's manager.
-                updates.update(self._on_destination(record))
-            updates['migration_status'] = 'success'
-        elif decision != phases.KEEP and row.migration_status in (
-                'migrating', 'starting'):
-            updates['migration_status'] = 'error'
-        if row.status in ('retyping', 'maintenance') and (
-                decision != phases.KEEP):
-            updates['status'] = row.previous_status or 'available'
-        if updates:
-            row.update(updates)
-            row.save()
 
 
 def _cinder_notifier(context, host):

@@ -36,8 +36,6 @@ def run(cinder, volume, backend, record_path, crash_at=None,
         timeout=300, conf_path=None):
     """Migrate ``volume`` to ``backend`` in a child cinder-volume.
 
-    The row is prepared as Cinder's API prepares it before its cast.
-
     :param crash_at: the point the child is killed at (``name#N``: the
         Nth time); None lets it finish.
     :param conf_path: the child's cinder.conf (another ``host`` of the
@@ -45,19 +43,37 @@ def run(cinder, volume, backend, record_path, crash_at=None,
     :returns: ``(child, reached)``: the ``CompletedProcess`` and the
         points it reached, in order.
     """
+    child = subprocess.run(
+        *_child(cinder, volume, backend, record_path, conf_path,
+                {faults.CRASH_AT: crash_at} if crash_at else {}),
+        capture_output=True, text=True, timeout=timeout)
+    return child, reached_points(record_path)
+
+
+def start(cinder, volume, backend, record_path, env, conf_path=None):
+    """As :func:`run`, the child left running (a ``Popen``, output to
+    files beside ``record_path``): ``env`` adds to its environment, e.g.
+    where to pause (``RBDMIG_PAUSE_AT``) and die."""
+    args, kwargs = _child(cinder, volume, backend, record_path, conf_path,
+                          env)
+    out = open('%s.out' % record_path, 'w')
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                            text=True, **kwargs)
+
+
+def _child(cinder, volume, backend, record_path, conf_path, env):
+    """``(args, kwargs)`` of the child migrating ``volume``; the row is
+    prepared as Cinder's API prepares it before its cast."""
     volume.update({'migration_status': 'starting',
                    'previous_status': volume.status})
     volume.save()
-    env = dict(os.environ)
-    env.pop(faults.CRASH_AT, None)
-    if crash_at:
-        env[faults.CRASH_AT] = crash_at
-    env[faults.RECORD] = str(record_path)
-    child = subprocess.run(
-        [sys.executable, '-m', 'tests.compat.crash_volume',
-         conf_path or cinder.conf_path, volume.id, backend],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    return child, reached_points(record_path)
+    full = dict(os.environ)
+    full.pop(faults.CRASH_AT, None)
+    full.update(env)
+    full[faults.RECORD] = str(record_path)
+    return ([sys.executable, '-m', 'tests.compat.crash_volume',
+             conf_path or cinder.conf_path, volume.id, backend],
+            {'cwd': ROOT, 'env': full})
 
 
 def kill_at(cinder, volume, backend, point, record_path, timeout=300,

@@ -12,13 +12,17 @@ With ``RBDMIG_CRASH_AT=<point>`` in its environment it SIGKILLs itself
 there (:mod:`rbdmig.faults`): nothing of its own cleanup runs.  If it
 survives, it prints the volume's row and exits with :data:`SURVIVED`.
 BACKEND ``-`` only starts the services (their ``init_host``: rbdmig's
-recovery) and stops them.
+recovery) and stops them.  BACKEND ``+`` starts them and serves (a
+member of a cluster recovers periodically) until the file named by
+``RBDMIG_COMPAT_STOP`` exists.
 """
 
 import sys
 
 SURVIVED = 3
 START_ONLY = '-'
+SERVE = '+'
+STOP = 'RBDMIG_COMPAT_STOP'
 
 
 def main(conf_path, volume_id, backend):
@@ -36,6 +40,11 @@ def main(conf_path, volume_id, backend):
     services = cinder_env.CinderVolume(conf_path).start()
     try:
         if backend == START_ONLY:
+            return SURVIVED
+        if backend == SERVE:
+            import time
+            while not os.path.exists(os.environ[STOP]):
+                time.sleep(0.1)  # a greenthread's sleep under eventlet
             return SURVIVED
         volume = objects.Volume.get_by_id(services.ctxt, volume_id)
         dest = services.destination(backend)

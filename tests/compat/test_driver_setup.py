@@ -1,6 +1,7 @@
 """do_setup: recovery that fails never keeps the backend from starting."""
 
 import logging
+import threading
 from unittest import mock
 
 import pytest
@@ -10,6 +11,7 @@ from cinder.volume.drivers import rbd as cinder_rbd
 
 from rbdmig.ceph import journal
 from rbdmig.ceph import recover
+from rbdmig.cinder import authority
 from rbdmig.cinder import driver as rbdmig_driver
 
 RECORD = journal.Record.new('volume-1', 'extents', 'volumes-a',
@@ -63,4 +65,86 @@ def test_each_record_recovery_could_not_finish_is_logged(
     logged = [r.getMessage() for r in caplog.records
               if r.name == rbdmig_driver.__name__]
     assert logged == ['Could not recover %s; it stays in the journal for '
-                      'the next start or "rbdmig recover".' % outcomes[0]]
+                      'the next recovery or "rbdmig recover".' % outcomes[0]]
+
+
+@pytest.fixture
+def interval():
+    """Sets the backend's ``migration_recovery_interval`` for one test."""
+    from oslo_config import cfg
+
+    def set_to(seconds):
+        cfg.CONF.set_override('migration_recovery_interval', seconds,
+                              group='unit-setup')
+    yield set_to
+    cfg.CONF.clear_override('migration_recovery_interval',
+                            group='unit-setup')
+
+
+def _counting_recover(monkeypatch, rounds):
+    """recover.recover, mocked: counts calls, sets ``rounds`` at 3."""
+    calls = []
+
+    def fake(backend, authority=None):
+        calls.append(authority)
+        if len(calls) == 3:
+            rounds.set()
+        return []
+    monkeypatch.setattr(recover, 'recover', fake)
+    return calls
+
+
+def test_a_cluster_member_recovers_again_while_it_runs(
+        drv, monkeypatch, interval):
+    drv.cluster_name = 'aa@unit-setup'
+    interval(1)
+    rounds = threading.Event()
+    calls = _counting_recover(monkeypatch, rounds)
+
+    drv.do_setup(None)
+    try:
+        # At start, then once a second: the third call comes ~2 s later.
+        assert rounds.wait(30), calls
+    finally:
+        drv.stop_recovery()
+    done = len(calls)
+    assert done >= 3
+    assert all(isinstance(a, authority.CinderAuthority) for a in calls)
+    assert drv._recovery_thread is None  # stopped: no further round
+    assert len(calls) == done
+
+
+@pytest.mark.parametrize('cluster, seconds', [(None, 1), ('aa@x', 0)])
+def test_recovery_runs_only_at_start_outside_a_cluster_or_at_0(
+        drv, monkeypatch, interval, cluster, seconds):
+    drv.cluster_name = cluster
+    interval(seconds)
+    calls = _counting_recover(monkeypatch, threading.Event())
+
+    drv.do_setup(None)
+
+    assert drv._recovery_thread is None and len(calls) == 1
+
+
+def test_a_failing_round_does_not_end_the_periodic_recovery(
+        drv, monkeypatch, caplog, interval):
+    drv.cluster_name = 'aa@unit-setup'
+    interval(1)
+    rounds = threading.Event()
+    calls = []
+
+    def flaky(backend, authority=None):
+        calls.append(1)
+        if len(calls) == 3:
+            rounds.set()
+        raise rados.Error('the cluster is away')
+    monkeypatch.setattr(recover, 'recover', flaky)
+
+    drv.do_setup(None)
+    try:
+        assert rounds.wait(30), calls
+    finally:
+        drv.stop_recovery()
+    errors = [r for r in caplog.records if r.name == rbdmig_driver.__name__
+              and r.levelno == logging.ERROR]
+    assert len(errors) >= 3

@@ -323,6 +323,16 @@ def test_earlier_targets_pass_and_fail_on_the_numbers():
     assert found['rbdmig deep_copy full progress on/off' + tag] == 'PASS'
 
 
+def test_the_default_offload_is_judged_once_as_thin():
+    runs = [_run('rbdmig offload', 4.0), _run('rbdmig offload', 0.5,
+                                              fill='10%')]
+    data = _data(runs, default='offload')
+    lines = [t for t in targets.compute(data, report.summarize(data))
+             if t['target'].startswith('rbdmig offload 10% time / full')]
+    assert [(t['measured'][:5], t['result']) for t in lines] == [
+        ('0.125', 'PASS')]
+
+
 def test_verify_cost_is_reported_over_none():
     runs = [_run('rbdmig offload verify=none', 2.0, method='offload',
                  verify='none'),

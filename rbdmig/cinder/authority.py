@@ -1,0 +1,109 @@
+"""Recovery's view of Cinder: the volume row names the volume."""
+
+from cinder import exception as cinder_exception
+from cinder import objects
+from oslo_log import log as logging
+
+from rbdmig import exception
+from rbdmig.ceph import recover
+from rbdmig.migration import phases
+
+LOG = logging.getLogger(__name__)
+
+
+class CinderAuthority(recover.Authority):
+    """Cinder's volume row names the volume; recovery settles it.
+
+    The row names the source until the move's copy holds the volume's
+    name: then :meth:`moved` points its ``host`` at the destination,
+    before the source goes (Cinder's manager records the rest once
+    ``migrate_volume`` returned).  After recovery the row reads as
+    Cinder's own migration would have left it: ``success`` on the
+    destination, or ``error`` with the source intact.
+    """
+
+    def __init__(self, context, service=None):
+        self.context = context
+        self.service = service
+
+    def _row(self, record):
+        if not record.volume_id:
+            return None
+        try:
+            return objects.Volume.get_by_id(self.context, record.volume_id)
+        except cinder_exception.VolumeNotFound:
+            return None
+
+    def names(self, record):
+        from cinder.volume import volume_utils
+        row = self._row(record)
+        if row is None or not record.dest_host or not row.host:
+            return phases.SOURCE
+        here = volume_utils.extract_host(row.host, 'pool')
+        there = volume_utils.extract_host(record.dest_host, 'pool')
+        return phases.DEST if here == there else phases.SOURCE
+
+    def moved(self, record):
+        """The copy holds the volume's name: the row names it now, before
+        the source goes (Cinder's manager records the rest on return)."""
+        row = self._row(record)
+        if row is None or not record.dest_host:
+            raise exception.MigrationError(
+                volume=record.volume_id,
+                reason='its volume row cannot be moved to the destination')
+        row.update(self._on_destination(record))
+        row.save()
+
+    def _on_destination(self, record):
+        """The row's fields that name the destination, as Cinder's
+        manager sets them once a driver moved a volume.
+
+        In an active-active cluster Cinder sends a volume's requests to
+        its ``cluster_name``: left naming the source's cluster, a delete
+        would reach the source backend and miss the image.
+        """
+        from cinder.volume import volume_utils
+        updates = {'host': record.dest_host}
+        try:
+            service = objects.Service.get_by_args(
+                self.context,
+                volume_utils.extract_host(record.dest_host, 'backend'),
+                'cinder-volume')
+        except cinder_exception.ServiceNotFound:
+            LOG.warning('No cinder-volume service runs %s; only the host '
+                        'of volume %s names it.', record.dest_host,
+                        record.volume_id)
+            return updates
+        pool = volume_utils.extract_host(record.dest_host, 'pool')
+        updates.update(
+            cluster_name=service.cluster_name and volume_utils.append_host(
+                service.cluster_name, pool),
+            service_uuid=service.uuid,
+            availability_zone=service.availability_zone)
+        return updates
+
+    def settle(self, record, decision):
+        row = self._row(record)
+        if row is None:
+            return
+        updates = {}
+        if decision in (phases.COMPLETE, phases.ADOPT):
+            if record.dest_host and row.host != record.dest_host:
+                LOG.warning('%(rec)s completed while Cinder still named '
+                            'its source: volume %(id)s now lives on '
+                            '%(host)s.', {'rec': record, 'id': row.id,
+                                          'host': record.dest_host})
+            if record.dest_host:
+                # The process that died after moving the host left the
+                # rest (its cluster) to Cinder's manager.
+                updates.update(self._on_destination(record))
+            updates['migration_status'] = 'success'
+        elif decision != phases.KEEP and row.migration_status in (
+                'migrating', 'starting'):
+            updates['migration_status'] = 'error'
+        if row.status in ('retyping', 'maintenance') and (
+                decision != phases.KEEP):
+            updates['status'] = row.previous_status or 'available'
+        if updates:
+            row.update(updates)
+            row.save()
