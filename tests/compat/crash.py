@@ -43,10 +43,10 @@ def run(cinder, volume, backend, record_path, crash_at=None,
     :returns: ``(child, reached)``: the ``CompletedProcess`` and the
         points it reached, in order.
     """
-    child = subprocess.run(
-        *_child(cinder, volume, backend, record_path, conf_path,
-                {faults.CRASH_AT: crash_at} if crash_at else {}),
-        capture_output=True, text=True, timeout=timeout)
+    args, kwargs = _child(cinder, volume, backend, record_path, conf_path,
+                          {faults.CRASH_AT: crash_at} if crash_at else {})
+    child = subprocess.run(args, capture_output=True, text=True,
+                           timeout=timeout, **kwargs)
     return child, reached_points(record_path)
 
 
