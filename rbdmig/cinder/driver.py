@@ -144,8 +144,9 @@ class RBDDriver(cinder_rbd.RBDDriver):
 
     def _recover_migrations(self, context):
         try:
-            outcomes = recover.recover(self.migration_backend(),
-                                       authority=authority.CinderAuthority(context))
+            outcomes = recover.recover(
+                self.migration_backend(),
+                authority=authority.CinderAuthority(context))
         except Exception:  # noqa: BLE001 - the backend must start anyway
             # The one place a broad catch is right: a lock directory this
             # process may not read, a journal librados cannot read, a

@@ -83,13 +83,13 @@ def _stop(member, directory):
         directory / 'member.out').read_text()[-4000:]
 
 
-def _until(done, what, child, directory, timeout=300):
-    """Wait for ``done()``; fail at once if ``child`` exits meanwhile."""
+def _until(done, what, child, output, timeout=300):
+    """Wait for ``done()``; fail at once, showing the end of the child's
+    ``output`` file, if ``child`` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while not done():
         assert child.poll() is None, '%s: the child exited %s:\n%s' % (
-            what, child.returncode,
-            (directory / 'member.out').read_text()[-4000:])
+            what, child.returncode, output.read_text()[-4000:])
         assert time.monotonic() < deadline, '%s: not in %d s' % (what,
                                                                  timeout)
         time.sleep(0.1)
@@ -113,6 +113,18 @@ def _back_home(cinder, volume):
     row.save()
 
 
+def _volume_of_a(cinder, cluster, cleanup):
+    """A new volume with data, on member ``aa-a``'s ``rbdmig-a``;
+    ``(volume, its checksum)``."""
+    volume = cinder.create_volume('rbdmig-a')
+    cleanup.add('scrub %s' % volume.name, _scrub, cluster, volume.name)
+    cleanup.add('delete %s' % volume.id, cinder.delete_volume, volume)
+    cleanup.add('home %s' % volume.id, _back_home, cinder, volume)
+    checksum = images.fill(cluster, 'volumes-a', volume.name, extents=32)
+    _clustered(volume, 'aa-a', 'rbdmig-a')
+    return volume, checksum
+
+
 def _scrub(cluster, name):
     for pool in cluster.pools:
         for image in images.names(cluster, pool):
@@ -125,13 +137,7 @@ def test_a_member_recovers_the_move_of_a_killed_member(
         cinder, ceph_cluster, ceph_cluster2, cleanup, members, tmp_path,
         point):
     clusters = (ceph_cluster, ceph_cluster2)
-    volume = cinder.create_volume('rbdmig-a')
-    cleanup.add('scrub %s' % volume.name, _scrub, ceph_cluster, volume.name)
-    cleanup.add('delete %s' % volume.id, cinder.delete_volume, volume)
-    cleanup.add('home %s' % volume.id, _back_home, cinder, volume)
-    checksum = images.fill(ceph_cluster, 'volumes-a', volume.name,
-                           extents=32)
-    _clustered(volume, 'aa-a', 'rbdmig-a')
+    volume, checksum = _volume_of_a(cinder, ceph_cluster, cleanup)
 
     crash.kill_at(cinder, volume, 'rbdmig-b', point, tmp_path / 'a',
                   conf_path=members['aa-a'])
@@ -167,13 +173,7 @@ def test_a_running_member_takes_over_the_move_of_a_killed_member(
     from cinder import objects
 
     clusters = (ceph_cluster, ceph_cluster2)
-    volume = cinder.create_volume('rbdmig-a')
-    cleanup.add('scrub %s' % volume.name, _scrub, ceph_cluster, volume.name)
-    cleanup.add('delete %s' % volume.id, cinder.delete_volume, volume)
-    cleanup.add('home %s' % volume.id, _back_home, cinder, volume)
-    checksum = images.fill(ceph_cluster, 'volumes-a', volume.name,
-                           extents=32)
-    _clustered(volume, 'aa-a', 'rbdmig-a')
+    volume, checksum = _volume_of_a(cinder, ceph_cluster, cleanup)
     a_dir, b_dir = tmp_path / 'a', tmp_path / 'b'
     a_dir.mkdir()
     b_dir.mkdir()
@@ -184,7 +184,8 @@ def test_a_running_member_takes_over_the_move_of_a_killed_member(
     member_b = _serve(_member_conf(cinder, backends, tmp_path, 'aa-b',
                                    only=['rbdmig-a']), b_dir)
     cleanup.add('stop aa-b', _stop, member_b, b_dir)
-    _until(lambda: rounds(1), 'aa-b\'s first round', member_b, b_dir)
+    _until(lambda: rounds(1), 'aa-b\'s first round', member_b,
+           b_dir / 'member.out')
 
     # A copies the volume and waits there, alive; it will die removing
     # the source.
@@ -194,11 +195,12 @@ def test_a_running_member_takes_over_the_move_of_a_killed_member(
          faults.CRASH_AT: 'engine.removing'}, conf_path=members['aa-a'])
     cleanup.add('kill aa-a', member_a.kill)
     _until(lambda: (a_dir / 'engine.copied.1.reached').exists(),
-           'aa-a copying', member_a, a_dir)
+           'aa-a copying', member_a, a_dir / 'points.out')
 
     # A whole round of B while A runs: A's move is left alone.
     (b_dir / ('%s.1.go' % ROUND)).touch()
-    _until(lambda: rounds(2), 'aa-b\'s second round', member_b, b_dir)
+    _until(lambda: rounds(2), 'aa-b\'s second round', member_b,
+           b_dir / 'member.out')
     row = objects.Volume.get_by_id(cinder.ctxt, volume.id)
     assert (row.host, row.migration_status) == (
         'aa-a@rbdmig-a#rbdmig-a', 'migrating')
@@ -212,7 +214,8 @@ def test_a_running_member_takes_over_the_move_of_a_killed_member(
 
     # B's next round: A is dead; its move is completed on rbdmig-b.
     (b_dir / ('%s.2.go' % ROUND)).touch()
-    _until(lambda: rounds(3), 'aa-b\'s third round', member_b, b_dir)
+    _until(lambda: rounds(3), 'aa-b\'s third round', member_b,
+           b_dir / 'member.out')
     row = crash.check(cinder, clusters, volume, checksum)
     assert (row.migration_status, cinder.backend_of(row),
             row.cluster_name) == ('success', 'rbdmig-b',
