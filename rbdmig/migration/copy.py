@@ -273,8 +273,8 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
         chunks of this same size, reported as a checkpoint: tasks ending
         there or before are not done again (they count as progress).
     :param checkpoint: ``checkpoint(offset)``, called on the calling
-        thread every 16 chunks or 5 s of progress, with an offset below which
-        every byte is on the destination (to pass back as
+        thread at each multiple of 16 chunks past ``resume_from`` once
+        every byte below it is on the destination (to pass back as
         ``resume_from``), or None.
     :returns: a :class:`CopyResult`.
     :raises InvalidInput: a negative size or limit, a chunk size or queue
@@ -328,8 +328,8 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
     # A checkpoint is only as good as the destination's flush: sync first.
     marks = runners.Checkpoints(
         (lambda offset: (copier.writer.sync(), checkpoint(offset)))
-        if checkpoint else (lambda offset: None), clock,
-        every=16 * chunk_size)
+        if checkpoint else (lambda offset: None),
+        every=16 * chunk_size, start=resume_from)
     if parallel:
         runners.run_pool(copier, tasks, chunk_size, queue_depth, callback,
                          throttle, counts, marks)

@@ -7,21 +7,24 @@ from oslo_utils import units
 
 
 class Checkpoints(object):
-    """Reports the offset below which every task is done, now and then.
+    """Reports each multiple of ``every`` bytes once every task below it
+    is done.
 
-    Tasks finish out of order on worker threads; the checkpoint is the
-    start of the oldest one still in flight (or the end of the last one
-    issued).  Reported on the calling thread when it moved by ``every``
-    bytes (16 chunks: 64 MiB by default) or ``seconds``, so a copy that
-    dies resumes near where it was.
+    Tasks finish out of order on worker threads; the mark is the start of
+    the oldest one still in flight (or the end of the last one issued).
+    Each boundary past ``start`` (a multiple of ``every``: 16 chunks, 64
+    MiB by default) is reported once, in order, when the mark reaches it.
+    So a copy that dies resumes within ``every`` bytes of where it was,
+    and every run of one copy reports the same checkpoints, however its
+    chunks interleave and however fast they go: a fault injected at the
+    Nth checkpoint is reached in every run.
     """
 
-    def __init__(self, report, clock, every=64 * units.Mi, seconds=5.0):
-        self.report, self.clock = report, clock
-        self.every, self.seconds = every, seconds
+    def __init__(self, report, every=64 * units.Mi, start=0):
+        self.report, self.every = report, every
         self.in_flight = set()
         self.issued_to = 0
-        self.reported = (0, clock())
+        self.next = (start // every + 1) * every
 
     def issue(self, offset, n):
         self.in_flight.add(offset)
@@ -30,12 +33,9 @@ class Checkpoints(object):
     def finish(self, offset):
         self.in_flight.discard(offset)
         mark = min(self.in_flight) if self.in_flight else self.issued_to
-        last, when = self.reported
-        now = self.clock()
-        if mark > last and (mark - last >= self.every or
-                            now - when >= self.seconds):
-            self.reported = (mark, now)
-            self.report(mark)
+        while self.next <= mark:
+            self.report(self.next)
+            self.next += self.every
 
 
 def run_serial(copier, tasks, chunk_size, callback, throttle, counts,
