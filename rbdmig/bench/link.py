@@ -76,6 +76,10 @@ class Link:
     """A network namespace whose only link to the host is a veth pair
     shaped to ``mbit`` Mbit/s each way (tbf on both ends).
 
+    The namespace's default route is the host's end, so it reaches any
+    of the host's addresses through its link: several namespaces (hosts
+    of a fleet) reach one cluster listening on one of their links' host
+    ends, each through its own shaped link.
     Names are unique (this process's PID and a random tag), so runs side
     by side do not collide.  Use it as a context manager: the namespace
     and the veth pair are removed on the way out, failure or not.
@@ -84,13 +88,14 @@ class Link:
     :param subnet: the /30 of the link (default: a free one, at
         :meth:`__enter__`).
     :param tag: ends the names (default: the PID and a random byte).
+    :param prefix: begins the namespace's name.
     """
 
-    def __init__(self, mbit, subnet=None, tag=None):
+    def __init__(self, mbit, subnet=None, tag=None, prefix='rbdmig-bench-'):
         self.mbit = int(mbit)
         tag = tag or '%06x%02x' % (os.getpid() & 0xffffff,
                                    random.randrange(256))
-        self.netns = 'rbdmig-bench-' + tag
+        self.netns = prefix + tag
         # Interface names are at most 15 characters.
         self.host_dev, self.ns_dev = 'rbl%sh' % tag, 'rbl%sn' % tag
         self.subnet = subnet
@@ -124,6 +129,7 @@ class Link:
                   self.ns_dev),
             ns + ('ip', 'link', 'set', self.ns_dev, 'up'),
             ns + ('ip', 'link', 'set', 'lo', 'up'),
+            ns + ('ip', 'route', 'add', 'default', 'via', self.host_ip),
             # Host to namespace (what the mover reads), and back (what it
             # writes).
             self._tbf(self.host_dev),

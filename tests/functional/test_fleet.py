@@ -1,15 +1,21 @@
 """Two hosts, one fleet: ``rbdmig drain`` from two hosts on one database.
 
-Each host is an ``rbdmig`` process in a UTS namespace of its own
-(``unshare --uts``), so its host name, and the ``host`` of the
-migrations it runs, is its own.  Both read the sandbox cluster's
-rbdmig.conf and an extra file naming one PostgreSQL database
-(:func:`conftest.postgresql`), owned by a plain role.  A host is killed
-at a named crash point, never by a timer; the other host's ``rbdmig
-recover`` takes its moves over once Ceph and the lease say it is gone.
+Each host is an ``rbdmig`` process in a network namespace of its own,
+behind its own link to the cluster (a veth pair shaped to
+:data:`LINK_MBIT` each way, :class:`rbdmig.bench.link.Link`: the host's
+network card), and in a UTS namespace of its own (``unshare --uts``), so
+its host name, and the ``host`` of the migrations it runs, is its own.
+The cluster listens on the first link's host end; the other host reaches
+it through its own link.  Both hosts read the cluster's rbdmig.conf and
+an extra file naming one PostgreSQL database (:func:`conftest.
+postgresql`, reached over its Unix socket), owned by a plain role.  A
+host is killed at a named crash point, never by a timer; the other
+host's ``rbdmig recover`` takes its moves over once Ceph and the lease
+say it is gone.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -20,13 +26,17 @@ import subprocess
 import sys
 import time
 
+import pytest
 import rbd
 import sqlalchemy as sa
 
 from rbdmig import faults
+from rbdmig import sandbox
+from rbdmig.bench import link as thin_link
 from rbdmig.cmd import context
 from rbdmig.db import states
 from rbdmig.migration import inventory
+from tests.functional import conftest
 from tests.functional import helpers
 
 MiB = 1 << 20
@@ -35,16 +45,40 @@ VOLUMES = int(os.environ.get('RBDMIG_FLEET_VOLUMES', '40'))
 DATA_MIB = 4
 HOSTS = ('rbdmig-host-a', 'rbdmig-host-b')
 BACKENDS = ('ceph-a', 'ceph-b')
-
+# Each host's link to the cluster, each way, in Mbit/s.
+LINK_MBIT = int(os.environ.get('RBDMIG_FLEET_LINK_MBIT', '200'))
 
 LEASE = 30  # migration_lease, seconds
+
+
+@pytest.fixture(scope='module')
+def links():
+    """{host: its network namespace and shaped link}."""
+    with contextlib.ExitStack() as stack:
+        yield {host: stack.enter_context(thin_link.Link(
+            LINK_MBIT, prefix='rbdmig-fleet-')) for host in HOSTS}
+
+
+@pytest.fixture(scope='module')
+def fleet_cluster(links, tmp_path_factory):
+    """A sandbox cluster listening on the first host's link."""
+    settings = conftest.sandbox_settings()
+    settings['osd_bytes'] = max(settings['osd_bytes'], 3 << 30)
+    cluster = sandbox.Cluster(tmp_path_factory.mktemp('fleet'),
+                              name='fleet', backend_prefix='ceph',
+                              public_addr=links[HOSTS[0]].host_ip,
+                              **settings)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 class Fleet(object):
     """One database, the sandbox's backends, and hosts to run commands."""
 
-    def __init__(self, cluster, postgresql, tmp_path):
-        self.cluster, self.tmp_path = cluster, tmp_path
+    def __init__(self, cluster, links, postgresql, tmp_path, method=None):
+        self.cluster, self.links, self.tmp_path = cluster, links, tmp_path
         role = 'fleet_%s' % secrets.token_hex(4)
         password = secrets.token_hex(16)
         admin = sa.create_engine(postgresql.url,
@@ -58,11 +92,18 @@ class Fleet(object):
         self.extra = tmp_path / 'fleet.conf'
         # A short lease (migration_lease): a killed host's moves are
         # taken over 30 s after its last heartbeat instead of 120 s.
+        # The server listens on 127.0.0.1, each namespace's own: the
+        # hosts reach it over its Unix socket.
         self.extra.write_text(
             '[DEFAULT]\nmigration_lease = %d\n'
-            '[database]\nconnection = postgresql+psycopg2://%s:%s@'
-            '127.0.0.1:%d/%s\n' % (LEASE, role, password, postgresql.port,
-                                    role))
+            '[database]\nconnection = postgresql+psycopg2://%s:%s@/%s'
+            '?host=%s&port=%d\n' % (LEASE, role, password, role,
+                                    postgresql.folder, postgresql.port))
+        if method:  # rbd_migration_method of both backends
+            with open(self.extra, 'a') as f:
+                for backend in BACKENDS:
+                    f.write('[%s]\nrbd_migration_method = %s\n'
+                            % (backend, method))
         self.svc = context.load(argparse.Namespace(
             config_file=[cluster.rbdmig_conf_path, str(self.extra)]))
 
@@ -72,10 +113,12 @@ class Fleet(object):
         out = open(self.tmp_path / (name + '.out'), 'w+')
         err = open(self.tmp_path / (name + '.err'), 'w+')
         proc = subprocess.Popen(
-            ['unshare', '--uts', 'sh', '-c',
-             'hostname %s && exec "$0" -m rbdmig.cmd.main "$@"' % host,
-             sys.executable, '--config-file', self.cluster.rbdmig_conf_path,
-             '--config-file', str(self.extra)] + list(args),
+            self.links[host].wrap([
+                'unshare', '--uts', 'sh', '-c',
+                'hostname %s && exec "$0" -m rbdmig.cmd.main "$@"' % host,
+                sys.executable, '--config-file',
+                self.cluster.rbdmig_conf_path,
+                '--config-file', str(self.extra)] + list(args)),
             stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             env=dict(os.environ, **(env or {})))
         proc.out, proc.err = out, err
@@ -102,8 +145,9 @@ class Fleet(object):
                                           'json'), stdout_only=True)
         return code, json.loads(said)
 
-    def create(self, count, cleanup):
-        """``count`` volumes on ceph-a with scattered data: {id: digest}."""
+    def create(self, count, cleanup, data_mib=DATA_MIB, piece_mib=1):
+        """``count`` volumes on ceph-a, each with ``data_mib`` MiB of data
+        in scattered, aligned pieces of ``piece_mib``: {id: digest}."""
         drv = self.svc.drivers['ceph-a']
         made = {}
         for _ in range(count):
@@ -112,10 +156,10 @@ class Fleet(object):
             vol = inventory.as_volume(record)
             handle = drv.open_volume(None, vol, 'r+b')
             try:
-                for slot in random.Random(record.id).sample(range(1024),
-                                                            DATA_MIB):
-                    handle.seek(slot * MiB)
-                    handle.write(os.urandom(MiB))
+                for slot in random.Random(record.id).sample(
+                        range(1024 // piece_mib), data_mib // piece_mib):
+                    handle.seek(slot * piece_mib * MiB)
+                    handle.write(os.urandom(piece_mib * MiB))
             finally:
                 drv.close_volume(None, vol, handle)
             made[record.id] = self.digest('ceph-a', record.id)
@@ -196,11 +240,11 @@ class Fleet(object):
         return failed
 
 
-def test_two_hosts_drain_one_source_each_volume_once(
-        ceph_cluster, postgresql, tmp_path, cleanup):
-    fleet = Fleet(ceph_cluster, postgresql, tmp_path)
-    volumes = fleet.create(VOLUMES, cleanup)
-
+def _two_hosts_then_one(fleet, volumes):
+    """Both hosts drain ``volumes`` from ceph-a to ceph-b at once, then
+    host A alone drains them back: each moved once each way, by either
+    host, identical, nothing left over.  ``(two hosts' wall time, one
+    host's, {host: volumes it moved})``."""
     start = time.monotonic()
     hosts = [fleet.start(host, 'drain', 'ceph-a', 'ceph-b')
              for host in HOSTS]
@@ -223,20 +267,52 @@ def test_two_hosts_drain_one_source_each_volume_once(
     assert [m for m in fleet.svc.db.list_migrations()
             if m.status != states.SUCCESS] == []
 
-    # The same number of volumes, drained back by one host alone.
+    # The same volumes, drained back by one host alone.
     start = time.monotonic()
     code, said = fleet.run(HOSTS[0], 'drain', 'ceph-b', 'ceph-a')
     one = time.monotonic() - start
     assert code == 0, said
     assert fleet.check(volumes, 'ceph-a') == []
-    print('\nfleet: %d volumes of %d MiB: two hosts %.1f s (%s), one '
-          'host %.1f s, ratio %.2f' % (VOLUMES, DATA_MIB, two, by_host,
-                                       one, two / one))
+    return two, one, by_host
+
+
+def test_two_hosts_drain_one_source_each_volume_once(
+        fleet_cluster, links, postgresql, tmp_path, cleanup):
+    fleet = Fleet(fleet_cluster, links, postgresql, tmp_path)
+    volumes = fleet.create(VOLUMES, cleanup)
+    two, one, by_host = _two_hosts_then_one(fleet, volumes)
+    print('\nfleet: %d volumes of %d MiB (default method, offload): two '
+          'hosts %.1f s (%s), one host %.1f s, ratio %.2f' % (
+              VOLUMES, DATA_MIB, two, by_host, one, two / one))
+
+
+# Where each move's data crosses its host (what a move between clusters
+# does): 16 MiB a volume, 640 MiB in all, ~27 s through one 200 Mbit/s
+# link each way.
+CROSSING_MIB = 16
+# Two hosts' links carry it in half the time; with each host's fixed
+# costs on top, two hosts take well under 0.8 of one host's time.
+CROSSING_BOUND = 0.8
+
+
+def test_each_host_adds_its_link_where_the_data_crosses_the_hosts(
+        fleet_cluster, links, postgresql, tmp_path, cleanup):
+    fleet = Fleet(fleet_cluster, links, postgresql, tmp_path,
+                  method='extents')
+    # Whole objects: 640 MiB of data, 640 MiB of objects.
+    volumes = fleet.create(VOLUMES, cleanup, data_mib=CROSSING_MIB,
+                           piece_mib=4)
+    two, one, by_host = _two_hosts_then_one(fleet, volumes)
+    print('\nfleet: %d volumes of %d MiB, extents, %d Mbit/s per host: '
+          'two hosts %.1f s (%s), one host %.1f s, ratio %.2f' % (
+              VOLUMES, CROSSING_MIB, LINK_MBIT, two, by_host, one,
+              two / one))
+    assert two / one < CROSSING_BOUND
 
 
 def test_a_killed_hosts_moves_are_taken_over_and_drained_by_another(
-        ceph_cluster, postgresql, tmp_path, cleanup):
-    fleet = Fleet(ceph_cluster, postgresql, tmp_path)
+        fleet_cluster, links, postgresql, tmp_path, cleanup):
+    fleet = Fleet(fleet_cluster, links, postgresql, tmp_path)
     volumes = fleet.create(16, cleanup)
     pause = tmp_path / 'pause'
     pause.mkdir()

@@ -507,6 +507,10 @@ def test_the_link_is_a_namespace_behind_a_veth_pair_shaped_both_ways():
     assert cmds[0] == ('ip', 'netns', 'add', link.netns)
     assert ('ip', 'link', 'add', link.host_dev, 'type', 'veth', 'peer',
             'name', link.ns_dev, 'netns', link.netns) in cmds
+    # Every address of the host, through the link (a fleet's hosts reach
+    # a cluster on another link's host end).
+    assert ('ip', 'netns', 'exec', link.netns, 'ip', 'route', 'add',
+            'default', 'via', link.host_ip) in cmds
     tbf = [c for c in cmds if 'tbf' in c]
     assert len(tbf) == 2
     host, inside = tbf
