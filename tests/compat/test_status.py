@@ -1,19 +1,21 @@
 """rbdmig status reads a cinder.conf and lists what cinder-volume moves.
 
-A child cinder-volume (:mod:`tests.compat.pause_volume`) migrates a
-volume and stops itself (SIGSTOP) at a named point; ``rbdmig status
---config-file <cinder.conf>`` runs meanwhile as its own process, with
-nothing but the cinder.conf: no Cinder API, no database, no driver.
+A child cinder-volume (:mod:`tests.compat.crash_volume`) migrates a
+volume and holds at a named point (the ``RBDMIG_PAUSE_AT`` handshake of
+:mod:`rbdmig.faults`: alive, its heartbeat and librados client running,
+however long the test looks); ``rbdmig status --config-file
+<cinder.conf>`` runs meanwhile as its own process, with nothing but the
+cinder.conf: no Cinder API, no database, no driver.
 """
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 
+from rbdmig import faults
 from rbdmig.ceph import opts as ceph_opts
 from tests.compat import cinder_env
 from tests.compat import crash
@@ -25,10 +27,12 @@ DEFAULT_METHOD = next(o.default for o in ceph_opts.MIGRATION_OPTS
                       if o.name == 'rbd_migration_method')
 
 
-def _stopped_at(cinder, volume, backend, point, log, timeout=300,
-                conf_path=None):
-    """A child cinder-volume migrating ``volume``, stopped at ``point``.
+def _held_at(cinder, volume, backend, point, log, pauses, timeout=300,
+             conf_path=None):
+    """A child cinder-volume migrating ``volume``, held at ``point`` until
+    ``pauses/release`` exists.
 
+    :param pauses: the handshake's directory (``RBDMIG_PAUSE_DIR``).
     :param conf_path: the child's cinder.conf; by default ``cinder``'s.
     Its output goes to ``log`` (a pipe nobody reads while it runs could
     fill and stop it before the point).
@@ -36,22 +40,25 @@ def _stopped_at(cinder, volume, backend, point, log, timeout=300,
     volume.update({'migration_status': 'starting',
                    'previous_status': volume.status})
     volume.save()
+    pauses.mkdir()
     with open(log, 'w') as out:
         child = subprocess.Popen(
-            [sys.executable, '-m', 'tests.compat.pause_volume',
-             conf_path or cinder.conf_path, volume.id, backend, point],
-            cwd=crash.ROOT, stdout=out, stderr=subprocess.STDOUT)
+            [sys.executable, '-m', 'tests.compat.crash_volume',
+             conf_path or cinder.conf_path, volume.id, backend],
+            cwd=crash.ROOT, stdout=out, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **{faults.PAUSE_AT: point,
+                                    faults.PAUSE_DIR: str(pauses)}))
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid, code = os.waitpid(child.pid, os.WUNTRACED | os.WNOHANG)
-        if pid and os.WIFSTOPPED(code):
-            return child
-        if pid:  # it ended without reaching the point
-            raise crash.PointNotReached('wait status %s: %s' % (
-                code, open(log).read()[-4000:]))
+    while not (pauses / ('%s.1.reached' % point)).exists():
+        if child.poll() is not None:  # it ended without reaching the point
+            raise crash.PointNotReached('exit %s: %s' % (
+                child.returncode, open(log).read()[-4000:]))
+        if time.monotonic() > deadline:
+            child.kill()
+            raise crash.PointNotReached('%s not reached in %d s'
+                                        % (point, timeout))
         time.sleep(0.1)
-    child.kill()
-    raise crash.PointNotReached('%s not reached in %d s' % (point, timeout))
+    return child
 
 
 def _status(cinder):
@@ -72,11 +79,13 @@ def test_status_lists_the_move_cinder_volume_runs(cinder, ceph_cluster,
                            extents=32)
 
     log = tmp_path / 'cinder-volume.log'
-    child = _stopped_at(cinder, volume, 'rbdmig-b', 'engine.copied', log)
+    pauses = tmp_path / 'pauses'
+    child = _held_at(cinder, volume, 'rbdmig-b', 'engine.copied', log,
+                     pauses)
     try:
         seen = _status(cinder)
     finally:
-        os.kill(child.pid, signal.SIGCONT)
+        (pauses / 'release').touch()
         child.wait(timeout=300)
     assert child.returncode == crash_volume.SURVIVED, log.read_text()[
         -4000:]
@@ -121,12 +130,13 @@ def test_status_names_the_member_of_a_cluster_running_it(
     test_active_active._clustered(volume, 'aa-a', 'rbdmig-a')
 
     log = tmp_path / 'cinder-volume.log'
-    child = _stopped_at(cinder, volume, 'rbdmig-b', 'engine.copied', log,
-                        conf_path=member)
+    pauses = tmp_path / 'pauses'
+    child = _held_at(cinder, volume, 'rbdmig-b', 'engine.copied', log,
+                     pauses, conf_path=member)
     try:
         [found] = _status(cinder)['migrations']
     finally:
-        os.kill(child.pid, signal.SIGCONT)
+        (pauses / 'release').touch()
         child.wait(timeout=300)
     assert child.returncode == crash_volume.SURVIVED, log.read_text()[
         -4000:]

@@ -74,8 +74,11 @@ class Ticker(threading.Thread):
         self.join()
 
     def assert_never_starved(self):
-        assert self.max_gap < 0.2
-        assert self.mean_gap < 0.03
+        # Sleeps of 10 ms: a copy holding the GIL would stall them for
+        # all of its second or more; the bounds leave a loaded machine
+        # room to schedule.
+        assert self.max_gap < 0.5
+        assert self.mean_gap < 0.06
 
 
 @pytest.fixture(scope='module')
@@ -286,7 +289,7 @@ def test_cancelling_copy_objects_stops_promptly_and_drains(client, spec,
         assert 0 < len(landed) < 64
         time.sleep(0.5)
         assert _objects(client[DST], prefix) == landed  # nothing in flight
-        assert took < 2
+        assert took < 4
     finally:
         _remove_objects(client[DST], prefix)
 
@@ -348,7 +351,8 @@ def test_copy_objects_into_a_pool_over_quota_fails_fast_with_edquot(
             ext.copy_objects(spec, SRC, full_image['prefix'], pool,
                              'rbd_data.x', range(64))
 
-        assert time.monotonic() - began < 2
+        # Not left waiting for the op timeout (10 s).
+        assert time.monotonic() - began < 5
         assert raised.value.errno == errno.EDQUOT
         assert "of pool '%s'" % pool in str(raised.value)
         assert full_image['prefix'] + '.00000000000000' in str(raised.value)
@@ -383,7 +387,7 @@ def test_unreachable_cluster_fails_within_the_mount_timeout(
         ext.copy_objects(spec, SRC, 'x', DST, 'y', [0])
     took = time.monotonic() - began
 
-    assert 1.5 < took < 3.5
+    assert 1.5 < took < 5
 
 
 COPIES = {'copy': ext.copy_image, 'deep_copy': ext.deep_copy_image}
@@ -431,7 +435,7 @@ def test_cancelling_an_image_copy_stops_it_and_leaves_it_removable(
 
         # librbd stopped early: far from all 256 MiB were written.
         assert sum(n for _, n in _extents(client[DST], dst)) < 192 * MiB
-        assert took < 5
+        assert took < 8
         assert _blocklist(ceph_cluster) == blocklist  # the fence is lifted
     finally:
         _remove_image(client[DST], dst)

@@ -96,7 +96,10 @@ def test_the_thread_reports_at_the_interval_even_when_stalled():
     rep, sent, recorded = _reporter(time.monotonic, interval=0.02)
     rep.set_size(100)
     rep.start()
-    time.sleep(0.15)  # nothing moves meanwhile
+    deadline = time.monotonic() + 10
+    while len(recorded) < 4:  # nothing moves meanwhile
+        assert time.monotonic() < deadline, recorded
+        time.sleep(0.01)
     rep.stop()
     assert len(recorded) >= 5  # start, several ticks, the final one
     assert sent[-1][0] == notify.END

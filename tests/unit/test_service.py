@@ -701,7 +701,7 @@ def test_the_lease_is_the_operators(svc, ceph, monkeypatch, at_point):
     kill.dead(migration.id)
     svc.lease = 30
 
-    _left_by(svc, migration.id, 'host-a:4242', 29)
+    _left_by(svc, migration.id, 'host-a:4242', 20)
     assert svc.recover() == []
     _left_by(svc, migration.id, 'host-a:4242', 31)  # < LEASE, > 30
     (outcome,) = svc.recover()
