@@ -451,8 +451,18 @@ class _Migration(object):
             if self.move.guard is not None:
                 raise  # never: a retired source is out of clients' reach
             # live: a client opened the source before librbd committed;
-            # aborting gives it back whole.
+            # aborting gives it back whole, and what was told the copy
+            # holds the name (Cinder's row) names the source again.
             self._undo()
+            if self.authority is not None:
+                try:
+                    self.authority.restored(self.record)
+                except Exception:
+                    LOG.exception('The live migration of %(name)s was '
+                                  'aborted and the source is intact, but '
+                                  'naming it again failed: the volume is in'
+                                  ' %(src)s.', {'name': self.move.name,
+                                                'src': self.backend.pool})
             raise checks.Unsafe('a client opened its image at the end of '
                                 'the copy; the live migration was aborted '
                                 'and the source is intact.')

@@ -55,6 +55,11 @@ class Authority(object):
         before the source goes; raising undoes the move.  An authority
         that can names the destination from here on."""
 
+    def restored(self, record):
+        """Called by the move when, after :meth:`moved`, it gave the
+        source back after all (``live``: a client opened the image before
+        librbd's commit, which was aborted): name the source again."""
+
 
 def recover(backend, any_host=False, authority=None):
     """Recover every migration journaled in ``backend``'s pool.
@@ -165,13 +170,13 @@ class _Recovery(object):
         self.record = record
         self.authority = authority
         self.rbd = backend.native_rbd
+        self.decision = None  # what _act carries out
 
     def run(self):
         record = self.record
         if record.phase == journal.CLAIMED:
-            outcome = self._done('released', 'nothing had been built')
-            self.authority.settle(record, phases.RELEASE)
-            return outcome
+            return self._done('released', 'nothing had been built',
+                              phases.RELEASE)
         dest = location.LocationInfo(**record.dest)
         address = checks.destination_address(self.backend, dest)
         with self.backend.connect(pool=dest.pool, address=address) as (
@@ -192,10 +197,8 @@ class _Recovery(object):
                          '%(names)s; decision: %(decision)s.',
                          {'rec': record, 'names': names,
                           'decision': decision})
+                self.decision = decision
                 outcome = self._act(decision)
-                if outcome.action == 'rolled back':
-                    decision = phases.ROLL_BACK  # complete found it in use
-            self.authority.settle(record, decision)
             return outcome
 
     def _act(self, decision):
@@ -241,7 +244,12 @@ class _Recovery(object):
         with self.rbd.Image(ioctx, name, read_only=True) as image:
             return any(w['id'] == client_id for w in image.watchers_list())
 
-    def _done(self, action, detail):
+    def _done(self, action, detail, decision):
+        """The authority is told what was decided, then the record goes:
+        a recovery that dies in between leaves the record, and the next
+        one tells the authority again (never a row naming where the
+        volume no longer is, with no record left to correct it)."""
+        self.authority.settle(self.record, decision)
         self.journal.finish(self.record)
         return Outcome(self.record, action, detail)
 
@@ -288,7 +296,7 @@ class _Recovery(object):
         return self._done('released', 'nothing complete had been built; '
                           'the source is the volume' if self._source_whole()
                           else 'neither the source nor a complete copy '
-                          'exists any more')
+                          'exists any more', phases.RELEASE)
 
     def _roll_back(self):
         record = self.record
@@ -300,7 +308,8 @@ class _Recovery(object):
         if record.snapshot:
             self._drop_snapshot()
         return self._done('rolled back', 'the copy in pool %s was removed; '
-                          'the source is the volume' % record.dest['pool'])
+                          'the source is the volume' % record.dest['pool'],
+                          phases.ROLL_BACK)
 
     def _drop_snapshot(self):
         for name in (self.record.image, self.record.retired):
@@ -370,7 +379,7 @@ class _Recovery(object):
                 pass
         return self._done('completed', 'the verified copy is the volume '
                           'in pool %s; the source was removed'
-                          % record.dest['pool'])
+                          % record.dest['pool'], self.decision)
 
     def _advance(self, phase):
         """Journal ``phase`` unless the record is there or past it."""
@@ -409,9 +418,10 @@ class _Recovery(object):
             # Committed (the target is the volume) or aborted: the
             # destination says which.
             done = self._exists(self.dst_ioctx, self.record.temp)
-            return (phases.COMPLETE if done else phases.RELEASE,
-                    self._done('released', 'librbd has no migration of it '
-                               'in progress (committed or aborted)'))
+            decision = phases.COMPLETE if done else phases.RELEASE
+            return decision, self._done(
+                'released', 'librbd has no migration of it in progress '
+                '(committed or aborted)', decision)
         executed = (status['state'] ==
                     self.backend.rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTED)
         # librbd keeps the source until the commit: whole, whatever the
@@ -420,7 +430,7 @@ class _Recovery(object):
         if decision in (phases.COMPLETE, phases.ADOPT):
             rbd.RBD().migration_commit(self.dst_ioctx, self.record.temp)
             return decision, self._done('committed',
-                                        'librbd had executed it')
+                                        'librbd had executed it', decision)
         rbd.RBD().migration_abort(self.dst_ioctx, self.record.temp)
         return phases.ROLL_BACK, self._done('aborted', 'the source is the '
-                                            'volume again')
+                                            'volume again', phases.ROLL_BACK)

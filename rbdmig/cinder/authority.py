@@ -22,9 +22,14 @@ class CinderAuthority(recover.Authority):
     destination, or ``error`` with the source intact.
     """
 
+    # The row's fields :meth:`moved` changes, and :meth:`restored` puts
+    # back.
+    NAMING = ('host', 'cluster_name', 'service_uuid', 'availability_zone')
+
     def __init__(self, context, service=None):
         self.context = context
         self.service = service
+        self._before = {}  # record id: the row's NAMING fields, as found
 
     def _row(self, record):
         if not record.volume_id:
@@ -35,13 +40,14 @@ class CinderAuthority(recover.Authority):
             return None
 
     def names(self, record):
-        from cinder.volume import volume_utils
+        """The destination once the row's host is the move's destination
+        host, as :meth:`moved` and Cinder's manager set it (the whole
+        ``host@backend#pool``: two backends' pools may share a name,
+        ``volume_backend_name`` by default)."""
         row = self._row(record)
         if row is None or not record.dest_host or not row.host:
             return phases.SOURCE
-        here = volume_utils.extract_host(row.host, 'pool')
-        there = volume_utils.extract_host(record.dest_host, 'pool')
-        return phases.DEST if here == there else phases.SOURCE
+        return phases.DEST if row.host == record.dest_host else phases.SOURCE
 
     def moved(self, record):
         """The copy holds the volume's name: the row names it now, before
@@ -51,7 +57,18 @@ class CinderAuthority(recover.Authority):
             raise exception.MigrationError(
                 volume=record.volume_id,
                 reason='its volume row cannot be moved to the destination')
+        self._before[record.id] = {f: getattr(row, f) for f in self.NAMING}
         row.update(self._on_destination(record))
+        row.save()
+
+    def restored(self, record):
+        """The move gave the source back after :meth:`moved`: the row
+        names the source again, as it did before."""
+        before = self._before.pop(record.id, None)
+        row = self._row(record)
+        if row is None or before is None:
+            return
+        row.update(before)
         row.save()
 
     def _on_destination(self, record):

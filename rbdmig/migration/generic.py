@@ -107,21 +107,46 @@ class Move(object):
         self.db.set_path(self.migration.id, states.GENERIC, method=METHOD,
                          dest_volume_id=self.dest.id)
         faults.point('service.generic')
-        self.dst.create_volume(inventory.as_volume(self.dest))
-        faults.point('service.dest_created')
+        self._create()
         return 0
+
+    def _create(self):
+        """Create the destination and record that this move did: only an
+        image it recorded creating is ever copied into on a resume."""
+        self.dst.create_volume(inventory.as_volume(self.dest))
+        self.db.compare_and_set_status(self.dest.id,
+                                       {'status': states.CREATING},
+                                       {'status': states.AVAILABLE})
+        self.dest = self.db.get_volume(self.dest.id)
+        faults.point('service.dest_created')
 
     def reopen(self):
         """The recorded destination again: return the offset to copy from.
 
         A process killed before it created the destination left only its
-        record: it is created now, and the copy starts from 0.
+        record: it is created now, and the copy starts from 0.  An image
+        of that name the move did not record creating (killed between its
+        creation and the record; or not its own at all: the source
+        itself, where two backends share a pool, or another volume) is
+        never copied into, nor removed.
+
+        :raises MigrationError: such an image is there.
         """
         dest = inventory.as_volume(self.dest)
         if presence(self.dst, dest) == phases.MISSING:
-            self.dst.create_volume(dest)
-            faults.point('service.dest_created')
+            self._create()
             return 0
+        if self.dest.status == states.CREATING:
+            self.db.delete_volume(self.dest.id)  # the record only
+            raise exception.MigrationError(
+                volume=self.volume.id,
+                reason='an image named %s is on %s, but this migration '
+                       'did not record creating it: it may be the source '
+                       'itself, or another volume, and was left untouched; '
+                       'the source is intact.  (If it is an empty copy '
+                       'this migration made just before it was killed, '
+                       'remove it by hand.)' % (
+                           self.dest.name, self.migration.dest_backend))
         return migration_records.resume_offset(self.migration, self.dest.id,
                                                self.chunk)
 

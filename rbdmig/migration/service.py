@@ -309,6 +309,10 @@ class Service(inventory.Inventory):
                 done.append((migration.id, outcome))
                 continue
             record = self.db.get_volume(migration.volume_id)
+            pending = self._journaled(migration, record)
+            if pending:
+                done.append((migration.id, pending))
+                continue
             if (migration.status in (states.MIGRATING, states.COMPLETING)
                     and self._holds(migration.dest_backend, record)):
                 # The driver moved it (its own recovery finished the move).
@@ -366,6 +370,33 @@ class Service(inventory.Inventory):
                 where)
         return ('left as it is: whether its source exists cannot be told '
                 'now; recover again')
+
+    def _journaled(self, migration, record):
+        """Why an assisted move must be left as it is, or None.
+
+        Its source driver is set up first (Ceph's recovery of its pool
+        runs then, ``rbdmig recover --backend DEST`` included).  While
+        the source pool's journal still holds the move (its process
+        alive as Ceph sees it, or a record its recovery kept), Ceph's
+        recovery decides where the volume ends: an image under its name
+        on the destination may be a copy that recovery still undoes
+        (``live``'s prepared target, a copy placed before the source was
+        being removed).  Read nothing into it then.
+        """
+        try:
+            src = self.drivers[migration.source_backend]
+            journaled = getattr(src, 'migration_journaled', None)
+            if journaled is None or not journaled(
+                    inventory.as_volume(record)):
+                return None
+            why = 'its move is still in the journal of %s' % (
+                migration.source_backend)
+        except Exception as err:  # noqa: BLE001 - then nothing is known
+            why = 'the journal of %s cannot be read (%s)' % (
+                migration.source_backend, err)
+        LOG.warning('Migration %(mig)s: left as it is: %(why)s.',
+                    {'mig': migration.id, 'why': why})
+        return 'left as it is: %s; recover again' % why
 
     def _holds(self, backend, record):
         drv = self.drivers[backend]

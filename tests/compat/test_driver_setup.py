@@ -148,3 +148,65 @@ def test_a_failing_round_does_not_end_the_periodic_recovery(
     errors = [r for r in caplog.records if r.name == rbdmig_driver.__name__
               and r.levelno == logging.ERROR]
     assert len(errors) >= 3
+
+
+class _Row(dict):
+    """A volume row: its fields, ``update`` and ``save`` (counted)."""
+
+    saves = 0
+
+    def __getattr__(self, name):
+        return self[name]
+
+    def save(self):
+        self.saves += 1
+
+
+def test_a_row_moved_then_given_back_names_the_source_again(monkeypatch):
+    # Seams review: a live move that told Cinder's row it moved, then
+    # aborted (a client opened the image before librbd's commit), left
+    # the row naming the destination while the image was in the source.
+    from cinder import objects
+    objects.register_all()  # as cinder-volume does at start
+    row = _Row(host='h@a#a', cluster_name='aa@a#a', service_uuid='u-a',
+               availability_zone='az-a')
+    service = mock.Mock(cluster_name='aa@b', uuid='u-b',
+                        availability_zone='az-b')
+    monkeypatch.setattr(authority.objects.Volume, 'get_by_id',
+                        lambda context, volume_id: row)
+    monkeypatch.setattr(authority.objects.Service, 'get_by_args',
+                        lambda context, host, binary: service)
+    record = mock.Mock(id='m-1', volume_id='v-1', dest_host='h@b#b')
+    told = authority.CinderAuthority(context=None)
+
+    told.moved(record)
+    assert (row.host, row.cluster_name, row.service_uuid) == (
+        'h@b#b', 'aa@b#b', 'u-b')
+    told.restored(record)
+    assert dict(row) == dict(host='h@a#a', cluster_name='aa@a#a',
+                             service_uuid='u-a', availability_zone='az-a')
+    assert row.saves == 2
+    told.restored(record)  # once only: nothing more to give back
+    assert row.saves == 2
+
+
+@pytest.mark.parametrize('row_host, named', [
+    ('h@a#RBD', 'source'),   # another backend's pool of the same name
+    ('h@b#RBD', 'dest'),
+    (None, 'source'),
+])
+def test_the_row_names_the_destination_only_by_its_whole_host(
+        monkeypatch, row_host, named):
+    # Seams review: pools were compared by name alone, and Cinder's RBD
+    # driver names its one pool after volume_backend_name ('RBD' unless
+    # set): a row still on the source read as the destination.
+    from cinder import objects
+
+    from rbdmig.migration import phases
+
+    objects.register_all()
+    monkeypatch.setattr(authority.objects.Volume, 'get_by_id',
+                        lambda context, volume_id: _Row(host=row_host))
+    record = mock.Mock(id='m-1', volume_id='v-1', dest_host='h@b#RBD')
+    assert authority.CinderAuthority(None).names(record) == {
+        'source': phases.SOURCE, 'dest': phases.DEST}[named]

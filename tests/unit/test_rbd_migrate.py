@@ -330,6 +330,41 @@ def test_a_source_that_failed_to_go_is_removed_by_recovery(ceph):
     assert _journal(ceph).records() == []
 
 
+def test_recovery_tells_the_authority_before_the_record_goes(
+        ceph, monkeypatch):
+    # Seams review: the authority (Cinder's row) was told after the
+    # journal's record was gone: a recovery killed in between left the
+    # row on the source, the volume on the destination, and no record.
+    from rbdmig import faults
+
+    class Told(recover.Authority):
+        settled = []
+
+        def settle(self, record, decision):
+            self.settled.append(decision)
+
+    class Killed(BaseException):
+        pass
+
+    def die(name):
+        if name == 'engine.finished':
+            raise Killed(name)
+
+    src, dst = _pair(ceph, 'deep_copy')
+    volume = fx.make_volume(ceph, data=DATA)
+    ceph.fail('remove', ceph.rbd.Error('OSD went away'), times=1)
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+    record = _journal(ceph).get(volume.name)
+    record.lock_dir = '/nonexistent-rbdmig-test'  # its process is gone
+
+    monkeypatch.setattr(faults.POINTS, 'hook', die)
+    with pytest.raises(Killed):
+        recover.recover(src.backend(), authority=Told())
+
+    assert Told.settled == ['adopt']  # removing, the source named
+    assert fx.read_head(ceph, 'ssd', volume.name, len(DATA)) == DATA
+
+
 def test_a_client_opening_the_source_before_it_retires_keeps_it_whole(
         ceph, monkeypatch):
     src, dst = _pair(ceph, 'deep_copy')
@@ -364,6 +399,36 @@ def test_a_client_opening_a_live_source_at_the_end_aborts(ceph):
 
     assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
     assert not _exists(ceph, 'ssd', volume.name)
+    assert _journal(ceph).records() == []
+
+
+def test_an_aborted_live_move_names_the_source_again(ceph):
+    # Seams review: under Cinder the row was told the copy held the name
+    # (``moved``) and kept naming it once the abort gave the source back.
+    from rbdmig.ceph import migrate
+
+    class Told(recover.Authority):
+        def __init__(self):
+            self.calls = []
+
+        def moved(self, record):
+            self.calls.append('moved')
+
+        def restored(self, record):
+            self.calls.append('restored')
+
+    src, dst = _pair(ceph, 'live')
+    volume = fx.make_volume(ceph, data=DATA)
+    ceph.fail('migration_commit', ceph.rbd.ImageBusy('watcher appeared'),
+              times=1)
+    told = Told()
+
+    with pytest.raises(exception.MigrationRefused):
+        migrate.migrate(src.backend(), volume, fx.host_of(dst),
+                        authority=told)
+
+    assert told.calls == ['moved', 'restored']
+    assert fx.read_head(ceph, 'hdd', volume.name, len(DATA)) == DATA
     assert _journal(ceph).records() == []
 
 

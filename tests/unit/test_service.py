@@ -476,6 +476,114 @@ def test_an_assisted_move_killed_after_it_moved_is_completed(
     assert fx.read_head(ceph, 'ssd', record.name, 7) == b'payload'
 
 
+def test_a_move_still_journaled_is_left_to_cephs_recovery(
+        svc, ceph, monkeypatch, at_point):
+    # Seams review: killed once the copy held the volume's name on the
+    # destination but before its source was being removed (live's
+    # prepared target is the same case), the database said "completed
+    # on ceph-b" while the source pool's journal still held the move,
+    # and Ceph's recovery then gave the source its name back and removed
+    # the copy (``rbdmig recover --backend ceph-b`` sets up ceph-b's
+    # driver only).
+    from rbdmig.ceph.methods import base
+
+    record = _volume(svc, ceph)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'engine.never')
+    real_place = base.Method.place
+
+    def place_then_die(self, move):
+        real_place(self, move)
+        raise Killed('after the copy took the name')
+
+    with monkeypatch.context() as patch:
+        patch.setattr(base.Method, 'place', place_then_die)
+        with pytest.raises(Killed):
+            svc.run(migration.id, 'copy')
+    kill.dead(migration.id)
+    assert record.name in _images(ceph, 'ssd')  # the name, on ceph-b
+
+    (outcome,) = svc.recover()
+    assert outcome == (migration.id, 'left as it is: its move is still '
+                       'in the journal of ceph-a; recover again')
+    assert svc.show(record.id)['migration_status'] == 'migrating'
+
+    # Ceph's recovery of the source pool (the source driver's set-up)
+    # undoes it; the next recovery (another process) follows.
+    svc.drivers['ceph-a'].recover_migrations()
+    _dead_process(svc, migration.id)
+    (outcome,) = svc.recover()
+    assert outcome == (migration.id, 'ended: the source is intact')
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['migration_status']) == (
+        'ceph-a', 'error')
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert record.name not in _images(ceph, 'ssd')
+
+
+def test_a_resumed_copy_never_copies_into_an_image_it_did_not_create(
+        svc, ceph, monkeypatch, at_point):
+    # Seams review: two backends on one pool, a generic move killed
+    # after recording its destination (the source's own name) but before
+    # creating it; recovery found "the destination" (the source itself),
+    # copied it onto itself, and removed the source: the only copy.
+    svc.drivers['ceph-c'] = fx.make_driver(ceph, pool='hdd',
+                                           backend='ceph-c')
+    record = _volume(svc, ceph)
+    migration = svc.request(record.id, 'ceph-c')
+    kill = _Kill(svc, monkeypatch, at_point, 'service.generic')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    kill.dead(migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome[1].startswith('resumed at 0.0 MiB, and failed'), outcome
+    assert 'did not record creating it' in outcome[1]
+    shown = svc.show(record.id)
+    assert (shown['backend'], shown['migration_status']) == (
+        'ceph-a', 'error')
+    assert fx.read_head(ceph, 'hdd', record.name, 7) == b'payload'
+    assert [v for v in svc.db.list_volumes(include_hidden=True)
+            if v.id != record.id] == []  # its record of "the copy" went
+
+
+def test_a_resumed_copy_goes_on_into_the_image_it_created(
+        svc, ceph, monkeypatch, at_point):
+    data = bytes(range(256)) * (12 << 12)  # 3 MiB
+    record = _generic_volume(svc, ceph, data)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'service.dest_created')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'generic')
+    kill.dead(migration.id)
+
+    (outcome,) = svc.recover()
+
+    assert outcome == (migration.id, 'resumed at 0.0 MiB and completed')
+    assert svc.show(record.id)['backend'] == 'ceph-b'
+
+
+def test_an_unreadable_journal_leaves_the_move_as_it_is(
+        svc, ceph, monkeypatch, at_point):
+    record = _volume(svc, ceph)
+    migration = svc.request(record.id, 'ceph-b')
+    kill = _Kill(svc, monkeypatch, at_point, 'engine.copied')
+    with pytest.raises(Killed):
+        svc.run(migration.id, 'live')
+    kill.dead(migration.id)
+
+    def unreadable(volume):
+        raise exception.VolumeBackendAPIException(data='ceph-a is down')
+
+    monkeypatch.setattr(svc.drivers['ceph-a'], 'migration_journaled',
+                        unreadable)
+    (outcome,) = svc.recover()
+    assert outcome[1].startswith('left as it is: the journal of ceph-a '
+                                 'cannot be read'), outcome
+    assert svc.show(record.id)['backend'] == 'ceph-a'
+
+
 def test_a_failed_switch_over_is_never_recorded_as_an_error(
         svc, ceph, monkeypatch):
     record = _volume(svc, ceph)

@@ -17,6 +17,7 @@ from rbdmig import objects
 from rbdmig import redact
 from rbdmig.ceph import connection
 from rbdmig.ceph import images
+from rbdmig.ceph import journal
 from rbdmig.ceph import limits
 from rbdmig.ceph import location
 from rbdmig.ceph import migrate
@@ -404,6 +405,19 @@ class RBDDriver(driver.VolumeDriver):
                 raise exception.VolumeNotFound(name=volume.name)
 
     # -- migration --
+
+    def migration_journaled(self, volume):
+        """Whether this pool's journal holds a move of ``volume``.
+
+        A journaled move is running (its process alive) or was left
+        for a recovery to finish or undo: until the record is gone, no
+        one but Ceph's recovery may say where the volume is.
+
+        :raises RbdmigError: the journal cannot be read.
+        """
+        with self._connect() as (client, ioctx):
+            return journal.Journal(self.rados, ioctx).get(
+                volume.name) is not None
 
     def volume_in_use(self, volume):
         """Return True if a client has the image open (a watcher).
