@@ -99,9 +99,9 @@ class Service(inventory.Inventory):
             return self.db.start_migration(volume_id, dest_backend,
                                            host=self.host,
                                            force=force)
-        except (exception.MigrationInProgress,
-                exception.InvalidVolume) as err:
-            reject(str(err))
+        except (exception.MigrationInProgress, exception.InvalidVolume,
+                exception.ConcurrentUpdate) as err:
+            reject(str(err))  # another process claimed it first
 
     def _check_method(self, src, method, reject):
         if method in (None, GENERIC):
@@ -247,13 +247,12 @@ class Service(inventory.Inventory):
                 return volume_id, True, elsewhere
             try:
                 self.migrate(volume_id, dest)
-            except Rejected as err:
-                # Another host may have claimed it since the look above.
+            except exception.RbdmigError as err:
+                # Another host may have claimed it, or moved it, since the
+                # look above (a lost claim; its source gone mid-check).
                 elsewhere = self._drained_elsewhere(volume_id, source)
                 if elsewhere:
                     return volume_id, True, elsewhere
-                return volume_id, False, str(err)
-            except exception.RbdmigError as err:
                 return volume_id, False, str(err)
             return volume_id, True, 'moved in %.1f s' % (
                 time.monotonic() - start)

@@ -680,6 +680,30 @@ def test_drain_moves_every_volume_at_most_n_at_a_time(svc, ceph,
     assert {v['backend'] for v in svc.list()} == {'ceph-b'}
 
 
+def test_a_claim_lost_to_another_host_is_its_move_not_a_failure(
+        svc, ceph, monkeypatch):
+    # CI found it (1 in 15 runs of the test above): host B claimed and
+    # moved a volume between host A's read of it and A's claim; A's lost
+    # claim (ConcurrentUpdate) was reported as A's failure.
+    record = _volume(svc, ceph)
+    other = service_mod.Service(api.API(str(svc.db.engine.url)),
+                                svc.drivers, host='host-b:1')
+    svc.host = 'host-a:1'
+    real_cas = svc.db.compare_and_set_status
+
+    def cas(volume_id, expected, new):
+        if new.get('migration_status') == states.STARTING:
+            # Between A's read of the volume and A's claim, B claims and
+            # moves it.
+            other.migrate(volume_id, 'ceph-b')
+        return real_cas(volume_id, expected, new)
+
+    monkeypatch.setattr(svc.db, 'compare_and_set_status', cas)
+    said = {}
+    assert svc.drain('ceph-a', 'ceph-b', report=said.__setitem__) == 0
+    assert said == {record.id: 'moved to ceph-b by another host'}
+
+
 def test_hosts_draining_one_source_walk_it_in_orders_of_their_own(
         svc, monkeypatch):
     # Walking one shared order, hosts draining at once would each check
