@@ -14,7 +14,9 @@ Environment variables:
     file per OSD) for the session clusters.
 ``RBDMIG_SANDBOX_OSD_BYTES``
     The capacity of each OSD of the session clusters, in bytes or with a
-    binary unit (``1536M``, ``1536MiB``, ``2G``); 1.5 GiB by default.
+    binary unit (``1536M``, ``1536MiB``, ``2G``); 3 GiB by default (a
+    memstore OSD only holds what is written; 1.5 GiB left a test short of
+    room after others, in a random order, had written theirs).
 ``RBDMIG_SANDBOX_KEEP``
     If ``1``, keep the clusters' directories (logs, data) after the
     session; their daemons are stopped regardless.
@@ -31,7 +33,7 @@ from tests import pg_server
 
 def sandbox_settings():
     """The Cluster arguments for session clusters, from the environment."""
-    size = os.environ.get('RBDMIG_SANDBOX_OSD_BYTES', '1536MiB')
+    size = os.environ.get('RBDMIG_SANDBOX_OSD_BYTES', '3GiB')
     if not size.isdigit():
         if size[-1].isalpha() and size[-1] not in 'bB':
             size += 'iB'  # 2G -> 2GiB
