@@ -117,7 +117,6 @@ class Move(object):
         self.db.compare_and_set_status(self.dest.id,
                                        {'status': states.CREATING},
                                        {'status': states.AVAILABLE})
-        self.dest = self.db.get_volume(self.dest.id)
         faults.point('service.dest_created')
 
     def reopen(self):
@@ -140,12 +139,11 @@ class Move(object):
             self.db.delete_volume(self.dest.id)  # the record only
             raise exception.MigrationError(
                 volume=self.volume.id,
-                reason='an image named %s is on %s, but this migration '
-                       'did not record creating it: it may be the source '
-                       'itself, or another volume, and was left untouched; '
-                       'the source is intact.  (If it is an empty copy '
-                       'this migration made just before it was killed, '
-                       'remove it by hand.)' % (
+                reason='an image named %s is on %s that this migration '
+                       'did not record creating it (the source itself, '
+                       'another volume, or an empty copy made just before '
+                       'it was killed, to remove by hand), so it was left '
+                       'untouched and the source is intact.' % (
                            self.dest.name, self.migration.dest_backend))
         return migration_records.resume_offset(self.migration, self.dest.id,
                                                self.chunk)

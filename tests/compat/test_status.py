@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 from rbdmig import faults
 from rbdmig.ceph import opts as ceph_opts
@@ -27,38 +26,20 @@ DEFAULT_METHOD = next(o.default for o in ceph_opts.MIGRATION_OPTS
                       if o.name == 'rbd_migration_method')
 
 
-def _held_at(cinder, volume, backend, point, log, pauses, timeout=300,
-             conf_path=None):
-    """A child cinder-volume migrating ``volume``, held at ``point`` until
-    ``pauses/release`` exists.
-
-    :param pauses: the handshake's directory (``RBDMIG_PAUSE_DIR``).
-    :param conf_path: the child's cinder.conf; by default ``cinder``'s.
-    Its output goes to ``log`` (a pipe nobody reads while it runs could
-    fill and stop it before the point).
-    """
-    volume.update({'migration_status': 'starting',
-                   'previous_status': volume.status})
-    volume.save()
+def _held_at(cinder, volume, backend, point, tmp_path, conf_path=None):
+    """A child cinder-volume migrating ``volume`` (:func:`crash.start`,
+    its output in ``tmp_path/points.out``), held at ``point`` until
+    ``pauses/release`` exists: ``(child, pauses)``."""
+    pauses = tmp_path / 'pauses'
     pauses.mkdir()
-    with open(log, 'w') as out:
-        child = subprocess.Popen(
-            [sys.executable, '-m', 'tests.compat.crash_volume',
-             conf_path or cinder.conf_path, volume.id, backend],
-            cwd=crash.ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env=dict(os.environ, **{faults.PAUSE_AT: point,
-                                    faults.PAUSE_DIR: str(pauses)}))
-    deadline = time.monotonic() + timeout
-    while not (pauses / ('%s.1.reached' % point)).exists():
-        if child.poll() is not None:  # it ended without reaching the point
-            raise crash.PointNotReached('exit %s: %s' % (
-                child.returncode, open(log).read()[-4000:]))
-        if time.monotonic() > deadline:
-            child.kill()
-            raise crash.PointNotReached('%s not reached in %d s'
-                                        % (point, timeout))
-        time.sleep(0.1)
-    return child
+    child = crash.start(cinder, volume, backend, tmp_path / 'points',
+                        {faults.PAUSE_AT: point,
+                         faults.PAUSE_DIR: str(pauses)},
+                        conf_path=conf_path)
+    test_active_active._until(
+        lambda: (pauses / ('%s.1.reached' % point)).exists(), point, child,
+        tmp_path / 'points.out')
+    return child, pauses
 
 
 def _status(cinder):
@@ -78,10 +59,9 @@ def test_status_lists_the_move_cinder_volume_runs(cinder, ceph_cluster,
     checksum = images.fill(ceph_cluster, 'volumes-a', volume.name,
                            extents=32)
 
-    log = tmp_path / 'cinder-volume.log'
-    pauses = tmp_path / 'pauses'
-    child = _held_at(cinder, volume, 'rbdmig-b', 'engine.copied', log,
-                     pauses)
+    log = tmp_path / 'points.out'
+    child, pauses = _held_at(cinder, volume, 'rbdmig-b', 'engine.copied',
+                             tmp_path)
     try:
         seen = _status(cinder)
     finally:
@@ -129,10 +109,9 @@ def test_status_names_the_member_of_a_cluster_running_it(
                                    backends, host='aa-b', cluster='aa')
     test_active_active._clustered(volume, 'aa-a', 'rbdmig-a')
 
-    log = tmp_path / 'cinder-volume.log'
-    pauses = tmp_path / 'pauses'
-    child = _held_at(cinder, volume, 'rbdmig-b', 'engine.copied', log,
-                     pauses, conf_path=member)
+    log = tmp_path / 'points.out'
+    child, pauses = _held_at(cinder, volume, 'rbdmig-b', 'engine.copied',
+                             tmp_path, conf_path=member)
     try:
         [found] = _status(cinder)['migrations']
     finally:

@@ -287,11 +287,24 @@ class _Kill(object):
                 then()
             raise Killed(name)
 
-        at_point[name] = die
+        if name is not None:  # None: the test kills it its own way
+            at_point[name] = die
 
     def dead(self, migration_id):
         self.silent = False
         _dead_process(self.svc, migration_id)
+
+
+def _killed(svc, monkeypatch, at_point, record, point, method=None,
+            dest='ceph-b'):
+    """Request ``record``'s move to ``dest``, run it until it dies at
+    ``point``; its process is gone.  Returns the migration."""
+    migration = svc.request(record.id, dest)
+    kill = _Kill(svc, monkeypatch, at_point, point)
+    with pytest.raises(Killed):
+        svc.run(migration.id, method)
+    kill.dead(migration.id)
+    return migration
 
 
 def _dead_process(svc, migration_id):
@@ -392,11 +405,8 @@ def test_a_copy_whose_source_vanished_is_kept(svc, ceph, monkeypatch,
                                               at_point):
     data = b'y' * (3 << 20)
     record = _generic_volume(svc, ceph, data)
-    migration = svc.request(record.id, 'ceph-b')
-    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
-    with pytest.raises(Killed):
-        svc.run(migration.id, 'generic')
-    kill.dead(migration.id)
+    migration = _killed(svc, monkeypatch, at_point, record,
+                        'service.checkpoint', 'generic')
     # Someone removes the source by hand before recovery runs.
     ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
     ceph.rbd.RBD().remove(ioctx, record.name)
@@ -461,11 +471,7 @@ def test_a_copy_that_reads_otherwise_is_removed(svc, ceph, monkeypatch):
 def test_an_assisted_move_killed_after_it_moved_is_completed(
         svc, ceph, monkeypatch, at_point, point):
     record = _volume(svc, ceph)
-    migration = svc.request(record.id, 'ceph-b')
-    kill = _Kill(svc, monkeypatch, at_point, point)
-    with pytest.raises(Killed):
-        svc.run(migration.id)
-    kill.dead(migration.id)
+    migration = _killed(svc, monkeypatch, at_point, record, point)
 
     (outcome,) = svc.recover()
 
@@ -489,7 +495,7 @@ def test_a_move_still_journaled_is_left_to_cephs_recovery(
 
     record = _volume(svc, ceph)
     migration = svc.request(record.id, 'ceph-b')
-    kill = _Kill(svc, monkeypatch, at_point, 'engine.never')
+    kill = _Kill(svc, monkeypatch, at_point, None)
     real_place = base.Method.place
 
     def place_then_die(self, move):
@@ -530,11 +536,8 @@ def test_a_resumed_copy_never_copies_into_an_image_it_did_not_create(
     svc.drivers['ceph-c'] = fx.make_driver(ceph, pool='hdd',
                                            backend='ceph-c')
     record = _volume(svc, ceph)
-    migration = svc.request(record.id, 'ceph-c')
-    kill = _Kill(svc, monkeypatch, at_point, 'service.generic')
-    with pytest.raises(Killed):
-        svc.run(migration.id, 'generic')
-    kill.dead(migration.id)
+    _killed(svc, monkeypatch, at_point, record, 'service.generic',
+            'generic', dest='ceph-c')
 
     (outcome,) = svc.recover()
 
@@ -552,11 +555,8 @@ def test_a_resumed_copy_goes_on_into_the_image_it_created(
         svc, ceph, monkeypatch, at_point):
     data = bytes(range(256)) * (12 << 12)  # 3 MiB
     record = _generic_volume(svc, ceph, data)
-    migration = svc.request(record.id, 'ceph-b')
-    kill = _Kill(svc, monkeypatch, at_point, 'service.dest_created')
-    with pytest.raises(Killed):
-        svc.run(migration.id, 'generic')
-    kill.dead(migration.id)
+    migration = _killed(svc, monkeypatch, at_point, record,
+                        'service.dest_created', 'generic')
 
     (outcome,) = svc.recover()
 
@@ -567,11 +567,7 @@ def test_a_resumed_copy_goes_on_into_the_image_it_created(
 def test_an_unreadable_journal_leaves_the_move_as_it_is(
         svc, ceph, monkeypatch, at_point):
     record = _volume(svc, ceph)
-    migration = svc.request(record.id, 'ceph-b')
-    kill = _Kill(svc, monkeypatch, at_point, 'engine.copied')
-    with pytest.raises(Killed):
-        svc.run(migration.id, 'live')
-    kill.dead(migration.id)
+    _killed(svc, monkeypatch, at_point, record, 'engine.copied', 'live')
 
     def unreadable(volume):
         raise exception.VolumeBackendAPIException(data='ceph-a is down')
@@ -623,11 +619,8 @@ def test_another_hosts_dead_move_is_recovered_here(svc, ceph, monkeypatch,
     # recovered; now its lease decides, not its host name.
     data = b'z' * (3 << 20)
     record = _generic_volume(svc, ceph, data)
-    migration = svc.request(record.id, 'ceph-b')
-    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
-    with pytest.raises(Killed):
-        svc.run(migration.id, 'generic')
-    kill.dead(migration.id)
+    migration = _killed(svc, monkeypatch, at_point, record,
+                        'service.checkpoint', 'generic')
     _left_by(svc, migration.id, 'host-a:4242', 10)  # alive, by its lease
 
     assert svc.recover() == []
@@ -826,11 +819,8 @@ def test_the_lease_is_the_operators(svc, ceph, monkeypatch, at_point):
     # ``migration_lease``: a shorter lease lets another host's recovery
     # take a dead host's move over sooner, and no sooner than it says.
     record = _generic_volume(svc, ceph, b'q' * (3 << 20))
-    migration = svc.request(record.id, 'ceph-b')
-    kill = _Kill(svc, monkeypatch, at_point, 'service.checkpoint')
-    with pytest.raises(Killed):
-        svc.run(migration.id, 'generic')
-    kill.dead(migration.id)
+    migration = _killed(svc, monkeypatch, at_point, record,
+                        'service.checkpoint', 'generic')
     svc.lease = 30
 
     _left_by(svc, migration.id, 'host-a:4242', 20)
