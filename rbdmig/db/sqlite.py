@@ -1,9 +1,11 @@
 """SQLite made fit for several processes: WAL, a busy timeout, its folder."""
 
 import os
+import sqlite3
 
 from oslo_log import log as logging
 import sqlalchemy as sa
+import tenacity
 
 LOG = logging.getLogger(__name__)
 
@@ -41,21 +43,48 @@ def prepare_url(connection):
     return url.render_as_string(hide_password=False)
 
 
+def _locked(error):
+    return (isinstance(error, sqlite3.OperationalError)
+            and 'locked' in str(error))
+
+
+def _waiting(retry_state):
+    LOG.debug('Another process holds the database; switching it to WAL '
+              'again (attempt %d).', retry_state.attempt_number)
+
+
+@tenacity.retry(retry=tenacity.retry_if_exception(_locked),
+                wait=tenacity.wait_random_exponential(multiplier=0.01,
+                                                      max=0.5),
+                stop=tenacity.stop_after_delay(BUSY_TIMEOUT),
+                before_sleep=_waiting, reraise=True)
+def _switch_to_wal(dbapi_connection):
+    """Switch the file to WAL unless it is already there.
+
+    The switch needs the file to itself, and SQLite refuses it at once,
+    without the busy timeout, when waiting could deadlock: processes
+    opening a new database together each try it, so it is tried again.
+    A file already in WAL (every later connection) takes no lock here.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        if cursor.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
+            cursor.execute('PRAGMA journal_mode=WAL')
+    finally:
+        cursor.close()
+
+
 def on_engine_create(engine):
     """Switch each new SQLite connection of ``engine`` to WAL.
 
     In WAL mode readers never block the writer nor the writer them, so
     ``rbdmig show`` can read progress while a migration writes it.  The
-    mode is stored in the file; setting it again is a no-op.  Foreign
-    keys are switched on by oslo.db (``sqlite_fk``).
+    mode is stored in the file.  Foreign keys are switched on by oslo.db
+    (``sqlite_fk``).
     """
     if engine.dialect.name != 'sqlite':
         return
 
     @sa.event.listens_for(engine, 'connect')
     def _wal(dbapi_connection, connection_record):
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute('PRAGMA journal_mode=WAL')
-        finally:
-            cursor.close()
+        _switch_to_wal(dbapi_connection)
