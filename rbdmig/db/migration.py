@@ -40,7 +40,9 @@ def _engine(engine_or_url):
     if isinstance(engine_or_url, sa.engine.Engine):
         return engine_or_url, False
     url = sqlite.prepare_url(str(engine_or_url))
-    return sa.create_engine(url, poolclass=sa.pool.NullPool), True
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    sqlite.on_engine_create(engine)
+    return engine, True
 
 
 def _lock_schema(connection):

@@ -68,10 +68,12 @@ def _switch_to_wal(dbapi_connection):
     """
     cursor = dbapi_connection.cursor()
     try:
-        if cursor.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
-            cursor.execute('PRAGMA journal_mode=WAL')
+        mode = cursor.execute('PRAGMA journal_mode').fetchone()[0]
+        if mode != 'wal':
+            mode = cursor.execute('PRAGMA journal_mode=WAL').fetchone()[0]
     finally:
         cursor.close()
+    return mode
 
 
 def on_engine_create(engine):
@@ -82,9 +84,16 @@ def on_engine_create(engine):
     mode is stored in the file.  Foreign keys are switched on by oslo.db
     (``sqlite_fk``).
     """
-    if engine.dialect.name != 'sqlite':
+    if engine.dialect.name != 'sqlite' or not _is_file(engine.url):
         return
 
     @sa.event.listens_for(engine, 'connect')
     def _wal(dbapi_connection, connection_record):
-        _switch_to_wal(dbapi_connection)
+        mode = _switch_to_wal(dbapi_connection)
+        if mode != 'wal':
+            # A file system without shared memory, say: readers and the
+            # writer then wait for each other.
+            LOG.warning('SQLite keeps %(path)s in journal mode %(mode)s, '
+                        'not WAL: readers and writers will wait for each '
+                        'other.', {'path': engine.url.database,
+                                   'mode': mode})

@@ -4,6 +4,7 @@ import os
 
 from oslo_db.sqlalchemy import provision
 import pytest
+import sqlalchemy as sa
 
 from rbdmig.db import api
 from rbdmig.db import migration
@@ -97,10 +98,43 @@ def empty_db_url(request, tmp_path):
 
 @pytest.fixture
 def db(db_url):
-    """Return an API on ``db_url``."""
-    db = api.API(db_url)
+    """Return an API on ``db_url``, held to its first-statement rule."""
+    db = guarded(api.API(db_url))
     yield db
     db.dispose()
+
+
+_WRITES = ('INSERT', 'UPDATE', 'DELETE')
+
+
+def guarded(db):
+    """Fail any transaction of ``db`` that reads first and writes later.
+
+    The rule :class:`rbdmig.db.api.API` states for SQLite: such a
+    transaction fails at once with "database is locked" when another
+    process wrote in between, whatever the busy timeout.  Held in every
+    test that uses an API, so a change breaking it fails here, without
+    the race it needs to fail in the field.
+    """
+    @sa.event.listens_for(db.engine, 'begin')
+    def _begin(conn):
+        conn.info['first_statement'] = None
+
+    @sa.event.listens_for(db.engine, 'before_cursor_execute')
+    def _statement(conn, cursor, statement, parameters, context,
+                   executemany):
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        first = conn.info.get('first_statement', '')
+        if first is None:
+            conn.info['first_statement'] = statement
+        elif verb in _WRITES and not first.lstrip().upper().startswith(
+                _WRITES + ('BEGIN',)):
+            raise AssertionError(
+                'a transaction read first (%s) and wrote later (%s): on '
+                'SQLite it fails at once if another process writes in '
+                'between; write first' % (first, statement))
+
+    return db
 
 
 def url_for(folder, name='rbdmig.sqlite', query=''):
@@ -110,9 +144,17 @@ def url_for(folder, name='rbdmig.sqlite', query=''):
 
 def make_db(folder, name='rbdmig.sqlite', query=''):
     """Return an API on a new SQLite file in ``folder``, schema applied."""
-    db = api.API(url_for(folder, name, query))
+    db = guarded(api.API(url_for(folder, name, query)))
     migration.db_sync(db.engine)
     return db
+
+
+def set_row(db, model, row_id, **values):
+    """Set columns of one row as a test's setup, by an UPDATE (a write
+    first: :func:`guarded`)."""
+    with db.transaction() as session:
+        session.execute(sa.update(model).where(model.id == row_id)
+                        .values(**values))
 
 
 def volume_row(db, volume_id):

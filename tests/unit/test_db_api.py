@@ -1,6 +1,7 @@
 """The database API on volumes: CRUD, listing filters, compare-and-set."""
 
 from oslo_config import cfg
+from oslo_db import exception as db_exception
 import pytest
 import sqlalchemy as sa
 
@@ -112,8 +113,7 @@ def test_delete_is_idempotent(db):
 @pytest.mark.parametrize('status', sorted(states.RUNNING))
 def test_delete_refused_while_a_migration_runs(db, status):
     volume = db.create_volume('hdd', 1)
-    with db.transaction() as session:
-        session.get(type(volume), volume.id).migration_status = status
+    fx.set_row(db, type(volume), volume.id, migration_status=status)
     with pytest.raises(exception.MigrationInProgress):
         db.delete_volume(volume.id)
     assert db.get_volume(volume.id).migration_status == status
@@ -122,8 +122,7 @@ def test_delete_refused_while_a_migration_runs(db, status):
 @pytest.mark.parametrize('status', [states.SUCCESS, states.ERROR])
 def test_delete_allowed_after_a_migration_ended(db, status):
     volume = db.create_volume('hdd', 1)
-    with db.transaction() as session:
-        session.get(type(volume), volume.id).migration_status = status
+    fx.set_row(db, type(volume), volume.id, migration_status=status)
     assert db.delete_volume(volume.id) is True
 
 
@@ -212,3 +211,14 @@ def test_from_conf_uses_the_file_under_state_path(tmp_path):
     finally:
         db.dispose()
     assert (tmp_path / 'state' / 'rbdmig.sqlite').is_file()
+
+
+def test_the_tests_refuse_a_transaction_that_reads_first(db):
+    """The guard every API test runs under (db_fixtures.guarded)."""
+    volume = db.create_volume('hdd', 1)
+    # oslo.db wraps what fails during a statement in a DBError
+    with pytest.raises(db_exception.DBError, match='read first'):
+        with db.transaction() as session:
+            session.get(type(volume), volume.id).migration_status = (
+                states.STARTING)
+    assert db.get_volume(volume.id).migration_status is None

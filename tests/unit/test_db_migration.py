@@ -232,6 +232,18 @@ def test_wal_and_busy_timeout_on_new_connections(tmp_path):
     engine.dispose()
 
 
+def test_db_sync_on_a_url_leaves_the_file_in_wal(tmp_path):
+    url = 'sqlite:///%s/new.db' % tmp_path
+    migration.db_sync(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(
+                'PRAGMA journal_mode').scalar() == 'wal'
+    finally:
+        engine.dispose()
+
+
 class _Said(logging.Handler):
     """Sets ``event`` when a record's message contains ``words``."""
 

@@ -250,9 +250,7 @@ def test_a_generic_copy_killed_midway_resumes(svc, ceph, monkeypatch):
     mark = svc.show(record.id)['progress']['checkpoint']
     assert mark and mark % (1 << 20) == 0
     # Its process is gone: a pid that cannot run on this host.
-    with svc.db.transaction() as session:
-        session.get(models.Migration, migration.id).host = (
-            '%s:999999999' % socket.gethostname())
+    _dead_process(svc, migration.id)
 
     (outcome,) = svc.recover()
 
@@ -309,9 +307,8 @@ def _killed(svc, monkeypatch, at_point, record, point, method=None,
 
 def _dead_process(svc, migration_id):
     """The migration's process is gone: a pid that cannot run here."""
-    with svc.db.transaction() as session:
-        session.get(models.Migration, migration_id).host = (
-            '%s:999999999' % socket.gethostname())
+    db_fixtures.set_row(svc.db, models.Migration, migration_id,
+                        host='%s:999999999' % socket.gethostname())
 
 
 def _generic_volume(svc, ceph, data):
@@ -606,11 +603,10 @@ def test_a_failed_switch_over_is_never_recorded_as_an_error(
 
 
 def _left_by(svc, migration_id, host, seconds_ago):
-    with svc.db.transaction() as session:
-        migration = session.get(models.Migration, migration_id)
-        migration.host = host
-        migration.updated_at = timeutils.utcnow() - datetime.timedelta(
-            seconds=seconds_ago)
+    db_fixtures.set_row(
+        svc.db, models.Migration, migration_id, host=host,
+        updated_at=timeutils.utcnow() - datetime.timedelta(
+            seconds=seconds_ago))
 
 
 def test_another_hosts_dead_move_is_recovered_here(svc, ceph, monkeypatch,
