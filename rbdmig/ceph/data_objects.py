@@ -1,5 +1,6 @@
 """An image's data objects: which exist, and its object map saying so."""
 
+import errno
 import os
 import struct
 
@@ -11,6 +12,17 @@ from rbdmig.ceph import images
 OBJECT_EXISTS = 1
 # object_map_update calls in flight at once.
 MAP_QUEUE_DEPTH = 16
+# Runs of consecutive objects marked one call each; past this, the map
+# is loaded, set and saved whole (three calls, whatever the runs).
+MAP_UPDATES_MAX = 8
+# ceph::BitVector<2>: four objects' states per byte, the first in the
+# high bits; its header a bufferlist (u32 length) holding ENCODE_START
+# (version 1, compat 1, u32 length) and the u64 count; its footer a
+# bufferlist of CRCs, empty as object_map_load sends and _save accepts.
+MAP_PER_BYTE = 4
+_MAP_HEADER = struct.Struct('<IBBIQ')
+_MAP_HEADER_FIELDS = (14, 1, 1, 8)
+_NO_CRCS = struct.pack('<I', 0)
 
 
 def existing(rbd, image, cluster):
@@ -74,12 +86,16 @@ def mark_existing(ioctx, image_id, numbers):
     For objects written behind librbd's back (``copy_from``) into an
     image created with the object map, where every object is absent: the
     map then says exactly what was written, as librbd's own writes would
-    have, without the stat per object of a rebuild.  Each run of
-    consecutive numbers is one call of cls_rbd's ``object_map_update`` on
+    have, without the stat per object of a rebuild.  The image must not
+    be open anywhere: an open image would keep its own copy of the map.
+
+    Up to ``MAP_UPDATES_MAX`` runs of consecutive numbers, each run is
+    one call of cls_rbd's ``object_map_update`` on
     ``rbd_object_map.<image id>``, the call librbd makes before writing
     an object (the OSD decodes, updates and re-encodes the map, its CRCs
-    included), ``MAP_QUEUE_DEPTH`` in flight.  The image must not be
-    open anywhere: an open image would keep its own copy of the map.
+    included), ``MAP_QUEUE_DEPTH`` in flight.  More runs (a big thin
+    volume's scattered objects: each call rewrote the whole map, one
+    after the other) are set in one pass: :func:`_set_whole_map`.
 
     :param ioctx: the image's pool (where its header and map live).
     :param image_id: the image's id (``Image.id()``).
@@ -90,6 +106,9 @@ def mark_existing(ioctx, image_id, numbers):
         object map), after every call issued has completed.
     """
     oid = 'rbd_object_map.%s' % image_id
+    found = list(runs(numbers))
+    if len(found) > MAP_UPDATES_MAX:
+        return _set_whole_map(ioctx, oid, found)
     pending, failed, calls = [], [], 0
 
     def wait(completion):
@@ -99,7 +118,7 @@ def mark_existing(ioctx, image_id, numbers):
             failed.append(ret)
 
     try:
-        for start, stop in runs(numbers):
+        for start, stop in found:
             if failed:
                 break
             # start, stop (u64), new state (u8), no current-state filter
@@ -117,3 +136,62 @@ def mark_existing(ioctx, image_id, numbers):
         raise OSError(-failed[0], 'updating object map %s: %s' % (
             oid, os.strerror(-failed[0])))
     return calls
+
+
+def _set_whole_map(ioctx, oid, found):
+    """Set the runs ``found`` to OBJECT_EXISTS in one load and one save.
+
+    cls_rbd's ``object_map_load`` returns the map as ceph's
+    ``BitVector<2>`` encodes it without CRCs, and ``object_map_save``
+    decodes such a map, computes the CRCs and writes it whole: the OSD
+    refuses (EINVAL) a map it cannot decode, so nothing malformed is
+    ever written.  Nothing is written either when a number is past the
+    map's end (ERANGE).
+
+    :returns: the calls made: a stat (the load's buffer), load, save.
+    """
+    size = _call(ioctx.stat, oid)[0]
+    _, loaded = _call(ioctx.execute, oid, 'rbd', 'object_map_load', b'',
+                      length=size)
+    count, states = _decode_map(oid, loaded)
+    for start, stop in found:
+        if stop > count:
+            raise OSError(errno.ERANGE, 'object %d is past the end of '
+                          'object map %s (%d objects)' % (stop - 1, oid,
+                                                          count))
+        for number in range(start, stop):
+            byte, shift = divmod(number, MAP_PER_BYTE)
+            shift = (MAP_PER_BYTE - 1 - shift) * 2
+            states[byte] = (states[byte] & ~(3 << shift)
+                            | OBJECT_EXISTS << shift)
+    _call(ioctx.execute, oid, 'rbd', 'object_map_save',
+          _MAP_HEADER.pack(*_MAP_HEADER_FIELDS, count) + bytes(states)
+          + _NO_CRCS)
+    return 3
+
+
+def _decode_map(oid, encoded):
+    """``(object count, bytearray of states)`` of a map without CRCs."""
+    head = _MAP_HEADER.size
+    try:
+        *fields, count = _MAP_HEADER.unpack_from(encoded)
+    except struct.error:
+        fields, count = (), 0
+    length = -(-count // MAP_PER_BYTE)
+    if (tuple(fields) != _MAP_HEADER_FIELDS
+            or encoded[head + length:] != _NO_CRCS):
+        raise OSError(errno.EINVAL, 'object map %s is not encoded as '
+                      'cls_rbd version 1 without CRCs' % oid)
+    return count, bytearray(encoded[head:head + length])
+
+
+def _call(method, *args, **kwargs):
+    """Call a librados method; its error as an OSError with its errno."""
+    try:
+        return method(*args, **kwargs)
+    except Exception as err:  # rados.Error: the binding is injected
+        code = getattr(err, 'errno', None)
+        if not isinstance(code, int):
+            raise
+        raise OSError(abs(code), '%s: %s' % (
+            getattr(method, '__name__', method), err)) from err

@@ -253,6 +253,37 @@ class Ceph(object):
                 image.object_map -= numbers
             return 0
 
+        def map_image(images, oid):
+            image = next((i for i in images.values()
+                          if oid == 'rbd_object_map.%s' % i.id), None)
+            if image is None or image.object_map is None:
+                raise ObjectNotFound(oid)
+            return image
+
+        def object_map_load(image):
+            """cls_rbd's object_map_load: BitVector<2>, no CRCs."""
+            count = image.object_count()
+            states = bytearray(-(-count // 4))
+            for number in image.object_map:
+                states[number // 4] |= 1 << (3 - number % 4) * 2
+            return (struct.pack('<IBBIQ', 14, 1, 1, 8, count)
+                    + bytes(states) + struct.pack('<I', 0))
+
+        def object_map_save(image, data):
+            """cls_rbd's object_map_save: EINVAL for what it cannot
+            decode (a map of another size would be a different image's)."""
+            count = image.object_count()
+            length = -(-count // 4)
+            if (len(data) != 18 + length + 4
+                    or struct.unpack_from('<IBBIQ', data)
+                    != (14, 1, 1, 8, count)
+                    or data[18 + length:] != struct.pack('<I', 0)):
+                raise Error(image.id, errno=errno.EINVAL)
+            states = data[18:18 + length]
+            image.object_map = {
+                n for n in range(count)
+                if states[n // 4] >> (3 - n % 4) * 2 & 3}
+
         class _Op(object):
             """A write or read operation: steps applied on operate."""
 
@@ -348,6 +379,31 @@ class Ceph(object):
             def remove_object(self, oid):
                 if self.objects.pop(oid, None) is None:
                     raise ObjectNotFound(oid)
+
+            def stat(self, oid):
+                if oid.startswith('rbd_object_map.'):
+                    # header, states, footer's length, header CRC, CRCs
+                    count = map_image(self.images, oid).object_count()
+                    size = 18 + -(-count // 4) + 8 + 4 * (
+                        1 + -(-count // 16384))
+                    return size, time.localtime()
+                if oid not in self.objects:
+                    raise ObjectNotFound(oid)
+                return len(self.objects[oid]['data']), time.localtime()
+
+            def execute(self, oid, cls, method, data, length=8192):
+                ceph._check('execute')
+                ceph.executed.append((self.pool, oid, cls, method))
+                image = map_image(self.images, oid)
+                if (cls, method) == ('rbd', 'object_map_load'):
+                    out = object_map_load(image)
+                    if len(out) > length:
+                        raise Error(oid, errno=errno.ERANGE)
+                    return len(out), out
+                if (cls, method) == ('rbd', 'object_map_save'):
+                    object_map_save(image, data)
+                    return 0, b''
+                raise Error(oid, errno=errno.EOPNOTSUPP)
 
             def aio_execute(self, oid, cls, method, data, length=8192,
                             oncomplete=None, onsafe=None):

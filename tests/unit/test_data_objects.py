@@ -83,6 +83,90 @@ def test_mark_existing_one_call_per_run(ceph, ioctx):
     assert data.object_map == {1, 2, 3, 10, 63}
 
 
+SCATTERED = list(range(0, 20, 2))  # ten runs: past MAP_UPDATES_MAX
+
+
+def _map_calls(ceph):
+    return [method for _, _, cls, method in ceph.executed]
+
+
+def test_mark_existing_sets_many_runs_in_one_load_and_save(ceph, ioctx):
+    """A big thin volume's scattered objects: three calls, not one per
+    run, and what was marked before stays marked."""
+    data = _image(ceph, ioctx, 1 << 40, [])
+    data_objects.mark_existing(ioctx, data.id, [100, 101])
+    ceph.executed.clear()
+    numbers = [7 * n for n in range(1, 500)]
+
+    calls = data_objects.mark_existing(ioctx, data.id, numbers)
+
+    assert calls == 3
+    assert _map_calls(ceph) == ['object_map_load', 'object_map_save']
+    assert data.object_map == set(numbers) | {100, 101}
+
+
+def test_the_whole_map_is_sent_as_cls_rbd_decodes_it(ceph, ioctx,
+                                                     monkeypatch):
+    """BitVector<2>: header (length 14; version 1, compat 1, length 8;
+    the count), four states a byte with the first object in the high
+    bits, and an empty footer (no CRCs: the OSD computes them)."""
+    data = _image(ceph, ioctx, 40 * OBJECT, [])
+    sent = []
+    execute = type(ioctx).execute
+    monkeypatch.setattr(type(ioctx), 'execute',
+                        lambda self, oid, cls, method, data, length=8192:
+                        sent.append((method, data)) or execute(
+                            self, oid, cls, method, data, length))
+
+    data_objects.mark_existing(ioctx, data.id, SCATTERED)
+
+    assert sent[1] == ('object_map_save', bytes.fromhex(
+        '0e000000' '01' '01' '08000000' '2800000000000000'
+        '4444444444' '0000000000' '00000000'))
+
+
+def test_the_whole_map_is_left_alone_past_its_end(ceph, ioctx):
+    data = _image(ceph, ioctx, 18 * OBJECT, [])  # 18 is past its end
+
+    with pytest.raises(OSError) as raised:
+        data_objects.mark_existing(ioctx, data.id, SCATTERED)
+
+    assert raised.value.errno == errno.ERANGE
+    assert 'object_map_save' not in _map_calls(ceph)
+    assert data.object_map == set()
+
+
+def test_the_whole_map_needs_an_object_map(ceph, ioctx):
+    ceph.rbd.RBD().create(ioctx, 'plain', 64 * OBJECT, features=1)
+    image_id = ceph.image('/etc/ceph/a.conf', 'hdd', 'plain').id
+
+    with pytest.raises(OSError) as raised:
+        data_objects.mark_existing(ioctx, image_id, SCATTERED)
+    assert raised.value.errno == errno.ENOENT
+
+
+@pytest.mark.parametrize('answer', [
+    b'',  # nothing
+    bytes.fromhex('0e000000' '02' '01' '08000000' '0400000000000000'
+                  '00' '00000000'),  # a version it does not know
+    bytes.fromhex('0e000000' '01' '01' '08000000' '0400000000000000'
+                  '00' '0c000000' + '00' * 12),  # with CRCs
+])
+def test_a_map_encoded_otherwise_is_never_saved(ceph, ioctx, monkeypatch,
+                                                answer):
+    data = _image(ceph, ioctx, 40 * OBJECT, [])
+    monkeypatch.setattr(type(ioctx), 'execute',
+                        lambda self, oid, cls, method, data, length=8192:
+                        ceph.executed.append(method) or (len(answer),
+                                                         answer))
+
+    with pytest.raises(OSError) as raised:
+        data_objects.mark_existing(ioctx, data.id, SCATTERED)
+
+    assert raised.value.errno == errno.EINVAL
+    assert ceph.executed == ['object_map_load']
+
+
 @pytest.mark.parametrize('numbers,error', [
     ([64], errno.ERANGE),  # past the map's end
     ([], None),

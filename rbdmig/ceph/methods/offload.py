@@ -25,7 +25,8 @@ class OffloadMethod(base.Method):
     object gone meanwhile is skipped, so it stays as thin as the source),
     then its object map is told exactly which objects were written
     (:func:`data_objects.mark_existing`: one call per run of consecutive
-    objects, not the stat per object of a rebuild).  Progress counts
+    objects, or one load and save of the whole map past a few runs; not
+    the stat per object of a rebuild).  Progress counts
     objects, reported as bytes.
 
     Data pools: the copy gets the data pool any new image of the
