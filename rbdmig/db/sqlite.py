@@ -53,27 +53,32 @@ def _waiting(retry_state):
               'again (attempt %d).', retry_state.attempt_number)
 
 
-@tenacity.retry(retry=tenacity.retry_if_exception(_locked),
-                wait=tenacity.wait_random_exponential(multiplier=0.01,
-                                                      max=0.5),
-                stop=tenacity.stop_after_delay(BUSY_TIMEOUT),
-                before_sleep=_waiting, reraise=True)
 def _switch_to_wal(dbapi_connection):
-    """Switch the file to WAL unless it is already there.
+    """Switch the file to WAL unless it is already there; return its mode.
 
     The switch needs the file to itself, and SQLite refuses it at once,
     without the busy timeout, when waiting could deadlock: processes
-    opening a new database together each try it, so it is tried again.
+    opening a new database together each try it, so it is tried again,
+    for ``BUSY_TIMEOUT`` seconds whatever the URL's ``timeout`` (which
+    bounds the waits SQLite agrees to; these are the ones it refuses).
     A file already in WAL (every later connection) takes no lock here.
     """
-    cursor = dbapi_connection.cursor()
-    try:
-        mode = cursor.execute('PRAGMA journal_mode').fetchone()[0]
-        if mode != 'wal':
-            mode = cursor.execute('PRAGMA journal_mode=WAL').fetchone()[0]
-    finally:
-        cursor.close()
-    return mode
+    def switch():
+        cursor = dbapi_connection.cursor()
+        try:
+            mode = cursor.execute('PRAGMA journal_mode').fetchone()[0]
+            if mode != 'wal':
+                mode = cursor.execute(
+                    'PRAGMA journal_mode=WAL').fetchone()[0]
+        finally:
+            cursor.close()
+        return mode
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_locked),
+        wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.5),
+        stop=tenacity.stop_after_delay(BUSY_TIMEOUT), before_sleep=_waiting,
+        reraise=True)(switch)
 
 
 def on_engine_create(engine):
@@ -84,15 +89,17 @@ def on_engine_create(engine):
     mode is stored in the file.  Foreign keys are switched on by oslo.db
     (``sqlite_fk``).
     """
-    if engine.dialect.name != 'sqlite' or not _is_file(engine.url):
+    if engine.dialect.name != 'sqlite':
         return
+    warned = []
 
     @sa.event.listens_for(engine, 'connect')
     def _wal(dbapi_connection, connection_record):
         mode = _switch_to_wal(dbapi_connection)
-        if mode != 'wal':
+        if mode not in ('wal', 'memory') and not warned:
             # A file system without shared memory, say: readers and the
-            # writer then wait for each other.
+            # writer then wait for each other.  Said once per engine.
+            warned.append(mode)
             LOG.warning('SQLite keeps %(path)s in journal mode %(mode)s, '
                         'not WAL: readers and writers will wait for each '
                         'other.', {'path': engine.url.database,

@@ -91,5 +91,16 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 @pytest.fixture(autouse=True)
+def _transactions_write_first():
+    """Fail a test in which a guarded API broke the write-first rule,
+    even if the code under test caught the error (db_fixtures.guarded)."""
+    from tests.unit import db_fixtures
+    del db_fixtures.VIOLATIONS[:]
+    yield
+    broken, db_fixtures.VIOLATIONS[:] = list(db_fixtures.VIOLATIONS), []
+    assert not broken, 'transactions read before they wrote: %s' % broken
+
+
+@pytest.fixture(autouse=True)
 def _no_extension(monkeypatch):
     monkeypatch.setenv(ext.DISABLE_ENV, '1')

@@ -271,7 +271,8 @@ class Ceph(object):
 
         def object_map_save(image, data):
             """cls_rbd's object_map_save: EINVAL for what it cannot
-            decode (a map of another size would be a different image's)."""
+            decode.  Stricter than cls_rbd, which saves a map of any
+            size: here the map must be the image's own."""
             count = image.object_count()
             length = -(-count // 4)
             if (len(data) != 18 + length + 4

@@ -213,12 +213,26 @@ def test_from_conf_uses_the_file_under_state_path(tmp_path):
     assert (tmp_path / 'state' / 'rbdmig.sqlite').is_file()
 
 
-def test_the_tests_refuse_a_transaction_that_reads_first(db):
-    """The guard every API test runs under (db_fixtures.guarded)."""
-    volume = db.create_volume('hdd', 1)
-    # oslo.db wraps what fails during a statement in a DBError
-    with pytest.raises(db_exception.DBError, match='read first'):
-        with db.transaction() as session:
-            session.get(type(volume), volume.id).migration_status = (
-                states.STARTING)
-    assert db.get_volume(volume.id).migration_status is None
+def test_the_tests_refuse_a_transaction_that_reads_first(tmp_path):
+    """The guard every SQLite API test runs under (db_fixtures.guarded)."""
+    db = fx.make_db(tmp_path)
+    try:
+        volume = db.create_volume('hdd', 1)
+        # oslo.db wraps what fails during a statement in a DBError
+        with pytest.raises(db_exception.DBError, match='read first'):
+            with db.transaction() as session:
+                session.get(type(volume), volume.id).migration_status = (
+                    states.STARTING)
+        assert len(fx.VIOLATIONS) == 1  # the test would fail on it
+        del fx.VIOLATIONS[:]
+        with db.transaction() as session:  # what the guard lets by
+            session.execute(sa.text('SAVEPOINT s'))
+            session.execute(sa.text(
+                "UPDATE volumes SET status = 'error' WHERE id = :id"),
+                {'id': volume.id})
+            session.get(type(volume), volume.id)
+        # db_sync's BEGIN IMMEDIATE counts as the write (make_db ran it)
+        assert fx.VIOLATIONS == []
+        assert db.get_volume(volume.id).migration_status is None
+    finally:
+        db.dispose()

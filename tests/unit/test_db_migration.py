@@ -291,6 +291,35 @@ def test_a_switch_to_wal_refused_at_once_is_tried_again(tmp_path):
     assert modes == ['wal']
 
 
+def test_a_file_kept_out_of_wal_is_said_once(tmp_path, monkeypatch,
+                                             caplog):
+    """A file system without shared memory, say: SQLite answers another
+    mode; the engine says so once, not at every connection."""
+    monkeypatch.setattr(sqlite, '_switch_to_wal', lambda conn: 'delete')
+    engine = sa.create_engine(sqlite.prepare_url(
+        'sqlite:///%s/w.db' % tmp_path), poolclass=sa.pool.NullPool)
+    sqlite.on_engine_create(engine)
+    caplog.set_level(logging.WARNING, logger=sqlite.__name__)
+    try:
+        for _ in range(3):
+            _journal_mode(engine)
+    finally:
+        engine.dispose()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and 'journal mode delete, not WAL' in said[0]
+
+
+def test_an_in_memory_database_is_not_warned_about(monkeypatch, caplog):
+    engine = sa.create_engine('sqlite://')
+    sqlite.on_engine_create(engine)
+    caplog.set_level(logging.WARNING, logger=sqlite.__name__)
+    try:
+        assert _journal_mode(engine) == 'memory'
+    finally:
+        engine.dispose()
+    assert caplog.records == []
+
+
 def _journal_mode(engine):
     with engine.connect() as conn:
         return conn.exec_driver_sql('PRAGMA journal_mode').scalar()

@@ -675,8 +675,9 @@ def test_a_claim_lost_to_another_host_is_its_move_not_a_failure(
     # moved a volume between host A's read of it and A's claim; A's lost
     # claim (ConcurrentUpdate) was reported as A's failure.
     record = _volume(svc, ceph)
-    other = service_mod.Service(api.API(str(svc.db.engine.url)),
-                                svc.drivers, host='host-b:1')
+    other = service_mod.Service(
+        db_fixtures.guarded(api.API(str(svc.db.engine.url))), svc.drivers,
+        host='host-b:1')
     svc.host = 'host-a:1'
     real_cas = svc.db.compare_and_set_status
 
@@ -768,8 +769,9 @@ def test_two_hosts_draining_one_source_move_each_volume_once(
     # Two services on one database, as two hosts: each volume is claimed
     # by one of them, and neither counts the other's volumes as failed.
     records = [_volume(svc, ceph) for _ in range(8)]
-    other = service_mod.Service(api.API(str(svc.db.engine.url)),
-                                svc.drivers, host='host-b:1')
+    other = service_mod.Service(
+        db_fixtures.guarded(api.API(str(svc.db.engine.url))), svc.drivers,
+        host='host-b:1')
     svc.host = 'host-a:1'
     claims = []
     real_start = svc.db.start_migration.__func__
