@@ -223,6 +223,8 @@ def _run_rbdmig(spec, conf, drivers, objects, copy_engine, manager):
         if spec.get('verify'):
             conf.set_override('migration_verify', spec['verify'],
                               group=spec['src'])
+        for name, value in (spec.get('options') or {}).items():
+            conf.set_override(name, value, group=spec['src'])
     if spec['kind'] in (ASSISTED, SAME_POOL):
         if spec['kind'] == SAME_POOL:
             dst = drivers['same']

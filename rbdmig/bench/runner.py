@@ -224,6 +224,7 @@ class Bench:
         pools = self.vols.pools
         spec = {'kind': step['kind'], 'method': step.get('method'),
                 'verify': step.get('verify'),
+                'options': step.get('options') or {},
                 'progress': bool(step.get('progress')),
                 'name': volume['name'], 'size': volume['size'],
                 'size_gib': volume['size'] // units.Gi, 'src': src,

@@ -24,6 +24,9 @@ class Backend:
     :ivar method: ``rbd_migration_method``.
     :ivar queue_depth: requests in flight of the ``extents`` method.
     :ivar chunk_size: bytes per request of the ``extents`` method.
+    :ivar offload_through_host: the share of an object under which the
+        ``offload`` method copies it through this host, its data only
+        (``rbd_offload_through_host_below``; 0: never).
     :ivar verify: ``migration_verify``: ``none``, ``extents``,
         ``osd_checksum`` or ``checksum`` (:mod:`rbdmig.ceph.verify`).
     :ivar progress_interval: seconds between two writes of a move's
@@ -45,6 +48,7 @@ class Backend:
     method: str = 'extents'
     queue_depth: int = 16
     chunk_size: int = 4 * units.Mi
+    offload_through_host: float = 0.0
     verify: str = 'extents'
     progress_interval: int = 30
     sleep: object = time.sleep

@@ -143,14 +143,12 @@ def check_room(client, pool, source, volume):
 
 
 def choose_method(backend, other_cluster):
-    method = methods.get(backend.method, backend.queue_depth,
-                         backend.chunk_size)
+    method = methods.get(backend.method, backend)
     if other_cluster and not method.crosses_clusters:
         LOG.info('Method %(method)s cannot copy into another cluster; '
                  'using %(cross)s.', {'method': method.name,
                                       'cross': methods.CROSS_CLUSTER})
-        method = methods.get(methods.CROSS_CLUSTER, backend.queue_depth,
-                             backend.chunk_size)
+        method = methods.get(methods.CROSS_CLUSTER, backend)
     return method
 
 
@@ -217,8 +215,7 @@ def substitute(method, source, backend):
         LOG.info('Method %(method)s cannot move it: %(why)s; using '
                  '%(other)s.', {'method': method.name, 'why': stand_in[1],
                                 'other': stand_in[0]})
-        method = methods.get(stand_in[0], backend.queue_depth,
-                             backend.chunk_size)
+        method = methods.get(stand_in[0], backend)
 
 
 def check_name_free(backend, ioctx, name, dest):

@@ -29,6 +29,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -230,57 +232,121 @@ std::string object_name(const std::string& prefix, uint64_t index) {
 
 // ---- copy_objects --------------------------------------------------------
 
-// Keeps up to `depth` copy_from ops in flight, one per object number of
-// the list it was given (the caller lists the objects that exist, so the
-// work follows the data, not the image's size), from the calling thread,
-// which must not hold the GIL while in step() or the destructor.
+// Threads asking objects' extents ahead of the copies (see ObjectCopier).
+constexpr unsigned kMaxProbers = 8;
+// Answers the probers may hold ahead of the copies, per op in flight.
+constexpr size_t kProbedAhead = 4;
+
+// Keeps up to `depth` ops in flight, working through the object numbers
+// it was given (the caller lists the objects that exist, so the work
+// follows the data, not the image's size), from the calling thread,
+// which must not hold the GIL while in step() or join().
+//
+// By default every object is copied whole by one copy_from op: the
+// destination's OSD reads it from the source's and nothing crosses this
+// host, but a hole inside the object costs what data would (copy_from
+// reads it as zeros and writes them).  With `through_host_below` > 0,
+// threads of its own first ask each object's extents (mapext: the OSD
+// answers from its allocation metadata and reads no data), and an object
+// holding less data than that is copied through this host, its data
+// only, as librbd's own copies do: one read op (stat + sparse_read), then
+// one write op writing each extent and setting the object's size.  An
+// object whose extents its OSD does not say (mapext fails: EOPNOTSUPP on
+// an erasure-coded pool) is copied whole.  Memory: up to `depth` objects'
+// data.
 class ObjectCopier {
  public:
+  enum class Stage { kCopy, kRead, kWrite };
+
   struct Slot {
     ObjectCopier* owner;
     uint64_t index;
+    Stage stage;
     librados::AioCompletion* completion;
+    uint64_t size;
+    time_t mtime;
+    int stat_rval, read_rval;
+    std::map<uint64_t, uint64_t> extents;
+    librados::bufferlist data, unused;
+  };
+
+  // What a prober learnt of one object: mapext's result, and its bytes
+  // of data (the extents' lengths summed).
+  struct Probe {
+    uint64_t index;
+    int r;
+    uint64_t data;
   };
 
   ObjectCopier(librados::IoCtx& src, librados::IoCtx& dst,
                std::string src_prefix, std::string dst_prefix,
-               std::vector<uint64_t> indexes, unsigned depth)
+               std::vector<uint64_t> indexes, unsigned depth,
+               uint64_t object_size, uint64_t through_host_below)
       : src_(src), dst_(dst), src_prefix_(std::move(src_prefix)),
         dst_prefix_(std::move(dst_prefix)), indexes_(std::move(indexes)),
-        count_(indexes_.size()), slots_(depth) {
+        count_(indexes_.size()), object_size_(object_size),
+        through_host_below_(through_host_below), slots_(depth) {
     for (auto& slot : slots_) free_.push_back(&slot);
     finished_.reserve(depth);  // the callback never allocates
+    if (through_host_below_ > 0) {
+      unsigned probers = std::min<uint64_t>({depth, kMaxProbers, count_});
+      for (unsigned i = 0; i < probers; ++i) {
+        probers_.emplace_back([this] { probe(); });
+      }
+    }
   }
 
-  // Never return with an op in flight: librados would complete into
-  // freed memory.
+  // Never return with an op in flight (librados would complete into
+  // freed memory) or a prober running.
   ~ObjectCopier() {
     stop();
     while (in_flight_ > 0) step(Clock::now() + kReportInterval);
+    join();
   }
 
-  // Issues ops up to the depth, then harvests those that completed,
-  // waiting for one at most until `until`.
+  // Issues ops up to the depth, then harvests those that completed (a
+  // read issues its write), waiting for one, or for a prober's answer
+  // while a slot is free, at most until `until`.
   void step(Clock::time_point until) {
-    while (!stopped_ && next_ < count_ && !free_.empty()) issue();
-    if (in_flight_ == 0) return;  // nothing to wait for
+    issue_ready();
+    if (in_flight_ == 0 && !awaiting_probes()) return;
     std::vector<Slot*> done;
     {
       std::unique_lock<std::mutex> lock(lock_);
-      cond_.wait_until(lock, until, [this] { return !finished_.empty(); });
+      cond_.wait_until(lock, until, [this] {
+        return !finished_.empty() || (!free_.empty() && !probed_.empty());
+      });
       done.swap(finished_);
       finished_.reserve(slots_.size());
     }
     for (Slot* slot : done) harvest(slot);
   }
 
-  void stop() { stopped_ = true; }
+  // Waits for the probers to end (after finished(), or after stop()).
+  void join() {
+    {
+      std::lock_guard<std::mutex> lock(lock_);
+      stopped_ = true;  // nothing is left to probe, or it is not wanted
+    }
+    room_.notify_all();
+    for (auto& prober : probers_) prober.join();
+    probers_.clear();
+  }
+
+  void stop() {
+    std::lock_guard<std::mutex> lock(lock_);
+    stopped_ = true;
+    room_.notify_all();
+  }
   bool finished() const {
-    return in_flight_ == 0 && (stopped_ || next_ == count_);
+    return in_flight_ == 0 && (is_stopped() || taken_ == count_);
   }
   uint64_t done() const { return copied_ + skipped_; }
   uint64_t copied() const { return copied_; }
   uint64_t skipped() const { return skipped_; }
+  // Objects copied through this host, and the bytes of data they held.
+  uint64_t through_host() const { return through_host_; }
+  uint64_t host_bytes() const { return host_bytes_; }
   // The object numbers skipped (no source object), in completion order.
   const std::vector<uint64_t>& missing() const { return missing_; }
   // The first failure (not -ENOENT), 0 if none, and the object it hit.
@@ -288,6 +354,38 @@ class ObjectCopier {
   uint64_t failed_index() const { return failed_index_; }
 
  private:
+  bool is_stopped() const {
+    std::lock_guard<std::mutex> lock(lock_);
+    return stopped_;
+  }
+
+  bool awaiting_probes() const {
+    return through_host_below_ > 0 && taken_ < count_ && !is_stopped();
+  }
+
+  // A prober thread: mapext each object in turn, a bounded way ahead.
+  void probe() {
+    for (;;) {
+      uint64_t i;
+      {
+        std::unique_lock<std::mutex> lock(lock_);
+        room_.wait(lock, [this] {
+          return stopped_ || probed_.size() < kProbedAhead * slots_.size();
+        });
+        if (stopped_ || next_probe_ == count_) return;
+        i = next_probe_++;
+      }
+      std::map<uint64_t, uint64_t> extents;
+      int r = src_.mapext(object_name(src_prefix_, indexes_[i]), 0,
+                          object_size_, extents);
+      uint64_t data = 0;
+      for (const auto& extent : extents) data += extent.second;
+      std::lock_guard<std::mutex> lock(lock_);
+      probed_.push_back(Probe{indexes_[i], r < 0 ? r : 0, data});
+      cond_.notify_one();
+    }
+  }
+
   static void on_complete(librados::completion_t, void* arg) {
     auto* slot = static_cast<Slot*>(arg);
     ObjectCopier* self = slot->owner;
@@ -297,20 +395,75 @@ class ObjectCopier {
     self->cond_.notify_one();
   }
 
-  void issue() {
+  // Takes the next objects (probed, when probing) while a slot is free.
+  void issue_ready() {
+    while (!free_.empty() && taken_ < count_) {
+      Probe probe{0, 0, 0};
+      {
+        std::lock_guard<std::mutex> lock(lock_);
+        if (stopped_) return;
+        if (through_host_below_ == 0) {
+          probe.index = indexes_[taken_];
+        } else if (probed_.empty()) {
+          return;
+        } else {
+          probe = probed_.front();
+          probed_.pop_front();
+          room_.notify_one();
+        }
+      }
+      ++taken_;
+      start(probe);
+    }
+  }
+
+  void start(const Probe& probe) {
+    if (probe.r == -ENOENT) {
+      ++skipped_;  // no source object: keep the destination thin
+      missing_.push_back(probe.index);
+      return;
+    }
     Slot* slot = free_.back();
     free_.pop_back();
     slot->owner = this;
-    slot->index = indexes_[next_++];
+    slot->index = probe.index;
+    // Extents unknown (mapext failed: EOPNOTSUPP on an erasure-coded
+    // pool): copy_from copies the object whole, or says what is wrong.
+    bool whole = probe.r < 0 || probe.data >= through_host_below_;
+    slot->stage = whole ? Stage::kCopy : Stage::kRead;
+    if (whole) {
+      librados::ObjectWriteOperation op;
+      op.copy_from(object_name(src_prefix_, slot->index), src_, 0, 0);
+      send(slot, &op);
+    } else {
+      slot->size = 0;
+      slot->stat_rval = slot->read_rval = 0;
+      slot->extents.clear();
+      slot->data.clear();
+      slot->unused.clear();
+      librados::ObjectReadOperation op;
+      op.stat(&slot->size, &slot->mtime, &slot->stat_rval);
+      op.sparse_read(0, object_size_, &slot->extents, &slot->data,
+                     &slot->read_rval);
+      slot->completion =
+          librados::Rados::aio_create_completion(slot, on_complete);
+      ++g_live_completions;
+      int r = src_.aio_operate(object_name(src_prefix_, slot->index),
+                               slot->completion, &op, &slot->unused);
+      ++in_flight_;
+      if (r < 0) record(slot, r);  // never sent: no callback will come
+    }
+  }
+
+  // Sends a write op of `slot` to its destination object.
+  void send(Slot* slot, librados::ObjectWriteOperation* op) {
     slot->completion =
         librados::Rados::aio_create_completion(slot, on_complete);
     ++g_live_completions;
-    librados::ObjectWriteOperation op;
-    op.copy_from(object_name(src_prefix_, slot->index), src_, 0, 0);
     // FULL_TRY: a full or over-quota destination pool fails the op at
     // once (ENOSPC, EDQUOT) instead of parking it until space appears.
     int r = dst_.aio_operate(object_name(dst_prefix_, slot->index),
-                             slot->completion, &op,
+                             slot->completion, op,
                              librados::OPERATION_FULL_TRY);
     ++in_flight_;
     if (r < 0) record(slot, r);  // never sent: no callback will come
@@ -319,41 +472,95 @@ class ObjectCopier {
   void harvest(Slot* slot) {
     // The callback has queued the slot; wait until it has returned too.
     slot->completion->wait_for_complete_and_cb();
-    record(slot, slot->completion->get_return_value());
+    int r = slot->completion->get_return_value();
+    if (slot->stage != Stage::kRead || r < 0) {
+      record(slot, r);
+    } else if (is_stopped()) {
+      release(slot);  // read, but not to be written any more
+      slot->data.clear();
+      free_.push_back(slot);
+    } else {
+      release(slot);
+      write_extents(slot);
+    }
   }
 
-  void record(Slot* slot, int r) {
+  // The read's extents, written where they were, and the object's size.
+  void write_extents(Slot* slot) {
+    librados::ObjectWriteOperation op;
+    op.create(false);  // an object without data exists as the source's
+    uint64_t at = 0, end = 0;
+    for (const auto& [offset, length] : slot->extents) {
+      if (at + length > slot->data.length()) {
+        slot->data.clear();  // a sparse read shorter than its map
+        free_.push_back(slot);
+        fault(slot->index, -EIO);
+        return;
+      }
+      librados::bufferlist piece;
+      piece.substr_of(slot->data, at, length);
+      op.write(offset, piece);
+      at += length;
+      end = offset + length;
+    }
+    if (slot->size > end) op.truncate(slot->size);
+    slot->stage = Stage::kWrite;
+    host_bytes_ += at;
+    send(slot, &op);
+  }
+
+  // The slot's op is over: its completion released, not in flight.
+  void release(Slot* slot) {
     slot->completion->release();
     --g_live_completions;
     --in_flight_;
+  }
+
+  // The slot's last op is over: counts its object and frees the slot.
+  void record(Slot* slot, int r) {
+    release(slot);
+    slot->data.clear();
     free_.push_back(slot);
     if (r >= 0) {
       ++copied_;
-    } else if (r == -ENOENT) {
+      if (slot->stage == Stage::kWrite) ++through_host_;
+    } else if (r == -ENOENT && slot->stage != Stage::kWrite) {
       ++skipped_;  // no source object: keep the destination thin
       missing_.push_back(slot->index);
-    } else if (error_ == 0) {
-      error_ = r;
-      failed_index_ = slot->index;
-      stopped_ = true;
+    } else {
+      fault(slot->index, r);
     }
+  }
+
+  void fault(uint64_t index, int r) {
+    if (error_ == 0) {
+      error_ = r;
+      failed_index_ = index;
+    }
+    stop();
   }
 
   librados::IoCtx& src_;
   librados::IoCtx& dst_;
   const std::string src_prefix_, dst_prefix_;
   const std::vector<uint64_t> indexes_;
-  const uint64_t count_;
+  const uint64_t count_, object_size_, through_host_below_;
   std::vector<Slot> slots_;
   std::vector<Slot*> free_;
   std::vector<uint64_t> missing_;
-  uint64_t next_ = 0, in_flight_ = 0, copied_ = 0, skipped_ = 0;
+  uint64_t taken_ = 0, in_flight_ = 0, copied_ = 0, skipped_ = 0;
+  uint64_t through_host_ = 0, host_bytes_ = 0;
   uint64_t failed_index_ = 0;
   int error_ = 0;
+  std::vector<std::thread> probers_;
+  mutable std::mutex lock_;
+  std::condition_variable cond_;   // an op finished, or an answer came
+  std::condition_variable room_;   // probed_ has room, or stopped_
+  // Guarded by lock_:
   bool stopped_ = false;
-  std::mutex lock_;
-  std::condition_variable cond_;
-  std::vector<Slot*> finished_;  // guarded by lock_
+  uint64_t next_probe_ = 0;
+  std::deque<Probe> probed_;
+  std::vector<Slot*> finished_;
 };
 
 bool parse_conn(PyObject* tuple, ConnParams* p) {
@@ -416,9 +623,11 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
   PoolRef src_pool, dst_pool;
   std::vector<uint64_t> indexes;
   unsigned int depth;
-  if (!PyArg_ParseTuple(args, "OOssOssOIO", &conn_args, &src_arg, &src_ns,
+  unsigned long long object_size, through_host_below;
+  if (!PyArg_ParseTuple(args, "OOssOssOIKKO", &conn_args, &src_arg, &src_ns,
                         &src_prefix, &dst_arg, &dst_ns, &dst_prefix,
-                        &indexes_arg, &depth, &progress) ||
+                        &indexes_arg, &depth, &object_size,
+                        &through_host_below, &progress) ||
       !parse_conn(conn_args, &conn) || !parse_pool(src_arg, &src_pool) ||
       !parse_pool(dst_arg, &dst_pool) ||
       !parse_indexes(indexes_arg, &indexes)) {
@@ -428,9 +637,14 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
     PyErr_SetString(PyExc_ValueError, "queue_depth must be at least 1.");
     return nullptr;
   }
+  if (through_host_below > object_size) {
+    PyErr_SetString(PyExc_ValueError,
+                    "through_host_below must not exceed object_size.");
+    return nullptr;
+  }
   const uint64_t count = indexes.size();
   PendingError cancelled;
-  uint64_t copied = 0, skipped = 0;
+  uint64_t copied = 0, skipped = 0, through_host = 0, host_bytes = 0;
   std::vector<uint64_t> missing;
   try {
     ClusterPtr cluster;
@@ -448,12 +662,14 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
     uint64_t failed;
     {
       ObjectCopier copier(src, dst, src_prefix, dst_prefix,
-                          std::move(indexes), depth);
+                          std::move(indexes), depth, object_size,
+                          through_host_below);
       auto next_report = Clock::now() + kReportInterval;
       for (;;) {
         {
           NoGil nogil;
           copier.step(next_report);
+          if (copier.finished()) copier.join();
         }
         if (copier.finished()) break;
         if (Clock::now() >= next_report) {
@@ -466,6 +682,8 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
       }
       copied = copier.copied();
       skipped = copier.skipped();
+      through_host = copier.through_host();
+      host_bytes = copier.host_bytes();
       missing = copier.missing();
       error = copier.error();
       failed = copier.failed_index();
@@ -488,8 +706,10 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
   }
   PyObject* missing_list = to_list(missing);
   if (missing_list == nullptr) return nullptr;
-  return Py_BuildValue("(KKN)", (unsigned long long)copied,
-                       (unsigned long long)skipped, missing_list);
+  return Py_BuildValue("(KKNKK)", (unsigned long long)copied,
+                       (unsigned long long)skipped, missing_list,
+                       (unsigned long long)through_host,
+                       (unsigned long long)host_bytes);
 }
 
 // ---- object_numbers ------------------------------------------------------

@@ -285,3 +285,25 @@ def test_a_huge_sparse_volume_costs_what_it_holds(ceph_cluster, drivers,
             assert not image.flags() & MAP_INVALID  # the check agreed
     finally:
         ioctx.close()
+
+
+def test_partly_written_objects_go_through_the_host_when_asked(
+        ceph_cluster, cleanup, caplog):
+    """``rbd_offload_through_host_below = 1``: every object not full is
+    copied through this host, its data only, so the copy holds exactly
+    the source's extents (``copy_from`` would fill their holes), and its
+    object map is valid."""
+    caplog.set_level(logging.INFO, logger='rbdmig')
+    drivers = helpers.load_drivers(ceph_cluster, **{'ceph-a': {
+        'rbd_migration_method': 'offload',
+        'rbd_offload_through_host_below': 1}})
+    volume, client = _sparse(ceph_cluster, drivers, cleanup, 4 << 30, 12)
+    extents, sha = _layout(client, 'volumes-a', volume.name)
+
+    assert _move(drivers, volume) == (True, None)
+
+    assert 'to pool volumes-b by offload' in caplog.text
+    assert ('held little data and were copied through this host'
+            in caplog.text)
+    assert _layout(client, 'volumes-b', volume.name) == (extents, sha)
+    ceph_cluster.rbd('object-map', 'check', 'volumes-b/' + volume.name)

@@ -329,6 +329,112 @@ def test_copy_objects_within_and_across_namespaces(client, spec):
             ioctx.set_namespace('')
 
 
+def _sparse_objects(ioctx, prefix, count=1):
+    """Objects of every shape the host path meets, ``count`` times over.
+
+    Per group of five: 0 holds 100 bytes and is 1 MiB long (a hole to its
+    end), 1 is a full 4 MiB, 2 holds 512 KiB at 0 and 512 KiB at 1 MiB (a
+    hole between), 3 exists and is empty, 4 does not exist.
+
+    :returns: ``{number: (size, bytes)}`` of those that exist.
+    """
+    made = {}
+    for group in range(count):
+        first = group * 5
+        shapes = {
+            first: {0: os.urandom(100)},
+            first + 1: {0: os.urandom(4 * MiB)},
+            first + 2: {0: os.urandom(512 * 1024),
+                        MiB: os.urandom(512 * 1024)},
+            first + 3: {}}
+        for number, pieces in shapes.items():
+            key = '%s.%016x' % (prefix, number)
+            ioctx.write_full(key, b'')
+            for offset, blob in pieces.items():
+                ioctx.write(key, blob, offset)
+            if number == first:
+                ioctx.trunc(key, MiB)
+            size = ioctx.stat(key)[0]
+            made[number] = (size, ioctx.read(key, size) if size else b'')
+    return made
+
+
+def test_objects_holding_little_data_are_copied_through_the_host(client,
+                                                                 spec):
+    """Every object holding less than a whole object's data goes through
+    the host (on memstore an object's extent runs to its end, on
+    bluestore only its data: either is under 4 MiB), its shape kept: its
+    size, its bytes, an empty object empty; the full one by copy_from."""
+    src, dst = _name('sparse-src'), _name('sparse-dst')
+    made = _sparse_objects(client[SRC], src)
+    try:
+        result = ext.copy_objects(spec, SRC, src, DST, dst, range(5),
+                                  object_size=4 * MiB,
+                                  through_host_below=4 * MiB)
+
+        assert result[:4] == (4, 1, (4,), 3)
+        # 100 B + 1 MiB of data (bluestore) to 1 MiB + 1.5 MiB (memstore)
+        assert MiB + 100 <= result.host_bytes <= MiB + 1536 * 1024
+        assert _offload.live_completions() == 0
+        for number, (size, data) in made.items():
+            key = '%s.%016x' % (dst, number)
+            assert client[DST].stat(key)[0] == size
+            assert (client[DST].read(key, size) if size else b'') == data
+        assert _objects(client[DST], dst) == [
+            '%s.%016x' % (dst, n) for n in range(4)]
+    finally:
+        _remove_objects(client[SRC], src)
+        _remove_objects(client[DST], dst)
+
+
+def test_without_a_threshold_every_object_is_copied_whole(client, spec):
+    src, dst = _name('whole-src'), _name('whole-dst')
+    made = _sparse_objects(client[SRC], src)
+    try:
+        result = ext.copy_objects(spec, SRC, src, DST, dst, range(5))
+
+        assert result == ext.ObjectCopyResult(copied=4, skipped=1,
+                                              missing=(4,))
+        for number, (size, data) in made.items():
+            key = '%s.%016x' % (dst, number)
+            assert client[DST].stat(key)[0] == size
+    finally:
+        _remove_objects(client[SRC], src)
+        _remove_objects(client[DST], dst)
+
+
+@pytest.mark.parametrize('below', [0, 1 << 20, 4 << 20])
+def test_a_threshold_needs_an_object_size_it_fits(spec, below):
+    with pytest.raises((TypeError, ValueError), match='object_size|'
+                       'through_host_below'):
+        ext.copy_objects(spec, SRC, 'a', DST, 'b', [0],
+                         object_size=None if below else 4096,
+                         through_host_below=below or 8192)
+
+
+def test_cancelling_a_copy_through_the_host_drains_ops_and_probers(
+        client, spec):
+    src, dst = _name('cancel-src'), _name('cancel-dst')
+    # 60 groups: the 60 whole 4 MiB copies at depth 1 outlast the first
+    # report (0.1 s), where the callback cancels.
+    _sparse_objects(client[SRC], src, count=60)
+    try:
+        with pytest.raises(Cancelled):
+            ext.copy_objects(spec, SRC, src, DST, dst, range(300),
+                             queue_depth=1, object_size=4 * MiB,
+                             through_host_below=4 * MiB,
+                             callback=Recorder(cancel_at=1))
+
+        assert _offload.live_completions() == 0
+        landed = _objects(client[DST], dst)
+        assert len(landed) < 240
+        time.sleep(0.5)
+        assert _objects(client[DST], dst) == landed  # nothing in flight
+    finally:
+        _remove_objects(client[SRC], src)
+        _remove_objects(client[DST], dst)
+
+
 def test_copy_objects_into_a_pool_over_quota_fails_fast_with_edquot(
         ceph_cluster, client, spec, full_image):
     pool = _name('quota')

@@ -29,6 +29,7 @@ class Extension(object):
     :ivar data_pools: the ``data_pool`` each image copy was asked for.
     :ivar checksummed: ``(conf path, pool)`` of each object_checksums.
     :ivar copied: the object numbers each copy_objects was given.
+    :ivar through_host_below: what each copy_objects was given as that.
     """
 
     def __init__(self, ceph):
@@ -37,6 +38,7 @@ class Extension(object):
         self.data_pools = []
         self.checksummed = []
         self.copied = []
+        self.through_host_below = []
 
     def _cluster(self, conn):
         try:
@@ -84,8 +86,14 @@ class Extension(object):
         return sorted(numbers)
 
     def copy_objects(self, conn, src_pool, src_ns, src_prefix, dst_pool,
-                     dst_ns, dst_prefix, numbers, depth, progress):
+                     dst_ns, dst_prefix, numbers, depth, object_size,
+                     through_host_below, progress):
+        """copy_from each object whole (a hole in it written as zeros), or
+        one holding fewer bytes than ``through_host_below`` (its blocks
+        held, as bluestore's mapext counts them) through the host: its
+        blocks only, holes kept."""
         self.calls.append('copy_objects')
+        self.through_host_below.append(through_host_below)
         self.ceph._check('copy_objects')
         view = memoryview(numbers)  # TypeError for no buffer, as there
         if view.format != 'Q':
@@ -97,7 +105,7 @@ class Extension(object):
         src_pool = self._pool(cluster, src_pool)
         dst_pool = self._pool(cluster, dst_pool)
         dst = self.ceph.data_objects(cluster, dst_pool, dst_prefix)
-        copied, missing = 0, []
+        copied, missing, host, host_bytes = 0, [], 0, 0
         for index in numbers:
             found = self._object(cluster, src_pool, src_prefix, index)
             if found is None:
@@ -105,20 +113,44 @@ class Extension(object):
                 continue
             copied += 1
             data = found[1]
+            held = self._held(cluster, src_pool, src_prefix, index, data)
+            if sum(len(piece) for piece in held.values()) < (
+                    through_host_below):
+                host += 1
+                host_bytes += sum(len(piece) for piece in held.values())
+                data = held
+            if isinstance(data, dict):  # {block number: its data}
+                data = {n: data[n] for n in sorted(data)}
+            else:
+                data = {n: data[n * fake_ceph.BLOCK:
+                                (n + 1) * fake_ceph.BLOCK]
+                        for n in range(-(-len(data) // fake_ceph.BLOCK))}
             if dst is None:  # nobody reads these: orphans
+                last = max(data, default=-1) + 1
                 cluster.objects.setdefault(dst_pool, {})[
-                    '%s.%016x' % (dst_prefix, index)] = {'data': data,
-                                                         'omap': {}}
+                    '%s.%016x' % (dst_prefix, index)] = {
+                        'data': b''.join(data.get(n, bytes(fake_ceph.BLOCK))
+                                         for n in range(last)),
+                        'omap': {}}
                 continue
             blocks = dst.object_blocks(index)
             for i in blocks:
                 dst.blocks.pop(i, None)
-            for n, i in enumerate(range(blocks.start, blocks.stop)):
-                chunk = data[n * fake_ceph.BLOCK:(n + 1) * fake_ceph.BLOCK]
+            for n, chunk in data.items():
                 if chunk:
-                    dst.blocks[i] = chunk
+                    dst.blocks[blocks.start + n] = chunk
         progress(len(numbers), len(numbers))
-        return copied, len(missing), missing
+        return copied, len(missing), missing, host, host_bytes
+
+    def _held(self, cluster, pool, prefix, index, data):
+        """``{block number in the object: data}`` of the blocks it holds."""
+        image = self.ceph.data_objects(cluster, pool, prefix)
+        if image is None:
+            return {n: data[n * fake_ceph.BLOCK:(n + 1) * fake_ceph.BLOCK]
+                    for n in range(-(-len(data) // fake_ceph.BLOCK))}
+        blocks = image.object_blocks(index)
+        return {i - blocks.start: image.blocks[i] for i in blocks
+                if i in image.blocks}
 
     def object_checksums(self, conn, pool, ns, prefix, count, depth,
                          progress):

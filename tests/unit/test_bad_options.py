@@ -30,6 +30,9 @@ def _bad_values(opt):
     values = []
     if isinstance(kind, cfg.types.Integer):
         values += ['abc', '1.5', '0x10', '1e3', '--1']
+    if isinstance(kind, cfg.types.Float):
+        values += ['abc', '0,5', 'nan%', '--1']
+    if isinstance(kind, (cfg.types.Integer, cfg.types.Float)):
         if kind.min is not None:
             values.append(str(kind.min - 1))
         if kind.max is not None:

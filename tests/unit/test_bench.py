@@ -72,6 +72,35 @@ def test_ceph_tools_are_whole_moves_and_verify_levels_are_cases():
     assert 'offload' in plan.verify_methods()
 
 
+def test_an_assisted_case_sets_the_options_it_names_before_moving():
+    """What ``tools/offload_threshold.py`` varies reaches the move."""
+    from rbdmig import objects
+
+    done = []
+
+    class Conf:
+        def set_override(self, name, value, group):
+            done.append((name, value, group))
+
+    class Manager:
+        @staticmethod
+        def migrate(context, volume, src, dst, **kwargs):
+            done.append(('migrate', volume.name, src, dst))
+            return argparse.Namespace(path='assisted')
+
+    spec = {'kind': cases.ASSISTED, 'method': 'offload', 'verify': None,
+            'options': {'rbd_offload_through_host_below': 1.0},
+            'name': 'v', 'size': units.Gi, 'size_gib': 1, 'src': 'a',
+            'dst': 'b'}
+    found = cases._run_rbdmig(spec, Conf(), {'a': 'A', 'b': 'B'}, objects,
+                              None, Manager)
+
+    assert done == [('rbd_migration_method', 'offload', 'a'),
+                    ('rbd_offload_through_host_below', 1.0, 'a'),
+                    ('migrate', 'v', 'A', 'B')]
+    assert found['path'] == 'assisted'
+
+
 def test_extents_are_seeded_and_sized():
     size = 100 * units.Mi
     assert volumes.chosen_extents(size, 1.0, 1) == list(range(100))

@@ -28,9 +28,9 @@ def osd(monkeypatch, ceph):
     return fake_ext.install(monkeypatch, ceph)
 
 
-def _pair(ceph, verify='osd_checksum'):
+def _pair(ceph, verify='osd_checksum', **opts):
     src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='offload',
-                         migration_verify=verify)
+                         migration_verify=verify, **opts)
     dst = fx.make_driver(ceph, pool='ssd', backend='fast')
     return src, dst
 
@@ -80,6 +80,49 @@ def test_offload_itself_copies_and_keeps_the_copy_thin(ceph, osd, caplog):
         b'third object')
     assert volume.name not in ceph.clusters[fx.CONF_A].pools['hdd']
     assert _orphans(ceph) == {}
+
+
+def _blocks_of(image, number):
+    """The 4 KiB blocks object ``number`` of ``image`` holds, from 0."""
+    first = number * OBJECT // 4096
+    return sorted(i - first for i in image.blocks
+                  if first <= i < first + OBJECT // 4096)
+
+
+@pytest.mark.parametrize('share, below, sparse', [
+    (None, 0, list(range(769))),  # the default: every object whole,
+                                  # holes as zeros
+    (0.5, 2 * MiB, [0, 768]),     # below half an object: its data only
+])
+def test_objects_holding_little_data_are_copied_without_their_holes(
+        ceph, osd, caplog, share, below, sparse):
+    """Below half an object, objects 0 (8 KiB of data over 3 MiB) and 2
+    (a byte) go through the host, their data only: the copy holds
+    exactly the source's blocks; object 1 (3 MiB of data) is copied
+    whole by the OSDs.  By default every object is copied whole."""
+    opts = {} if share is None else {'rbd_offload_through_host_below': share}
+    src, dst = _pair(ceph, 'extents', **opts)
+    dense = os.urandom(3 * MiB)
+    volume = _volume(ceph, {0: b'a' * 4096, 3 * MiB: b'b' * 4096,
+                            OBJECT: dense, 2 * OBJECT + 5: b'x'})
+
+    with caplog.at_level(logging.INFO):
+        assert src.migrate_volume(None, volume, fx.host_of(dst)) == (
+            True, None)
+
+    assert osd.through_host_below == [below]
+    moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
+    assert _blocks_of(moved, 0) == sparse
+    assert _blocks_of(moved, 1) == list(range(768))
+    assert _blocks_of(moved, 2) == [0]
+    assert moved.object_map == {0, 1, 2}
+    assert _read(ceph, 'ssd', volume.name, 0, OBJECT) == (
+        b'a' * 4096 + bytes(3 * MiB - 4096) + b'b' * 4096
+        + bytes(OBJECT - 3 * MiB - 4096))
+    assert _read(ceph, 'ssd', volume.name, OBJECT, 3 * MiB) == dense
+    assert _read(ceph, 'ssd', volume.name, 2 * OBJECT, 6) == bytes(5) + b'x'
+    said = '2 of the 3 objects of %s held little data' % volume.name
+    assert (said in caplog.text) == bool(below)
 
 
 @pytest.mark.parametrize('verify', ['none', 'extents', 'osd_checksum'])

@@ -227,8 +227,7 @@ def test_offload_is_the_default(ceph):
 def test_options_reach_the_method(ceph):
     src, _ = _pair(ceph, depth=7, chunk=128 * KiB)
     backend = src.backend()
-    method = rbd_methods.get(backend.method, backend.queue_depth,
-                             backend.chunk_size)
+    method = rbd_methods.get(backend.method, backend)
     assert (method.name, method.queue_depth, method.chunk_size) == (
         'extents', 7, 128 * KiB)
     assert rbd_methods.METHODS['extents'] is not method

@@ -18,12 +18,15 @@ METHODS = {m.name: m for m in (copy.CopyMethod(),
 CROSS_CLUSTER = 'extents'
 
 
-def get(name, queue_depth=None, chunk_size=None):
-    """Return the method called ``name``, with the ``extents`` settings.
+def get(name, backend=None):
+    """Return the method called ``name``, with ``backend``'s settings.
 
+    :param backend: an :class:`rbdmig.ceph.backend.Backend`, whose
+        ``queue_depth``, ``chunk_size`` and ``offload_through_host`` the
+        methods that have settings take; None: their defaults.
     :raises KeyError: no method has that name.
     """
     method = METHODS[name]
-    if hasattr(method, 'configured') and queue_depth:
-        method = method.configured(queue_depth, chunk_size)
+    if hasattr(method, 'configured') and backend is not None:
+        method = method.configured(backend)
     return method

@@ -33,9 +33,10 @@ class ExtentsMethod(base.Method):
         self.queue_depth = queue_depth
         self.chunk_size = chunk_size
 
-    def configured(self, queue_depth, chunk_size):
-        """Return a copy of this method with other settings."""
-        return type(self)(queue_depth=queue_depth, chunk_size=chunk_size)
+    def configured(self, backend):
+        """Return a copy of this method with ``backend``'s settings."""
+        return type(self)(queue_depth=backend.queue_depth,
+                          chunk_size=backend.chunk_size)
 
     def _copy(self, move, relay):
         rbd, src = move.rbd, move.source

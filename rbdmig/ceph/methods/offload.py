@@ -14,6 +14,11 @@ LOG = logging.getLogger(__name__)
 class OffloadMethod(base.Method):
     """Each data object copied OSD to OSD: no data crosses this host.
 
+    Unless ``through_host`` (``rbd_offload_through_host_below``) is a
+    share above 0: an object whose data fills less of it is copied
+    through this host, its data only, as librbd's copies do
+    (``copy_from`` copies an object's holes as zeros).
+
     Only the objects the source holds are copied, so the cost follows the
     data, not the volume's size: they are read from the source's object
     map where fast-diff is valid (and the image not fancy-striped), else
@@ -46,12 +51,21 @@ class OffloadMethod(base.Method):
     name = 'offload'
     snapshots_by = 'deep_copy'
 
-    def __init__(self, queue_depth=16):
+    def __init__(self, queue_depth=16, through_host=0.0):
         self.queue_depth = queue_depth
+        self.through_host = through_host
 
-    def configured(self, queue_depth, chunk_size):
-        """Return a copy of this method with other settings."""
-        return type(self)(queue_depth=queue_depth)
+    def configured(self, backend):
+        """Return a copy of this method with ``backend``'s settings."""
+        return type(self)(queue_depth=backend.queue_depth,
+                          through_host=backend.offload_through_host)
+
+    def through_host_below(self, object_size):
+        """Bytes of data under which an object is copied through here."""
+        if self.through_host <= 0:
+            return 0
+        return min(object_size, max(1, int(self.through_host *
+                                            object_size)))
 
     def substitute(self, source):
         """``(method name, why)`` when another method must move it."""
@@ -84,10 +98,20 @@ class OffloadMethod(base.Method):
                  {'count': len(numbers), 'total': stat['num_objs'],
                   'name': move.name, 'by': found_by})
         counter = base.ScaledProgress(relay.sink, move.size)
+        object_size = 1 << stat['order']
         result = native.run(lambda: ext.copy_objects(
             move.cluster, src_data, stat['block_name_prefix'], dst_data,
             dst_prefix, numbers, queue_depth=self.queue_depth,
+            object_size=object_size,
+            through_host_below=self.through_host_below(object_size),
             callback=counter), relay)
+        if result.through_host:
+            LOG.info('%(host)d of the %(copied)d objects of %(name)s held '
+                     'little data and were copied through this host, their '
+                     '%(mib).1f MiB of data only; the rest by the OSDs.',
+                     {'host': result.through_host, 'copied': result.copied,
+                      'name': move.name,
+                      'mib': result.host_bytes / (1 << 20)})
         if object_map:
             written = sorted(set(numbers) - set(result.missing))
             native.call(data_objects.mark_existing, move.dst_ioctx, dst_id,
