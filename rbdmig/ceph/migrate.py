@@ -11,6 +11,7 @@ from rbdmig import exception
 from rbdmig import faults
 from rbdmig import native
 from rbdmig.ceph import checks
+from rbdmig.ceph import connection
 from rbdmig.ceph import images
 from rbdmig.ceph import journal
 from rbdmig.ceph import liveness
@@ -55,6 +56,7 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
     try:
         dest = checks.destination(volume, host)
         with contextlib.ExitStack() as stack:
+            backend = _sharing(backend, stack)
             client, fsid, src_ioctx = checks.connect_source(backend, stack)
             dst_client, dst_ioctx = checks.connect_destination(
                 backend, stack, dest)
@@ -97,6 +99,21 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
                  {'vol': volume.id, 'why': why})
         return False, None
     return True, None
+
+
+def _sharing(backend, stack):
+    """``backend`` with one client per cluster for the whole move.
+
+    The source's and the destination's pools are most often in one
+    cluster, reached by one conf and user: one client serves both
+    (connecting is a good part of a small move's fixed cost).  A drain's
+    backend shares its clients already; else they end with ``stack``.
+    """
+    if backend.shared is not None:
+        return backend
+    shared = connection.Shared()
+    stack.callback(shared.close)
+    return dataclasses.replace(backend, shared=shared)
 
 
 class _Migration(object):

@@ -159,6 +159,29 @@ def test_moves_into_another_cluster_by_extents(ceph, method):
     assert ceph.aio_calls
 
 
+@pytest.mark.parametrize('conf, pool, clients', [(fx.CONF_A, 'ssd', 1),
+                                                    (fx.CONF_B, 'hdd', 2)])
+def test_a_move_connects_once_per_cluster(ceph, monkeypatch, conf, pool,
+                                          clients):
+    """Source and destination in one cluster share one client (each
+    connection is a good part of a small move's fixed cost); another
+    cluster has a client of its own; none outlives the move."""
+    src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='deep_copy')
+    dst = fx.make_driver(ceph, pool=pool, conf_path=conf, backend='far')
+    volume = fx.make_volume(ceph, data=DATA)
+    seen = []
+    monkeypatch.setattr(faults.POINTS, 'hook',
+                        lambda point: seen.append(ceph.connections))
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (
+        True, None)
+
+    assert seen and max(seen) == clients
+    assert ceph.connections == 0
+    assert fx.read_head(ceph, pool, volume.name, len(DATA),
+                        conf=conf) == DATA
+
+
 def test_another_cluster_with_snapshots_is_refused(ceph):
     src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='deep_copy')
     other = fx.make_driver(ceph, pool='hdd', conf_path=fx.CONF_B,

@@ -114,8 +114,14 @@ class Method(object):
             LOG.exception('Could not remove the partial copy %s; "rbdmig '
                           'recover" will (the source is intact).', move.temp)
 
-    def tag(self, move):
-        """Mark the copy as this migration's (image metadata)."""
+    def tag(self, move, copy=None):
+        """Mark the copy as this migration's (image metadata).
+
+        :param copy: the copy, open already (saves opening it again).
+        """
+        if copy is not None:
+            copy.metadata_set(journal.TAG, move.migration_id)
+            return
         with move.rbd.Image(move.dst_ioctx, move.temp) as copy:
             copy.metadata_set(journal.TAG, move.migration_id)
 

@@ -42,8 +42,8 @@ class ExtentsMethod(base.Method):
         rbd, src = move.rbd, move.source
         rbd.RBD().create(move.dst_ioctx, move.temp, move.size,
                          **images.create_args(rbd, src))
-        self.tag(move)
         with rbd.Image(move.dst_ioctx, move.temp) as dst:
+            self.tag(move, dst)
             images.copy_metadata(src, dst)
             pump = AioPump(src, dst, self.queue_depth, self.chunk_size,
                            relay.sink)

@@ -46,7 +46,7 @@ class LiveMethod(base.Method):
             LOG.exception('Aborting the live migration of %s failed; '
                           '"rbdmig recover" will.', move.name)
 
-    def tag(self, move):
+    def tag(self, move, copy=None):
         """Nothing to tag: librbd's migration state names the target."""
 
     def discard(self, move):

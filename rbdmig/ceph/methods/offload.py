@@ -83,8 +83,8 @@ class OffloadMethod(base.Method):
         # The destination's data pool (see above), said explicitly.
         args['data_pool'] = base.destination_data_pool(move)
         rbd.RBD().create(move.dst_ioctx, move.temp, move.size, **args)
-        self.tag(move)
         with rbd.Image(move.dst_ioctx, move.temp) as dst:
+            self.tag(move, dst)
             images.copy_metadata(src, dst)
             dst_prefix = dst.stat()['block_name_prefix']
             dst_data = dst.data_pool_id()
