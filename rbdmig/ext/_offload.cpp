@@ -290,8 +290,13 @@ class ObjectCopier {
     finished_.reserve(depth);  // the callback never allocates
     if (through_host_below_ > 0) {
       unsigned probers = std::min<uint64_t>({depth, kMaxProbers, count_});
-      for (unsigned i = 0; i < probers; ++i) {
-        probers_.emplace_back([this] { probe(); });
+      try {
+        for (unsigned i = 0; i < probers; ++i) {
+          probers_.emplace_back([this] { probe(); });
+        }
+      } catch (...) {
+        join();  // a thread that would not start: end those that did
+        throw;
       }
     }
   }
@@ -314,7 +319,10 @@ class ObjectCopier {
     {
       std::unique_lock<std::mutex> lock(lock_);
       cond_.wait_until(lock, until, [this] {
-        return !finished_.empty() || (!free_.empty() && !probed_.empty());
+        // Stopped, answers are taken no more: waiting for them would
+        // spin until the last op in flight completes.
+        return !finished_.empty() ||
+               (!stopped_ && !free_.empty() && !probed_.empty());
       });
       done.swap(finished_);
       finished_.reserve(slots_.size());
@@ -473,6 +481,17 @@ class ObjectCopier {
     // The callback has queued the slot; wait until it has returned too.
     slot->completion->wait_for_complete_and_cb();
     int r = slot->completion->get_return_value();
+    if (slot->stage == Stage::kRead && r >= 0) {
+      // Each step of the read says how it went: the op may succeed with
+      // a sparse read that failed to decode (its map and data empty).
+      if (slot->stat_rval < 0) {
+        r = slot->stat_rval;
+      } else if (slot->read_rval < 0) {
+        r = slot->read_rval;
+      } else if (slot->size > object_size_) {
+        r = -EFBIG;  // data past what was read: never an RBD object
+      }
+    }
     if (slot->stage != Stage::kRead || r < 0) {
       record(slot, r);
     } else if (is_stopped()) {
@@ -489,6 +508,7 @@ class ObjectCopier {
   void write_extents(Slot* slot) {
     librados::ObjectWriteOperation op;
     op.create(false);  // an object without data exists as the source's
+    op.truncate(0);    // and one there already keeps nothing of its own
     uint64_t at = 0, end = 0;
     for (const auto& [offset, length] : slot->extents) {
       if (at + length > slot->data.length()) {

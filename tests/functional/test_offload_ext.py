@@ -364,9 +364,14 @@ def test_objects_holding_little_data_are_copied_through_the_host(client,
     """Every object holding less than a whole object's data goes through
     the host (on memstore an object's extent runs to its end, on
     bluestore only its data: either is under 4 MiB), its shape kept: its
-    size, its bytes, an empty object empty; the full one by copy_from."""
+    size, its bytes, an empty object empty; the full one by copy_from.
+    Objects already in the destination keep nothing of their own, as
+    copy_from's do not."""
     src, dst = _name('sparse-src'), _name('sparse-dst')
     made = _sparse_objects(client[SRC], src)
+    for number in (0, 2, 3):
+        client[DST].write_full('%s.%016x' % (dst, number),
+                               b'\xff' * (4 * MiB))
     try:
         result = ext.copy_objects(spec, SRC, src, DST, dst, range(5),
                                   object_size=4 * MiB,
