@@ -119,12 +119,8 @@ class Extension(object):
                 host += 1
                 host_bytes += sum(len(piece) for piece in held.values())
                 data = held
-            if isinstance(data, dict):  # {block number: its data}
-                data = {n: data[n] for n in sorted(data)}
-            else:
-                data = {n: data[n * fake_ceph.BLOCK:
-                                (n + 1) * fake_ceph.BLOCK]
-                        for n in range(-(-len(data) // fake_ceph.BLOCK))}
+            data = (dict(sorted(data.items())) if isinstance(data, dict)
+                    else _blocks(data))  # {block number: its data}
             if dst is None:  # nobody reads these: orphans
                 last = max(data, default=-1) + 1
                 cluster.objects.setdefault(dst_pool, {})[
@@ -146,8 +142,7 @@ class Extension(object):
         """``{block number in the object: data}`` of the blocks it holds."""
         image = self.ceph.data_objects(cluster, pool, prefix)
         if image is None:
-            return {n: data[n * fake_ceph.BLOCK:(n + 1) * fake_ceph.BLOCK]
-                    for n in range(-(-len(data) // fake_ceph.BLOCK))}
+            return _blocks(data)
         blocks = image.object_blocks(index)
         return {i - blocks.start: image.blocks[i] for i in blocks
                 if i in image.blocks}
@@ -197,3 +192,9 @@ def install(monkeypatch, ceph):
     monkeypatch.delenv(ext.DISABLE_ENV, raising=False)
     monkeypatch.setattr(ext, '_extension', lambda: (fake, None))
     return fake
+
+
+def _blocks(data):
+    """``{block number: its data}`` of an object's bytes, holes as zeros."""
+    return {n: data[n * fake_ceph.BLOCK:(n + 1) * fake_ceph.BLOCK]
+            for n in range(-(-len(data) // fake_ceph.BLOCK))}
