@@ -108,16 +108,19 @@ def _transient(err):
 
 class Shared(object):
     """One connected client per cluster, for the many operations of a
-    drain: connecting (monitors, authentication, the OSD map) is most of
-    what a small volume's checks cost, paid once instead of each time.
+    drain or of one move: connecting (monitors, authentication, the OSD
+    map) is a good part of what a small volume's checks and move cost,
+    paid once instead of each time.
 
     librados clients are thread-safe; each operation still opens and
     closes its own pool context, so its watches and locks end with it.
-    :meth:`close` shuts every client down.
+    :meth:`close` shuts every client down; holders that overlap
+    (:meth:`hold`, :meth:`release`) close it when the last one leaves.
     """
 
     def __init__(self):
         self._clients = {}
+        self._holders = 0
         self._lock = threading.Lock()
 
     def client(self, rados, address, limits, sleep):
@@ -129,6 +132,20 @@ class Shared(object):
                     native.Module(rados, ('Rados',)), rados, address,
                     limits, sleep)
             return self._clients[key]
+
+    def hold(self):
+        """Count one more user; return this object."""
+        with self._lock:
+            self._holders += 1
+        return self
+
+    def release(self):
+        """Count one user less; the last one closes every client."""
+        with self._lock:
+            self._holders -= 1
+            last = self._holders <= 0
+        if last:
+            self.close()
 
     def close(self):
         """Shut every client down."""

@@ -73,30 +73,29 @@ def fast_diff_valid(rbd, image):
 
 
 def allocated_bytes(rbd, image, size):
-    """Bytes of ``image`` holding data, a parent's included: exactly.
+    """Bytes of ``image`` holding data, a parent's included, as ``rbd du``
+    counts them: what the room check needs.
 
-    The sum of :func:`data_extents`, whose diff lists every object of the
-    size at its OSD.  With fast-diff valid (and one object per stripe),
-    librbd's whole-object diff first reads which objects hold data from
-    the object map, and only their runs are diffed exactly: the same
-    answer, at a cost that follows the data, not the size.
+    With fast-diff valid (and one object per stripe), librbd's
+    whole-object diff reads which objects hold data from the object map,
+    one read whatever the size: each such object counts whole, as ``rbd
+    du`` counts it, and as ``offload`` writes it (``copy_from`` writes an
+    object's holes); other methods write no more.  Else the exact sum
+    of :func:`data_extents`, whose diff lists every object of the size
+    at its OSD (``rbd du`` without fast-diff counts so too).
     """
     if image.stripe_count() != 1 or not fast_diff_valid(rbd, image):
         return sum(length for _, length in data_extents(image, size))
-    runs = []
+    total = [0]
 
     def whole(offset, length, exists):
         if exists:
-            if runs and runs[-1][0] + runs[-1][1] == offset:
-                runs[-1] = (runs[-1][0], runs[-1][1] + length)
-            else:
-                runs.append((offset, length))
+            total[0] += length
         return 0
 
     image.diff_iterate(0, size, None, whole, include_parent=True,
                        whole_object=True)
-    return sum(length for offset, run in runs
-               for _, length in data_extents(image, run, offset))
+    return total[0]
 
 
 def copy_metadata(source, destination):

@@ -1,5 +1,6 @@
 """Standalone migration: assisted when the backends allow, else generic."""
 
+import contextlib
 import dataclasses
 import time
 
@@ -38,6 +39,20 @@ def destination_host(dst_driver):
             'capabilities': caps}
 
 
+def sharing(*drivers):
+    """A block in which ``drivers`` keep one client per cluster.
+
+    The first driver that can (``sharing_connections``, rbdmig's RBD
+    driver) shares with the others it can; drivers that cannot are left
+    as they are.  Every check still runs; only connecting is saved.
+    """
+    for n, drv in enumerate(drivers):
+        share = getattr(drv, 'sharing_connections', None)
+        if share is not None:
+            return share(*drivers[n + 1:])
+    return contextlib.nullcontext()
+
+
 def migrate(context, volume, src_driver, dst_driver,
             callback=progress.DEFAULT_CALLBACK, allow_generic=True):
     """Move ``volume`` from ``src_driver``'s backend to ``dst_driver``'s.
@@ -58,6 +73,15 @@ def migrate(context, volume, src_driver, dst_driver,
     :raises MigrationError: the source driver refused and
         ``allow_generic`` is false.
     """
+    # Its checks, the destination's stats and the move connect once per
+    # cluster: a small volume's move cost two connections more.
+    with sharing(src_driver, dst_driver):
+        return _migrate(context, volume, src_driver, dst_driver, callback,
+                        allow_generic)
+
+
+def _migrate(context, volume, src_driver, dst_driver, callback,
+             allow_generic):
     start = time.monotonic()
     _check_not_in_use(volume, src_driver)
     host = destination_host(dst_driver)

@@ -114,8 +114,11 @@ class Service(inventory.Inventory):
     def migrate(self, volume_id, dest_backend, force=False, method=None,
                 callback=progress.DEFAULT_CALLBACK):
         """:meth:`request`, then :meth:`run`."""
-        migration = self.request(volume_id, dest_backend, force, method)
-        return self.run(migration.id, method, callback)
+        # Its checks and move connect once per cluster (no client is
+        # connected before a driver calls it).
+        with manager.sharing(*self.drivers.values()):
+            migration = self.request(volume_id, dest_backend, force, method)
+            return self.run(migration.id, method, callback)
 
     def run(self, migration_id, method=None,
             callback=progress.DEFAULT_CALLBACK, resume=False):
@@ -223,12 +226,7 @@ class Service(inventory.Inventory):
 
         :returns: the number of volumes that did not move.
         """
-        with contextlib.ExitStack() as stack:
-            for drv in {id(d): d for d in (self.driver(source),
-                                           self.driver(dest))}.values():
-                share = getattr(drv, 'sharing_connections', None)
-                if share is not None:
-                    stack.enter_context(share())
+        with manager.sharing(self.driver(source), self.driver(dest)):
             return self._drain(source, dest, parallel, report)
 
     def _drain(self, source, dest, parallel, report):

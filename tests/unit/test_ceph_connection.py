@@ -181,3 +181,34 @@ def test_overlapping_blocks_keep_the_client_until_the_last_ends():
     assert ceph.connections == 1
     second.__exit__(None, None, None)
     assert ceph.connections == 0
+
+
+def test_drivers_sharing_together_use_one_client_per_cluster():
+    # A move's source and destination drivers, in one cluster: one
+    # client, closed when the block ends.
+    ceph = fx.make_ceph()
+    a, b = fx.make_driver(ceph), fx.make_driver(ceph, backend='other')
+    with a.sharing_connections(b, object()):  # not a driver: left alone
+        a.get_volume_stats(refresh=True)
+        b.get_volume_stats(refresh=True)
+        assert ceph.connections == 1
+    assert ceph.connections == 0
+
+
+def test_a_driver_already_sharing_keeps_its_clients_past_a_joint_block():
+    # A drain on b holds its own clients; a move's block joining a and b
+    # shares b's, and ending it shuts down nothing the drain still uses.
+    ceph = fx.make_ceph()
+    a, b = fx.make_driver(ceph), fx.make_driver(ceph, backend='other')
+    drain = b.sharing_connections()
+    drain.__enter__()
+    b.get_volume_stats(refresh=True)
+    with b.sharing_connections(a):
+        a.get_volume_stats(refresh=True)
+        assert ceph.connections == 1
+    assert ceph.connections == 1
+    b.get_volume_stats(refresh=True)
+    a.get_volume_stats(refresh=True)  # a's block ended: a client of its own
+    assert ceph.connections == 1
+    drain.__exit__(None, None, None)
+    assert ceph.connections == 0

@@ -720,10 +720,11 @@ def test_hosts_draining_one_source_walk_it_in_orders_of_their_own(
     assert a[0] != b[0] and a != b
 
 
-def test_a_drain_connects_once_per_driver_and_closes(svc, ceph,
-                                                    monkeypatch):
+def test_a_drain_connects_once_per_cluster_and_closes(svc, ceph,
+                                                     monkeypatch):
     # Each check and move connected anew: most of a small volume's
-    # cost.  A drain keeps one client per driver, and every check runs.
+    # cost.  A drain keeps one client per cluster (both backends are in
+    # one here), and every check runs.
     for _ in range(5):
         _volume(svc, ceph)
     svc.drivers['ceph-a'].get_volume_stats(refresh=True)
@@ -741,9 +742,27 @@ def test_a_drain_connects_once_per_driver_and_closes(svc, ceph,
                         lambda drv, vol: checks.append(vol.id) or in_use(
                             drv, vol))
     assert svc.drain('ceph-a', 'ceph-b', parallel=2) == 0
-    assert connects[0] == 2 and len(checks) == 5
+    assert connects[0] == 1 and len(checks) == 5
     assert ceph.connections == 0
     assert {v['backend'] for v in svc.list()} == {'ceph-b'}
+
+
+def test_a_migration_connects_once_per_cluster_and_closes(svc, ceph,
+                                                         monkeypatch):
+    # Its checks (in use?), the destination's stats and the move each
+    # connected: three clients for one cluster.
+    volume_id = _volume(svc, ceph).id
+    connects = []
+    check = ceph._check
+
+    def counted(name):
+        connects.extend([name] if name == 'connect' else [])
+        return check(name)
+
+    monkeypatch.setattr(ceph, '_check', counted)
+    svc.migrate(volume_id, 'ceph-b')
+    assert len(connects) == 1 and ceph.connections == 0
+    assert svc.db.get_volume(volume_id).backend == 'ceph-b'
 
 
 def test_adopt_records_existing_images_once(svc, ceph):

@@ -159,29 +159,45 @@ class RBDDriver(driver.VolumeDriver):
                                       shared=self._shared)
 
     @contextlib.contextmanager
-    def sharing_connections(self):
-        """Within this block, one client per cluster serves every call.
+    def sharing_connections(self, *others):
+        """Within this block, one client per cluster serves every call
+        of this driver, and of ``others`` that are drivers of this kind
+        (the rest are left as they are).
 
         For a drain's many moves (:meth:`rbdmig.migration.service.
-        Service.drain`): each check and move connected anew, which was
-        most of a small volume's cost.  Every check still runs; only
-        the connection is kept.  Blocks may overlap (two drains on one
-        driver): the clients are shut down when the last one ends.
+        Service.drain`) and for one move's checks and copy (its source
+        and destination drivers, most often of one cluster): each check
+        and move connected anew, a good part of a small volume's cost.
+        Every check still runs; only the connection is kept.  Blocks may
+        overlap (two drains on one driver): the clients are shut down
+        when the last block using them ends.  A driver already sharing
+        keeps its own clients.
         """
+        drivers = [self] + [d for d in others
+                            if isinstance(d, RBDDriver) and d is not self]
+        offered = None
+        with contextlib.ExitStack() as stack:
+            for drv in dict.fromkeys(drivers):
+                offered = drv._join_sharing(offered)
+                stack.callback(drv._leave_sharing)
+            yield
+
+    def _join_sharing(self, offered):
+        """Share ``offered`` (or a new one) unless already sharing; return
+        the :class:`connection.Shared` this driver now uses."""
         with self._sharing_lock:
             if self._shared is None:
-                self._shared = connection.Shared()
+                self._shared = offered or connection.Shared()
             self._sharers += 1
-        try:
-            yield
-        finally:
-            with self._sharing_lock:
-                self._sharers -= 1
-                shared = None
-                if not self._sharers:
-                    shared, self._shared = self._shared, None
-            if shared is not None:
-                shared.close()
+            return self._shared.hold()
+
+    def _leave_sharing(self):
+        with self._sharing_lock:
+            shared = self._shared
+            self._sharers -= 1
+            if not self._sharers:
+                self._shared = None
+        shared.release()
 
     def _connect(self, pool=None):
         """Connect to this backend's cluster; see ``Backend.connect``."""
