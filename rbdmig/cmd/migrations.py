@@ -123,7 +123,8 @@ def run(args, out=None):
     out = out or sys.stdout
     svc = context.load(args)
     if args.command == 'migrate':
-        return _migrate(svc, args, out)
+        with svc.sharing():  # its checks and move connect once per cluster
+            return _migrate(svc, args, out)
     if args.command == 'run-migration':
         svc.run(args.migration, args.method)
         return 0

@@ -245,7 +245,9 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
         counting objects: ``set_size(len(objects))`` first, then
         ``absolute_update(done)`` with the objects copied or skipped so
         far, from the calling thread, at most every 0.1 s and once at the
-        end (``done == len(objects)`` after a success).  Raising from it
+        end (``done == len(objects)`` after a success; tests that must
+        cancel at a known point make it each change of ``done``, with
+        ``_offload.set_report_interval(0)``).  Raising from it
         cancels the copy: no new op is issued, the ops in flight are
         waited for, and its exception propagates (objects already copied
         stay).  Ctrl-C (a signal handler raising) cancels the same way.

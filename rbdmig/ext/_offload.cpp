@@ -41,8 +41,55 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How often the calling thread reports progress to Python, at most.
+// How often the calling thread reports progress to Python, at most, and
+// looks for Ctrl-C (set_report_interval changes the first; 0 reports
+// each change, see Reports).
 constexpr auto kReportInterval = std::chrono::milliseconds(100);
+std::atomic<long long> g_report_interval_us{
+    std::chrono::microseconds(kReportInterval).count()};
+// With a report at each change: how often the calling thread looks.
+constexpr auto kChangePoll = std::chrono::milliseconds(10);
+
+// When the calling thread reports a copy's count done: once every
+// interval; or, with the interval set to 0 (tests that must cancel at
+// a known point, whatever the machine's speed), each time the count
+// changes, never before it is 1.
+class Reports {
+ public:
+  Reports()
+      : each_change_(g_report_interval_us.load() == 0),
+        interval_(each_change_ ? std::chrono::microseconds(kChangePoll)
+                               : std::chrono::microseconds(
+                                     g_report_interval_us.load())),
+        next_(Clock::now() + interval_) {}
+
+  bool each_change() const { return each_change_; }
+
+  // The longest the caller waits before asking due().
+  Clock::time_point until() const { return next_; }
+  std::chrono::microseconds wait() const { return interval_; }
+
+  // Whether to report ``done`` now.
+  bool due(uint64_t done) {
+    const auto now = Clock::now();
+    bool report;
+    if (each_change_) {
+      report = done != last_;
+      next_ = now + interval_;
+    } else {
+      report = now >= next_;
+      if (report) next_ = now + interval_;
+    }
+    if (report) last_ = done;
+    return report;
+  }
+
+ private:
+  const bool each_change_;
+  const std::chrono::microseconds interval_;
+  Clock::time_point next_;
+  uint64_t last_ = 0;
+};
 
 // How long a cancelled copy_image's connection stays blocklisted if
 // lifting the entry fails (see fence()).
@@ -684,20 +731,17 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
       ObjectCopier copier(src, dst, src_prefix, dst_prefix,
                           std::move(indexes), depth, object_size,
                           through_host_below);
-      auto next_report = Clock::now() + kReportInterval;
+      Reports reports;
       for (;;) {
         {
           NoGil nogil;
-          copier.step(next_report);
+          copier.step(reports.until());
           if (copier.finished()) copier.join();
         }
         if (copier.finished()) break;
-        if (Clock::now() >= next_report) {
-          if (!cancelled.set() &&
-              !report(progress, copier.done(), count, &cancelled)) {
-            copier.stop();  // in-flight ops are still waited for
-          }
-          next_report = Clock::now() + kReportInterval;
+        if (reports.due(copier.done()) && !cancelled.set() &&
+            !report(progress, copier.done(), count, &cancelled)) {
+          copier.stop();  // in-flight ops are still waited for
         }
       }
       copied = copier.copied();
@@ -1080,19 +1124,16 @@ PyObject* object_checksums(PyObject*, PyObject* args) {
     uint64_t failed;
     {
       ObjectHasher hasher(io, prefix, count, depth);
-      auto next_report = Clock::now() + kReportInterval;
+      Reports reports;
       for (;;) {
         {
           NoGil nogil;
-          hasher.step(next_report);
+          hasher.step(reports.until());
         }
         if (hasher.finished()) break;
-        if (Clock::now() >= next_report) {
-          if (!cancelled.set() &&
-              !report(progress, hasher.done(), count, &cancelled)) {
-            hasher.stop();
-          }
-          next_report = Clock::now() + kReportInterval;
+        if (reports.due(hasher.done()) && !cancelled.set() &&
+            !report(progress, hasher.done(), count, &cancelled)) {
+          hasher.stop();
         }
       }
       error = hasher.error();
@@ -1147,6 +1188,9 @@ int on_image_progress(uint64_t offset, uint64_t total, void* arg) {
     p->offset = offset;
     p->total = total;
   }
+  // Reporting each change (a test's cancel at a known point): wake the
+  // reporter now, not at its next look.
+  if (g_report_interval_us.load() == 0) p->cond.notify_all();
   return p->cancel.load() ? -ECANCELED : 0;
 }
 
@@ -1271,14 +1315,18 @@ PyObject* copy_image(PyObject*, PyObject* args) {
     Joiner joiner(worker);
     uint64_t reported[2] = {~0ULL, ~0ULL};
     std::string fenced;
+    const Reports reports;  // librbd's own progress is reported on change
     for (;;) {
       uint64_t offset, total;
       bool finished;
       {
         NoGil nogil;
         std::unique_lock<std::mutex> lock(prog.lock);
-        prog.cond.wait_for(lock, kReportInterval,
-                           [&] { return prog.finished; });
+        prog.cond.wait_for(lock, reports.wait(), [&] {
+          return prog.finished || (reports.each_change() &&
+                                   prog.total != 0 &&
+                                   prog.offset != reported[0]);
+        });
         finished = prog.finished;
         offset = prog.offset;
         total = prog.total;
@@ -1322,6 +1370,19 @@ PyObject* copy_image(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+PyObject* set_report_interval(PyObject*, PyObject* args) {
+  double seconds;
+  if (!PyArg_ParseTuple(args, "d", &seconds)) return nullptr;
+  if (!(seconds >= 0 && seconds <= 3600)) {
+    PyErr_SetString(PyExc_ValueError,
+                    "the report interval is 0 to 3600 seconds.");
+    return nullptr;
+  }
+  long long previous =
+      g_report_interval_us.exchange((long long)(seconds * 1e6));
+  return PyFloat_FromDouble(previous / 1e6);
+}
+
 PyObject* live_completions(PyObject*, PyObject*) {
   return PyLong_FromLong(g_live_completions.load());
 }
@@ -1341,6 +1402,10 @@ PyMethodDef kMethods[] = {
      "XXH64 of bytes, as the OSDs compute it; see rbdmig.ext.xxhash64."},
     {"live_completions", live_completions, METH_NOARGS,
      "librados completions not yet released (a test hook)."},
+    {"set_report_interval", set_report_interval, METH_VARARGS,
+     "set_report_interval(seconds) -> the previous one: how often a copy "
+     "reports progress, 0.1 s; 0 reports each change of its count (a "
+     "test hook: a cancel at a known point)."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -113,12 +113,18 @@ class Service(inventory.Inventory):
 
     def migrate(self, volume_id, dest_backend, force=False, method=None,
                 callback=progress.DEFAULT_CALLBACK):
-        """:meth:`request`, then :meth:`run`."""
-        # Its checks and move connect once per cluster (no client is
-        # connected before a driver calls it).
-        with manager.sharing(*self.drivers.values()):
+        """:meth:`request`, then :meth:`run`, connecting once per cluster
+        for both (:meth:`sharing`)."""
+        with self.sharing():
             migration = self.request(volume_id, dest_backend, force, method)
             return self.run(migration.id, method, callback)
+
+    def sharing(self):
+        """A block in which every driver that can keeps one client per
+        cluster: a migration's checks, the destination's stats and its
+        move connected each on its own.  No client connects before a
+        driver calls it."""
+        return manager.sharing(*self.drivers.values())
 
     def run(self, migration_id, method=None,
             callback=progress.DEFAULT_CALLBACK, resume=False):
@@ -133,6 +139,10 @@ class Service(inventory.Inventory):
         reason recorded, the volume's status restored, and the error
         raised.
         """
+        with self.sharing():
+            return self._run(migration_id, method, callback, resume)
+
+    def _run(self, migration_id, method, callback, resume):
         migration = self.db.get_migration(migration_id)
         record = self.db.get_volume(migration.volume_id)
         src = self.drivers[migration.source_backend]
@@ -220,9 +230,9 @@ class Service(inventory.Inventory):
         volume another host has moved, or is moving, is reported as such
         by the others, not as a failure.
 
-        Each driver that can (``sharing_connections``) keeps one
-        connection per cluster for the whole drain instead of one per
-        check and move; every check still runs for every volume.
+        The source's and the destination's drivers keep one client per
+        cluster (:func:`manager.sharing`) for the whole drain instead of
+        one per check and move; every check still runs for every volume.
 
         :returns: the number of volumes that did not move.
         """

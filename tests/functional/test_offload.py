@@ -65,7 +65,8 @@ def test_offload_copies_identically_and_as_thin(ceph_cluster, drivers,
 
 
 def test_a_cancel_mid_copy_leaves_the_source_alone(ceph_cluster, drivers,
-                                                   cleanup, monkeypatch):
+                                                   cleanup, monkeypatch,
+                                                   report_each_change):
     monkeypatch.setattr('rbdmig.native.POLL_INTERVAL', 0.001)
     volume, before = _volume(drivers, cleanup, extents=400)
 

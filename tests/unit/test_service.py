@@ -747,11 +747,16 @@ def test_a_drain_connects_once_per_cluster_and_closes(svc, ceph,
     assert {v['backend'] for v in svc.list()} == {'ceph-b'}
 
 
+@pytest.mark.parametrize('how', ['migrate', 'cli', 'run'])
 def test_a_migration_connects_once_per_cluster_and_closes(svc, ceph,
-                                                         monkeypatch):
+                                                         monkeypatch, how):
     # Its checks (in use?), the destination's stats and the move each
-    # connected: three clients for one cluster.
+    # connected: three clients for one cluster.  ``cli`` is what
+    # ``rbdmig migrate`` does; ``run`` what ``run-migration`` does, the
+    # request made before (by another process).
     volume_id = _volume(svc, ceph).id
+    if how == 'run':
+        claimed = svc.request(volume_id, 'ceph-b')
     connects = []
     check = ceph._check
 
@@ -760,7 +765,13 @@ def test_a_migration_connects_once_per_cluster_and_closes(svc, ceph,
         return check(name)
 
     monkeypatch.setattr(ceph, '_check', counted)
-    svc.migrate(volume_id, 'ceph-b')
+    if how == 'migrate':
+        svc.migrate(volume_id, 'ceph-b')
+    elif how == 'cli':
+        with svc.sharing():
+            svc.run(svc.request(volume_id, 'ceph-b').id)
+    else:
+        svc.run(claimed.id)
     assert len(connects) == 1 and ceph.connections == 0
     assert svc.db.get_volume(volume_id).backend == 'ceph-b'
 
