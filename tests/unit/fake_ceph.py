@@ -87,6 +87,7 @@ class Ceph(object):
         self.rados = self._rados_module()
         self.rbd = self._rbd_module()
         self.connections = 0  # open connections, to prove none leak
+        self.connects = 0  # connections ever made, to count what a call costs
         self.conf = {}  # what clients set with conf_set
         self._aio_failures = {}  # call name -> [calls left, return value]
         self.aio_in_flight = 0  # requests issued and not yet completed
@@ -448,6 +449,7 @@ class Ceph(object):
                 ceph._check('connect')
                 self.connected = True
                 ceph.connections += 1
+                ceph.connects += 1
 
             def shutdown(self):
                 if self.connected:
