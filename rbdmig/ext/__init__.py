@@ -154,6 +154,8 @@ class ObjectCopyResult(typing.NamedTuple):
     missing: tuple = ()  # their numbers, in ascending order
     through_host: int = 0  # of those copied, the ones read and written here
     host_bytes: int = 0  # the bytes of data they held
+    punched: int = 0  # of those copied whole, the ones whose holes were zeroed
+    punched_bytes: int = 0  # the bytes of those holes
 
 
 def _reporter(callback):
@@ -185,7 +187,7 @@ def _object_numbers(objects):
 def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
                  objects, *, queue_depth=16, src_namespace='',
                  dst_namespace='', object_size=None, through_host_below=0,
-                 callback=progress.DEFAULT_CALLBACK):
+                 keep_holes=False, callback=progress.DEFAULT_CALLBACK):
     """Copy RADOS objects between pools inside the OSDs (``copy_from``).
 
     For each ``index`` in ``objects``, object
@@ -207,18 +209,26 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
     (:func:`rbdmig.ceph.data_objects.mark_existing`) before reading it.
 
     ``copy_from`` copies an object whole: a hole inside it is read as
-    zeros and written, so it costs what data would.  With
-    ``through_host_below``, the extension first asks each object's
-    extents (``mapext``: its OSD answers from allocation metadata, no data
-    is read; up to 8 threads of the extension's own, a bounded way ahead
-    of the copies), and an object holding fewer bytes of data than that
-    is copied through this host instead, its data only, as librbd's own
-    copies do: one read op (``stat`` and ``sparse_read``), then one write
-    op writing each extent where it was and giving the object the
-    source's size; holes stay holes.  Xattrs and omap are not carried
-    that way (RBD data objects have none).  An object whose OSD does not
-    say its extents (``mapext`` fails: EOPNOTSUPP on an erasure-coded
-    pool) is copied whole.
+    zeros and written, so it costs what data would, and the copy takes
+    room for it (bluestore stores the zeros).  With
+    ``through_host_below`` or ``keep_holes``, the extension first asks
+    each object's extents (``mapext``: its OSD answers from allocation
+    metadata, no data is read; up to 8 threads of the extension's own, a
+    bounded way ahead of the copies), and an object holding fewer bytes
+    of data than ``through_host_below`` is copied through this host
+    instead, its data only, as librbd's own copies do: one read op
+    (``stat`` and ``sparse_read``), then one write op writing each extent
+    where it was and giving the object the source's size; holes stay
+    holes.  Xattrs and omap are not carried
+    that way (RBD data objects have none).  With ``keep_holes``, an
+    object copied whole whose extents leave holes below its last byte of
+    data gets one more op, zeroing each hole (an object that must still
+    exist): no byte changes, and its OSD frees the room the zeros took,
+    so the copy takes the room the source does (past the last byte of
+    data, up to an object's size, a hole stays written: librbd's writes
+    never leave one there).  An object whose OSD does not say its
+    extents (``mapext`` fails: EOPNOTSUPP on an erasure-coded pool) is
+    copied whole, holes and all.
 
     Blocks the calling thread until every op has completed; the GIL is
     released meanwhile, so other Python threads run.  At most
@@ -241,6 +251,9 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
     :param through_host_below: bytes of data (1 to ``object_size``) under
         which an object is copied through this host; 0 (the default)
         copies every object by ``copy_from``, nothing crossing this host.
+    :param keep_holes: zero the holes of the objects copied whole (needs
+        ``object_size``); off by default, every ``copy_from`` writing its
+        object's holes as zeros.
     :param callback: a :class:`rbdmig.migration.progress.Callback`,
         counting objects: ``set_size(len(objects))`` first, then
         ``absolute_update(done)`` with the objects copied or skipped so
@@ -252,7 +265,8 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
         waited for, and its exception propagates (objects already copied
         stay).  Ctrl-C (a signal handler raising) cancels the same way.
     :returns: an :class:`ObjectCopyResult`, naming the numbers skipped
-        and counting the objects and bytes copied through this host.
+        and counting the objects and bytes copied through this host, and
+        the objects and bytes of holes zeroed.
     :raises TypeError, ValueError: for a wrong argument, before any I/O.
     :raises OffloadUnavailable: if :func:`available` is False.
     :raises OSError: with the errno, if connecting (ETIMEDOUT past
@@ -274,18 +288,22 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
     numbers = _object_numbers(objects)
     _check_int('queue_depth', queue_depth, 1, MAX_QUEUE_DEPTH)
     _check_int('object_size', object_size, 1 << _MIN_ORDER,
-               1 << _MAX_ORDER, none=not through_host_below)
+               1 << _MAX_ORDER, none=not (through_host_below or keep_holes))
     _check_int('through_host_below', through_host_below, 0,
                object_size or 0)
+    if not isinstance(keep_holes, bool):
+        raise TypeError('keep_holes must be a bool, not '
+                        f'{type(keep_holes).__name__}.')
     _check_callback(callback)
     module = _require()
     callback.set_size(len(numbers))
-    copied, skipped, missing, through_host, host_bytes = module.copy_objects(
+    (copied, skipped, missing, through_host, host_bytes, punched,
+     punched_bytes) = module.copy_objects(
         cluster._args(), src_pool, src_namespace, src_prefix, dst_pool,
         dst_namespace, dst_prefix, numbers, queue_depth, object_size or 0,
-        through_host_below, _reporter(callback))
+        through_host_below, keep_holes, _reporter(callback))
     return ObjectCopyResult(copied, skipped, tuple(sorted(missing)),
-                            through_host, host_bytes)
+                            through_host, host_bytes, punched, punched_bytes)
 
 
 def object_numbers(cluster, pool, prefix, *, namespace=''):

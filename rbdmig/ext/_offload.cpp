@@ -292,18 +292,25 @@ constexpr size_t kProbedAhead = 4;
 // By default every object is copied whole by one copy_from op: the
 // destination's OSD reads it from the source's and nothing crosses this
 // host, but a hole inside the object costs what data would (copy_from
-// reads it as zeros and writes them).  With `through_host_below` > 0,
-// threads of its own first ask each object's extents (mapext: the OSD
-// answers from its allocation metadata and reads no data), and an object
-// holding less data than that is copied through this host, its data
-// only, as librbd's own copies do: one read op (stat + sparse_read), then
-// one write op writing each extent and setting the object's size.  An
-// object whose extents its OSD does not say (mapext fails: EOPNOTSUPP on
-// an erasure-coded pool) is copied whole.  Memory: up to `depth` objects'
-// data.
+// reads it as zeros and writes them, and the copy takes room for them).
+// With `through_host_below` > 0 or `keep_holes`, threads of its own first
+// ask each object's extents (mapext: the OSD answers from its allocation
+// metadata and reads no data).  An object holding less data than
+// `through_host_below` is copied through this host, its data only, as
+// librbd's own copies do: one read op (stat + sparse_read), then one
+// write op writing each extent and setting the object's size.  With
+// `keep_holes`, an object copied whole whose extents leave holes below
+// its last byte of data gets a second op zeroing each hole (the OSD
+// frees the room the zeros took): the copy takes the room the source
+// does.  An object whose extents its OSD does not say (mapext fails:
+// EOPNOTSUPP on an erasure-coded pool) is copied whole, holes and all.
+// Memory: up to `depth` objects' data.
 class ObjectCopier {
  public:
-  enum class Stage { kCopy, kRead, kWrite };
+  enum class Stage { kCopy, kRead, kWrite, kPunch };
+
+  // A range of an object: offset, length.
+  using Holes = std::vector<std::pair<uint64_t, uint64_t>>;
 
   struct Slot {
     ObjectCopier* owner;
@@ -315,27 +322,31 @@ class ObjectCopier {
     int stat_rval, read_rval;
     std::map<uint64_t, uint64_t> extents;
     librados::bufferlist data, unused;
+    Holes holes;  // to zero once copied whole (keep_holes)
   };
 
-  // What a prober learnt of one object: mapext's result, and its bytes
-  // of data (the extents' lengths summed).
+  // What a prober learnt of one object: mapext's result, its bytes of
+  // data (the extents' lengths summed) and the holes between them.
   struct Probe {
     uint64_t index;
     int r;
     uint64_t data;
+    Holes holes;
   };
 
   ObjectCopier(librados::IoCtx& src, librados::IoCtx& dst,
                std::string src_prefix, std::string dst_prefix,
                std::vector<uint64_t> indexes, unsigned depth,
-               uint64_t object_size, uint64_t through_host_below)
+               uint64_t object_size, uint64_t through_host_below,
+               bool keep_holes)
       : src_(src), dst_(dst), src_prefix_(std::move(src_prefix)),
         dst_prefix_(std::move(dst_prefix)), indexes_(std::move(indexes)),
         count_(indexes_.size()), object_size_(object_size),
-        through_host_below_(through_host_below), slots_(depth) {
+        through_host_below_(through_host_below), keep_holes_(keep_holes),
+        slots_(depth) {
     for (auto& slot : slots_) free_.push_back(&slot);
     finished_.reserve(depth);  // the callback never allocates
-    if (through_host_below_ > 0) {
+    if (probing()) {
       unsigned probers = std::min<uint64_t>({depth, kMaxProbers, count_});
       try {
         for (unsigned i = 0; i < probers; ++i) {
@@ -401,6 +412,9 @@ class ObjectCopier {
   uint64_t skipped() const { return skipped_; }
   // Objects copied through this host, and the bytes of data they held.
   uint64_t through_host() const { return through_host_; }
+  // Objects copied whole whose holes were zeroed after, and their bytes.
+  uint64_t punched() const { return punched_; }
+  uint64_t punched_bytes() const { return punched_bytes_; }
   uint64_t host_bytes() const { return host_bytes_; }
   // The object numbers skipped (no source object), in completion order.
   const std::vector<uint64_t>& missing() const { return missing_; }
@@ -414,8 +428,10 @@ class ObjectCopier {
     return stopped_;
   }
 
+  bool probing() const { return through_host_below_ > 0 || keep_holes_; }
+
   bool awaiting_probes() const {
-    return through_host_below_ > 0 && taken_ < count_ && !is_stopped();
+    return probing() && taken_ < count_ && !is_stopped();
   }
 
   // A prober thread: mapext each object in turn, a bounded way ahead.
@@ -433,10 +449,17 @@ class ObjectCopier {
       std::map<uint64_t, uint64_t> extents;
       int r = src_.mapext(object_name(src_prefix_, indexes_[i]), 0,
                           object_size_, extents);
-      uint64_t data = 0;
-      for (const auto& extent : extents) data += extent.second;
+      uint64_t data = 0, end = 0;
+      Holes holes;
+      for (const auto& [offset, length] : extents) {
+        if (offset > end) holes.emplace_back(end, offset - end);
+        data += length;
+        end = std::max(end, offset + length);
+      }
+      if (r < 0) holes.clear();
       std::lock_guard<std::mutex> lock(lock_);
-      probed_.push_back(Probe{indexes_[i], r < 0 ? r : 0, data});
+      probed_.push_back(
+          Probe{indexes_[i], r < 0 ? r : 0, data, std::move(holes)});
       cond_.notify_one();
     }
   }
@@ -453,16 +476,16 @@ class ObjectCopier {
   // Takes the next objects (probed, when probing) while a slot is free.
   void issue_ready() {
     while (!free_.empty() && taken_ < count_) {
-      Probe probe{0, 0, 0};
+      Probe probe{0, 0, 0, {}};
       {
         std::lock_guard<std::mutex> lock(lock_);
         if (stopped_) return;
-        if (through_host_below_ == 0) {
+        if (!probing()) {
           probe.index = indexes_[taken_];
         } else if (probed_.empty()) {
           return;
         } else {
-          probe = probed_.front();
+          probe = std::move(probed_.front());
           probed_.pop_front();
           room_.notify_one();
         }
@@ -472,7 +495,7 @@ class ObjectCopier {
     }
   }
 
-  void start(const Probe& probe) {
+  void start(Probe& probe) {
     if (probe.r == -ENOENT) {
       ++skipped_;  // no source object: keep the destination thin
       missing_.push_back(probe.index);
@@ -486,7 +509,9 @@ class ObjectCopier {
     // pool): copy_from copies the object whole, or says what is wrong.
     bool whole = probe.r < 0 || probe.data >= through_host_below_;
     slot->stage = whole ? Stage::kCopy : Stage::kRead;
+    slot->holes.clear();
     if (whole) {
+      if (keep_holes_) slot->holes.swap(probe.holes);
       librados::ObjectWriteOperation op;
       op.copy_from(object_name(src_prefix_, slot->index), src_, 0, 0);
       send(slot, &op);
@@ -539,7 +564,11 @@ class ObjectCopier {
         r = -EFBIG;  // data past what was read: never an RBD object
       }
     }
-    if (slot->stage != Stage::kRead || r < 0) {
+    if (slot->stage == Stage::kCopy && r >= 0 && !slot->holes.empty() &&
+        !is_stopped()) {
+      release(slot);
+      punch(slot);
+    } else if (slot->stage != Stage::kRead || r < 0) {
       record(slot, r);
     } else if (is_stopped()) {
       release(slot);  // read, but not to be written any more
@@ -576,6 +605,23 @@ class ObjectCopier {
     send(slot, &op);
   }
 
+  // Zeroes the holes of an object copied whole: they read as zeros
+  // already, so no byte changes, but the OSD frees the room copy_from
+  // took for them.  The object must still be there.
+  void punch(Slot* slot) {
+    librados::ObjectWriteOperation op;
+    op.assert_exists();
+    uint64_t bytes = 0;
+    for (const auto& [offset, length] : slot->holes) {
+      op.zero(offset, length);
+      bytes += length;
+    }
+    slot->holes.clear();
+    slot->stage = Stage::kPunch;
+    punched_bytes_ += bytes;
+    send(slot, &op);
+  }
+
   // The slot's op is over: its completion released, not in flight.
   void release(Slot* slot) {
     slot->completion->release();
@@ -591,7 +637,9 @@ class ObjectCopier {
     if (r >= 0) {
       ++copied_;
       if (slot->stage == Stage::kWrite) ++through_host_;
-    } else if (r == -ENOENT && slot->stage != Stage::kWrite) {
+      if (slot->stage == Stage::kPunch) ++punched_;
+    } else if (r == -ENOENT && (slot->stage == Stage::kCopy ||
+                                slot->stage == Stage::kRead)) {
       ++skipped_;  // no source object: keep the destination thin
       missing_.push_back(slot->index);
     } else {
@@ -612,11 +660,13 @@ class ObjectCopier {
   const std::string src_prefix_, dst_prefix_;
   const std::vector<uint64_t> indexes_;
   const uint64_t count_, object_size_, through_host_below_;
+  const bool keep_holes_;
   std::vector<Slot> slots_;
   std::vector<Slot*> free_;
   std::vector<uint64_t> missing_;
   uint64_t taken_ = 0, in_flight_ = 0, copied_ = 0, skipped_ = 0;
   uint64_t through_host_ = 0, host_bytes_ = 0;
+  uint64_t punched_ = 0, punched_bytes_ = 0;
   uint64_t failed_index_ = 0;
   int error_ = 0;
   std::vector<std::thread> probers_;
@@ -691,10 +741,11 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
   std::vector<uint64_t> indexes;
   unsigned int depth;
   unsigned long long object_size, through_host_below;
-  if (!PyArg_ParseTuple(args, "OOssOssOIKKO", &conn_args, &src_arg, &src_ns,
-                        &src_prefix, &dst_arg, &dst_ns, &dst_prefix,
-                        &indexes_arg, &depth, &object_size,
-                        &through_host_below, &progress) ||
+  int keep_holes;
+  if (!PyArg_ParseTuple(args, "OOssOssOIKKpO", &conn_args, &src_arg,
+                        &src_ns, &src_prefix, &dst_arg, &dst_ns,
+                        &dst_prefix, &indexes_arg, &depth, &object_size,
+                        &through_host_below, &keep_holes, &progress) ||
       !parse_conn(conn_args, &conn) || !parse_pool(src_arg, &src_pool) ||
       !parse_pool(dst_arg, &dst_pool) ||
       !parse_indexes(indexes_arg, &indexes)) {
@@ -709,9 +760,14 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
                     "through_host_below must not exceed object_size.");
     return nullptr;
   }
+  if (keep_holes && object_size == 0) {
+    PyErr_SetString(PyExc_ValueError, "keep_holes needs the object_size.");
+    return nullptr;
+  }
   const uint64_t count = indexes.size();
   PendingError cancelled;
   uint64_t copied = 0, skipped = 0, through_host = 0, host_bytes = 0;
+  uint64_t punched = 0, punched_bytes = 0;
   std::vector<uint64_t> missing;
   try {
     ClusterPtr cluster;
@@ -730,7 +786,7 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
     {
       ObjectCopier copier(src, dst, src_prefix, dst_prefix,
                           std::move(indexes), depth, object_size,
-                          through_host_below);
+                          through_host_below, keep_holes != 0);
       Reports reports;
       for (;;) {
         {
@@ -748,6 +804,8 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
       skipped = copier.skipped();
       through_host = copier.through_host();
       host_bytes = copier.host_bytes();
+      punched = copier.punched();
+      punched_bytes = copier.punched_bytes();
       missing = copier.missing();
       error = copier.error();
       failed = copier.failed_index();
@@ -770,10 +828,12 @@ PyObject* copy_objects(PyObject*, PyObject* args) {
   }
   PyObject* missing_list = to_list(missing);
   if (missing_list == nullptr) return nullptr;
-  return Py_BuildValue("(KKNKK)", (unsigned long long)copied,
+  return Py_BuildValue("(KKNKKKK)", (unsigned long long)copied,
                        (unsigned long long)skipped, missing_list,
                        (unsigned long long)through_host,
-                       (unsigned long long)host_bytes);
+                       (unsigned long long)host_bytes,
+                       (unsigned long long)punched,
+                       (unsigned long long)punched_bytes);
 }
 
 // ---- object_numbers ------------------------------------------------------

@@ -26,6 +26,7 @@ import os
 
 import pytest
 from oslo_utils import strutils
+from oslo_utils import units
 
 from rbdmig import sandbox
 from tests import pg_server
@@ -93,6 +94,16 @@ def ceph_cluster2(cluster_registry, tmp_path_factory):
     return cluster_registry.start(tmp_path_factory.mktemp('other'),
                                   name='other', backend_prefix='other',
                                   **sandbox_settings())
+
+
+@pytest.fixture(scope='session')
+def bluestore_cluster(cluster_registry, tmp_path_factory):
+    """A one-OSD bluestore cluster (backends blue-a, blue-b): where what
+    the OSD stores, holes included, is what a deployment's would."""
+    return cluster_registry.start(tmp_path_factory.mktemp('blue'),
+                                  name='blue', backend_prefix='blue',
+                                  objectstore='bluestore',
+                                  osd_bytes=3 * units.Gi)
 
 
 @pytest.fixture(scope='session')

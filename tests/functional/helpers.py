@@ -2,8 +2,10 @@
 
 import functools
 import hashlib
+import json
 import os
 import random
+import time
 
 import rbd
 
@@ -109,6 +111,24 @@ def allocated_bytes(cluster, pool, name):
             ioctx.close()
     finally:
         client.shutdown()
+
+
+def pool_stored(cluster, pool, timeout=60):
+    """The bytes ``pool``'s objects take in the OSDs' stores (``ceph
+    df``'s ``stored``: with bluestore, written data, holes not counted),
+    once every OSD has reported what it holds now."""
+    osds = ['osd.%d' % n for n in range(cluster.osd_count)]
+    wanted = {osd: int(cluster.ceph('tell', osd, 'flush_pg_stats'))
+              for osd in osds}
+    deadline = time.monotonic() + timeout
+    while any(int(cluster.ceph('osd', 'last-stat-seq', osd)) < seq
+              for osd, seq in wanted.items()):
+        if time.monotonic() > deadline:
+            raise TimeoutError('the OSDs did not report their stats')
+        time.sleep(0.2)
+    found = json.loads(cluster.ceph('df', '--format', 'json'))
+    return next(p['stats']['stored'] for p in found['pools']
+                if p['name'] == pool)
 
 
 def host_of(drv):

@@ -308,3 +308,55 @@ def test_partly_written_objects_go_through_the_host_when_asked(
             in caplog.text)
     assert _layout(client, 'volumes-b', volume.name) == (extents, sha)
     ceph_cluster.rbd('object-map', 'check', 'volumes-b/' + volume.name)
+
+
+@pytest.mark.parametrize('share', [0, 0.5])
+def test_the_copy_takes_the_room_the_source_does_on_bluestore(
+        bluestore_cluster, cleanup, caplog, share):
+    """Bluestore stores the zeros ``copy_from`` writes for an object's
+    holes: a volume of partly written objects would take the room of full
+    ones in its new pool.  The OSDs of a one-OSD bluestore cluster hold
+    16 objects with 64 KiB of data at their end and 16 with 1 MiB, a
+    1 MiB hole, then 2 MiB: 49 MiB of data in 128 MiB of objects.  At
+    share 0 every object is copied by the OSDs and its holes zeroed
+    after; at the default, half an object, the sparse ones go through the
+    host, data only, and the dense ones by the OSDs, holes zeroed.
+    Either way the new pool stores what the old one did, byte for byte,
+    the data reads the same, and the object map checks out."""
+    caplog.set_level(logging.INFO, logger='rbdmig')
+    drivers = helpers.load_drivers(bluestore_cluster, **{'blue-a': {
+        'rbd_migration_method': 'offload',
+        'rbd_offload_through_host_below': share}})
+    volume = objects.Volume(size=1)
+    for name in ('blue-a', 'blue-b'):
+        cleanup.add('delete', drivers[name].delete_volume, volume)
+    client = bluestore_cluster.connect()
+    cleanup.add('shutdown', client.shutdown)
+    ioctx = client.open_ioctx('volumes-a')
+    try:
+        rbd.RBD().create(ioctx, volume.name, 1 << 30)
+        with rbd.Image(ioctx, volume.name) as image:
+            for number in range(16):
+                image.write(os.urandom(64 << 10), (number + 1) * 4 * MiB -
+                            (64 << 10))
+            for number in range(16, 32):
+                image.write(os.urandom(MiB), number * 4 * MiB)
+                image.write(os.urandom(2 * MiB), number * 4 * MiB + 2 * MiB)
+    finally:
+        ioctx.close()
+    extents, sha = _layout(client, 'volumes-a', volume.name)
+    stored = helpers.pool_stored(bluestore_cluster, 'volumes-a')
+    assert 49 * MiB <= stored < 50 * MiB  # data, not objects' length
+
+    assert drivers['blue-a'].migrate_volume(
+        None, volume, helpers.host_of(drivers['blue-b'])) == (True, None)
+
+    assert 'to pool volumes-b by offload' in caplog.text
+    punched = 32 if share == 0 else 16
+    assert ('%d of the objects of %s copied by the OSDs had holes'
+            % (punched, volume.name)) in caplog.text
+    assert (('16 of the 32 objects of %s held little data' % volume.name)
+            in caplog.text) == (share > 0)
+    assert _layout(client, 'volumes-b', volume.name) == (extents, sha)
+    assert helpers.pool_stored(bluestore_cluster, 'volumes-b') == stored
+    bluestore_cluster.rbd('object-map', 'check', 'volumes-b/' + volume.name)

@@ -411,6 +411,41 @@ def test_without_a_threshold_every_object_is_copied_whole(client, spec):
         _remove_objects(client[DST], dst)
 
 
+def test_keep_holes_zeroes_the_holes_of_objects_copied_whole(
+        bluestore_cluster):
+    """On bluestore (whose mapext says only where data is), the objects
+    copied whole by copy_from get their holes below their last byte of
+    data zeroed: object 2's 512 KiB between its two pieces, nothing of
+    the others (object 0's hole runs to its end; object 1 is full;
+    object 3 is empty).  Every object reads as its source: size and
+    bytes."""
+    spec = ext.ClusterSpec(bluestore_cluster.conf_path,
+                           keyring_path=bluestore_cluster.admin_keyring_path,
+                           client_mount_timeout=10, rados_mon_op_timeout=10,
+                           rados_osd_op_timeout=10)
+    conn = bluestore_cluster.connect()
+    src_io, dst_io = conn.open_ioctx(SRC), conn.open_ioctx(DST)
+    src, dst = _name('holes-src'), _name('holes-dst')
+    try:
+        made = _sparse_objects(src_io, src)
+        result = ext.copy_objects(spec, SRC, src, DST, dst, range(5),
+                                  object_size=4 * MiB, keep_holes=True)
+
+        assert result == ext.ObjectCopyResult(
+            copied=4, skipped=1, missing=(4,), punched=1,
+            punched_bytes=512 * 1024)
+        for number, (size, data) in made.items():
+            key = '%s.%016x' % (dst, number)
+            assert dst_io.stat(key)[0] == size
+            assert (dst_io.read(key, size) if size else b'') == data
+    finally:
+        _remove_objects(src_io, src)
+        _remove_objects(dst_io, dst)
+        src_io.close()
+        dst_io.close()
+        conn.shutdown()
+
+
 @pytest.mark.parametrize('below', [0, 1 << 20, 4 << 20])
 def test_a_threshold_needs_an_object_size_it_fits(spec, below):
     with pytest.raises((TypeError, ValueError), match='object_size|'

@@ -30,6 +30,7 @@ class Extension(object):
     :ivar checksummed: ``(conf path, pool)`` of each object_checksums.
     :ivar copied: the object numbers each copy_objects was given.
     :ivar through_host_below: what each copy_objects was given as that.
+    :ivar keep_holes: likewise.
     """
 
     def __init__(self, ceph):
@@ -39,6 +40,7 @@ class Extension(object):
         self.checksummed = []
         self.copied = []
         self.through_host_below = []
+        self.keep_holes = []
 
     def _cluster(self, conn):
         try:
@@ -87,13 +89,15 @@ class Extension(object):
 
     def copy_objects(self, conn, src_pool, src_ns, src_prefix, dst_pool,
                      dst_ns, dst_prefix, numbers, depth, object_size,
-                     through_host_below, progress):
-        """copy_from each object whole (a hole in it written as zeros), or
-        one holding fewer bytes than ``through_host_below`` (its blocks
-        held, as bluestore's mapext counts them) through the host: its
-        blocks only, holes kept."""
+                     through_host_below, keep_holes, progress):
+        """copy_from each object whole (a hole in it written as zeros,
+        then zeroed again with ``keep_holes``: a hole), or one holding
+        fewer bytes than ``through_host_below`` (its blocks held, as
+        bluestore's mapext counts them) through the host: its blocks
+        only, holes kept."""
         self.calls.append('copy_objects')
         self.through_host_below.append(through_host_below)
+        self.keep_holes.append(keep_holes)
         self.ceph._check('copy_objects')
         view = memoryview(numbers)  # TypeError for no buffer, as there
         if view.format != 'Q':
@@ -105,7 +109,7 @@ class Extension(object):
         src_pool = self._pool(cluster, src_pool)
         dst_pool = self._pool(cluster, dst_pool)
         dst = self.ceph.data_objects(cluster, dst_pool, dst_prefix)
-        copied, missing, host, host_bytes = 0, [], 0, 0
+        copied, missing, host, host_bytes, punched, holes = 0, [], 0, 0, 0, 0
         for index in numbers:
             found = self._object(cluster, src_pool, src_prefix, index)
             if found is None:
@@ -118,6 +122,11 @@ class Extension(object):
                     through_host_below):
                 host += 1
                 host_bytes += sum(len(piece) for piece in held.values())
+                data = held
+            elif keep_holes:
+                gaps = max(held, default=-1) + 1 - len(held)
+                punched += bool(gaps)
+                holes += gaps * fake_ceph.BLOCK
                 data = held
             data = (dict(sorted(data.items())) if isinstance(data, dict)
                     else _blocks(data))  # {block number: its data}
@@ -136,7 +145,8 @@ class Extension(object):
                 if chunk:
                     dst.blocks[blocks.start + n] = chunk
         progress(len(numbers), len(numbers))
-        return copied, len(missing), missing, host, host_bytes
+        return (copied, len(missing), missing, host, host_bytes, punched,
+                holes)
 
     def _held(self, cluster, pool, prefix, index, data):
         """``{block number in the object: data}`` of the blocks it holds."""

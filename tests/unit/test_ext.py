@@ -101,6 +101,10 @@ def test_cluster_spec_defaults_let_librados_decide():
     ({'queue_depth': ext.MAX_QUEUE_DEPTH + 1}, ValueError, 'queue_depth'),
     ({'src_namespace': None}, TypeError, 'src_namespace must be a str'),
     ({'callback': print}, TypeError, 'callback must be an rbdmig'),
+    ({'keep_holes': 1, 'object_size': 4096}, TypeError,
+     'keep_holes must be a bool, not int.'),
+    ({'keep_holes': True}, TypeError, 'object_size must be an int, not '
+     'NoneType.'),
 ])
 def test_copy_objects_validates_before_anything_else(disabled, kwargs,
                                                      error, match):

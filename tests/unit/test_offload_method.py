@@ -89,17 +89,19 @@ def _blocks_of(image, number):
                   if first <= i < first + OBJECT // 4096)
 
 
-@pytest.mark.parametrize('share, below, sparse', [
-    (None, 0, list(range(769))),  # the default: every object whole,
-                                  # holes as zeros
-    (0.5, 2 * MiB, [0, 768]),     # below half an object: its data only
+@pytest.mark.parametrize('share, below, through_host, punched', [
+    (None, 2 * MiB, 2, 0),  # the default, half an object: as 0.5
+    (0, 0, 0, 1),           # every object whole, object 0's hole zeroed
+    (0.5, 2 * MiB, 2, 0),   # below half an object: its data only
+    (1, OBJECT, 3, 0),      # every object not full through the host
 ])
-def test_objects_holding_little_data_are_copied_without_their_holes(
-        ceph, osd, caplog, share, below, sparse):
-    """Below half an object, objects 0 (8 KiB of data over 3 MiB) and 2
-    (a byte) go through the host, their data only: the copy holds
-    exactly the source's blocks; object 1 (3 MiB of data) is copied
-    whole by the OSDs.  By default every object is copied whole."""
+def test_objects_are_copied_without_their_holes(
+        ceph, osd, caplog, share, below, through_host, punched):
+    """Object 0 holds 8 KiB of data over 3 MiB, object 1 3 MiB from its
+    start, object 2 a byte.  Below the share, an object goes through the
+    host, its data only; above it, the OSDs copy it whole and its holes
+    (object 0's, at share 0) are zeroed after: at every share the copy
+    holds exactly the source's blocks, and reads the same."""
     opts = {} if share is None else {'rbd_offload_through_host_below': share}
     src, dst = _pair(ceph, 'extents', **opts)
     dense = os.urandom(3 * MiB)
@@ -111,8 +113,9 @@ def test_objects_holding_little_data_are_copied_without_their_holes(
             True, None)
 
     assert osd.through_host_below == [below]
+    assert osd.keep_holes == [True]
     moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
-    assert _blocks_of(moved, 0) == sparse
+    assert _blocks_of(moved, 0) == [0, 768]
     assert _blocks_of(moved, 1) == list(range(768))
     assert _blocks_of(moved, 2) == [0]
     assert moved.object_map == {0, 1, 2}
@@ -121,8 +124,12 @@ def test_objects_holding_little_data_are_copied_without_their_holes(
         + bytes(OBJECT - 3 * MiB - 4096))
     assert _read(ceph, 'ssd', volume.name, OBJECT, 3 * MiB) == dense
     assert _read(ceph, 'ssd', volume.name, 2 * OBJECT, 6) == bytes(5) + b'x'
-    said = '2 of the 3 objects of %s held little data' % volume.name
-    assert (said in caplog.text) == bool(below)
+    said = '%d of the 3 objects of %s held little data' % (through_host,
+                                                            volume.name)
+    assert (said in caplog.text) == bool(through_host)
+    said = ('1 of the objects of %s copied by the OSDs had holes; their '
+            '3.0 MiB of zeros were freed' % volume.name)
+    assert (said in caplog.text) == bool(punched)
 
 
 @pytest.mark.parametrize('verify', ['none', 'extents', 'osd_checksum'])

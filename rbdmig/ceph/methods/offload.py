@@ -104,7 +104,7 @@ class OffloadMethod(base.Method):
             dst_prefix, numbers, queue_depth=self.queue_depth,
             object_size=object_size,
             through_host_below=self.through_host_below(object_size),
-            callback=counter), relay)
+            keep_holes=True, callback=counter), relay)
         if result.through_host:
             LOG.info('%(host)d of the %(copied)d objects of %(name)s held '
                      'little data and were copied through this host, their '
@@ -112,6 +112,12 @@ class OffloadMethod(base.Method):
                      {'host': result.through_host, 'copied': result.copied,
                       'name': move.name,
                       'mib': result.host_bytes / (1 << 20)})
+        if result.punched:
+            LOG.info('%(punched)d of the objects of %(name)s copied by the '
+                     'OSDs had holes; their %(mib).1f MiB of zeros were '
+                     'freed, as the source holds none.',
+                     {'punched': result.punched, 'name': move.name,
+                      'mib': result.punched_bytes / (1 << 20)})
         if object_map:
             written = sorted(set(numbers) - set(result.missing))
             native.call(data_objects.mark_existing, move.dst_ioctx, dst_id,
