@@ -44,21 +44,20 @@ MIGRATION_OPTS = [
                help='The size in bytes of each read and write of the '
                     '``extents`` migration method (see '
                     '``rbd_migration_queue_depth``).'),
-    cfg.FloatOpt('rbd_offload_through_host_below', default=0.5, min=0.0,
+    cfg.FloatOpt('rbd_offload_through_host_below', default=0.0, min=0.0,
                  max=1.0,
                  help='The ``offload`` method copies an object whose data '
                       'fills less than this share of it through this '
                       'host, its data only (as librbd\'s own copies do), '
                       'and a denser one whole inside the OSDs '
-                      '(``copy_from``, whose holes are then zeroed, so '
-                      'the copy takes the room the source does).  0 '
-                      'copies every object inside the OSDs, no data '
-                      'crossing this host, at the cost of writing each '
-                      'object\'s holes before freeing them; 1 sends every '
-                      'object that is not full through this host.  The '
-                      'default, half an object, was the fastest on '
-                      'partly written volumes and the same as the others '
-                      'on full ones.  See README.rst for the '
+                      '(``copy_from``; its holes are zeroed after, so the '
+                      'copy takes the room the source does).  0 (the '
+                      'default) copies every object inside the OSDs, no '
+                      'data crossing this host: behind a link narrower '
+                      'than the cluster that is fastest by far.  A host '
+                      'as close to the OSDs as they are to each other '
+                      'moves volumes of partly written objects somewhat '
+                      'faster with 0.5.  See README.rst for the '
                       'measurements.'),
     cfg.StrOpt('migration_verify', default='extents',
                choices=[('none', 'size, and snapshot names where kept'),

@@ -318,8 +318,8 @@ def test_the_copy_takes_the_room_the_source_does_on_bluestore(
     ones in its new pool.  The OSDs of a one-OSD bluestore cluster hold
     16 objects with 64 KiB of data at their end and 16 with 1 MiB, a
     1 MiB hole, then 2 MiB: 49 MiB of data in 128 MiB of objects.  At
-    share 0 every object is copied by the OSDs and its holes zeroed
-    after; at the default, half an object, the sparse ones go through the
+    share 0 (the default) every object is copied by the OSDs and its
+    holes zeroed after; at half an object, the sparse ones go through the
     host, data only, and the dense ones by the OSDs, holes zeroed.
     Either way the new pool stores what the old one did, byte for byte,
     the data reads the same, and the object map checks out."""

@@ -90,7 +90,7 @@ def _blocks_of(image, number):
 
 
 @pytest.mark.parametrize('share, below, through_host, punched', [
-    (None, 2 * MiB, 2, 0),  # the default, half an object: as 0.5
+    (None, 0, 0, 1),        # the default: as 0
     (0, 0, 0, 1),           # every object whole, object 0's hole zeroed
     (0.5, 2 * MiB, 2, 0),   # below half an object: its data only
     (1, OBJECT, 3, 0),      # every object not full through the host
