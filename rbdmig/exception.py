@@ -91,6 +91,12 @@ class ConcurrentUpdate(RbdmigError):
                '%(expected)s.')
 
 
+class MigrationTakenOver(RbdmigError):
+    message = ('Migration %(id)s is run by %(holder)s now, not by '
+               '%(runner)s: its lease lapsed and another recovery took it '
+               'over, so this process changes nothing more of it.')
+
+
 class MigrationInProgress(RbdmigError):
     message = 'Volume %(volume)s is already being migrated (%(holder)s).'
 

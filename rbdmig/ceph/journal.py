@@ -107,9 +107,12 @@ class Record:
     source_prefix: str = None
     # The pool holding the source's data objects, when not its own.
     source_data_pool: str = None
-    # The volume's id, and Cinder's host string of the destination
-    # (``host@backend#pool``): what Cinder's row says once it moved.
+    # The volume's id, and Cinder's host strings (``host@backend#pool``)
+    # of the destination, what Cinder's row says once it moved, and of
+    # the source, what it says again once a move is undone: a recovery
+    # in another process puts the row back from here.
     dest_host: str = None
+    source_host: str = None
     volume_id: str = None
     # The migrating process's librados client ids, by cluster ('source',
     # 'dest'): recovery fences them off (blocklists them) before it acts.
@@ -247,13 +250,32 @@ class Journal(object):
     def update(self, record, phase):
         """Move ``record`` to ``phase``, in Ceph before anything else.
 
+        The write is compared first with the id the claim wrote, in the
+        same operation (as :meth:`report`'s): a process whose record was
+        taken over (finished by a recovery, the image claimed since by
+        another migration) fails here, and never recreates the record
+        nor overwrites another migration's.
+
         :raises InvalidTransition: the phase table does not allow it.
+        :raises rados.Error: the record is no longer this migration's
+            (ENOENT, ECANCELED), or the write failed; ``record`` keeps
+            its phase (an undo goes on from it).
         """
         phases.check_transition(record.phase, phase)
+        before = record.phase, record.updated
         record.phase = phase
         record.updated = time.time()
-        self._write(RECORD_PREFIX + record.image,
-                    lambda op: op.write_full(record.to_bytes()))
+
+        def build(op):
+            op.omap_cmp(ID_KEY, record.id,
+                        self.rados.LIBRADOS_CMPXATTR_OP_EQ)
+            op.write_full(record.to_bytes())
+
+        try:
+            self._write(self.oid(record), build)
+        except Exception:
+            record.phase, record.updated = before
+            raise
         LOG.debug('Journal: %s', record)
         faults.point('engine.%s' % phase)
 

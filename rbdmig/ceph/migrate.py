@@ -85,6 +85,10 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
                 'dest': dst_client.get_instance_id()}
             if isinstance(host.get('host'), str):
                 migration.record.dest_host = host['host']
+            if isinstance(getattr(volume, 'host', None), str):
+                # Under Cinder, the row's host as it names the source: a
+                # recovery of an undone move puts the row back to it.
+                migration.record.source_host = volume.host
             if authority is not None:
                 migration.record.service = authority.service
             migration.run(callback)
@@ -140,11 +144,16 @@ class _Migration(object):
        removed, the copy untagged and the journal closed.
 
     Any failure before 6 undoes what was built and leaves the source
-    whole; a failure in 7 leaves the journal open at ``removing``, from
-    which recovery (:mod:`rbdmig.ceph.recover`) only ever goes forward.
+    whole, and an authority told the copy held the name is told the
+    source holds it again before the journal closes; a failure in 7
+    leaves the journal open at ``removing``, from which recovery
+    (:mod:`rbdmig.ceph.recover`) only ever goes forward.  Once the
+    source is removed the move stands: closing the journal cannot fail
+    it.
     """
 
     authority = None  # told when the copy took the name (migrate())
+    told = False  # whether the authority was told (moved() was called)
 
     def __init__(self, backend, method, volume, source, where, client,
                  src_ioctx, dst_ioctx, dest):
@@ -318,11 +327,14 @@ class _Migration(object):
                        clusters=(self.move.cluster, self.move.dst_cluster))
 
     def _undo(self, discard=True):
-        """Remove what this migration built; then close the journal.
+        """Remove what this migration built, name the source again where
+        the authority was told otherwise; then close the journal.
 
         The journal stays open, for recovery to finish the undoing, when
-        anything could not be removed: a record is closed only once
-        nothing of its migration is left.
+        anything could not be removed or the authority could not be told:
+        a record is closed only once nothing of its migration is left,
+        the authority's word included (recovery puts it back,
+        :meth:`rbdmig.ceph.recover.Authority.settle`).
         """
         try:
             if discard:
@@ -334,6 +346,17 @@ class _Migration(object):
             LOG.exception('Could not undo %s; "rbdmig recover" will finish '
                           'undoing it (the source is intact).', self.record)
             return
+        if self.told:
+            try:
+                self.authority.restored(self.record)
+            except Exception:
+                LOG.exception('%(rec)s was undone and its source is the '
+                              'volume in pool %(src)s, but naming it again '
+                              'failed; "rbdmig recover" (or the next start '
+                              'of this backend) will.',
+                              {'rec': self.record, 'src': self.backend.pool})
+                return
+            self.told = False
         self.journal.finish(self.record)
 
     def _retire(self):
@@ -393,29 +416,37 @@ class _Migration(object):
         return None
 
     def _give_back(self):
-        """Undo steps 3 to 6: the source gets its name back, whole, and
-        the copy (which the authority never named) goes.
+        """Undo steps 3 to 6: the source gets its name back, whole, the
+        copy goes, and an authority told it held the name (:meth:`_place`,
+        even if telling it failed: it may have saved) names the source
+        again (:meth:`_undo`).
 
         The journal says the copy is partial again first: whatever of
         this is left undone, recovery rolls back.
         """
         try:
             self.journal.update(self.record, journal.COPYING)
-            try:
-                with self.rbd.Image(self.move.src_ioctx, self.move.name,
-                                    read_only=True):
-                    pass  # never renamed
-            except self.rbd.ImageNotFound:
+            if not self.method.uses_source_handle:
+                pass  # live: librbd's abort (_undo) gives the source back
+            elif not self._exists(self.move.src_ioctx, self.move.name):
                 self.rbd.RBD().rename(self.move.src_ioctx,
                                       self.move.retired, self.move.name)
             if self.move.temp != self.move.name and self._copy_placed():
                 images.remove(self.rbd, self.move.dst_ioctx, self.move.name)
         except Exception:
-            LOG.exception('Could not give the source %s its name back; it '
-                          'is whole as %s, and "rbdmig recover" restores '
-                          'it.', self.move.name, self.move.retired)
+            LOG.exception('Could not give the source %s its name back '
+                          '(it was whole as %s); "rbdmig recover" will, as '
+                          'its journal record says.', self.move.name,
+                          self.move.retired)
             return
         self._undo()
+
+    def _exists(self, ioctx, name):
+        try:
+            with self.rbd.Image(ioctx, name, read_only=True):
+                return True
+        except self.rbd.ImageNotFound:
+            return False
 
     def _copy_placed(self):
         """Whether the image named as the volume in the destination is
@@ -447,6 +478,9 @@ class _Migration(object):
                        'the source is intact.' % (self.where,
                                                   self.move.name, err))
         if self.authority is not None:
+            # Told before it answers: a save that committed, its answer
+            # lost, names the copy all the same (undone, it is put back).
+            self.told = True
             try:
                 self.authority.moved(self.record)
             except Exception as err:
@@ -457,11 +491,24 @@ class _Migration(object):
                            'that failed (%s); the copy was removed and the '
                            'source is intact.' % (self.where, err)) from err
 
-
     def _remove_source(self):
         """Step 7: remove the retired source, untag the copy, close the
-        journal; what fails is left to recovery, journaled."""
-        self.journal.update(self.record, journal.REMOVING)
+        journal; what fails is left to recovery, journaled.  The move
+        stands from here: nothing raises once the source is removed."""
+        try:
+            self.journal.update(self.record, journal.REMOVING)
+        except Exception as err:
+            # Nothing is removed unless journaled first.  A record taken
+            # over (recovery finished it, the image claimed anew) fails
+            # the give-back's own journal write too, which then touches
+            # nothing: the recovery that took it decided.
+            self._give_back()
+            raise exception.MigrationError(
+                volume=self.volume.id,
+                reason='the copy took the name in %s, but journaling the '
+                       'removal of the source failed (%s); nothing was '
+                       'removed: the move was undone, or is left to '
+                       '"rbdmig recover".' % (self.where, err)) from err
         try:
             self.method.remove_source(self.move)
         except self.rbd.ImageBusy:
@@ -469,17 +516,9 @@ class _Migration(object):
                 raise  # never: a retired source is out of clients' reach
             # live: a client opened the source before librbd committed;
             # aborting gives it back whole, and what was told the copy
-            # holds the name (Cinder's row) names the source again.
+            # holds the name (Cinder's row) names the source again before
+            # the record closes (_undo).
             self._undo()
-            if self.authority is not None:
-                try:
-                    self.authority.restored(self.record)
-                except Exception:
-                    LOG.exception('The live migration of %(name)s was '
-                                  'aborted and the source is intact, but '
-                                  'naming it again failed: the volume is in'
-                                  ' %(src)s.', {'name': self.move.name,
-                                                'src': self.backend.pool})
             raise checks.Unsafe('a client opened its image at the end of '
                                 'the copy; the live migration was aborted '
                                 'and the source is intact.')
@@ -500,4 +539,15 @@ class _Migration(object):
         except self.rbd.Error:
             LOG.warning('Could not remove the tag of %s; harmless.',
                         self.move.name)
-        self.journal.finish(self.record)
+        try:
+            self.journal.finish(self.record)
+        except Exception:
+            # The copy is the volume and the source is gone: the move
+            # stood, and failing it now would have the caller record the
+            # volume where no image is left.  A record left at REMOVING
+            # is completed by recovery (the placed copy found, untagged
+            # or not); an index key without its record is dropped.
+            LOG.exception('%(name)s was migrated to %(where)s, but closing '
+                          'its journal record failed; "rbdmig recover" '
+                          'will.', {'name': self.move.name,
+                                    'where': self.where})

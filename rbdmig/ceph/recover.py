@@ -120,39 +120,55 @@ def recover(backend, any_host=False, authority=None):
 
 
 def _owner_alive(backend, client, ioctx, record, any_host):
-    """Whether the migrating client still holds its journal watch.
+    """Whether the migrating process may still run.
 
-    Ceph decides, for a record of any host: once no watch of the
-    migrating client remains (the OSDs drop it :data:`liveness.
-    WATCH_TIMEOUT` seconds after the client stopped; a record claimed
-    but not watched yet is given as long), its process is gone.  A
-    watch that remains is fenced off (the client blocklisted) when this
-    host knows the process is dead (its lock on this host is free) or
-    the operator says so (``any_host``).
+    A record of this host whose lock (:func:`journal.running`) is held
+    runs in a process here: it is never taken over, not even forced (no
+    ``any_host`` makes a live process on this very host dead, and
+    between the copy taking the name and the source's removal it holds
+    no image recovery could fence it off).  Else Ceph decides, for a
+    record of any host: once no watch of the migrating client remains
+    (the OSDs drop it :data:`liveness.WATCH_TIMEOUT` seconds after the
+    client stopped; a record claimed but not watched yet is given as
+    long), its process is gone.  A watch that remains is fenced off (the
+    client blocklisted) when this host knows the process is dead (its
+    lock on this host is free) or the operator says so (``any_host``).
+    When Ceph cannot list the watchers, this host's lock decides for its
+    own records, and another host's are left alone, forced or not: its
+    client cannot be fenced off without them.
     """
+    here = record.host == socket.gethostname()
+    if here and record.owner_alive():
+        return True
     oid = journal.RECORD_PREFIX + record.image
     try:
         found = liveness.watchers(ioctx, backend.address, backend.pool, oid)
     except exception.VolumeBackendAPIException as err:
-        LOG.warning('Cannot ask Ceph whether %(rec)s still runs (%(err)s);'
-                    ' this host\'s lock decides.', {'rec': record,
-                                                    'err': err})
-        return not any_host and record.owner_alive()
+        if here:
+            LOG.warning('Cannot ask Ceph whether %(rec)s still runs '
+                        '(%(err)s); this host\'s lock says it does not.',
+                        {'rec': record, 'err': err})
+            return False
+        LOG.warning('Cannot ask Ceph whether %(rec)s still runs on '
+                    '%(host)s (%(err)s); it is left alone%(forced)s.',
+                    {'rec': record, 'host': record.host, 'err': err,
+                     'forced': ', forced or not: its client cannot be '
+                               'fenced off without the watchers'
+                     if any_host else ''})
+        return True
     owner = record.clients.get('source')
     held = [w for w in found if w.client == owner]
-    dead_here = (record.host == socket.gethostname() and
-                 not record.owner_alive())
     if not held:
         # A watch needs its object: the migrating process claims the
         # record first, then watches it.  A record just claimed and not
         # watched yet may be a live one's (another host's recovery
         # released it under a draining host, whose watch then failed);
         # a killed process's watch would linger as long.
-        return (not any_host and not dead_here and
+        return (not any_host and not here and
                 record.phase == journal.CLAIMED and record.updated is not
                 None and time.time() - record.updated
                 < liveness.WATCH_TIMEOUT)
-    if not any_host and not dead_here:
+    if not any_host and not here:
         return True
     LOG.warning('Fencing client.%(id)s: %(rec)s is taken over.',
                 {'id': owner, 'rec': record})
@@ -280,11 +296,19 @@ class _Recovery(object):
                 self._exists(self.src_ioctx, record.retired))
 
     def _copy_complete(self):
-        """The verified copy exists, unplaced or placed (tagged ours)."""
+        """The verified copy exists, unplaced or placed (tagged ours).
+
+        From REMOVING on the copy was placed (REMOVING is journaled only
+        once it holds the name): the image of the volume's name in the
+        destination is it, tagged or not (the move untags it just before
+        it closes the record, and closing may fail or be killed).
+        """
         record = self.record
         if phases.PHASES.index(record.phase) < phases.PHASES.index(
                 journal.VERIFIED):
             return False
+        if record.phase == journal.REMOVING:
+            return self._exists(self.dst_ioctx, record.image)
         return (self._exists(self.dst_ioctx, record.temp) or
                 self._is_ours(record.image))
 

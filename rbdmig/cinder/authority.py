@@ -17,9 +17,10 @@ class CinderAuthority(recover.Authority):
     The row names the source until the move's copy holds the volume's
     name: then :meth:`moved` points its ``host`` at the destination,
     before the source goes (Cinder's manager records the rest once
-    ``migrate_volume`` returned).  After recovery the row reads as
-    Cinder's own migration would have left it: ``success`` on the
-    destination, or ``error`` with the source intact.
+    ``migrate_volume`` returned), and a move undone after that points it
+    back (:meth:`restored`; a recovery, :meth:`settle`).  After recovery
+    the row reads as Cinder's own migration would have left it:
+    ``success`` on the destination, or ``error`` on the source, intact.
     """
 
     # The row's fields :meth:`moved` changes, and :meth:`restored` puts
@@ -58,40 +59,67 @@ class CinderAuthority(recover.Authority):
                 volume=record.volume_id,
                 reason='its volume row cannot be moved to the destination')
         self._before[record.id] = {f: getattr(row, f) for f in self.NAMING}
-        row.update(self._on_destination(record))
+        row.update(self._naming(record, record.dest_host))
         row.save()
 
     def restored(self, record):
-        """The move gave the source back after :meth:`moved`: the row
-        names the source again, as it did before."""
-        before = self._before.pop(record.id, None)
-        row = self._row(record)
-        if row is None or before is None:
-            return
-        row.update(before)
-        row.save()
+        """The move gave the source back after :meth:`moved` (which may
+        have saved, then raised): the row names the source again, as it
+        did before.  Idempotent: a row naming the source is left as it
+        is.
 
-    def _on_destination(self, record):
-        """The row's fields that name the destination, as Cinder's
-        manager sets them once a driver moved a volume.
+        :raises: what saving the row raised; the move then leaves its
+            record for recovery, whose :meth:`settle` puts it back.
+        """
+        before = self._before.get(record.id)
+        row = self._row(record)
+        if row is not None:
+            if before is not None and row.host == record.dest_host:
+                updates = before
+            else:
+                updates = self._back_to_source(row, record)
+            if updates:
+                row.update(updates)
+                row.save()
+        self._before.pop(record.id, None)
+
+    def _back_to_source(self, row, record):
+        """The fields that name the source again, if ``row`` names the
+        move's destination (as :meth:`moved` left it); else none."""
+        if not record.dest_host or row.host != record.dest_host:
+            return {}
+        if not record.source_host:
+            LOG.error('Volume %(id)s is on its source again, but its row '
+                      'names %(dest)s and %(rec)s does not say the '
+                      'source\'s host: set it by hand.',
+                      {'id': row.id, 'dest': record.dest_host,
+                       'rec': record})
+            return {}
+        LOG.warning('%(rec)s was undone: volume %(id)s lives on %(host)s '
+                    'again.', {'rec': record, 'id': row.id,
+                               'host': record.source_host})
+        return self._naming(record, record.source_host)
+
+    def _naming(self, record, host):
+        """The row's fields that name the backend of ``host`` (the move's
+        destination, or its source), as Cinder's manager sets them once
+        a driver moved a volume.
 
         In an active-active cluster Cinder sends a volume's requests to
-        its ``cluster_name``: left naming the source's cluster, a delete
-        would reach the source backend and miss the image.
+        its ``cluster_name``: left naming the other side's cluster, a
+        delete would reach the wrong backend and miss the image.
         """
         from cinder.volume import volume_utils
-        updates = {'host': record.dest_host}
+        updates = {'host': host}
         try:
             service = objects.Service.get_by_args(
-                self.context,
-                volume_utils.extract_host(record.dest_host, 'backend'),
+                self.context, volume_utils.extract_host(host, 'backend'),
                 'cinder-volume')
         except cinder_exception.ServiceNotFound:
             LOG.warning('No cinder-volume service runs %s; only the host '
-                        'of volume %s names it.', record.dest_host,
-                        record.volume_id)
+                        'of volume %s names it.', host, record.volume_id)
             return updates
-        pool = volume_utils.extract_host(record.dest_host, 'pool')
+        pool = volume_utils.extract_host(host, 'pool')
         updates.update(
             cluster_name=service.cluster_name and volume_utils.append_host(
                 service.cluster_name, pool),
@@ -100,10 +128,18 @@ class CinderAuthority(recover.Authority):
         return updates
 
     def settle(self, record, decision):
+        """Make the row say what recovery made of the move: on the
+        destination, ``success``, once completed or adopted; on the
+        source, ``error`` if it still says the move runs, once released,
+        rolled back or restored (a row naming the move's destination, as
+        :meth:`moved` left it, is put back: the record keeps the
+        source's host)."""
         row = self._row(record)
         if row is None:
             return
         updates = {}
+        if decision in (phases.RELEASE, phases.ROLL_BACK, phases.RESTORE):
+            updates.update(self._back_to_source(row, record))
         if decision in (phases.COMPLETE, phases.ADOPT):
             if record.dest_host and row.host != record.dest_host:
                 LOG.warning('%(rec)s completed while Cinder still named '
@@ -113,7 +149,7 @@ class CinderAuthority(recover.Authority):
             if record.dest_host:
                 # The process that died after moving the host left the
                 # rest (its cluster) to Cinder's manager.
-                updates.update(self._on_destination(record))
+                updates.update(self._naming(record, record.dest_host))
             updates['migration_status'] = 'success'
         elif decision != phases.KEEP and row.migration_status in (
                 'migrating', 'starting'):

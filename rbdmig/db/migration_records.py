@@ -80,13 +80,17 @@ class MigrationRecordsMixin:
                   'force': ' (volume in maintenance)' if force else ''})
         return migration
 
-    def advance_migration(self, migration_id, status, **values):
+    def advance_migration(self, migration_id, status, runner=None,
+                          **values):
         """Move a running migration to ``migrating`` or ``completing``.
 
+        :param runner: the host that runs it (see :meth:`_update_running`),
+            or None for any.
         :param values: ``path`` (``'assisted'`` or ``'generic'``),
             ``method``, ``dest_volume_id``, ``bytes_total``, ``host``.
         :returns: the migration as it now is.
         :raises InvalidTransition: it is not in a status that leads there.
+        :raises MigrationTakenOver: another host runs it now.
         :raises ConcurrentUpdate: its volume is no longer being migrated.
         :raises MigrationNotFound: no such migration.
         """
@@ -103,11 +107,12 @@ class MigrationRecordsMixin:
                 reason='path must be one of %s.'
                 % ', '.join(sorted(states.PATHS)))
         with self.transaction() as session:
-            migration = _step(session, migration_id, status, values)
+            migration = _step(session, migration_id, status, values, runner)
             self._mirror(session, migration, {'migration_status': status})
         return migration
 
-    def finish_migration(self, migration_id, status, error=None, name=None):
+    def finish_migration(self, migration_id, status, error=None, name=None,
+                         runner=None):
         """End a running migration with ``success`` or ``error``.
 
         The volume's ``migration_status`` becomes ``status`` and a status
@@ -117,8 +122,10 @@ class MigrationRecordsMixin:
         was and the destination record is kept for a resume.
 
         :param error: why it failed; passwords in it are masked.
+        :param runner: the host that runs it, or None for any.
         :returns: the migration as it now is.
         :raises InvalidTransition: it is not running.
+        :raises MigrationTakenOver: another host runs it now.
         :raises ConcurrentUpdate: its volume is no longer being migrated.
         :raises MigrationNotFound: no such migration.
         """
@@ -137,7 +144,7 @@ class MigrationRecordsMixin:
             'previous_status': None,
         }
         with self.transaction() as session:
-            migration = _step(session, migration_id, status, values)
+            migration = _step(session, migration_id, status, values, runner)
             if status == states.SUCCESS:
                 if migration.dest_volume_id:
                     session.execute(sa.delete(models.Volume).where(
@@ -168,7 +175,7 @@ class MigrationRecordsMixin:
                 expected='being migrated by migration %s' % migration.id)
 
     def set_path(self, migration_id, path, method=None,
-                 dest_volume_id=None):
+                 dest_volume_id=None, runner=None):
         """Record how a running migration moves its volume.
 
         A generic copy's destination is recorded before any data is
@@ -185,10 +192,10 @@ class MigrationRecordsMixin:
             values['method'] = method
         if dest_volume_id is not None:
             values['dest_volume_id'] = dest_volume_id
-        return self._update_running(migration_id, values)
+        return self._update_running(migration_id, values, runner)
 
     def update_progress(self, migration_id, bytes_done, bytes_total=None,
-                        rate=None, eta=None):
+                        rate=None, eta=None, runner=None):
         """Record how far a running migration is.
 
         :param rate: bytes per second; ``eta``: seconds left.
@@ -199,9 +206,10 @@ class MigrationRecordsMixin:
         values = {'bytes_done': bytes_done, 'rate': rate, 'eta': eta}
         if bytes_total is not None:
             values['bytes_total'] = bytes_total
-        return self._update_running(migration_id, values)
+        return self._update_running(migration_id, values, runner)
 
-    def save_checkpoint(self, migration_id, offset, chunk_size):
+    def save_checkpoint(self, migration_id, offset, chunk_size,
+                        runner=None):
         """Record that the first ``offset`` bytes are on the destination.
 
         :param chunk_size: the copy's chunk size; a resume must use the
@@ -213,15 +221,18 @@ class MigrationRecordsMixin:
             raise exception.InvalidInput(
                 reason='a checkpoint needs offset >= 0 and chunk_size >= 1.')
         return self._update_running(migration_id, {
-            'checkpoint_offset': offset, 'checkpoint_chunk_size': chunk_size})
+            'checkpoint_offset': offset, 'checkpoint_chunk_size': chunk_size},
+            runner)
 
-    def heartbeat(self, migration_id):
+    def heartbeat(self, migration_id, runner=None):
         """Refresh a running migration's lease (its ``updated_at``).
 
-        :returns: False if the migration no longer runs.
+        :returns: False if the migration no longer runs, or (``runner``
+            given) another host runs it now: its lease is not ours.
         """
         return self._update_running(migration_id,
-                                    {'updated_at': timeutils.utcnow()})
+                                    {'updated_at': timeutils.utcnow()},
+                                    runner)
 
     def take_over(self, migration, host=None):
         """Make ``host`` run a migration whose process is gone.
@@ -246,12 +257,26 @@ class MigrationRecordsMixin:
                 .execution_options(synchronize_session=False)).rowcount
         return bool(done)
 
-    def _update_running(self, migration_id, values):
+    def _update_running(self, migration_id, values, runner=None):
+        """Set ``values`` of a running migration; False if it no longer
+        runs.
+
+        With ``runner``, only while that host runs it: the ``host``
+        column is the fencing token of a migration's runner.  A runner
+        whose lease lapsed (a stalled process, a host cut off from the
+        database) may still be going when another host's recovery takes
+        the migration over (:meth:`take_over`); every write of the old
+        runner names itself, and fails from then on, so it cannot undo
+        what its successor does.
+        """
+        conditions = [models.Migration.id == migration_id,
+                      models.Migration.status.in_(states.RUNNING)]
+        if runner is not None:
+            conditions.append(models.Migration.host == runner)
         with self.transaction() as session:
             done = session.execute(
                 sa.update(models.Migration)
-                .where(models.Migration.id == migration_id,
-                       models.Migration.status.in_(states.RUNNING))
+                .where(*conditions)
                 .values(**values)
                 .execution_options(synchronize_session=False)).rowcount
             if not done and session.get(models.Migration,
@@ -315,19 +340,28 @@ def _check_migratable(volume, dest_backend, force):
             reason='cannot migrate %s, %s' % (volume.id, reason))
 
 
-def _step(session, migration_id, status, values):
-    """Set a migration's status where the table allows; return it."""
+def _step(session, migration_id, status, values, runner=None):
+    """Set a migration's status where the table allows (and, with
+    ``runner``, while that host runs it); return it."""
     sources = states.allowed_from(status)
+    conditions = [models.Migration.id == migration_id,
+                  models.Migration.status.in_(sources)]
+    if runner is not None:
+        conditions.append(models.Migration.host == runner)
     done = session.execute(
         sa.update(models.Migration)
-        .where(models.Migration.id == migration_id,
-               models.Migration.status.in_(sources))
+        .where(*conditions)
         .values(status=status, **values)
         .execution_options(synchronize_session=False)).rowcount
     migration = session.get(models.Migration, migration_id,
                             populate_existing=True)
     if migration is None:
         raise exception.MigrationNotFound(id=migration_id)
+    if not done and runner is not None and migration.host != runner and (
+            migration.status in states.RUNNING):
+        raise exception.MigrationTakenOver(id=migration_id,
+                                           holder=migration.host,
+                                           runner=runner)
     if not done:
         raise exception.InvalidTransition(
             field='the status of migration %s' % migration_id,

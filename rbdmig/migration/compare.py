@@ -1,7 +1,10 @@
 """Whether two volume handles read the same: the generic copy's check."""
 
+import contextlib
+
 from oslo_utils import units
 
+from rbdmig import exception
 from rbdmig.migration import extents as extents_mod
 from rbdmig.migration import positional
 
@@ -47,3 +50,20 @@ def first_difference(src, dst, size, chunk_size=4 * units.Mi):
                 return offset
             offset += n
     return None
+
+
+def check_copy(src_driver, volume, dst_driver, copy):
+    """Raise unless ``copy`` on ``dst_driver`` reads as ``volume`` does.
+
+    :raises CopyError: they differ (the offset is in the message).
+    """
+    with contextlib.ExitStack() as stack:
+        mine = src_driver.open_volume(None, volume, 'rb')
+        stack.callback(src_driver.close_volume, None, volume, mine)
+        theirs = dst_driver.open_volume(None, copy, 'rb')
+        stack.callback(dst_driver.close_volume, None, copy, theirs)
+        where = first_difference(mine, theirs, volume.size * units.Gi)
+    if where is not None:
+        raise exception.CopyError(
+            reason='the copy of %s differs from the source at byte %d; '
+                   'the source is intact.' % (volume.id, where))

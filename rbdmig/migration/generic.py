@@ -16,14 +16,18 @@ record alone tells recovery what may be done:
     The record names the destination.
 
 A destination is deleted only while the source is proven to exist (it
-opens), never on an error that may say the source is gone.  Recovery's
-decisions are :data:`rbdmig.migration.phases.GENERIC_TABLE`'s.
+opens), never on an error that may say the source is gone, and only once
+the record says the move failed (``error``): a record still saying
+``completing`` while its copy goes would have recovery remove the
+source.  Every write names the host running the move (the record's
+``host``, the fencing token): a runner whose lease lapsed and whose move
+another host's recovery took over can change nothing more, neither the
+record nor the copy.  Recovery's decisions are
+:data:`rbdmig.migration.phases.GENERIC_TABLE`'s.
 """
 
-import contextlib
 
 from oslo_log import log as logging
-from oslo_utils import units
 
 from rbdmig import exception
 from rbdmig import faults
@@ -47,6 +51,14 @@ def decide(status, source):
     """Return what recovery does with a generic move in ``status``, its
     source found :data:`phases.PRESENT`, ``MISSING`` or ``UNKNOWN``."""
     return phases.decide_generic(GENERIC_PHASES[status], source)
+
+
+class Undone(exception.MigrationError):
+    """The move failed and its record says so already (``error``)."""
+
+
+class CopyMissing(exception.MigrationError):
+    """Recovery found no copy to finish a move forward with."""
 
 
 class Unfinished(exception.MigrationError):
@@ -84,11 +96,15 @@ class Move(object):
     :param db: a :class:`rbdmig.db.api.API`.
     :param src: the source driver; ``dst``: the destination's.
     :param migration: the migration record; ``record``: its volume's.
+    :param runner: the host running the move (the record's ``host``);
+        every write to the record is made only while it holds.  None:
+        any (tests, tools).
     """
 
-    def __init__(self, db, src, dst, migration, record):
+    def __init__(self, db, src, dst, migration, record, runner=None):
         self.db, self.src, self.dst = db, src, dst
         self.migration = migration
+        self.runner = runner
         self.volume = inventory.as_volume(record)
         self.record = record
         self.dest = None
@@ -104,8 +120,11 @@ class Move(object):
         self.dest = self.db.create_volume(
             self.migration.dest_backend, self.record.size_gib,
             name=self.record.name, status=states.CREATING, hidden=True)
-        self.db.set_path(self.migration.id, states.GENERIC, method=METHOD,
-                         dest_volume_id=self.dest.id)
+        if not self.db.set_path(self.migration.id, states.GENERIC,
+                                method=METHOD, dest_volume_id=self.dest.id,
+                                runner=self.runner):
+            self.db.delete_volume(self.dest.id)  # the record only
+            raise self._lost()
         faults.point('service.generic')
         self._create()
         return 0
@@ -155,7 +174,9 @@ class Move(object):
             the source is proven intact, and kept otherwise.
         """
         def checkpoint(offset):
-            self.db.save_checkpoint(self.migration.id, offset, self.chunk)
+            if not self.db.save_checkpoint(self.migration.id, offset,
+                                           self.chunk, runner=self.runner):
+                raise self._lost()  # stops the copy
             faults.point('service.checkpoint')
 
         dest = inventory.as_volume(self.dest)
@@ -173,22 +194,23 @@ class Move(object):
                     reason='a client opened it during the copy and may have '
                            'written to it since, so the copy cannot replace '
                            'it; the source is intact.')
-        except Exception:
-            self._discard_if_source_intact('copying')
+        except Exception as err:
+            self._abandon('copying', err)
             raise
 
+    def _lost(self):
+        """The error of a runner whose move another host runs now."""
+        now = self.db.get_migration(self.migration.id)
+        if now.status in states.RUNNING:
+            return exception.MigrationTakenOver(
+                id=self.migration.id, holder=now.host, runner=self.runner)
+        return exception.MigrationError(
+            volume=self.volume.id,
+            reason='its migration %s ended meanwhile (%s).' % (
+                self.migration.id, now.status))
+
     def _verify(self, dest):
-        with contextlib.ExitStack() as stack:
-            mine = self.src.open_volume(None, self.volume, 'rb')
-            stack.callback(self.src.close_volume, None, self.volume, mine)
-            theirs = self.dst.open_volume(None, dest, 'rb')
-            stack.callback(self.dst.close_volume, None, dest, theirs)
-            where = compare.first_difference(mine, theirs,
-                                             self.volume.size * units.Gi)
-        if where is not None:
-            raise exception.CopyError(
-                reason='the copy of %s differs from the source at byte %d; '
-                       'the source is intact.' % (self.volume.id, where))
+        compare.check_copy(self.src, self.volume, self.dst, dest)
         LOG.info('The copy of %(vol)s on %(dst)s reads as its source.',
                  {'vol': self.volume.id, 'dst': self.migration.dest_backend})
 
@@ -201,18 +223,19 @@ class Move(object):
         :raises Unfinished: removing the source failed otherwise; the
             record stays ``completing`` for recovery to finish.
         """
-        self.db.advance_migration(self.migration.id, states.COMPLETING)
+        self.db.advance_migration(self.migration.id, states.COMPLETING,
+                                  runner=self.runner)
         faults.point('service.completing')
         try:
             remove_source(self.src, self.volume)
         except Exception as err:
             if self._in_use():
-                self._discard_if_source_intact('removing its source')
-                raise exception.MigrationError(
-                    volume=self.volume.id,
-                    reason='a client opened it as its source was being '
-                           'removed; the copy was removed and the source '
-                           'is intact.') from err
+                # librbd refused a busy image before removing anything.
+                reason = ('a client opened it as its source was being '
+                          'removed; the copy is removed and the source '
+                          'is intact.')
+                self._abandon('removing its source', reason)
+                raise Undone(volume=self.volume.id, reason=reason) from err
             LOG.exception('Removing the source of %s failed.',
                           self.volume.id)
             raise Unfinished(volume=self.volume.id, reason=err,
@@ -222,9 +245,22 @@ class Move(object):
     def finish_forward(self):
         """Recovery of ``completing``: remove what remains of the source.
 
+        The copy was verified before the record said ``completing``; it
+        must still be there (it opens) before anything of the source
+        goes.
+
         :returns: the copy's name, for the record's switch-over.
+        :raises CopyMissing: the copy is missing, or cannot be told to
+            be there: nothing changed.
         :raises: whatever removing the source raised; nothing changed.
         """
+        found = presence(self.dst, inventory.as_volume(self.dest))
+        if found != phases.PRESENT:
+            raise CopyMissing(
+                volume=self.volume.id,
+                reason='its copy %s on %s is %s, so its source was left as '
+                       'it is.' % (self.dest.name,
+                                   self.migration.dest_backend, found))
         remove_source(self.src, self.volume)
         return self.dest.name
 
@@ -233,6 +269,32 @@ class Move(object):
             return self.src.volume_in_use(self.volume)
         except Exception:
             return False
+
+    def _abandon(self, when, err):
+        """Record the move failed, then remove its copy if the source is
+        there.
+
+        The record ends first (``error``, only while this host runs the
+        move): from then on no recovery finishes the move forward, and
+        no other host resumes it, so the copy may go.  A record this
+        host cannot end (another host took the move over, or it ended)
+        leaves the copy alone: it may be the one its successor keeps.
+        """
+        try:
+            self.db.finish_migration(self.migration.id, states.ERROR,
+                                     error=str(err) or repr(err),
+                                     runner=self.runner)
+        except (exception.MigrationTakenOver, exception.InvalidTransition,
+                exception.ConcurrentUpdate) as lost:
+            LOG.error('Migrating %(vol)s failed while %(when)s, and its '
+                      'record cannot be ended by this host (%(lost)s): its '
+                      'copy %(copy)s on %(dst)s is left as it is.',
+                      {'vol': self.volume.id, 'when': when, 'lost': lost,
+                       'copy': self.dest.name,
+                       'dst': self.migration.dest_backend})
+            return
+        faults.point('service.undoing')
+        self._discard_if_source_intact(when)
 
     def _discard_if_source_intact(self, when):
         """Remove the destination, only while the source is there."""

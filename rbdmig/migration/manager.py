@@ -8,6 +8,7 @@ from oslo_log import log as logging
 
 from rbdmig import exception
 from rbdmig import objects
+from rbdmig.migration import compare
 from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
@@ -59,10 +60,13 @@ def migrate(context, volume, src_driver, dst_driver,
 
     The source driver is asked first (``migrate_volume``); when it answers
     ``(False, None)`` the volume is created on the destination under the
-    same name, its blocks copied, and only then the source deleted.  A
-    failed copy deletes the partial destination and leaves the source.
-    A volume in use is refused before anything is asked or created: no
-    one can say which of its blocks the copy would see.
+    same name, its blocks copied, the copy compared with the source
+    (every byte either holds data in), the source checked again for
+    clients, and only then the source deleted.  A failed copy, a copy
+    that differs (a client wrote to the source meanwhile) or a source a
+    client opened deletes the destination and leaves the source.  A
+    volume in use is refused before anything is asked or created: no one
+    can say which of its blocks the copy would see.
 
     :returns: a :class:`MigrationResult`.
     :raises VolumeInUse: the volume's status is ``in-use``, it has
@@ -71,7 +75,10 @@ def migrate(context, volume, src_driver, dst_driver,
     :raises VolumeExists: the destination already has a volume of that
         name (it is never overwritten).
     :raises MigrationError: the source driver refused and
-        ``allow_generic`` is false.
+        ``allow_generic`` is false; or a client opened the source during
+        the copy (the source is intact, the copy removed).
+    :raises CopyError: the copy differs from the source (the source is
+        intact, the copy removed).
     """
     # Its checks, the destination's stats and the move connect once per
     # cluster: a small volume's move cost two connections more.
@@ -105,23 +112,56 @@ def _migrate(context, volume, src_driver, dst_driver, callback,
                                              dest_driver=dst_driver,
                                              callback=callback,
                                              dest_zeroed=zeroed)
+        compare.check_copy(src_driver, volume, dst_driver, new_volume)
+        _check_not_opened(volume, src_driver)
     except BaseException:
-        LOG.error('Copying %s failed; removing the partial destination, '
-                  'the source is intact.', volume.id)
-        try:
-            dst_driver.delete_volume(new_volume)
-        except Exception:
-            LOG.exception('Could not remove the partial destination of %s.',
-                          volume.id)
+        _discard(volume, dst_driver, new_volume)
         raise
     try:
         src_driver.delete_volume(volume)
-    except Exception:
+    except Exception as err:
+        if _opened(volume, src_driver):
+            # Refused before anything was removed (librbd checks for
+            # clients first): the source is the volume.
+            _discard(volume, dst_driver, new_volume)
+            raise exception.MigrationError(
+                volume=volume.id,
+                reason='a client opened it as its source was being '
+                       'removed; the copy was removed and the source is '
+                       'intact.') from err
         LOG.exception('LEFTOVER: %s was copied to %s but deleting the '
                       'source failed; remove it by hand.', volume.id,
                       host['host'])
     return MigrationResult('generic', new_volume, time.monotonic() - start,
                            copied)
+
+
+def _discard(volume, dst_driver, copy):
+    """Remove the destination of a failed generic copy."""
+    LOG.error('Copying %s failed; removing the destination, the source is '
+              'intact.', volume.id)
+    try:
+        dst_driver.delete_volume(copy)
+    except Exception:
+        LOG.exception('Could not remove the destination of %s.', volume.id)
+
+
+def _opened(volume, src_driver):
+    in_use = getattr(src_driver, 'volume_in_use', None)
+    try:
+        return in_use is not None and in_use(volume)
+    except Exception:
+        return False
+
+
+def _check_not_opened(volume, src_driver):
+    """Raise if a client opened the source during its copy."""
+    if _opened(volume, src_driver):
+        raise exception.MigrationError(
+            volume=volume.id,
+            reason='a client opened it during the copy and may have '
+                   'written to it since, so the copy cannot replace it; '
+                   'the source is intact.')
 
 
 def _check_not_in_use(volume, src_driver):

@@ -26,6 +26,14 @@ LOG = logging.getLogger(__name__)
 GENERIC = 'generic'  # --method: skip the assisted move
 
 
+class Stood(exception.MigrationError):
+    """The driver moved the volume, but recording it failed."""
+
+    message = ('Migration of volume %(volume)s: the volume is on %(dest)s '
+               'now, but recording it failed: %(reason)s "rbdmig recover" '
+               'records it.')
+
+
 class Rejected(exception.RbdmigError):
     """A request refused before anything changed; the message says why."""
 
@@ -153,7 +161,7 @@ class Service(inventory.Inventory):
             src.configuration.safe_get(
                 'migration_progress_report_interval') or 0,
             record=lambda done, total, rate, eta: self.db.update_progress(
-                migration_id, done, total, rate, eta),
+                migration_id, done, total, rate, eta, runner=self.host),
             notifier=self.notifier,
             event=dict(volume_id=record.id,
                        source_backend=migration.source_backend,
@@ -162,8 +170,10 @@ class Service(inventory.Inventory):
                            'rbd_migration_method') or GENERIC))
         rep.set_size(record.size_gib << 30)
         both = progress.Fanout(rep, callback)
+        # The host column fences this runner: once another host's
+        # recovery takes the migration over, every write below fails.
         beat = lease_mod.Heartbeat(
-            lambda: self.db.heartbeat(migration_id),
+            lambda: self.db.heartbeat(migration_id, runner=self.host),
             lease_mod.heartbeat_interval(self.lease))
         try:
             with beat, rep:
@@ -175,24 +185,26 @@ class Service(inventory.Inventory):
                         host=self.host)
                     faults.point('service.migrating')
                 moved = (not resume and method != GENERIC and
-                         self._assisted(src, dst, volume, method, both,
-                                        migration_id))
+                         self._assisted(src, dst, volume, method, both))
                 name = None
                 if moved:
-                    self.db.advance_migration(migration_id,
-                                              states.COMPLETING)
-                    faults.point('service.completing')
+                    self._record_moved(migration_id, src,
+                                       migration.dest_backend, volume)
                 else:
-                    move = generic.Move(self.db, src, dst, migration, record)
+                    move = generic.Move(self.db, src, dst, migration, record,
+                                        runner=self.host)
                     start = move.reopen() if resume else move.start()
                     move.copy(both, start)
                     name = move.complete()
-        except generic.Unfinished:
-            raise  # the record stays completing: recovery finishes it
+        except (generic.Unfinished, Stood):
+            raise  # the record stays running: recovery finishes it
+        except (generic.Undone, exception.MigrationTakenOver):
+            raise  # the record says so already, or is another host's
         except BaseException as err:
             with contextlib.suppress(exception.RbdmigError):
                 self.db.finish_migration(migration_id, states.ERROR,
-                                         error=str(err) or repr(err))
+                                         error=str(err) or repr(err),
+                                         runner=self.host)
             raise
         # The volume is on the destination now: whatever happens next,
         # the record must never say error (recovery switches it over).
@@ -200,11 +212,11 @@ class Service(inventory.Inventory):
 
     def _succeed(self, migration_id, name):
         done = self.db.finish_migration(migration_id, states.SUCCESS,
-                                        name=name)
+                                        name=name, runner=self.host)
         faults.point('service.success')
         return done
 
-    def _assisted(self, src, dst, volume, method, callback, migration_id):
+    def _assisted(self, src, dst, volume, method, callback):
         """The source driver's move; True if it moved the volume.
 
         :raises MigrationRefused: unsafe to copy now by any path.
@@ -213,12 +225,34 @@ class Service(inventory.Inventory):
             moved, _update = src.migrate_volume(
                 None, volume, manager.destination_host(dst),
                 callback=callback)
-        if moved:
+        return moved
+
+    def _record_moved(self, migration_id, src, dest, volume):
+        """Record that the driver moved the volume to ``dest``.
+
+        The volume is there now, whatever happens: a failure here (the
+        database, or another host's recovery holding the record) must
+        never record the move failed, ``on the source``, where nothing is
+        left.  The record stays running instead, and recovery, which
+        finds the volume on the destination only, records the success.
+
+        :raises Stood: recording failed.
+        """
+        try:
             self.db.set_path(migration_id, states.ASSISTED,
                              method=src.configuration.safe_get(
-                                 'rbd_migration_method'))
+                                 'rbd_migration_method'), runner=self.host)
             faults.point('service.assisted')
-        return moved
+            self.db.advance_migration(migration_id, states.COMPLETING,
+                                      runner=self.host)
+            faults.point('service.completing')
+        except Exception as err:
+            LOG.error('Migration %(mig)s moved %(vol)s to %(dest)s, but '
+                      'recording it failed (%(err)s): it stays running '
+                      'for "rbdmig recover" to record.',
+                      {'mig': migration_id, 'vol': volume.name,
+                       'dest': dest, 'err': err})
+            raise Stood(volume=volume.name, dest=dest, reason=err) from err
 
     def drain(self, source, dest, parallel=2, report=None):
         """Move every volume of ``source`` to ``dest``, ``parallel`` at a
@@ -310,7 +344,8 @@ class Service(inventory.Inventory):
                 continue
             if migration.path == states.GENERIC and migration.dest_volume_id:
                 with lease_mod.Heartbeat(
-                        lambda: self.db.heartbeat(migration.id),
+                        lambda: self.db.heartbeat(migration.id,
+                                                  runner=self.host),
                         lease_mod.heartbeat_interval(self.lease)):
                     outcome = self._recover_generic(migration)
                 done.append((migration.id, outcome))
@@ -320,21 +355,47 @@ class Service(inventory.Inventory):
             if pending:
                 done.append((migration.id, pending))
                 continue
-            if (migration.status in (states.MIGRATING, states.COMPLETING)
-                    and self._holds(migration.dest_backend, record)):
-                # The driver moved it (its own recovery finished the move).
-                if migration.status == states.MIGRATING:
-                    self.db.advance_migration(migration.id,
-                                              states.COMPLETING)
-                self.db.finish_migration(migration.id, states.SUCCESS)
-                done.append((migration.id, 'completed on %s'
-                             % migration.dest_backend))
-            else:
-                self.db.finish_migration(
-                    migration.id, states.ERROR,
-                    error='its process died; the source is intact.')
-                done.append((migration.id, 'ended: the source is intact'))
+            done.append((migration.id, self._recover_assisted(migration,
+                                                              record)))
         return done
+
+    def _recover_assisted(self, migration, record):
+        """Record where a dead assisted move left the volume.
+
+        Ceph's recovery has finished or undone the move (the journal no
+        longer holds it): the volume is where it is found.  On the
+        destination only, the move stood.  Where the source still is,
+        the source is the volume: an image of its name on the
+        destination is then not this move's (the engine never leaves
+        both), and is left alone.
+        """
+        source = generic.presence(self.drivers[migration.source_backend],
+                                  inventory.as_volume(record))
+        if source == phases.UNKNOWN:
+            return ('left as it is: whether its source exists cannot be '
+                    'told now; recover again')
+        on_dest = (migration.status in (states.MIGRATING, states.COMPLETING)
+                   and self._holds(migration.dest_backend, record))
+        if on_dest and source == phases.MISSING:
+            # The driver moved it (its own recovery finished the move).
+            if migration.status == states.MIGRATING:
+                self.db.advance_migration(migration.id, states.COMPLETING,
+                                          runner=self.host)
+            self.db.finish_migration(migration.id, states.SUCCESS,
+                                     runner=self.host)
+            return 'completed on %s' % migration.dest_backend
+        if source == phases.MISSING:
+            self.db.finish_migration(
+                migration.id, states.ERROR, runner=self.host,
+                error='its process died, and the volume is neither on its '
+                      'source nor on %s.' % migration.dest_backend)
+            return 'ended: the volume is on neither backend'
+        also = (' (an image of its name on %s is not its copy, and was left '
+                'alone)' % migration.dest_backend) if on_dest else ''
+        self.db.finish_migration(
+            migration.id, states.ERROR, runner=self.host,
+            error='its process died; the source is intact%s.' % also)
+        return 'ended: the source is intact%s' % also
 
     def _recover_generic(self, migration):
         """Carry out :func:`generic.decide` for a dead generic move."""
@@ -359,6 +420,11 @@ class Service(inventory.Inventory):
         if decision == phases.COMPLETE:
             try:
                 name = move.finish_forward()
+            except generic.CopyMissing as err:
+                LOG.error('Migration %(mig)s: %(err)s It stays completing: '
+                          'find its copy, or end it by hand.',
+                          {'mig': migration.id, 'err': err})
+                return 'left completing: %s' % err
             except Exception as err:
                 LOG.warning('Migration %(mig)s: removing its source failed '
                             '(%(err)s); it stays completing.',

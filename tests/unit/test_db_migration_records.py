@@ -274,3 +274,49 @@ def test_list_and_latest_migrations(db):
     assert ids(volume_id=a.id) == [ma.id]
     with pytest.raises(exception.MigrationNotFound):
         db.get_migration(999)
+
+
+def test_a_runner_whose_migration_was_taken_over_changes_nothing(db):
+    """The host column fences a migration's runner: once another host's
+    recovery takes it over, every write naming the old runner fails (its
+    heartbeat, checkpoint, progress and path say False; its steps and
+    its end raise), and the new runner's succeed."""
+    volume = db.create_volume('hdd', 1)
+    migration, dest = _generic_to_ssd(db, volume)
+    assert db.heartbeat(migration.id, runner='h1:42')
+    assert db.take_over(db.get_migration(migration.id), host='h2:7')
+
+    assert not db.heartbeat(migration.id, runner='h1:42')
+    assert not db.save_checkpoint(migration.id, CHUNK, CHUNK,
+                                  runner='h1:42')
+    assert not db.update_progress(migration.id, CHUNK, runner='h1:42')
+    assert not db.set_path(migration.id, states.GENERIC, runner='h1:42')
+    for step in (lambda: db.advance_migration(
+                     migration.id, states.COMPLETING, runner='h1:42'),
+                 lambda: db.finish_migration(migration.id, states.ERROR,
+                                             error='x', runner='h1:42')):
+        with pytest.raises(exception.MigrationTakenOver,
+                           match='run by h2:7 now, not by h1:42'):
+            step()
+    got = db.get_migration(migration.id)
+    assert (got.status, got.host, got.checkpoint_offset) == (
+        'migrating', 'h2:7', None)
+
+    assert db.heartbeat(migration.id, runner='h2:7')
+    assert db.save_checkpoint(migration.id, CHUNK, CHUNK, runner='h2:7')
+    db.advance_migration(migration.id, states.COMPLETING, runner='h2:7')
+    done = db.finish_migration(migration.id, states.SUCCESS, runner='h2:7')
+    assert done.status == 'success'
+
+
+def test_an_ended_migration_is_not_taken_over_but_ended(db):
+    """A runner naming itself on an ended migration gets the transition
+    error, not a take-over: nobody runs it."""
+    volume = db.create_volume('hdd', 1)
+    migration, dest = _generic_to_ssd(db, volume)
+    db.finish_migration(migration.id, states.ERROR, error='x')
+
+    assert not db.heartbeat(migration.id, runner='h1:42')
+    with pytest.raises(exception.InvalidTransition):
+        db.advance_migration(migration.id, states.COMPLETING,
+                             runner='h1:42')

@@ -398,6 +398,58 @@ def test_killed_while_completing_recovery_finishes_forward(
     assert fx.read_head(ceph, 'hdd', back.name, len(data)) == data
 
 
+def test_a_completing_move_whose_copy_is_gone_keeps_its_source(
+        svc, ceph, monkeypatch, at_point):
+    """Recovery of ``completing`` removes the source only while the
+    verified copy is there: removed by hand meanwhile, the source stays,
+    and so does the record, for the operator to look at."""
+    data = bytes(range(256)) * (12 << 12)
+    record = _generic_volume(svc, ceph, data)
+    _killed(svc, monkeypatch, at_point, record,
+            'service.completing', 'generic')
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('ssd')
+    (copy,) = _images(ceph, 'ssd')
+    ceph.rbd.RBD().remove(ioctx, copy)
+
+    (outcome,) = svc.recover()
+
+    assert outcome[1].startswith('left completing: ')
+    assert 'is missing, so its source was left as it is' in outcome[1]
+    assert fx.read_head(ceph, 'hdd', record.name, len(data)) == data
+    assert svc.show(record.id)['migration_status'] == 'completing'
+
+
+@pytest.mark.parametrize('where', ['neither', 'unknown'])
+def test_an_assisted_move_recovered_where_the_source_is_not_found(
+        svc, ceph, monkeypatch, at_point, where):
+    """Killed before the engine ran: with the source gone from both
+    backends (removed by hand) the record ends saying so; with the
+    source's backend not answering, nothing is decided."""
+    record = _volume(svc, ceph)
+    migration = _killed(svc, monkeypatch, at_point, record,
+                        'service.migrating')
+    src = svc.drivers['ceph-a']
+    if where == 'neither':
+        ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+        ceph.rbd.RBD().remove(ioctx, record.name)
+    else:
+        def unreachable(*args, **kwargs):
+            raise ConnectionError('ceph-a does not answer')
+        monkeypatch.setattr(src, 'open_volume', unreachable)
+
+    (outcome,) = svc.recover()
+
+    if where == 'neither':
+        assert outcome == (migration.id,
+                           'ended: the volume is on neither backend')
+        assert svc.show(record.id)['migration_status'] == 'error'
+    else:
+        assert outcome == (migration.id, 'left as it is: whether its '
+                           'source exists cannot be told now; recover '
+                           'again')
+        assert svc.show(record.id)['migration_status'] == 'migrating'
+
+
 def test_a_copy_whose_source_vanished_is_kept(svc, ceph, monkeypatch,
                                               at_point):
     data = b'y' * (3 << 20)
