@@ -179,6 +179,17 @@ def drop_snapshot(rbd, ioctx, name, snap):
         pass
 
 
+def exists(rbd, ioctx, name):
+    """Whether an image ``name`` opens in ``ioctx`` (no name: False)."""
+    if not name:
+        return False
+    try:
+        with rbd.Image(ioctx, name, read_only=True):
+            return True
+    except rbd.ImageNotFound:
+        return False
+
+
 def remove(rbd, ioctx, name):
     """Remove an image and its snapshots; an image already gone is fine.
 

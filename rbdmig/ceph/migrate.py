@@ -426,9 +426,9 @@ class _Migration(object):
         """
         try:
             self.journal.update(self.record, journal.COPYING)
-            if not self.method.uses_source_handle:
-                pass  # live: librbd's abort (_undo) gives the source back
-            elif not self._exists(self.move.src_ioctx, self.move.name):
+            # live never renames: librbd's abort (_undo) gives it back.
+            if self.method.uses_source_handle and not images.exists(
+                    self.rbd, self.move.src_ioctx, self.move.name):
                 self.rbd.RBD().rename(self.move.src_ioctx,
                                       self.move.retired, self.move.name)
             if self.move.temp != self.move.name and self._copy_placed():
@@ -440,13 +440,6 @@ class _Migration(object):
                           self.move.retired)
             return
         self._undo()
-
-    def _exists(self, ioctx, name):
-        try:
-            with self.rbd.Image(ioctx, name, read_only=True):
-                return True
-        except self.rbd.ImageNotFound:
-            return False
 
     def _copy_placed(self):
         """Whether the image named as the volume in the destination is

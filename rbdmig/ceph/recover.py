@@ -270,13 +270,7 @@ class _Recovery(object):
         return Outcome(self.record, action, detail)
 
     def _exists(self, ioctx, name):
-        if not name:
-            return False
-        try:
-            with self.rbd.Image(ioctx, name, read_only=True):
-                return True
-        except self.rbd.ImageNotFound:
-            return False
+        return images.exists(self.rbd, ioctx, name)
 
     def _is_ours(self, name):
         try:

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from rbdmig import ext
+from rbdmig import faults
 # The database fixtures, for every unit test module: db, db_url and
 # empty_db_url (SQLite and PostgreSQL in turn), the session's PostgreSQL
 # server and its database.
@@ -104,3 +105,18 @@ def _transactions_write_first():
 @pytest.fixture(autouse=True)
 def _no_extension(monkeypatch):
     monkeypatch.setenv(ext.DISABLE_ENV, '1')
+
+
+@pytest.fixture
+def at_point(monkeypatch):
+    """``at_point[name] = action``: run ``action()`` once, when a crash
+    point ``name`` is reached (:mod:`rbdmig.faults`)."""
+    actions = {}
+
+    def hook(name):
+        action = actions.pop(name, None)
+        if action is not None:
+            action()
+
+    monkeypatch.setattr(faults.POINTS, 'hook', hook)
+    return actions

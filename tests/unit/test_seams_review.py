@@ -49,21 +49,6 @@ def svc(ceph, tmp_path):
     return service_mod.Service(db_fixtures.make_db(tmp_path), drivers)
 
 
-@pytest.fixture
-def at_point(monkeypatch):
-    """``at_point[name] = action``: run ``action()`` once, when a crash
-    point ``name`` is reached (:mod:`rbdmig.faults`)."""
-    actions = {}
-
-    def hook(name):
-        action = actions.pop(name, None)
-        if action is not None:
-            action()
-
-    monkeypatch.setattr(faults.POINTS, 'hook', hook)
-    return actions
-
-
 class Killed(BaseException):
     """A SIGKILL, in process: nothing of the code's own cleanup runs."""
 

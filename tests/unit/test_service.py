@@ -8,7 +8,6 @@ import pytest
 from oslo_utils import timeutils
 
 from rbdmig import exception
-from rbdmig import faults
 from rbdmig.db import api
 from rbdmig.db import models
 from rbdmig.migration import lease
@@ -40,21 +39,6 @@ def svc(ceph, tmp_path, events):
         lambda event, body, error: events.append((event, body)))
     return service_mod.Service(db_fixtures.make_db(tmp_path), drivers,
                                notifier)
-
-
-@pytest.fixture
-def at_point(monkeypatch):
-    """``at_point[name] = action``: run ``action()`` once, when the
-    service reaches crash point ``name`` (:mod:`rbdmig.faults`)."""
-    actions = {}
-
-    def hook(name):
-        action = actions.pop(name, None)
-        if action is not None:
-            action()
-
-    monkeypatch.setattr(faults.POINTS, 'hook', hook)
-    return actions
 
 
 def _images(ceph, pool):
