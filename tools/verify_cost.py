@@ -9,6 +9,11 @@ alternating order; the destination's digest must equal the source's.
 Prints the medians and each level's cost over ``none``::
 
     .venv/bin/python tools/verify_cost.py --size 1 --repeat 3
+
+Fill ``thin`` is the bench's big thin volume: ``--thin`` GiB holding
+``--size`` GiB in scattered 4 MiB pieces (whole objects)::
+
+    .venv/bin/python tools/verify_cost.py --fills thin --thin 256
 """
 
 import argparse
@@ -29,6 +34,7 @@ from rbdmig import volume as volume_pkg
 from rbdmig.bench import volumes
 
 LEVELS = ('none', 'extents', 'osd_checksum', 'checksum')
+THIN_PIECE = 4 * units.Mi
 SEED = 20240613
 
 
@@ -56,12 +62,15 @@ def _drivers(cluster):
                   for name in ('ceph-a', 'ceph-b')}
 
 
-def _move(conf, drivers, bench, case, size):
+def _move(conf, drivers, bench, case, size, thin):
     method, fill, level = case
+    fraction, piece = volumes.FILLS.get(fill), volumes.EXTENT
+    if fill == 'thin':
+        size, fraction, piece = thin, size / thin, THIN_PIECE
     vol = objects.Volume(size=max(1, size // units.Gi))
     bench.create('ceph-a', vol.name, size)
     try:
-        bench.fill('ceph-a', vol.name, size, volumes.FILLS[fill], SEED)
+        bench.fill('ceph-a', vol.name, size, fraction, SEED, piece=piece)
         before = bench.digest('ceph-a', vol.name)
         conf.set_override('rbd_migration_method', method, group='ceph-a')
         conf.set_override('migration_verify', level, group='ceph-a')
@@ -93,7 +102,10 @@ def main():
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--methods', nargs='+',
                         default=['extents', 'offload'])
-    parser.add_argument('--fills', nargs='+', default=['full', '10%'])
+    parser.add_argument('--fills', nargs='+', default=['full', '10%'],
+                        choices=sorted(volumes.FILLS) + ['thin'])
+    parser.add_argument('--thin', type=int, default=256,
+                        help='GiB of the thin fill\'s volume')
     parser.add_argument('--levels', nargs='+', default=list(LEVELS))
     parser.add_argument('--objectstore', default='bluestore')
     args = parser.parse_args()
@@ -117,7 +129,8 @@ def main():
         conf, drivers = _drivers(cluster)
         for rep in range(args.repeat):
             for case in (cases if rep % 2 == 0 else cases[::-1]):
-                took, fell = _move(conf, drivers, bench, case, size)
+                took, fell = _move(conf, drivers, bench, case, size,
+                                   args.thin * units.Gi)
                 fallbacks += fell
                 times[case].append(took)
                 print('run %d %-8s %-4s %-12s %7.3f s' % ((rep,) + case

@@ -41,13 +41,17 @@ def verify(source, copy, level, size, snapshots=None, clusters=None):
     ``osd_checksum``
         Also the data, hashed where it lies: each OSD returns the size and
         XXH64 of its objects of both images (:func:`ext.object_checksums`)
-        and they are compared object by object.  An object one side lacks
-        must hash as zeros of its size on the other; objects of different
-        sizes (the rest of the shorter one reads as zeros) are read on this
-        host.  It needs the extension, and both images with the same
-        object size, no fancy striping and no parent (a clone's data is
-        partly in its parent's objects): otherwise ``checksum`` runs, and
-        the reason is returned.
+        and they are compared object by object.  Only the objects either
+        image's allocation map names are asked (a thin image costs what
+        its data does, the map read as ``extents`` reads it), and an
+        object its image's map leaves out counts as a hole whatever RADOS
+        holds under its name: librbd reads zeros there.  An object one
+        side lacks must hash as zeros of its size on the other; objects
+        of different sizes (the rest of the shorter one reads as zeros)
+        are read on this host.  It needs the extension, and both images
+        with the same object size, no fancy striping and no parent (a
+        clone's data is partly in its parent's objects): otherwise
+        ``checksum`` runs, and the reason is returned.
     ``checksum``
         Also the data: every byte either image holds is read from both and
         compared on this host.
@@ -175,10 +179,14 @@ def _osd_obstacle(source, copy, clusters):
     return None
 
 
-def _sums(image, cluster):
+def _sums(image, cluster, numbers, mapped):
+    """The OSDs' answers for objects ``numbers`` of ``image``, None for
+    each its map leaves out (``mapped``: librbd reads zeros there)."""
     stat = image.stat()
-    return ext.object_checksums(cluster, image.data_pool_id(),
-                                stat['block_name_prefix'], stat['num_objs'])
+    found = ext.object_checksums(cluster, image.data_pool_id(),
+                                 stat['block_name_prefix'], numbers)
+    return [answer if number in mapped else None
+            for number, answer in zip(numbers, found)]
 
 
 def _compare_objects(source, copy, size, clusters):
@@ -190,11 +198,12 @@ def _compare_objects(source, copy, size, clusters):
             zeros[length] = ext.xxhash64(bytes(length))
         return zeros[length]
 
-    src, dst = _sums(source, clusters[0]), _sums(copy, clusters[1])
-    if len(src) != len(dst):
-        raise exception.CopyError(reason='%d objects, source %d'
-                                  % (len(dst), len(src)))
-    for index, (mine, theirs) in enumerate(zip(src, dst)):
+    # With an image's layout plain, its block i is its object i.
+    src_map, dst_map = _blocks(source, size, obj), _blocks(copy, size, obj)
+    numbers = sorted(src_map | dst_map)
+    src = _sums(source, clusters[0], numbers, src_map)
+    dst = _sums(copy, clusters[1], numbers, dst_map)
+    for index, mine, theirs in zip(numbers, src, dst):
         if mine == theirs:
             continue
         offset = index * obj

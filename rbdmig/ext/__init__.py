@@ -340,24 +340,28 @@ class ObjectChecksum(typing.NamedTuple):
     xxhash64: int  # XXH64, seed 0, of its ``size`` bytes
 
 
-def object_checksums(cluster, pool, prefix, object_count, *, queue_depth=16,
+def object_checksums(cluster, pool, prefix, objects, *, queue_depth=16,
                      namespace='', callback=progress.DEFAULT_CALLBACK):
     """Have each OSD hash its own objects: no data crosses this host.
 
-    For each ``index`` in ``range(object_count)``, object
+    For each ``index`` in ``objects``, object
     ``'%s.%016x' % (prefix, index)`` of ``pool`` gets one read op of a
     ``stat`` and a ``checksum`` (``LIBRADOS_CHECKSUM_TYPE_XXHASH64`` of
     the whole object), ``queue_depth`` in flight; only the answers come
     back.  For an RBD image, the prefix is its ``block_name_prefix``, the
     pool the one its data objects live in (``data_pool_id()``) and the
-    count its ``stat()['num_objs']``.
+    numbers those of the objects that may exist: every one below its
+    ``stat()['num_objs']``, or, cheaper on a thin image, those its object
+    map names (:func:`rbdmig.ceph.data_objects.existing`).
 
     Blocks the calling thread with the GIL released, reports and cancels
     as :func:`copy_objects` does (the callback counts objects).
 
-    :returns: a list with, per index, None where the object does not
-        exist or is empty (it reads as zeros), else an
-        :class:`ObjectChecksum`.
+    :param objects: an iterable of object numbers (ints, 0 to
+        2**64 - 1); a ``range`` hashes every number in it.
+    :returns: a list with, per number in ``objects`` (in that order),
+        None where the object does not exist or is empty (it reads as
+        zeros), else an :class:`ObjectChecksum`.
     :raises TypeError, ValueError: for a wrong argument, before any I/O.
     :raises OffloadUnavailable: if :func:`available` is False.
     :raises OSError: with the errno, if connecting or opening the pool
@@ -368,13 +372,13 @@ def object_checksums(cluster, pool, prefix, object_count, *, queue_depth=16,
     _check_pool('pool', pool)
     _check_str('prefix', prefix)
     _check_str('namespace', namespace, empty=True)
-    _check_int('object_count', object_count, 0, 2 ** 64 - 1)
+    numbers = _object_numbers(objects)
     _check_int('queue_depth', queue_depth, 1, MAX_QUEUE_DEPTH)
     _check_callback(callback)
     module = _require()
-    callback.set_size(object_count)
+    callback.set_size(len(numbers))
     found = module.object_checksums(cluster._args(), pool, namespace, prefix,
-                                    object_count, queue_depth,
+                                    numbers, queue_depth,
                                     _reporter(callback))
     return [None if item is None else ObjectChecksum(*item)
             for item in found]

@@ -991,7 +991,7 @@ class ObjectHasher {
  public:
   struct Slot {
     ObjectHasher* owner;
-    uint64_t index;
+    uint64_t position;  // in the hasher's indexes
     librados::AioCompletion* completion;
     uint64_t size;
     time_t mtime;
@@ -999,10 +999,12 @@ class ObjectHasher {
     librados::bufferlist sum, unused;
   };
 
-  ObjectHasher(librados::IoCtx& io, std::string prefix, uint64_t count,
-               unsigned depth)
-      : io_(io), prefix_(std::move(prefix)), count_(count), slots_(depth),
-        sums_(count) {
+  // Hashes the objects numbered `indexes`, in that order; sums() answers
+  // per position in it.
+  ObjectHasher(librados::IoCtx& io, std::string prefix,
+               std::vector<uint64_t> indexes, unsigned depth)
+      : io_(io), prefix_(std::move(prefix)), indexes_(std::move(indexes)),
+        count_(indexes_.size()), slots_(depth), sums_(count_) {
     for (auto& slot : slots_) free_.push_back(&slot);
     finished_.reserve(depth);  // the callback never allocates
     encode_seed();
@@ -1055,7 +1057,7 @@ class ObjectHasher {
     Slot* slot = free_.back();
     free_.pop_back();
     slot->owner = this;
-    slot->index = next_++;
+    slot->position = next_++;
     slot->size = 0;
     slot->stat_rval = slot->sum_rval = 0;
     slot->sum.clear();
@@ -1068,7 +1070,7 @@ class ObjectHasher {
     // Offset and length 0: the whole object, one XXH64 for it.
     op.checksum(LIBRADOS_CHECKSUM_TYPE_XXHASH64, seed_, 0, 0, 0, &slot->sum,
                 &slot->sum_rval);
-    int r = io_.aio_operate(object_name(prefix_, slot->index),
+    int r = io_.aio_operate(object_name(prefix_, indexes_[slot->position]),
                             slot->completion, &op, &slot->unused);
     ++in_flight_;
     if (r < 0) record(slot, r);  // never sent: no callback will come
@@ -1105,18 +1107,19 @@ class ObjectHasher {
     free_.push_back(slot);
     if (r >= 0 && slot->stat_rval < 0) r = slot->stat_rval;
     if (r >= 0 && slot->sum_rval < 0) r = slot->sum_rval;
-    if (r >= 0) r = decode(slot, &sums_[slot->index]);
+    if (r >= 0) r = decode(slot, &sums_[slot->position]);
     if (r >= 0 || r == -ENOENT) {
       ++done_;  // -ENOENT: no object, a hole
     } else if (error_ == 0) {
       error_ = r;
-      failed_index_ = slot->index;
+      failed_index_ = indexes_[slot->position];
       stopped_ = true;
     }
   }
 
   librados::IoCtx& io_;
   const std::string prefix_;
+  const std::vector<uint64_t> indexes_;
   const uint64_t count_;
   std::vector<Slot> slots_;
   std::vector<Slot*> free_;
@@ -1153,17 +1156,19 @@ PyObject* sums_to_list(const std::vector<ObjectSum>& sums) {
 }
 
 PyObject* object_checksums(PyObject*, PyObject* args) {
-  PyObject *conn_args, *progress, *pool_arg;
+  PyObject *conn_args, *progress, *pool_arg, *objects;
   ConnParams conn;
   const char *ns, *prefix;
   PoolRef pool;
-  unsigned long long count;
+  std::vector<uint64_t> indexes;
   unsigned int depth;
-  if (!PyArg_ParseTuple(args, "OOssKIO", &conn_args, &pool_arg, &ns, &prefix,
-                        &count, &depth, &progress) ||
-      !parse_conn(conn_args, &conn) || !parse_pool(pool_arg, &pool)) {
+  if (!PyArg_ParseTuple(args, "OOssOIO", &conn_args, &pool_arg, &ns, &prefix,
+                        &objects, &depth, &progress) ||
+      !parse_conn(conn_args, &conn) || !parse_pool(pool_arg, &pool) ||
+      !parse_indexes(objects, &indexes)) {
     return nullptr;
   }
+  const uint64_t count = indexes.size();
   if (depth == 0) {
     PyErr_SetString(PyExc_ValueError, "queue_depth must be at least 1.");
     return nullptr;
@@ -1183,7 +1188,7 @@ PyObject* object_checksums(PyObject*, PyObject* args) {
     int error;
     uint64_t failed;
     {
-      ObjectHasher hasher(io, prefix, count, depth);
+      ObjectHasher hasher(io, prefix, std::move(indexes), depth);
       Reports reports;
       for (;;) {
         {

@@ -10,6 +10,7 @@ import rbd
 from rbdmig import exception
 from rbdmig import ext
 from rbdmig import objects
+from rbdmig.ceph import data_objects
 from rbdmig.ext import _offload  # noqa: F401 - fail loudly if not built
 from rbdmig.sandbox import templates
 from tests.functional import helpers
@@ -62,16 +63,19 @@ def test_object_checksums_are_xxhash64_of_each_objects_bytes(admin, spec):
         for index, blob in blobs.items():
             ioctx.write_full('%s.%016x' % (prefix, index), blob)
 
-        found = ext.object_checksums(spec, SRC, prefix, 7, queue_depth=3)
+        found = ext.object_checksums(spec, SRC, prefix, range(7),
+                                     queue_depth=3)
 
         expected = [ext.ObjectChecksum(len(blobs[i]), ext.xxhash64(blobs[i]))
                     if blobs.get(i) else None for i in range(7)]
         assert found == expected
         assert found[1].xxhash64 == ext.xxhash64(bytes(4 * MiB))
         assert ext.object_checksums(spec, ioctx.get_pool_id(), prefix,
-                                    7) == expected
+                                    range(7)) == expected
+        assert ext.object_checksums(spec, SRC, prefix, [5, 4, 0]) == [
+            expected[5], None, expected[0]]
         with pytest.raises(FileNotFoundError, match='opening pool'):
-            ext.object_checksums(spec, 'no-such-pool', prefix, 1)
+            ext.object_checksums(spec, 'no-such-pool', prefix, [1])
     finally:
         for index in blobs:
             ioctx.remove_object('%s.%016x' % (prefix, index))
@@ -134,6 +138,31 @@ def test_one_corrupt_object_of_the_copy_fails_osd_checksum(
     assert volume.name not in helpers.images(ceph_cluster, DST)
     assert not [n for n in helpers.images(ceph_cluster, DST)
                 if '.rbdmig-' in n]
+
+
+def test_an_object_the_copys_map_leaves_out_fails_osd_checksum(
+        ceph_cluster, admin, drivers, cleanup, monkeypatch):
+    """The copy's object is in RADOS, byte for byte the source's, but its
+    object map leaves it out: librbd reads zeros there.  Comparing RADOS
+    alone passed it, and the source went."""
+    src, dst = drivers['ceph-a'], drivers['ceph-b']
+    volume, sha = _volume(src, cleanup, (dst,))
+    real = data_objects.mark_existing
+    left_out = []
+
+    def mark_all_but_one(ioctx, image_id, numbers):
+        left_out.append(numbers[0])
+        return real(ioctx, image_id, numbers[1:])
+
+    monkeypatch.setattr(data_objects, 'mark_existing', mark_all_but_one)
+    with pytest.raises(exception.MigrationError,
+                       match='did not verify') as refused:
+        src.migrate_volume(None, volume, helpers.host_of(dst))
+
+    assert len(left_out) == 1
+    assert '(object %d)' % left_out[0] in str(refused.value)
+    assert helpers.digest(src, volume) == sha
+    assert volume.name not in helpers.images(ceph_cluster, DST)
 
 
 def test_zeros_and_short_objects_of_an_extents_copy_pass(

@@ -28,6 +28,7 @@ class Extension(object):
         test can tell which server-side path ran.
     :ivar data_pools: the ``data_pool`` each image copy was asked for.
     :ivar checksummed: ``(conf path, pool)`` of each object_checksums.
+    :ivar checksummed_objects: the object numbers each was given.
     :ivar copied: the object numbers each copy_objects was given.
     :ivar through_host_below: what each copy_objects was given as that.
     :ivar keep_holes: likewise.
@@ -38,6 +39,7 @@ class Extension(object):
         self.calls = []
         self.data_pools = []
         self.checksummed = []
+        self.checksummed_objects = []
         self.copied = []
         self.through_host_below = []
         self.keep_holes = []
@@ -157,19 +159,20 @@ class Extension(object):
         return {i - blocks.start: image.blocks[i] for i in blocks
                 if i in image.blocks}
 
-    def object_checksums(self, conn, pool, ns, prefix, count, depth,
+    def object_checksums(self, conn, pool, ns, prefix, numbers, depth,
                          progress):
         self.calls.append('object_checksums')
         self.checksummed.append((conn[0], pool))
+        self.checksummed_objects.append(tuple(numbers))
         self.ceph._check('object_checksums')
         cluster = self._cluster(conn)
         pool = self._pool(cluster, pool)
         sums = []
-        for index in range(count):
+        for index in numbers:
             found = self._object(cluster, pool, prefix, index)
             sums.append(None if found is None
                         else (found[0], _hash(found[1])))
-        progress(count, count)
+        progress(len(numbers), len(numbers))
         return sums
 
     def xxhash64(self, data, seed):

@@ -214,3 +214,41 @@ def test_without_the_extension_osd_checksum_reads_on_the_host(ceph):
     why = verify.verify(source, copy, 'osd_checksum', 16 * MiB,
                         clusters=(SPEC, SPEC))
     assert why.startswith('disabled by RBDMIG_DISABLE_OFFLOAD')
+
+
+def test_osd_checksum_asks_only_the_objects_the_maps_name(ceph, osd):
+    """A thin image costs what its data does: objects 0 and 2 of four."""
+    assert _osd_check(ceph, DATA, DATA) is None
+    assert osd.checksummed_objects == [(0, 2), (0, 2)]
+    osd.checksummed_objects.clear()
+    assert _osd_check(ceph, DATA, {**DATA, OBJECT: bytes(8192)}) is None
+    assert osd.checksummed_objects == [(0, 1, 2), (0, 1, 2)]
+
+
+def _hiding(image, number):
+    """``image`` with its map leaving out object ``number``: librbd reads
+    zeros there, whatever RADOS holds under the object's name."""
+    whole = image.diff_iterate
+
+    def diff_iterate(offset, length, from_snapshot, cb, **kwargs):
+        def seen(start, extent, exists):
+            if start // OBJECT != number:
+                cb(start, extent, exists)
+        whole(offset, length, from_snapshot, seen, **kwargs)
+
+    image.diff_iterate = diff_iterate
+    return image
+
+
+def test_an_object_the_copys_map_leaves_out_is_a_hole(ceph, osd):
+    """Its bytes in RADOS match the source's, but the copy reads zeros
+    there: the old osd_checksum, comparing RADOS alone, let it by."""
+    source, copy = _pair(_fresh(ceph), DATA, DATA)
+    with pytest.raises(exception.CopyError, match='object 2'):
+        verify.verify(source, _hiding(copy, 2), 'osd_checksum', 16 * MiB,
+                      clusters=(SPEC, SPEC))
+    source, copy = _pair(_fresh(ceph), {**DATA, OBJECT: bytes(8192)},
+                         {**DATA, OBJECT: b'x'})
+    assert verify.verify(_hiding(source, 1), _hiding(copy, 1),
+                         'osd_checksum', 16 * MiB,
+                         clusters=(SPEC, SPEC)) is None

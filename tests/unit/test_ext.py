@@ -47,7 +47,7 @@ def test_missing_module_is_unavailable_with_the_import_error(monkeypatch):
     lambda: ext.object_numbers(SPEC, 'a', 'p'),
     lambda: ext.copy_image(SPEC, 'a', 'img', 'b', 'img'),
     lambda: ext.deep_copy_image(SPEC, 'a', 'img', 'b', 'img'),
-    lambda: ext.object_checksums(SPEC, 'a', 'p', 1),
+    lambda: ext.object_checksums(SPEC, 'a', 'p', [1]),
     lambda: ext.xxhash64(b''),
 ])
 def test_calls_raise_unavailable_with_the_reason(disabled, call):
@@ -120,14 +120,15 @@ def test_copy_objects_validates_before_anything_else(disabled, kwargs,
     ({'pool': ''}, ValueError, 'pool must not be empty.'),
     ({'pool': -3}, ValueError, 'pool must be between 0'),
     ({'prefix': b'rbd_data'}, TypeError, 'prefix must be a str'),
-    ({'object_count': -1}, ValueError, 'object_count must be between 0'),
+    ({'objects': 4}, TypeError, 'objects must be an iterable'),
+    ({'objects': [-1]}, ValueError, 'objects must hold object numbers'),
     ({'queue_depth': 0}, ValueError, 'queue_depth must be between 1'),
     ({'namespace': None}, TypeError, 'namespace must be a str'),
     ({'callback': None}, TypeError, 'callback must be an rbdmig'),
 ])
 def test_object_checksums_validates_before_anything_else(disabled, kwargs,
                                                          error, match):
-    args = dict(cluster=SPEC, pool=3, prefix='rbd_data.1', object_count=4)
+    args = dict(cluster=SPEC, pool=3, prefix='rbd_data.1', objects=range(4))
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ext.object_checksums(**args)
