@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -55,6 +56,17 @@ def retired_name(image, migration_id):
 def snapshot_name(migration_id):
     """The name of a migration's temporary snapshot of its source."""
     return 'rbdmig-migrate-%s' % migration_id
+
+
+def taken_over(err):
+    """Whether ``err``, raised by a write of a migration's record (its
+    :meth:`Journal.update`, :meth:`Journal.report` or
+    :meth:`Journal.finish`), says the record is no longer that
+    migration's: ended by another process (ENOENT), or the image claimed
+    since by another migration (ECANCELED: the compare with the
+    migration's id failed)."""
+    return getattr(err, 'errno', None) in (
+        errno.ENOENT, -errno.ENOENT, errno.ECANCELED, -errno.ECANCELED)
 
 
 def _lock_dir():
@@ -258,8 +270,8 @@ class Journal(object):
 
         :raises InvalidTransition: the phase table does not allow it.
         :raises rados.Error: the record is no longer this migration's
-            (ENOENT, ECANCELED), or the write failed; ``record`` keeps
-            its phase (an undo goes on from it).
+            (ENOENT, ECANCELED: :func:`taken_over`), or the write failed;
+            ``record`` keeps its phase (an undo goes on from it).
         """
         phases.check_transition(record.phase, phase)
         before = record.phase, record.updated
@@ -318,12 +330,35 @@ class Journal(object):
             return None
 
     def finish(self, record):
-        """Forget a migration that completed or was undone."""
-        current = self.get(record.image)
-        if current is not None and current.id == record.id:
-            native.call(self.ioctx.remove_object,
-                        RECORD_PREFIX + record.image)
-        self._forget(self._index_key(record))
+        """Forget a migration that completed or was undone.
+
+        The record is removed by one operation compared first with the
+        id the claim wrote (as :meth:`update`'s): a process whose record
+        was taken over, and the image claimed since by another
+        migration, never removes that migration's record.  A record
+        already gone (a recovery that took the move over ended it) is
+        finished.  The migration's index key is dropped in each case,
+        another migration's record included (the key names this one).
+
+        :raises rados.Error: the record is another migration's
+            (ECANCELED, :func:`taken_over`): it was left as it is; or the
+            removal failed (the record may stay: recovery ends it).
+        """
+        def build(op):
+            op.omap_cmp(ID_KEY, record.id,
+                        self.rados.LIBRADOS_CMPXATTR_OP_EQ)
+            op.remove()
+
+        key = self._index_key(record)
+        try:
+            self._write(self.oid(record), build)
+        except self.rados.ObjectNotFound:
+            LOG.debug('Journal: %s was ended already', record)
+        except self.rados.Error as err:
+            if taken_over(err):
+                self._forget(key)
+            raise
+        self._forget(key)
         LOG.debug('Journal: finished %s', record)
         faults.point('engine.finished')
 

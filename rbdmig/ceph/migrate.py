@@ -154,6 +154,8 @@ class _Migration(object):
 
     authority = None  # told when the copy took the name (migrate())
     told = False  # whether the authority was told (moved() was called)
+    retired = False  # whether the source is under its retired name
+    discarded = False  # whether what the move built was removed (_undo)
 
     def __init__(self, backend, method, volume, source, where, client,
                  src_ioctx, dst_ioctx, dest):
@@ -334,7 +336,12 @@ class _Migration(object):
         anything could not be removed or the authority could not be told:
         a record is closed only once nothing of its migration is left,
         the authority's word included (recovery puts it back,
-        :meth:`rbdmig.ceph.recover.Authority.settle`).
+        :meth:`rbdmig.ceph.recover.Authority.settle`).  Never raises: its
+        callers raise what failed the move.
+
+        :returns: True once undone and the journal closed (or the record
+            found another migration's: nothing of this one is left);
+            False when recovery is left to finish (the log says why).
         """
         try:
             if discard:
@@ -345,7 +352,8 @@ class _Migration(object):
         except Exception:
             LOG.exception('Could not undo %s; "rbdmig recover" will finish '
                           'undoing it (the source is intact).', self.record)
-            return
+            return False
+        self.discarded = True
         if self.told:
             try:
                 self.authority.restored(self.record)
@@ -355,25 +363,44 @@ class _Migration(object):
                               'failed; "rbdmig recover" (or the next start '
                               'of this backend) will.',
                               {'rec': self.record, 'src': self.backend.pool})
-                return
+                return False
             self.told = False
-        self.journal.finish(self.record)
+        try:
+            self.journal.finish(self.record)
+        except self.journal.rados.Error as err:
+            if journal.taken_over(err):
+                # Taken over, the image claimed since: never ours to end.
+                LOG.warning('%(rec)s was undone; its journal record is '
+                            'another migration\'s now and was left to it.',
+                            {'rec': self.record})
+                return True
+            LOG.exception('%(rec)s was undone and its source is the volume '
+                          'in pool %(src)s, but closing its journal record '
+                          'failed; "rbdmig recover" (or the next start of '
+                          'this backend) will.',
+                          {'rec': self.record, 'src': self.backend.pool})
+            return False
+        return True
 
     def _retire(self):
         """Step 5: the source, still locked, goes out of every client's
         reach under its retired name; a client or a clone using it, or
         data that changed, undoes the move instead."""
         guard = self.move.guard
-        if guard is None:  # live: librbd's commit removes the source
+        if guard is not None:
+            (self.record.source_id, self.record.source_prefix,
+             self.record.source_data_pool) = images.identity(
+                self.client, self.move.src_ioctx, guard)
+        try:
             self.journal.update(self.record, journal.RETIRING)
+        except self.journal.rados.Error as err:
+            raise self._unjournaled(journal.RETIRING, err) from err
+        if guard is None:  # live: librbd's commit removes the source
             return
-        (self.record.source_id, self.record.source_prefix,
-         self.record.source_data_pool) = images.identity(
-            self.client, self.move.src_ioctx, guard)
-        self.journal.update(self.record, journal.RETIRING)
         try:
             self.rbd.RBD().rename(self.move.src_ioctx, self.move.name,
                                   self.move.retired)
+            self.retired = True
             faults.point('engine.retired')
             why = self._users(guard) or self._changed_unlocked()
         except Exception as err:
@@ -385,6 +412,59 @@ class _Migration(object):
         if why:
             self._give_back()
             raise checks.Unsafe(why)
+
+    def _unjournaled(self, phase, err):
+        """The error of a move whose journal write of ``phase``
+        (``retiring`` or ``placed``) failed, once undone as far as it
+        could be; what is left, recovery undoes (the record says the
+        phase before, or ``phase`` if the write landed).
+
+        Nothing was renamed or placed since.  From ``retiring`` on the
+        source may be out of every client's reach, under its retired
+        name: it is given back even when the cluster stopped answering
+        (worth a second wait).  Before, a source whole under its name is
+        the volume meanwhile, and with the cluster not answering what the
+        move built is left to recovery, as in :meth:`_copy_and_verify`
+        (every cleanup operation would wait as long again); ``live``'s
+        source is librbd's until its migration is aborted: undone all
+        the same.
+        """
+        if phase == journal.PLACED:
+            undone = self._give_back()
+        elif images.timed_out(err) and self.method.uses_source_handle:
+            undone = False
+        else:
+            undone = self._undo()
+        step = {journal.RETIRING: 'the retirement of its source',
+                journal.PLACED: 'the placing of its copy'}[phase]
+        return exception.MigrationError(
+            volume=self.volume.id,
+            reason='journaling %s failed (%s); %s.' % (
+                step, err, self._undone(undone)))
+
+    def _undone(self, undone):
+        """Where the source is, in words, once the move was undone
+        (``undone``) or undoing it was left to recovery."""
+        recovery = '"rbdmig recover" (or the next start of this backend)'
+        if self.discarded:
+            where = ('the source is intact under its name in pool %s, and '
+                     'what the move built in %s was removed'
+                     % (self.backend.pool, self.where))
+            return where if undone else '%s; %s ends its journal record' % (
+                where, recovery)
+        if not self.method.uses_source_handle:
+            return ('the source is whole in pool %s, held by librbd\'s '
+                    'migration to %s until %s aborts it'
+                    % (self.backend.pool, self.where, recovery))
+        if self.retired:
+            return ('the source is whole in pool %s under its retired name '
+                    '%s, out of clients\' reach until %s gives it its name '
+                    'back and removes what the move built in %s'
+                    % (self.backend.pool, self.move.retired, recovery,
+                       self.where))
+        return ('the source is intact under its name in pool %s, and %s '
+                'removes what the move built in %s'
+                % (self.backend.pool, recovery, self.where))
 
     def _changed_unlocked(self):
         """Why a source without exclusive-lock differs from its copy now
@@ -423,6 +503,9 @@ class _Migration(object):
 
         The journal says the copy is partial again first: whatever of
         this is left undone, recovery rolls back.
+
+        :returns: True once undone and the journal closed; False when
+            recovery is left to finish (the log says why).
         """
         try:
             self.journal.update(self.record, journal.COPYING)
@@ -431,6 +514,7 @@ class _Migration(object):
                     self.rbd, self.move.src_ioctx, self.move.name):
                 self.rbd.RBD().rename(self.move.src_ioctx,
                                       self.move.retired, self.move.name)
+            self.retired = False
             if self.move.temp != self.move.name and self._copy_placed():
                 images.remove(self.rbd, self.move.dst_ioctx, self.move.name)
         except Exception:
@@ -438,8 +522,8 @@ class _Migration(object):
                           '(it was whole as %s); "rbdmig recover" will, as '
                           'its journal record says.', self.move.name,
                           self.move.retired)
-            return
-        self._undo()
+            return False
+        return self._undo()
 
     def _copy_placed(self):
         """Whether the image named as the volume in the destination is
@@ -454,7 +538,10 @@ class _Migration(object):
     def _place(self):
         """Step 6: the verified copy takes the image's name, and the
         authority is told it names the copy from now on."""
-        self.journal.update(self.record, journal.PLACED)
+        try:
+            self.journal.update(self.record, journal.PLACED)
+        except self.journal.rados.Error as err:
+            raise self._unjournaled(journal.PLACED, err) from err
         try:
             self.method.place(self.move)
         except self.rbd.ImageExists:
@@ -534,12 +621,18 @@ class _Migration(object):
                         self.move.name)
         try:
             self.journal.finish(self.record)
-        except Exception:
+        except Exception as err:
             # The copy is the volume and the source is gone: the move
             # stood, and failing it now would have the caller record the
             # volume where no image is left.  A record left at REMOVING
             # is completed by recovery (the placed copy found, untagged
             # or not); an index key without its record is dropped.
+            if journal.taken_over(err):
+                LOG.warning('%(name)s was migrated to %(where)s; its '
+                            'journal record is another migration\'s now '
+                            'and was left to it.',
+                            {'name': self.move.name, 'where': self.where})
+                return
             LOG.exception('%(name)s was migrated to %(where)s, but closing '
                           'its journal record failed; "rbdmig recover" '
                           'will.', {'name': self.move.name,

@@ -264,9 +264,23 @@ class _Recovery(object):
         """The authority is told what was decided, then the record goes:
         a recovery that dies in between leaves the record, and the next
         one tells the authority again (never a row naming where the
-        volume no longer is, with no record left to correct it)."""
+        volume no longer is, with no record left to correct it).
+
+        A record that is another migration's by then (a recovery racing
+        this one ended it, and the image was claimed since) is left to
+        that migration: the outcome says so.
+        """
         self.authority.settle(self.record, decision)
-        self.journal.finish(self.record)
+        try:
+            self.journal.finish(self.record)
+        except self.journal.rados.Error as err:
+            if not journal.taken_over(err):
+                raise
+            LOG.warning('%(rec)s: %(action)s, but its journal record is '
+                        'another migration\'s now and was left to it.',
+                        {'rec': self.record, 'action': action})
+            detail += ('; its record was another migration\'s by then, '
+                       'and was left to it')
         return Outcome(self.record, action, detail)
 
     def _exists(self, ioctx, name):

@@ -89,11 +89,28 @@ class CinderAuthority(recover.Authority):
         if not record.dest_host or row.host != record.dest_host:
             return {}
         if not record.source_host:
-            LOG.error('Volume %(id)s is on its source again, but its row '
-                      'names %(dest)s and %(rec)s does not say the '
-                      'source\'s host: set it by hand.',
-                      {'id': row.id, 'dest': record.dest_host,
-                       'rec': record})
+            # A record journaled before rbdmig kept the source's host.  It
+            # names the Ceph pool, not the row's ``host@backend#pool``:
+            # the pool part is the backend's pool name (Cinder's RBD
+            # driver: ``volume_backend_name``), and in a cluster the row's
+            # host may be any member's.  Nothing is guessed.
+            ran = ('the move was run by cinder-volume %s' % record.service
+                   if record.service else 'the record does not say which '
+                   'cinder-volume service ran the move')
+            LOG.error('Volume %(id)s (image %(image)s) is in Ceph pool '
+                      '%(pool)s again, but its row still names %(dest)s, '
+                      'where it is not, and %(rec)s was journaled before '
+                      'rbdmig kept the source\'s host: set it by hand.  In '
+                      'Cinder\'s database, set volume %(id)s\'s host to '
+                      'the host@backend#pool of the backend serving pool '
+                      '%(pool)s (%(ran)s; its other volumes there show the '
+                      'whole value), and its cluster_name, service_uuid '
+                      'and availability_zone to that backend\'s; until '
+                      'then Cinder sends the volume\'s requests to '
+                      '%(dest)s.',
+                      {'id': row.id, 'image': record.image,
+                       'pool': record.source_pool, 'dest': record.dest_host,
+                       'rec': record, 'ran': ran})
             return {}
         LOG.warning('%(rec)s was undone: volume %(id)s lives on %(host)s '
                     'again.', {'rec': record, 'id': row.id,

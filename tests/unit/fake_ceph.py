@@ -265,7 +265,7 @@ class Ceph(object):
             """cls_rbd's object_map_load: BitVector<2>, no CRCs."""
             count = image.object_count()
             states = bytearray(-(-count // 4))
-            for number in image.object_map:
+            for number in image.mapped():
                 states[number // 4] |= 1 << (3 - number % 4) * 2
             return (struct.pack('<IBBIQ', 14, 1, 1, 8, count)
                     + bytes(states) + struct.pack('<I', 0))
@@ -307,6 +307,9 @@ class Ceph(object):
             def omap_cmp(self, key, val, cmp_op=1):
                 assert cmp_op == 1  # EQ: the only one rbdmig uses
                 self.steps.append(('omap_cmp', (key, val.encode())))
+
+            def remove(self):
+                self.steps.append(('remove', None))
 
         class Ioctx(object):
             def __init__(self, cluster, pool):
@@ -354,6 +357,11 @@ class Ceph(object):
                         raise ObjectNotFound(oid)  # as the OSD: ENOENT
                     if obj['omap'].get(arg[0]) != arg[1]:
                         raise Error(oid, errno=errno.ECANCELED)
+                if ('remove', None) in steps:
+                    if obj is None:
+                        raise ObjectNotFound(oid)
+                    del self.objects[oid]  # steps after it: not modelled
+                    return
                 obj = self.objects.setdefault(oid, {'data': b'',
                                                     'omap': {}})
                 for step, arg in steps:

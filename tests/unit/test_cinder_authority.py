@@ -288,6 +288,31 @@ def test_a_record_without_the_source_host_leaves_the_row_and_says_so(
     assert 'set it by hand' in caplog.text
 
 
+@pytest.mark.parametrize('service', ['node@be', None])
+def test_a_record_without_the_source_host_says_what_to_set_by_hand(
+        authority, caplog, service):
+    # Journaled before rbdmig kept the source's host: the record names
+    # the Ceph pool, not Cinder's ``host@backend#pool`` (its pool part is
+    # the backend's pool name, and in a cluster the row's host may be
+    # any member's), so nothing is guessed.  The log says which volume,
+    # which of its row's fields, and what they must name.
+    table = Table(v1=_row_fields(host=DEST_HOST))
+    record = _record('v1', source_host=None)
+    record.service = service
+
+    authority(table).settle(record, phases.ROLL_BACK)
+
+    assert table['v1']['host'] == DEST_HOST
+    (said,) = [r.getMessage() for r in caplog.records
+               if r.levelname == 'ERROR']
+    for words in ('volume v1', 'image %s' % record.image, 'pool hdd',
+                  DEST_HOST, 'host@backend#pool', 'cluster_name',
+                  'service_uuid', 'availability_zone'):
+        assert words in said, words
+    assert ('run by cinder-volume node@be' if service else
+            'does not say which cinder-volume') in said
+
+
 # -- every crash point, then its recovery too, the row told throughout -------
 
 class Killed(BaseException):
