@@ -180,7 +180,8 @@ def inspect_source(backend, ioctx, name):
             watchers = list(image.watchers_list())
             features = image.features()
             size = image.size()
-            allocated = images.allocated_bytes(backend.rbd, image, size)
+            allocated = images.allocated_bytes(backend.rbd, image, size,
+                                               ioctx)
             try:
                 image.parent_info()
                 parent = True

@@ -5,6 +5,7 @@ import errno
 from oslo_log import log as logging
 
 from rbdmig import faults
+from rbdmig.ceph import data_objects
 
 LOG = logging.getLogger(__name__)
 
@@ -72,18 +73,28 @@ def fast_diff_valid(rbd, image):
         image.flags() & invalid)
 
 
-def allocated_bytes(rbd, image, size):
+def allocated_bytes(rbd, image, size, ioctx):
     """Bytes of ``image`` holding data, a parent's included, as ``rbd du``
     counts them: what the room check needs.
 
-    With fast-diff valid (and one object per stripe), librbd's
-    whole-object diff reads which objects hold data from the object map,
-    one read whatever the size: each such object counts whole, as ``rbd
-    du`` counts it, and as ``offload`` writes it (``copy_from`` writes an
-    object's holes); other methods write no more.  Else the exact sum
+    From its object map where it has one (one read whatever the size,
+    :func:`rbdmig.ceph.data_objects.mapped`) and no parent: each object
+    it names counts whole, as ``rbd du`` counts it, and as ``offload``
+    writes it (``copy_from`` writes an object's holes, which it zeroes
+    after); other methods write no more.  A clone's map leaves out its
+    parent's data: librbd's whole-object diff, parent included, counts
+    them (from both maps where fast-diff is valid).  Else the exact sum
     of :func:`data_extents`, whose diff lists every object of the size
     at its OSD (``rbd du`` without fast-diff counts so too).
+
+    :param ioctx: the image's own pool (where its object map lives).
     """
+    if not has_parent(image):
+        numbers = data_objects.mapped(rbd, ioctx, image)
+        if numbers is not None:
+            obj = 1 << image.stat()['order']
+            return sum(min(obj, size - number * obj) for number in numbers
+                       if number * obj < size)
     if image.stripe_count() != 1 or not fast_diff_valid(rbd, image):
         return sum(length for _, length in data_extents(image, size))
     total = [0]
@@ -96,6 +107,16 @@ def allocated_bytes(rbd, image, size):
     image.diff_iterate(0, size, None, whole, include_parent=True,
                        whole_object=True)
     return total[0]
+
+
+def has_parent(image):
+    """Whether ``image`` reads data from a parent (a clone not flattened).
+
+    Its overlap with the parent: 0 for an image without one.  Not
+    ``stat()``: librbd's ``rbd_stat`` leaves its parent fields empty
+    (deprecated, ``parent_name`` b'' for a clone too).
+    """
+    return image.overlap() > 0
 
 
 def copy_metadata(source, destination):

@@ -326,7 +326,13 @@ class _Migration(object):
         with self.rbd.Image(self.move.dst_ioctx, self.move.temp,
                             read_only=True) as copy:
             verify.run(held, copy, level, self.source.size, snaps,
-                       clusters=(self.move.cluster, self.move.dst_cluster))
+                       clusters=(self.move.cluster, self.move.dst_cluster),
+                       maps=self._maps())
+
+    def _maps(self):
+        """verify's ``maps``: where the source's and the copy's object
+        maps are read."""
+        return self.rbd, self.move.src_ioctx, self.move.dst_ioctx
 
     def _undo(self, discard=True):
         """Remove what this migration built, name the source again where
@@ -487,7 +493,8 @@ class _Migration(object):
             try:
                 verify.run(source, copy, 'osd_checksum', self.source.size,
                            clusters=(self.move.cluster,
-                                     self.move.dst_cluster))
+                                     self.move.dst_cluster),
+                           maps=self._maps())
             except exception.CopyError as err:
                 return ('a client wrote to its image during the copy (it '
                         'has no exclusive-lock to keep writers off: %s); '

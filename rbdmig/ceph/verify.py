@@ -6,6 +6,8 @@ from oslo_utils import units
 from rbdmig import exception
 from rbdmig import ext
 from rbdmig import native
+from rbdmig.ceph import data_objects
+from rbdmig.ceph import images
 
 LOG = logging.getLogger(__name__)
 
@@ -13,21 +15,23 @@ LEVELS = ('none', 'extents', 'osd_checksum', 'checksum')
 _CHUNK = 4 * units.Mi
 
 
-def run(source, copy, level, size, snapshots=None, clusters=None):
+def run(source, copy, level, size, snapshots=None, clusters=None,
+        maps=None):
     """:func:`verify` on a native thread; log here why a level fell back.
 
     The caller's thread may be a greenthread: it logs, the native thread
     that verifies never does.
     """
     why = native.run(lambda: verify(source, copy, level, size, snapshots,
-                                    clusters))
+                                    clusters, maps))
     if why:
         LOG.info('Verified %(copy)s by level checksum (every byte read on '
                  'this host) instead of osd_checksum: %(why)s',
                  {'copy': copy.get_name(), 'why': why})
 
 
-def verify(source, copy, level, size, snapshots=None, clusters=None):
+def verify(source, copy, level, size, snapshots=None, clusters=None,
+           maps=None):
     """Raise unless ``copy`` matches ``source`` at ``level``.
 
     Four levels (``migration_verify``):
@@ -64,6 +68,12 @@ def verify(source, copy, level, size, snapshots=None, clusters=None):
     :param snapshots: the snapshot names the copy must have, or None.
     :param clusters: ``(source's, copy's)`` :class:`ext.ClusterSpec`, for
         ``osd_checksum``; None falls back to ``checksum``.
+    :param maps: ``(rbd module, source's pool, copy's pool)``, the pools
+        (ioctxs) the images are in: their object maps are then read
+        whole, one call each (:func:`data_objects.mapped`), instead of
+        librbd's whole-object diff walking every object of the size on
+        this host; None, or a clone, a striped image or one without a
+        valid map, asks librbd.
     :returns: None, or why ``osd_checksum`` fell back to ``checksum``.
     :raises CopyError: naming the first difference.
     """
@@ -80,16 +90,23 @@ def verify(source, copy, level, size, snapshots=None, clusters=None):
         why = _osd_obstacle(source, copy, clusters)
         level = 'checksum' if why else level
     if level == 'extents':
-        _compare_maps(source, copy, size)
+        _compare_maps(source, copy, size, maps)
     elif level == 'osd_checksum':
-        _compare_objects(source, copy, size, clusters)
+        _compare_objects(source, copy, size, clusters, maps)
     elif level == 'checksum':
         _compare_data(source, copy, size)
     return why
 
 
-def _blocks(image, size, block):
-    """Indexes of the ``block``-sized ranges that hold data."""
+def _blocks(image, size, block, maps=None, side=1):
+    """Indexes of the ``block``-sized ranges that hold data, a parent's
+    included: its object map's numbers where ``maps`` can read it and a
+    block is an object."""
+    if (maps is not None and block == 1 << image.stat()['order']
+            and not images.has_parent(image)):
+        numbers = data_objects.mapped(maps[0], maps[side], image)
+        if numbers is not None:
+            return set(numbers)
     found = set()
 
     def collect(offset, length, exists):
@@ -103,9 +120,10 @@ def _blocks(image, size, block):
     return found
 
 
-def _compare_maps(source, copy, size):
+def _compare_maps(source, copy, size, maps=None):
     block = 1 << source.stat()['order']
-    src, dst = _blocks(source, size, block), _blocks(copy, size, block)
+    src = _blocks(source, size, block, maps, 1)
+    dst = _blocks(copy, size, block, maps, 2)
     extra = sorted(dst - src)
     if extra:
         raise exception.CopyError(
@@ -148,12 +166,6 @@ def _compare_data(source, copy, size):
         position = max(position, end)
 
 
-def _has_parent(image):
-    # stat() names the parent, '' for none (parent_info() would raise the
-    # ImageNotFound of an rbd module this code is not handed).
-    return bool(image.stat().get('parent_name'))
-
-
 def _plain_layout(image):
     """Whether byte ``i * object size`` of the image starts object ``i``."""
     obj = 1 << image.stat()['order']
@@ -167,7 +179,7 @@ def _osd_obstacle(source, copy, clusters):
     if clusters is None:
         return 'the extension was given no cluster to connect to'
     for side, image in (('source', source), ('copy', copy)):
-        if _has_parent(image):
+        if images.has_parent(image):
             return ('the %s is a clone, whose data is partly in its '
                     'parent\'s objects' % side)
         if not _plain_layout(image):
@@ -189,7 +201,7 @@ def _sums(image, cluster, numbers, mapped):
             for number, answer in zip(numbers, found)]
 
 
-def _compare_objects(source, copy, size, clusters):
+def _compare_objects(source, copy, size, clusters, maps=None):
     obj = 1 << source.stat()['order']
     zeros = {}  # size -> XXH64 of that many zeros
 
@@ -199,7 +211,8 @@ def _compare_objects(source, copy, size, clusters):
         return zeros[length]
 
     # With an image's layout plain, its block i is its object i.
-    src_map, dst_map = _blocks(source, size, obj), _blocks(copy, size, obj)
+    src_map = _blocks(source, size, obj, maps, 1)
+    dst_map = _blocks(copy, size, obj, maps, 2)
     numbers = sorted(src_map | dst_map)
     src = _sums(source, clusters[0], numbers, src_map)
     dst = _sums(copy, clusters[1], numbers, dst_map)

@@ -50,10 +50,13 @@ class _Image(object):
         self.metadata = {}  # rbd image-meta
         self.id = uuid.uuid4().hex[:12]
         self.flags = 0  # RBD_FLAG_*: an invalid object map, say
-        # The head's object map: the object numbers it says exist, set
-        # only by cls_rbd's object_map_update (the fake's writes do not
-        # keep it); None without the OBJECT_MAP feature (8).
+        # The head's object map: the object numbers it was told exist by
+        # cls_rbd's object_map_update or _save; None without the
+        # OBJECT_MAP feature (8).  What object_map_load answers adds the
+        # objects librbd wrote (it persists their state first), all but
+        # those written behind its back (``behind``: copy_from).
         self.object_map = set() if (features or 0) & 8 else None
+        self.behind = set()
 
     def copy_data(self):
         clone = _Image(self.size, self.order, self.features)
@@ -62,6 +65,12 @@ class _Image(object):
 
     def object_count(self):
         return -(-self.size // (1 << self.order))
+
+    def mapped(self):
+        """The numbers the on-disk object map says exist."""
+        per = (1 << self.order) // BLOCK
+        written = {idx // per for idx in self.blocks} - self.behind
+        return self.object_map | written
 
     def object_blocks(self, index):
         """The block indexes object ``index`` holds (its own data only)."""
@@ -621,13 +630,13 @@ class Ceph(object):
                 return 'rbd_data.%s' % self.data.id
 
             def stat(self):
-                parent = self.data.parent
+                # As librbd's rbd_stat: its parent fields are deprecated
+                # and empty, a clone's too (overlap() tells a clone).
                 return {'size': self.data.size, 'order': self.data.order,
                         'obj_size': 1 << self.data.order,
                         'num_objs': self.data.object_count(),
                         'block_name_prefix': self.data.prefix,
-                        'parent_pool': -1 if parent is None else 1,
-                        'parent_name': '' if parent is None else parent[1]}
+                        'parent_pool': 2 ** 64 - 1, 'parent_name': b''}
 
             def data_pool_id(self):
                 return ceph.pool_id(self.ioctx.cluster,
@@ -644,6 +653,10 @@ class Ceph(object):
 
             def flags(self):
                 return self.data.flags
+
+            def overlap(self):
+                """The bytes read from the parent: 0 without one."""
+                return 0 if self.data.parent is None else self.data.size
 
             def read(self, offset, length):
                 ceph._check('read')
@@ -676,6 +689,8 @@ class Ceph(object):
                     block[start:start + take] = data[pos - offset:
                                                      pos - offset + take]
                     self.data.blocks[idx] = bytes(block)
+                    self.data.behind.discard(
+                        idx * BLOCK >> self.data.order)  # librbd maps it
                     pos += take
                 return len(data)
 

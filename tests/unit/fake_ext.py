@@ -141,6 +141,7 @@ class Extension(object):
                         'omap': {}}
                 continue
             blocks = dst.object_blocks(index)
+            dst.behind.add(index)  # copy_from: not in the object map
             for i in blocks:
                 dst.blocks.pop(i, None)
             for n, chunk in data.items():

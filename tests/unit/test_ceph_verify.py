@@ -252,3 +252,26 @@ def test_an_object_the_copys_map_leaves_out_is_a_hole(ceph, osd):
     assert verify.verify(_hiding(source, 1), _hiding(copy, 1),
                          'osd_checksum', 16 * MiB,
                          clusters=(SPEC, SPEC)) is None
+
+
+@pytest.mark.parametrize('level,match', [
+    ('extents', 'offset %d is missing from the copy' % (8 * MiB)),
+    ('osd_checksum', 'object 2')])
+def test_the_maps_are_read_whole_and_an_unmarked_object_is_a_hole(
+        ceph, osd, monkeypatch, level, match):
+    """With the pools, each image's object map is read in one call (no
+    diff walking the size); an object written behind librbd's back and
+    never marked reads as zeros, so the copy lacks it."""
+    source, copy = _pair(_fresh(ceph), DATA, DATA)
+    ioctx = ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx('hdd')
+    maps = (ceph.rbd, ioctx, ioctx)
+    ceph.image(fx.CONF_A, 'hdd', 'copy').behind.add(2)
+    monkeypatch.setattr(ceph.rbd.Image, 'diff_iterate', None)
+
+    with pytest.raises(exception.CopyError, match=match):
+        verify.verify(source, copy, level, 16 * MiB, clusters=(SPEC, SPEC),
+                      maps=maps)
+
+    ceph.image(fx.CONF_A, 'hdd', 'copy').object_map.add(2)
+    assert verify.verify(source, copy, level, 16 * MiB,
+                         clusters=(SPEC, SPEC), maps=maps) is None

@@ -209,24 +209,40 @@ def _sparse_volume(ceph, size):
 def test_a_huge_thin_volume_costs_what_it_holds(ceph, osd):
     """1 TiB (262144 objects) holding four: four copies, two map calls."""
     src, dst = _pair(ceph, 'extents')
-    volume, _, last = _sparse_volume(ceph, 1 << 40)
+    volume, image, last = _sparse_volume(ceph, 1 << 40)
+    walks = []
+    real = ceph.rbd.Image.diff_iterate
 
-    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+    def spy(self, offset, length, *args, **kwargs):
+        walks.append(length)
+        return real(self, offset, length, *args, **kwargs)
 
+    ceph.rbd.Image.diff_iterate = spy
+    try:
+        assert src.migrate_volume(None, volume, fx.host_of(dst)) == (
+            True, None)
+    finally:
+        ceph.rbd.Image.diff_iterate = real
+
+    assert walks == []  # no diff walked the 262144 objects
     assert osd.copied == [[1, 2, 3, last]]
     assert 'object_numbers' not in osd.calls  # the object map said
     moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
     assert moved.object_map == {1, 2, 3, last}
-    assert [e for e in ceph.executed if e[1].startswith('rbd_object_map.')
+    assert [e for e in ceph.executed if e[3] == 'object_map_update'
             ] == [('ssd', 'rbd_object_map.' + moved.id, 'rbd',
                    'object_map_update')] * 2  # runs 1-3 and the last
+    loads = [e[1] for e in ceph.executed if e[3] == 'object_map_load']
+    # The room check and the copy read the source's map, verify both.
+    assert sorted(loads) == sorted(['rbd_object_map.' + moved.id]
+                                   + ['rbd_object_map.' + image.id] * 3)
     expected = b'object %d' % last
     assert _read(ceph, 'ssd', volume.name, last * OBJECT + 7,
                  len(expected)) == expected
 
 
 @pytest.mark.parametrize('why', ['object map invalid', 'fast-diff invalid',
-                                 'no fast-diff', 'striped'])
+                                 'no object map', 'striped'])
 def test_without_a_valid_object_map_the_pool_is_listed(ceph, osd,
                                                        monkeypatch, why):
     src, dst = _pair(ceph, 'extents')
@@ -236,8 +252,9 @@ def test_without_a_valid_object_map_the_pool_is_listed(ceph, osd,
         image.flags = rbd.RBD_FLAG_OBJECT_MAP_INVALID
     elif why == 'fast-diff invalid':
         image.flags = rbd.RBD_FLAG_FAST_DIFF_INVALID
-    elif why == 'no fast-diff':
-        image.features &= ~rbd.RBD_FEATURE_FAST_DIFF
+    elif why == 'no object map':
+        image.features &= ~(rbd.RBD_FEATURE_OBJECT_MAP
+                            | rbd.RBD_FEATURE_FAST_DIFF)
     else:  # object numbers are not offsets over the object size
         monkeypatch.setattr(rbd.Image, 'stripe_count', lambda self: 3)
 
@@ -246,8 +263,24 @@ def test_without_a_valid_object_map_the_pool_is_listed(ceph, osd,
     assert osd.calls[:2] == ['object_numbers', 'copy_objects']
     assert osd.copied == [[1, 2, 3, last]]
     moved = ceph.image(fx.CONF_A, 'ssd', volume.name)
-    assert moved.object_map == {1, 2, 3, last}
+    assert moved.object_map == (None if why == 'no object map'
+                                else {1, 2, 3, last})
     assert _read(ceph, 'ssd', volume.name, 2 * OBJECT + 7, 8) == b'object 2'
+
+
+def test_an_object_map_without_fast_diff_is_read(ceph, osd):
+    """The map says which objects exist whether or not fast-diff keeps
+    its per-snapshot states."""
+    src, dst = _pair(ceph, 'extents')
+    volume, image, last = _sparse_volume(ceph, 1 << 30)
+    image.features &= ~ceph.rbd.RBD_FEATURE_FAST_DIFF
+
+    assert src.migrate_volume(None, volume, fx.host_of(dst)) == (True, None)
+
+    assert 'object_numbers' not in osd.calls
+    assert osd.copied == [[1, 2, 3, last]]
+    assert ceph.image(fx.CONF_A, 'ssd', volume.name).object_map == {
+        1, 2, 3, last}
 
 
 def test_an_object_gone_before_its_copy_is_not_in_the_map(ceph, osd,

@@ -91,8 +91,8 @@ class OffloadMethod(base.Method):
             dst_id = dst.id()
         stat = src.stat()
         src_data = src.data_pool_id()
-        numbers, found_by = native.call(data_objects.existing, rbd, src,
-                                        move.cluster)
+        numbers, found_by = native.call(data_objects.existing, rbd,
+                                        move.src_ioctx, src, move.cluster)
         LOG.info('Copying %(count)d of the %(total)d objects of %(name)s '
                  '(those that exist, from its %(by)s).',
                  {'count': len(numbers), 'total': stat['num_objs'],
