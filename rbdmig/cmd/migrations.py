@@ -197,7 +197,8 @@ def _recover(svc, args, out):
         for outcome in outcomes:
             out.write('%s: %s\n' % (backend, outcome))
             failed += outcome.action == 'failed'
-    for migration_id, what in svc.recover():
-        out.write('migration %d: %s\n' % (migration_id, what))
+    for found in svc.recover():
+        out.write('migration %d: %s\n' % (found.migration_id, found.outcome))
+        failed += found.failed
     return 1 if failed else 0
 

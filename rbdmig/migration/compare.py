@@ -5,6 +5,7 @@ import contextlib
 from oslo_utils import units
 
 from rbdmig import exception
+from rbdmig.migration import copy as copy_engine
 from rbdmig.migration import extents as extents_mod
 from rbdmig.migration import positional
 
@@ -52,17 +53,39 @@ def first_difference(src, dst, size, chunk_size=4 * units.Mi):
     return None
 
 
+def volume_bytes(drv, volume):
+    """Return the bytes ``volume`` holds on ``drv``, as its handle reads
+    them (its record's size may say otherwise)."""
+    handle = drv.open_volume(None, volume, 'rb')
+    try:
+        return copy_engine.size_of(handle)
+    finally:
+        drv.close_volume(None, volume, handle)
+
+
 def check_copy(src_driver, volume, dst_driver, copy):
     """Raise unless ``copy`` on ``dst_driver`` reads as ``volume`` does.
 
-    :raises CopyError: they differ (the offset is in the message).
+    All of the source is compared, as its handle holds it: its record's
+    size is not trusted (an image grown behind it holds more).
+
+    :raises CopyError: they differ (the offset is in the message), or
+        the copy is shorter than the source.
     """
     with contextlib.ExitStack() as stack:
         mine = src_driver.open_volume(None, volume, 'rb')
         stack.callback(src_driver.close_volume, None, volume, mine)
         theirs = dst_driver.open_volume(None, copy, 'rb')
         stack.callback(dst_driver.close_volume, None, copy, theirs)
-        where = first_difference(mine, theirs, volume.size * units.Gi)
+        size, held = copy_engine.size_of(mine), copy_engine.size_of(theirs)
+        if held < size:
+            # Past its end the copy reads nothing: where the source has a
+            # hole there, the comparison below would not notice.
+            raise exception.CopyError(
+                reason='the copy of %s holds %d bytes, fewer than the %d '
+                       'of its source; the source is intact.' % (
+                           volume.id, held, size))
+        where = first_difference(mine, theirs, size)
     if where is not None:
         raise exception.CopyError(
             reason='the copy of %s differs from the source at byte %d; '

@@ -57,7 +57,8 @@ class CopyResult:
                  if self.bytes_zeroed else ''))
 
 
-def _end_of(handle):
+def size_of(handle):
+    """Return the bytes ``handle`` holds (its end, as ``seek`` finds it)."""
     handle.seek(0, os.SEEK_END)
     return handle.tell()
 
@@ -290,14 +291,14 @@ def copy_volume(src, dst, size=None, *, chunk_size=4 * units.Mi, bps_limit=0,
                    f'{bps_limit!r} must not be negative, and chunk_size '
                    'and queue_depth must be positive.')
     _check_handles(src, dst)
-    src_size = _end_of(src)
+    src_size = size_of(src)
     if size is None:
         size = src_size
     elif src_size < size:
         raise exception.CopyError(
             reason=f'the source holds {src_size} bytes, fewer than the '
                    f'{size} to copy.')
-    dst_size = _end_of(dst)
+    dst_size = size_of(dst)
     if dst_size < size:
         raise exception.CopyError(
             reason=f'the destination holds {dst_size} bytes, fewer than '

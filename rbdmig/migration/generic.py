@@ -5,13 +5,22 @@ destination volume.  Each step is recorded before its action, and the
 record alone tells recovery what may be done:
 
 ``migrating``, path ``generic`` (phase ``copying``)
-    The destination is recorded (then created) and being copied; the
-    checkpoint says how much of it is complete.  The source is the
-    volume, untouched.
+    Before anything is built, a source the copy would not hold whole
+    (snapshots or clones, an image larger than its record) is refused
+    (:func:`fence.check_whole`).  The destination is recorded (then
+    created) and being copied; the checkpoint says how much of it is
+    complete.  The source is the volume.  Once copied, the source is
+    renamed to its retired name (:class:`fence.Source`), out of every
+    client's reach, and checked a last time there: no client holds it,
+    no snapshot appeared, and the copy reads as it does.  Any failure,
+    or recovery, gives it its name back first: until ``completing`` is
+    recorded, the source is the volume, under its name or its retired
+    one.
 ``completing`` (phase ``removing``)
-    The destination is complete, verified against the source, and no
-    client had the source open: the source is being removed.  From here
-    the destination is the volume; the source may be partly removed.
+    The destination is complete and verified against the retired
+    source, which no client can have written since: the source is being
+    removed.  From here the destination is the volume; the source may
+    be partly removed.
 ``success``
     The record names the destination.
 
@@ -22,7 +31,7 @@ the record says the move failed (``error``): a record still saying
 source.  Every write names the host running the move (the record's
 ``host``, the fencing token): a runner whose lease lapsed and whose move
 another host's recovery took over can change nothing more, neither the
-record nor the copy.  Recovery's decisions are
+record nor the copy, nor the source's name.  Recovery's decisions are
 :data:`rbdmig.migration.phases.GENERIC_TABLE`'s.
 """
 
@@ -32,7 +41,7 @@ from oslo_log import log as logging
 from rbdmig import exception
 from rbdmig import faults
 from rbdmig.db import migration_records
-from rbdmig.migration import compare
+from rbdmig.migration import fence
 from rbdmig.migration import inventory
 from rbdmig.migration import phases
 from rbdmig.db import states
@@ -45,6 +54,18 @@ METHOD = 'generic'
 # decides on (:data:`phases.GENERIC_TABLE`).
 GENERIC_PHASES = {states.MIGRATING: phases.COPYING,
                   states.COMPLETING: phases.REMOVING}
+
+# What stops a move here and now, with its cleanup run: any error, and
+# Ctrl-C or sys.exit() (a SIGTERM handler's), which end this process in
+# order.  The service records them as ``error``, and what it ended
+# recovery never revisits: a copy or a retired source left by one would
+# be in no running record, and the copy would refuse every later move.
+# A kill runs nothing, and recovery resumes the move; any other
+# BaseException is left as a kill leaves it (the unit tests kill with
+# one).
+STOPS = (Exception, KeyboardInterrupt, SystemExit)
+
+presence = fence.presence
 
 
 def decide(status, source):
@@ -62,25 +83,31 @@ class CopyMissing(exception.MigrationError):
 
 
 class Unfinished(exception.MigrationError):
-    """The source's removal failed; the move stands, recovery ends it."""
+    """The source's removal failed; the move stands, recovery ends it.
+
+    The service leaves the record running on it (and its subclass), for
+    recovery to carry on.
+    """
 
     message = ('Migration of volume %(volume)s stopped while removing its '
                'source: %(reason)s Its copy on %(dest)s is complete and '
                'verified; "rbdmig recover" finishes the move.')
 
 
-def presence(drv, volume):
-    """Return :data:`phases.PRESENT`, ``MISSING`` or ``UNKNOWN`` for
-    ``volume`` on ``drv``."""
-    try:
-        drv.close_volume(None, volume, drv.open_volume(None, volume))
-    except exception.VolumeNotFound:
-        return phases.MISSING
-    except Exception as err:
-        LOG.warning('Cannot tell whether %(vol)s exists: %(err)s',
-                    {'vol': volume.name, 'err': err})
-        return phases.UNKNOWN
-    return phases.PRESENT
+class Unreturned(Unfinished):
+    """The retired source could not get its name back; the record stays
+    ``migrating``, and recovery gives it back."""
+
+    message = ('Migration of volume %(volume)s failed: %(reason)s, and its '
+               'source could not get its name back (%(why)s): it is whole '
+               'as %(retired)s on %(source)s, where "rbdmig recover" gives '
+               'it its name back.')
+
+
+def _why(err):
+    """An error's reason, without its class's sentence around it."""
+    reason = str(getattr(err, 'kwargs', {}).get('reason') or err)
+    return reason.rstrip('.') or repr(err)
 
 
 def remove_source(drv, volume):
@@ -107,7 +134,12 @@ class Move(object):
         self.runner = runner
         self.volume = inventory.as_volume(record)
         self.record = record
+        # Its retired name is the migration's: a recovery finds it.
+        self.source = fence.Source(src, self.volume,
+                                   '%s-%s' % (METHOD, migration.id))
+        self.retired = self.source.retired
         self.dest = None
+        self.created = False
         if migration.dest_volume_id:
             self.dest = db.get_volume(migration.dest_volume_id)
 
@@ -116,7 +148,12 @@ class Move(object):
         return self.src.configuration.safe_get('volume_copy_chunk_size')
 
     def start(self):
-        """Record the destination, then create it; return 0."""
+        """Check the source, record the destination, create it; return 0.
+
+        :raises MigrationRefused: the source is not one a copy holds
+            whole (:func:`fence.check_whole`); nothing was built.
+        """
+        fence.check_whole(self.src, self.volume)
         self.dest = self.db.create_volume(
             self.migration.dest_backend, self.record.size_gib,
             name=self.record.name, status=states.CREATING, hidden=True)
@@ -125,14 +162,21 @@ class Move(object):
                                 runner=self.runner):
             self.db.delete_volume(self.dest.id)  # the record only
             raise self._lost()
-        faults.point('service.generic')
-        self._create()
+        try:
+            faults.point('service.generic')
+            self._create()
+        except STOPS as err:
+            # The hidden record holds the volume's name on the
+            # destination: left behind, it refuses every later move.
+            self._abandon('creating its copy', err)
+            raise
         return 0
 
     def _create(self):
         """Create the destination and record that this move did: only an
         image it recorded creating is ever copied into on a resume."""
         self.dst.create_volume(inventory.as_volume(self.dest))
+        self.created = True  # this process made it, whatever the record
         self.db.compare_and_set_status(self.dest.id,
                                        {'status': states.CREATING},
                                        {'status': states.AVAILABLE})
@@ -168,10 +212,14 @@ class Move(object):
                                                self.chunk)
 
     def copy(self, callback, start):
-        """Copy from ``start``, verify, check no client has the source.
+        """Copy from ``start``; check no client opened the source.
 
-        :raises: whatever stopped it; the destination is then removed if
-            the source is proven intact, and kept otherwise.
+        The copy is verified by :meth:`complete`, once no client can
+        change the source any more.
+
+        :raises: whatever stopped it (:data:`STOPS`); the destination is
+            then removed if the source is proven intact, and kept
+            otherwise.
         """
         def checkpoint(offset):
             if not self.db.save_checkpoint(self.migration.id, offset,
@@ -186,15 +234,17 @@ class Move(object):
                 callback=callback,
                 dest_zeroed=self.dst.CREATES_ZEROED_VOLUMES,
                 resume_from=start, checkpoint=checkpoint)
-            self._verify(dest)
-            faults.point('service.verified')
+            # Early, before the source is renamed under a client.
             if self.src.volume_in_use(self.volume):
                 raise exception.MigrationError(
                     volume=self.volume.id,
                     reason='a client opened it during the copy and may have '
                            'written to it since, so the copy cannot replace '
                            'it; the source is intact.')
-        except Exception as err:
+            faults.point('service.copied')
+        except STOPS as err:
+            # Ctrl-C too: left, the partial copy and its hidden record
+            # would refuse every later move under the volume's name.
             self._abandon('copying', err)
             raise
 
@@ -209,32 +259,50 @@ class Move(object):
             reason='its migration %s ended meanwhile (%s).' % (
                 self.migration.id, now.status))
 
-    def _verify(self, dest):
-        compare.check_copy(self.src, self.volume, self.dst, dest)
-        LOG.info('The copy of %(vol)s on %(dst)s reads as its source.',
-                 {'vol': self.volume.id, 'dst': self.migration.dest_backend})
-
     def complete(self):
-        """Remove the source of a verified copy; return the copy's name.
+        """Retire the source, verify the copy, remove the source; return
+        the copy's name.
 
-        :raises MigrationError: a client opened the source as it was
-            removed (librbd refuses a busy image before removing
-            anything): the copy was removed, the source is the volume.
+        Between a check of the source and its removal, a client could
+        open it, write and close it again, leaving no trace but its
+        data.  So the source is renamed out of clients' reach first,
+        then checked (no client holds it, no snapshot appeared) and
+        compared with the copy, and only then is ``completing`` recorded
+        and the source removed: nothing written to it is lost.
+
+        :raises MigrationError: a client held the source, or the copy
+            does not read as it does (CopyError): the source got its name
+            back, the copy was removed.  Or a client opened the source as
+            it was removed (librbd refuses a busy image before removing
+            anything): the same.
+        :raises Unreturned: the source could not get its name back; the
+            record stays ``migrating`` for recovery to give it back.
         :raises Unfinished: removing the source failed otherwise; the
             record stays ``completing`` for recovery to finish.
         """
-        self.db.advance_migration(self.migration.id, states.COMPLETING,
-                                  runner=self.runner)
+        self._retire()
+        try:
+            faults.point('service.retired')
+            self.source.check(self.dst, inventory.as_volume(self.dest))
+            LOG.info('The copy of %(vol)s on %(dst)s reads as its retired '
+                     'source.', {'vol': self.volume.id,
+                                 'dst': self.migration.dest_backend})
+            faults.point('service.verified')
+            self.db.advance_migration(self.migration.id, states.COMPLETING,
+                                      runner=self.runner)
+        except STOPS as err:
+            self._return_source('checking its retired source', err)
+            raise
         faults.point('service.completing')
         try:
-            remove_source(self.src, self.volume)
+            remove_source(self.src, self.retired)
         except Exception as err:
             if self._in_use():
                 # librbd refused a busy image before removing anything.
                 reason = ('a client opened it as its source was being '
                           'removed; the copy is removed and the source '
                           'is intact.')
-                self._abandon('removing its source', reason)
+                self._return_source('removing its source', reason)
                 raise Undone(volume=self.volume.id, reason=reason) from err
             LOG.exception('Removing the source of %s failed.',
                           self.volume.id)
@@ -242,16 +310,79 @@ class Move(object):
                              dest=self.migration.dest_backend) from err
         return self.dest.name
 
+    def _retire(self):
+        """Rename the source to its retired name, while this host runs
+        the move; on failure, undo the move (its name given back if the
+        rename happened after all)."""
+        if not self.db.heartbeat(self.migration.id, runner=self.runner):
+            raise self._lost()
+        try:
+            self.source.retire()
+        except STOPS as err:
+            self._return_source('retiring its source', err)
+            raise
+
+    def _return_source(self, when, err):
+        """Give the retired source its name back, then undo the move
+        (:meth:`_abandon`: its copy goes if the source is there).
+
+        Only while no other host runs the move: a successor that took it
+        over gives the source back itself, or has retired it anew under
+        the same name.
+
+        :raises MigrationTakenOver: another host runs the move now;
+            nothing was touched.
+        :raises Unreturned: the name could not be given back; the record
+            stays running for recovery.
+        """
+        if not self._source_is_ours():
+            raise self._lost()
+        try:
+            self.source.give_back()
+            faults.point('service.given_back')
+        except Exception as back:
+            LOG.exception('Could not give %(vol)s its name back (it is '
+                          'whole as %(retired)s on %(src)s); "rbdmig '
+                          'recover" will.',
+                          {'vol': self.volume.name,
+                           'retired': self.retired.name,
+                           'src': self.migration.source_backend})
+            raise Unreturned(volume=self.volume.id, reason=_why(err),
+                             why=back, retired=self.retired.name,
+                             source=self.migration.source_backend) from back
+        self._abandon(when, err)
+
+    def _source_is_ours(self):
+        """Whether this host may touch the source: it runs the move, or
+        the record ended (then no one else gives a retired source back).
+        """
+        if self.db.heartbeat(self.migration.id, runner=self.runner):
+            return True
+        return self.db.get_migration(
+            self.migration.id).status not in states.RUNNING
+
+    def source_presence(self):
+        """Recovery of ``migrating``: :func:`presence` of the source, once
+        a retired one (its runner died with it renamed) got its name back
+        (:meth:`fence.Source.found`)."""
+        return self.source.found()
+
     def finish_forward(self):
         """Recovery of ``completing``: remove what remains of the source.
 
-        The copy was verified before the record said ``completing``; it
-        must still be there (it opens) before anything of the source
-        goes.
+        The copy was verified against the retired source before the
+        record said ``completing``; it must still be there (it opens)
+        before anything of the source goes.  Only the retired source is
+        removed: one under the volume's name again was given back (a
+        client opened it as it was being removed, and its runner died
+        undoing the move), or is not the source at all; the record then
+        ends ``error``, and both are kept.
 
         :returns: the copy's name, for the record's switch-over.
         :raises CopyMissing: the copy is missing, or cannot be told to
             be there: nothing changed.
+        :raises Undone: the source is under its name, not retired; the
+            record says ``error`` now, nothing was removed.
         :raises: whatever removing the source raised; nothing changed.
         """
         found = presence(self.dst, inventory.as_volume(self.dest))
@@ -259,14 +390,29 @@ class Move(object):
             raise CopyMissing(
                 volume=self.volume.id,
                 reason='its copy %s on %s is %s, so its source was left as '
-                       'it is.' % (self.dest.name,
-                                   self.migration.dest_backend, found))
-        remove_source(self.src, self.volume)
+                       'it is%s.' % (
+                           self.dest.name, self.migration.dest_backend,
+                           found, self.source.give_back_alone()
+                           if found == phases.MISSING else ''))
+        if self.source.given_back():
+            reason = ('its source is under its name on %s, not under its '
+                      'retired name %s (given back as a client opened it, '
+                      'or by an earlier rbdmig), so it was kept as the '
+                      'volume; its copy %s on %s was kept too: "rbdmig '
+                      'delete %s" removes it.' % (
+                          self.migration.source_backend, self.retired.name,
+                          self.dest.name, self.migration.dest_backend,
+                          self.dest.id))
+            self.db.finish_migration(self.migration.id, states.ERROR,
+                                     error=reason, runner=self.runner)
+            raise Undone(volume=self.volume.id, reason=reason)
+        remove_source(self.src, self.retired)
         return self.dest.name
 
     def _in_use(self):
+        """Whether a client holds the retired source (False if unknown)."""
         try:
-            return self.src.volume_in_use(self.volume)
+            return self.src.volume_in_use(self.retired)
         except Exception:
             return False
 
@@ -306,6 +452,19 @@ class Move(object):
                       {'when': when, 'vol': self.volume.id, 'found': found,
                        'copy': self.dest.name,
                        'dst': self.migration.dest_backend})
+            return
+        try:
+            recorded = self.db.get_volume(self.dest.id).status
+        except exception.VolumeNotFound:
+            return  # removed already
+        if recorded == states.CREATING and not self.created:
+            # Not known to be this move's image (one of its name may have
+            # been there: create_volume refused it): forget the record
+            # only, as reopen() does.
+            LOG.error('Migrating %(vol)s failed while %(when)s, before its '
+                      'copy was known created; the source is intact.',
+                      {'when': when, 'vol': self.volume.id})
+            self.db.delete_volume(self.dest.id)
             return
         LOG.error('Migrating %(vol)s failed while %(when)s; removing its '
                   'copy, the source is intact.',

@@ -1,8 +1,12 @@
 """The volumes the database records: create, delete, show, list, adopt."""
 
+from oslo_log import log as logging
+
 from rbdmig import exception
 from rbdmig import objects
 from rbdmig.db import states
+
+LOG = logging.getLogger(__name__)
 
 
 def as_volume(record):
@@ -57,6 +61,16 @@ class Inventory(object):
         if states.is_running(record.migration_status):
             raise exception.MigrationInProgress(
                 volume=volume_id, holder=record.migration_status)
+        # A record of another volume's copy (one adopted before import
+        # knew better): its image is that volume's, once its move stood.
+        incoming = self._moving_into(record.backend).get(record.name)
+        if incoming and incoming['vol'] != volume_id:
+            raise exception.InvalidVolume(
+                reason='its image %s on %s is where migration %s moves '
+                       'volume %s: deleting it could delete that volume. '
+                       'Run "rbdmig recover" first.' % (
+                           record.name, record.backend, incoming['mig'],
+                           incoming['vol']))
         if not self.db.compare_and_set_status(
                 volume_id, {'status': record.status},
                 {'status': states.DELETING}):
@@ -115,15 +129,29 @@ class Inventory(object):
         """Record the images of ``backend`` the database does not know.
 
         ``volume-<uuid>`` images keep their id; others get a new one and
-        keep their name.  Sizes are rounded up to whole GiB.
+        keep their name.  Sizes are rounded up to whole GiB.  An image
+        a migration into ``backend`` may have made is never adopted: one
+        named as the volume of a running migration into it, and the
+        copies the driver leaves out of its list (an RBD image tagged as
+        a migration's).  Adopted, such a copy would be a second record
+        of the volume, under a name the migration's recovery then cannot
+        record it on, and deleting it would remove the volume.
         :returns: the new records.
         """
         drv = self.driver(backend)
         known = {r.name for r in self.db.list_volumes(backend=backend,
                                                       include_hidden=True)}
+        incoming = self._moving_into(backend)
         adopted = []
         for name, size in drv.list_images():
             if name in known:
+                continue
+            if name in incoming:
+                LOG.warning('Not importing %(name)s from %(backend)s: '
+                            'migration %(mig)s of volume %(vol)s is moving '
+                            'it there, and the image may be its copy; '
+                            'import again once "rbdmig recover" ended it.',
+                            dict(incoming[name], name=name, backend=backend))
                 continue
             uuid = name[len('volume-'):] if name.startswith('volume-') \
                 else None
@@ -132,6 +160,20 @@ class Inventory(object):
             adopted.append(self.db.create_volume(
                 backend, max(1, -(-size // (1 << 30))), id=uuid, name=name))
         return adopted
+
+    def _moving_into(self, backend):
+        """``{name: {'mig': id, 'vol': volume id}}`` of the volumes that
+        running migrations move into ``backend``: a move keeps the name."""
+        incoming = {}
+        for migration in self.db.list_migrations(running=True):
+            if migration.dest_backend != backend:
+                continue
+            try:
+                record = self.db.get_volume(migration.volume_id)
+            except exception.VolumeNotFound:
+                continue
+            incoming[record.name] = {'mig': migration.id, 'vol': record.id}
+        return incoming
 
     def _exists(self, volume_id):
         try:

@@ -3,12 +3,13 @@
 import contextlib
 import dataclasses
 import time
+import uuid
 
 from oslo_log import log as logging
 
 from rbdmig import exception
 from rbdmig import objects
-from rbdmig.migration import compare
+from rbdmig.migration import fence
 from rbdmig.migration import progress
 
 LOG = logging.getLogger(__name__)
@@ -59,14 +60,21 @@ def migrate(context, volume, src_driver, dst_driver,
     """Move ``volume`` from ``src_driver``'s backend to ``dst_driver``'s.
 
     The source driver is asked first (``migrate_volume``); when it answers
-    ``(False, None)`` the volume is created on the destination under the
-    same name, its blocks copied, the copy compared with the source
-    (every byte either holds data in), the source checked again for
-    clients, and only then the source deleted.  A failed copy, a copy
-    that differs (a client wrote to the source meanwhile) or a source a
-    client opened deletes the destination and leaves the source.  A
-    volume in use is refused before anything is asked or created: no one
-    can say which of its blocks the copy would see.
+    ``(False, None)`` the generic copy follows.  A source it would not
+    hold whole is refused before anything is created: snapshots or
+    clones (they would be lost with the source), an image larger than
+    ``volume.size`` (what lies past it would be), or a driver that cannot
+    rename it.  Then the volume is created on the destination under the
+    same name, its blocks copied, and the source checked for clients.
+    Then the source is renamed (``<name>.rbdmig-generic-<random>.retired``)
+    out of the reach of clients that open it by name, checked again there
+    (no client holds it, no snapshot appeared) and compared with the copy
+    (every byte either holds data in), and only then deleted: nothing a
+    client writes between a check and the removal is lost.  A failed
+    copy, a copy that differs (a client wrote to the source meanwhile) or
+    a source a client opened gives the source its name back and deletes
+    the destination.  A volume in use is refused before anything is asked
+    or created: no one can say which of its blocks the copy would see.
 
     :returns: a :class:`MigrationResult`.
     :raises VolumeInUse: the volume's status is ``in-use``, it has
@@ -74,9 +82,13 @@ def migrate(context, volume, src_driver, dst_driver,
     :raises VolumeNotFound: the source driver cannot find the volume.
     :raises VolumeExists: the destination already has a volume of that
         name (it is never overwritten).
+    :raises MigrationRefused: the source is not one a copy holds whole;
+        nothing was created.
     :raises MigrationError: the source driver refused and
         ``allow_generic`` is false; or a client opened the source during
-        the copy (the source is intact, the copy removed).
+        the copy (the source is intact, the copy removed); or the source
+        could not get its name back (the copy is kept; the message says
+        where the source is).
     :raises CopyError: the copy differs from the source (the source is
         intact, the copy removed).
     """
@@ -102,6 +114,7 @@ def _migrate(context, volume, src_driver, dst_driver, callback,
         raise exception.MigrationError(
             volume=volume.id, reason='the backend cannot move it and the '
                                      'generic path was not allowed.')
+    fence.check_whole(src_driver, volume)
     new_volume = _moved(volume, host, None)
     dst_driver.create_volume(new_volume)
     # Zeros may be skipped only on this destination, created just now, and
@@ -112,28 +125,70 @@ def _migrate(context, volume, src_driver, dst_driver, callback,
                                              dest_driver=dst_driver,
                                              callback=callback,
                                              dest_zeroed=zeroed)
-        compare.check_copy(src_driver, volume, dst_driver, new_volume)
         _check_not_opened(volume, src_driver)
     except BaseException:
         _discard(volume, dst_driver, new_volume)
         raise
+    _replace(volume, src_driver, dst_driver, new_volume, host)
+    return MigrationResult('generic', new_volume, time.monotonic() - start,
+                           copied)
+
+
+def _replace(volume, src_driver, dst_driver, copy, host):
+    """Retire the source, check it and the copy a last time, remove it.
+
+    Between a check and the removal, a client could open the source,
+    write and close it, leaving no trace but its data: renamed, it can
+    no longer be opened by its name, so the last check is final.
+    """
+    # A name of this move's own: one left by a process killed retired
+    # is never taken for this source.
+    source = fence.Source(src_driver, volume,
+                          'generic-%s' % uuid.uuid4().hex[:12])
     try:
-        src_driver.delete_volume(volume)
+        source.retire()
+        source.check(dst_driver, copy)
+    except BaseException:
+        _give_back(source, dst_driver, copy)
+        raise
+    try:
+        src_driver.delete_volume(source.retired)
     except Exception as err:
-        if _opened(volume, src_driver):
+        if _opened(source.retired, src_driver):
             # Refused before anything was removed (librbd checks for
             # clients first): the source is the volume.
-            _discard(volume, dst_driver, new_volume)
+            _give_back(source, dst_driver, copy)
             raise exception.MigrationError(
                 volume=volume.id,
                 reason='a client opened it as its source was being '
                        'removed; the copy was removed and the source is '
                        'intact.') from err
-        LOG.exception('LEFTOVER: %s was copied to %s but deleting the '
-                      'source failed; remove it by hand.', volume.id,
-                      host['host'])
-    return MigrationResult('generic', new_volume, time.monotonic() - start,
-                           copied)
+        LOG.exception('LEFTOVER: %s was copied to %s but deleting its '
+                      'retired source %s failed; remove it by hand.',
+                      volume.id, host['host'], source.retired.name)
+
+
+def _give_back(source, dst_driver, copy):
+    """The source gets its name back; then, only then, the copy goes.
+
+    :raises MigrationError: the name could not be given back: the copy
+        is kept, and the message says where the source is.
+    """
+    volume, retired = source.volume, source.retired
+    try:
+        back = source.give_back()
+    except Exception as err:
+        LOG.exception('Could not give %s its name back.', volume.name)
+        raise exception.MigrationError(
+            volume=volume.id,
+            reason='its source could not get its name back (%s): it is '
+                   'whole as %s, to rename to %s by hand; its copy was '
+                   'kept.' % (err, retired.name, volume.name)) from err
+    if back:
+        _discard(volume, dst_driver, copy)
+    else:
+        LOG.error('The source of %s is under neither %s nor %s: its copy '
+                  'is kept.', volume.id, volume.name, retired.name)
 
 
 def _discard(volume, dst_driver, copy):

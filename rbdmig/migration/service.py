@@ -17,6 +17,7 @@ from rbdmig.migration import manager
 from rbdmig.migration import notify
 from rbdmig.migration import phases
 from rbdmig.migration import progress
+from rbdmig.migration import recovery
 from rbdmig.migration import reporter
 from rbdmig.migration import scheduler
 from rbdmig.db import states
@@ -40,7 +41,7 @@ class Rejected(exception.RbdmigError):
     message = 'Cannot migrate volume %(volume)s: %(reason)s'
 
 
-class Service(inventory.Inventory):
+class Service(inventory.Inventory, recovery.Recovery):
     """Volumes and their migrations, on the configured backends.
 
     What cinder-volume and its scheduler do on ``cinder migrate``, for rbdmig
@@ -175,6 +176,8 @@ class Service(inventory.Inventory):
         beat = lease_mod.Heartbeat(
             lambda: self.db.heartbeat(migration_id, runner=self.host),
             lease_mod.heartbeat_interval(self.lease))
+        # What the move reached, for an interrupt to be judged by.
+        assisted = moved = False
         try:
             with beat, rep:
                 if not resume:
@@ -184,8 +187,9 @@ class Service(inventory.Inventory):
                         migration_id, states.MIGRATING, bytes_total=rep.size,
                         host=self.host)
                     faults.point('service.migrating')
-                moved = (not resume and method != GENERIC and
-                         self._assisted(src, dst, volume, method, both))
+                assisted = not resume and method != GENERIC
+                moved = assisted and self._assisted(src, dst, volume,
+                                                    method, both)
                 name = None
                 if moved:
                     self._record_moved(migration_id, src,
@@ -201,6 +205,19 @@ class Service(inventory.Inventory):
         except (generic.Undone, exception.MigrationTakenOver):
             raise  # the record says so already, or is another host's
         except BaseException as err:
+            # A KeyboardInterrupt or SystemExit too, which no step above
+            # turns into Stood or Unfinished: ending the record says the
+            # volume is on its source, true only while the move cannot
+            # have stood.
+            if not isinstance(err, Exception) and self._may_have_stood(
+                    migration_id, src, volume, assisted, moved):
+                LOG.error('Migration %(mig)s of %(vol)s was interrupted '
+                          '(%(err)r) once its volume may have left %(src)s: '
+                          'it stays running for "rbdmig recover" to record '
+                          'where the volume is.',
+                          {'mig': migration_id, 'vol': record.id,
+                           'err': err, 'src': migration.source_backend})
+                raise
             with contextlib.suppress(exception.RbdmigError):
                 self.db.finish_migration(migration_id, states.ERROR,
                                          error=str(err) or repr(err),
@@ -209,6 +226,42 @@ class Service(inventory.Inventory):
         # The volume is on the destination now: whatever happens next,
         # the record must never say error (recovery switches it over).
         return self._succeed(migration_id, name)
+
+    def _may_have_stood(self, migration_id, src, volume, assisted, moved):
+        """Whether an interrupted move may have left its source.
+
+        Only a move proven not to have gone that far is ended ``error``
+        (its source is the volume): its record still running and not
+        ``completing`` (a generic move removes its source only once its
+        record says so), its source found under its name (not retired,
+        nor removed), and, for an assisted move, the source pool's
+        journal no longer holding it (while it does, Ceph's recovery
+        finishes or undoes the move).  Any other stays running, and
+        recovery decides from the record and what it finds.  Whatever
+        cannot be told counts as may.
+        """
+        if moved:
+            return True  # the driver moved it: recording was interrupted
+        try:
+            status = self.db.get_migration(migration_id).status
+        except Exception as err:  # noqa: BLE001 - then nothing is known
+            LOG.warning('Migration %(mig)s: its record cannot be read '
+                        '(%(err)s).', {'mig': migration_id, 'err': err})
+            return True
+        if status == states.COMPLETING:
+            return True
+        if not states.is_running(status):
+            return False  # ended by the move's own cleanup
+        journaled = getattr(src, 'migration_journaled', None)
+        try:
+            if assisted and journaled is not None and journaled(volume):
+                return True
+        except Exception as err:  # noqa: BLE001 - then nothing is known
+            LOG.warning('Migration %(mig)s: the journal of its source '
+                        'cannot be read (%(err)s).',
+                        {'mig': migration_id, 'err': err})
+            return True
+        return generic.presence(src, volume) != phases.PRESENT
 
     def _succeed(self, migration_id, name):
         done = self.db.finish_migration(migration_id, states.SUCCESS,
@@ -262,7 +315,11 @@ class Service(inventory.Inventory):
         once: each volume is claimed by one of them (the database's
         claim), each walks the source in an order of its own, and a
         volume another host has moved, or is moving, is reported as such
-        by the others, not as a failure.
+        by the others, not as a failure.  A migration whose process is
+        gone (a drain killed, then run again) moves nothing: it is
+        recovered first, as ``rbdmig recover`` would, and its volume
+        moved if it is still on the source (or counted not moved, the
+        report saying why, when its recovery left it running).
 
         The source's and the destination's drivers keep one client per
         cluster (:func:`manager.sharing`) for the whole drain instead of
@@ -287,6 +344,15 @@ class Service(inventory.Inventory):
             elsewhere = self._drained_elsewhere(volume_id, source)
             if elsewhere:
                 return volume_id, True, elsewhere
+            recovered = self._recover_dead_run(volume_id)
+            if recovered:
+                record = self.db.get_volume(volume_id)
+                if record.backend != source:
+                    return volume_id, True, recovered
+                if states.is_running(record.migration_status):
+                    return volume_id, False, '%s; it did not move' % (
+                        recovered)
+                # Ended, its source intact: the drain moves it now.
             try:
                 self.migrate(volume_id, dest)
             except exception.RbdmigError as err:
@@ -296,8 +362,9 @@ class Service(inventory.Inventory):
                 if elsewhere:
                     return volume_id, True, elsewhere
                 return volume_id, False, str(err)
-            return volume_id, True, 'moved in %.1f s' % (
-                time.monotonic() - start)
+            return volume_id, True, 'moved in %.1f s%s' % (
+                time.monotonic() - start,
+                ' (%s)' % recovered if recovered else '')
 
         failed = 0
         with futures.ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -309,176 +376,51 @@ class Service(inventory.Inventory):
 
     def _drained_elsewhere(self, volume_id, source):
         """What another drainer did with ``volume_id``, or None: it left
-        ``source``, or a migration of it runs on another host."""
+        ``source``, or a migration of it runs in another live process.
+
+        A migration whose process is gone (a drain killed and run again
+        on this host: its pid is gone; another host's whose lease
+        lapsed) is not being moved by anyone: counted drained, the drain
+        would say every volume moved while this one stays on the source
+        (:meth:`_recover_dead_run` takes it instead).
+        """
         record = self.db.get_volume(volume_id)
         if record.backend != source:
             return 'moved to %s by another host' % record.backend
         if states.is_running(record.migration_status):
             migration = self.db.latest_migration(volume_id)
-            host = migration and migration.host
-            if host != self.host:
-                return 'being moved by %s' % (host or 'another host')
+            if migration is None:
+                return None  # nothing to go by: the claim below decides
+            if migration.host != self.host and lease_mod.alive(
+                    migration, lease=self.lease):
+                return 'being moved by %s' % (migration.host or
+                                              'another host')
         return None
 
-    def recover(self):
-        """Resume or close the migrations a dead process left running.
+    def _recover_dead_run(self, volume_id):
+        """Recover the migration of ``volume_id`` that a dead process
+        left running; return what became of it, in words, or None when
+        there is none.
 
-        A migration is taken over once its process is gone: its pid on
-        this host, its lease (:mod:`lease`) on any host, so a move a dead
-        host left is recovered from another sharing the database.
-        A generic move is decided from its status and whether its source
-        exists (:data:`phases.GENERIC_TABLE`): a copy resumes from its last
-        checkpoint while its source is there; once ``completing``, its
-        verified copy is the volume and the move is finished forward,
-        never copied again.  An assisted move was already finished or
-        undone in Ceph by the drivers' own recovery (their set-up): the
-        record says which.
-        :returns: ``[(migration id, outcome)]``.
+        The recovery is ``rbdmig recover``'s (:meth:`recover_one`): it
+        moved the volume, or ended with its source intact (the drain
+        then moves it), or left the migration running (the drain counts
+        the volume not moved, and says why).
         """
-        done = []
-        for migration in self.db.list_migrations(running=True):
-            # Its process is gone (its pid here, its lease anywhere), and
-            # no other recovery took it over first.
-            if lease_mod.alive(migration, lease=self.lease) or not (
-                    self.db.take_over(migration, host=self.host)):
-                continue
-            if migration.path == states.GENERIC and migration.dest_volume_id:
-                with lease_mod.Heartbeat(
-                        lambda: self.db.heartbeat(migration.id,
-                                                  runner=self.host),
-                        lease_mod.heartbeat_interval(self.lease)):
-                    outcome = self._recover_generic(migration)
-                done.append((migration.id, outcome))
-                continue
-            record = self.db.get_volume(migration.volume_id)
-            pending = self._journaled(migration, record)
-            if pending:
-                done.append((migration.id, pending))
-                continue
-            done.append((migration.id, self._recover_assisted(migration,
-                                                              record)))
-        return done
-
-    def _recover_assisted(self, migration, record):
-        """Record where a dead assisted move left the volume.
-
-        Ceph's recovery has finished or undone the move (the journal no
-        longer holds it): the volume is where it is found.  On the
-        destination only, the move stood.  Where the source still is,
-        the source is the volume: an image of its name on the
-        destination is then not this move's (the engine never leaves
-        both), and is left alone.
-        """
-        source = generic.presence(self.drivers[migration.source_backend],
-                                  inventory.as_volume(record))
-        if source == phases.UNKNOWN:
-            return ('left as it is: whether its source exists cannot be '
-                    'told now; recover again')
-        on_dest = (migration.status in (states.MIGRATING, states.COMPLETING)
-                   and self._holds(migration.dest_backend, record))
-        if on_dest and source == phases.MISSING:
-            # The driver moved it (its own recovery finished the move).
-            if migration.status == states.MIGRATING:
-                self.db.advance_migration(migration.id, states.COMPLETING,
-                                          runner=self.host)
-            self.db.finish_migration(migration.id, states.SUCCESS,
-                                     runner=self.host)
-            return 'completed on %s' % migration.dest_backend
-        if source == phases.MISSING:
-            self.db.finish_migration(
-                migration.id, states.ERROR, runner=self.host,
-                error='its process died, and the volume is neither on its '
-                      'source nor on %s.' % migration.dest_backend)
-            return 'ended: the volume is on neither backend'
-        also = (' (an image of its name on %s is not its copy, and was left '
-                'alone)' % migration.dest_backend) if on_dest else ''
-        self.db.finish_migration(
-            migration.id, states.ERROR, runner=self.host,
-            error='its process died; the source is intact%s.' % also)
-        return 'ended: the source is intact%s' % also
-
-    def _recover_generic(self, migration):
-        """Carry out :func:`generic.decide` for a dead generic move."""
-        record = self.db.get_volume(migration.volume_id)
-        src = self.drivers[migration.source_backend]
-        move = generic.Move(self.db, src, self.drivers[
-            migration.dest_backend], migration, record)
-        found = phases.UNKNOWN
-        if migration.status == states.MIGRATING:
-            found = generic.presence(src, move.volume)
-        decision = generic.decide(migration.status, found)
-        where = migration.dest_backend
-        if decision == phases.RESUME:
-            offset = migration_records.resume_offset(
-                migration, migration.dest_volume_id, move.chunk)
-            try:
-                self.run(migration.id, GENERIC, resume=True)
-            except Exception as err:
-                return 'resumed at %.1f MiB, and failed: %s' % (
-                    offset / (1 << 20), err)
-            return 'resumed at %.1f MiB and completed' % (offset / (1 << 20))
-        if decision == phases.COMPLETE:
-            try:
-                name = move.finish_forward()
-            except generic.CopyMissing as err:
-                LOG.error('Migration %(mig)s: %(err)s It stays completing: '
-                          'find its copy, or end it by hand.',
-                          {'mig': migration.id, 'err': err})
-                return 'left completing: %s' % err
-            except Exception as err:
-                LOG.warning('Migration %(mig)s: removing its source failed '
-                            '(%(err)s); it stays completing.',
-                            {'mig': migration.id, 'err': err})
-                return ('left completing: its copy on %s is complete, but '
-                        'removing the source failed (%s); recover again'
-                        % (where, err))
-            self._succeed(migration.id, name)
-            return 'completed on %s (the source was removed)' % where
-        if decision == phases.KEEP:
-            self.db.finish_migration(
-                migration.id, states.ERROR,
-                error='its process died and its source is missing; its copy '
-                      '%s on %s was kept.' % (move.dest.name, where))
-            return 'ended: the source is missing, its copy on %s was kept' % (
-                where)
-        return ('left as it is: whether its source exists cannot be told '
-                'now; recover again')
-
-    def _journaled(self, migration, record):
-        """Why an assisted move must be left as it is, or None.
-
-        Its source driver is set up first (Ceph's recovery of its pool
-        runs then, ``rbdmig recover --backend DEST`` included).  While
-        the source pool's journal still holds the move (its process
-        alive as Ceph sees it, or a record its recovery kept), Ceph's
-        recovery decides where the volume ends: an image under its name
-        on the destination may be a copy that recovery still undoes
-        (``live``'s prepared target, a copy placed before the source was
-        being removed).  Read nothing into it then.
-        """
-        try:
-            src = self.drivers[migration.source_backend]
-            journaled = getattr(src, 'migration_journaled', None)
-            if journaled is None or not journaled(
-                    inventory.as_volume(record)):
-                return None
-            why = 'its move is still in the journal of %s' % (
-                migration.source_backend)
-        except Exception as err:  # noqa: BLE001 - then nothing is known
-            why = 'the journal of %s cannot be read (%s)' % (
-                migration.source_backend, err)
-        LOG.warning('Migration %(mig)s: left as it is: %(why)s.',
-                    {'mig': migration.id, 'why': why})
-        return 'left as it is: %s; recover again' % why
-
-    def _holds(self, backend, record):
-        drv = self.drivers[backend]
-        try:
-            volume = inventory.as_volume(record)
-            drv.close_volume(None, volume, drv.open_volume(None, volume))
-        except exception.VolumeNotFound:
-            return False
-        return True
+        record = self.db.get_volume(volume_id)
+        if not states.is_running(record.migration_status):
+            return None
+        migration = self.db.latest_migration(volume_id)
+        if migration is None or lease_mod.alive(migration, lease=self.lease):
+            return None
+        found = self.recover_one(migration)
+        what = found.outcome if found else 'another recovery took it over'
+        LOG.warning('Volume %(vol)s: its migration %(mig)s was left running '
+                    'by %(host)s, whose process is gone; recovered: '
+                    '%(what)s.', {'vol': volume_id, 'mig': migration.id,
+                                  'host': migration.host, 'what': what})
+        return ('its migration %d was left running by %s, whose process is '
+                'gone; recovered: %s' % (migration.id, migration.host, what))
 
 
 def _method_override(drv, method):

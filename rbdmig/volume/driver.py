@@ -68,6 +68,10 @@ class VolumeDriver(object):
     # False is always safe: the copy then zeroes them (deallocating where
     # the destination can, else writing them).
     CREATES_ZEROED_VOLUMES = False
+    # True when :meth:`rename_volume` works: the generic copy renames its
+    # source out of clients' reach before its last check and removal,
+    # and refuses a source whose driver cannot.
+    RENAMES_VOLUMES = False
 
     def __init__(self, *args, **kwargs):
         # cinder-volume passes configuration, host, cluster_name,
@@ -222,6 +226,20 @@ class VolumeDriver(object):
     def extend_volume(self, volume, new_size):
         raise NotImplementedError()
 
+    def rename_volume(self, volume, new_name):
+        """Give the volume ``new_name``, never taking another's.
+
+        A client that opens volumes by name reaches it no more under its
+        old one: the generic copy renames its source to a retired name
+        before its last check, so that nothing written after that check
+        is lost when the source is removed.  Drivers that can set
+        ``RENAMES_VOLUMES``.
+
+        :raises VolumeNotFound: the volume does not exist.
+        :raises VolumeExists: a volume named ``new_name`` already does.
+        """
+        raise NotImplementedError()
+
     def list_images(self):
         """Return ``[(name, size in bytes)]`` of every volume the backend
         holds, for ``rbdmig import``."""
@@ -235,6 +253,18 @@ class VolumeDriver(object):
         return volume.size * units.Gi
 
     # -- migration --
+
+    def uncopied_parts(self, volume):
+        """Say what a copy of the volume's blocks would leave behind.
+
+        The generic copy moves the blocks a handle reads (the head) and
+        then removes the source: snapshots, or clones depending on them,
+        would exist nowhere after.  The base driver's volumes have none.
+
+        :returns: a phrase (``'it has 2 snapshots (a, b)'``), or None.
+        :raises VolumeNotFound: the volume does not exist.
+        """
+        return None
 
     def volume_in_use(self, volume):
         """Return True if a client has the volume open, as far as known.
@@ -275,9 +305,11 @@ class VolumeDriver(object):
 
         The source is opened by this driver, the destination by
         ``dest_driver`` (this driver when omitted); both handles are closed
-        whatever happens.  Afterwards the destination's first
-        ``src_vol.size`` GiB read exactly as the source's, whatever the
-        destination held before.
+        whatever happens.  Afterwards the destination's first bytes, as
+        many as the source's handle holds, read exactly as the source's,
+        whatever the destination held before.  The size copied is the
+        source's own, not ``src_vol.size``: a record smaller than its
+        image (grown behind it) must not have its tail cut off.
 
         :param callback: a :class:`rbdmig.migration.progress.Callback`;
             progress is logged every ``migration_progress_report_interval``
@@ -295,7 +327,8 @@ class VolumeDriver(object):
             far the destination is complete (see
             :func:`rbdmig.migration.copy.copy_volume`).
         :returns: a :class:`rbdmig.migration.copy.CopyResult`.
-        :raises InvalidVolume: the destination is smaller than the source.
+        :raises InvalidVolume: the destination is smaller than the source
+            (by their records, or by what their handles hold).
         """
         dest_driver = dest_driver or self
         if dest_vol.size < src_vol.size:
@@ -313,9 +346,16 @@ class VolumeDriver(object):
             stack.callback(self.close_volume, context, src_vol, src)
             dst = dest_driver.open_volume(context, dest_vol, 'r+b')
             stack.callback(dest_driver.close_volume, context, dest_vol, dst)
+            size, room = copy_engine.size_of(src), copy_engine.size_of(dst)
+            if room < size:
+                raise exception.InvalidVolume(
+                    reason='destination %s holds %d bytes, fewer than the '
+                           '%d of source %s (its record says %d GiB).' % (
+                               dest_vol.id, room, size, src_vol.id,
+                               src_vol.size))
             result = copy_engine.copy_volume(
                 src, dst,
-                size=src_vol.size * units.Gi,
+                size=size,
                 chunk_size=self.configuration.safe_get(
                     'volume_copy_chunk_size') or 4 * units.Mi,
                 bps_limit=self.configuration.safe_get(

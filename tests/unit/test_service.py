@@ -221,14 +221,15 @@ def test_a_generic_copy_killed_midway_resumes(svc, ceph, monkeypatch):
     class Dies(progress.Callback):
         def call(self):
             if self.value >= 24 << 20:
-                raise SystemExit('killed')
+                raise Killed('killed')
 
-    # A killed process records nothing more (SystemExit leaves the
-    # partial copy, as a kill does; only the record must not be closed).
+    # A killed process records nothing more, and leaves its partial copy
+    # (SystemExit no longer stands for a kill: like Ctrl-C, it has the
+    # move remove its copy and end its record).
     migration = svc.request(record.id, 'ceph-b')
     with monkeypatch.context() as patch:
         patch.setattr(svc.db, 'finish_migration', lambda *a, **k: None)
-        with pytest.raises(SystemExit):
+        with pytest.raises(Killed):
             svc.run(migration.id, 'generic', callback=Dies())
     assert svc.show(record.id)['migration_status'] == 'migrating'
     mark = svc.show(record.id)['progress']['checkpoint']

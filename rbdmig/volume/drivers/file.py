@@ -1,5 +1,6 @@
 """FileDriver: a non-Ceph backend keeping volumes as sparse raw files."""
 
+import errno
 import os
 import socket
 import unicodedata
@@ -50,6 +51,14 @@ def _truncate(fd, gib, path):
                    f'{os.path.dirname(path)} can hold ({why}).') from err
 
 
+def _same_file(path, other):
+    """Whether two names are links to one file (a missing one: no)."""
+    try:
+        return os.path.samefile(path, other)
+    except FileNotFoundError:
+        return False
+
+
 def _open_nofollow(path, flags, mode=0o777):
     # Refuse a symlink swapped in after the name was checked.
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
@@ -71,12 +80,16 @@ class FileDriver(driver.VolumeDriver):
                 connections and open_volume for host-driven copies.
         1.1.0 - Names with control characters, invalid text or longer
                 than the file system's are refused in one sentence.
+        1.2.0 - rename_volume (the generic copy retires its source before
+                its last check); a migration's retired sources are not
+                listed as volumes.
     """
 
-    VERSION = '1.1.0'
+    VERSION = '1.2.0'
     OPTS = FILE_OPTS
     # ftruncate() extends a new, empty file with zeros.
     CREATES_ZEROED_VOLUMES = True
+    RENAMES_VOLUMES = True
 
     def __init__(self, *args, **kwargs):
         # An os-brick connector can be injected (tests); otherwise the
@@ -174,11 +187,17 @@ class FileDriver(driver.VolumeDriver):
         return path
 
     def list_images(self):
-        """Every regular file of the directory: ``[(name, size)]``."""
+        """Every regular file of the directory: ``[(name, size)]``.
+
+        Files named ``<volume>.rbdmig-...`` are a generic copy's source
+        retired before its removal (or given back by recovery), never
+        volumes of their own, as in the RBD driver.
+        """
         base = self.volume_dir
         return sorted((entry.name, entry.stat(follow_symlinks=False).st_size)
                       for entry in os.scandir(base)
-                      if entry.is_file(follow_symlinks=False))
+                      if entry.is_file(follow_symlinks=False)
+                      and '.rbdmig-' not in entry.name)
 
     def allocated_bytes(self, volume):
         return self.get_allocated_bytes(volume)
@@ -231,6 +250,40 @@ class FileDriver(driver.VolumeDriver):
             return
         LOG.info('Deleted volume %(name)s at %(path)s',
                  {'name': volume['name'], 'path': path})
+
+    def rename_volume(self, volume, new_name):
+        """Give the volume's file another name, never over another file.
+
+        A hard link, then the old name's removal: rename(2) would replace
+        a file of the new name.  Cut short between the two, both names
+        are left on one file, and calling again finishes the rename.
+        Open descriptors keep the file (this backend cannot tell who has
+        it open); new opens by the old name fail.
+
+        :raises VolumeNotFound: the volume's file does not exist.
+        :raises VolumeExists: another file has the new name.
+        """
+        path = self.local_path(volume)
+        target = self.local_path({'name': new_name})
+        try:
+            os.link(path, target, follow_symlinks=False)
+        except FileNotFoundError as err:
+            raise exception.VolumeNotFound(name=volume['name']) from err
+        except FileExistsError as err:
+            if not _same_file(path, target):
+                raise exception.VolumeExists(name=new_name) from err
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                raise
+            # No hard links on this file system: look, then rename (a
+            # file appearing in between would be replaced).
+            if os.path.lexists(target):
+                raise exception.VolumeExists(name=new_name) from err
+            os.rename(path, target)
+            return
+        os.unlink(path)
+        LOG.info('Renamed volume %(old)s to %(new)s',
+                 {'old': volume['name'], 'new': new_name})
 
     def extend_volume(self, volume, new_size):
         """Grow the volume's file to ``new_size`` GiB, keeping it sparse.

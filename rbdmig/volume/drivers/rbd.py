@@ -50,6 +50,14 @@ def _removing(done, total):
     return 0
 
 
+def _migration_tag(image):
+    """The id of the migration whose copy ``image`` is, or None."""
+    try:
+        return image.metadata_get(journal.TAG)
+    except KeyError:  # librbd's answer for a key the image lacks
+        return None
+
+
 RBD_OPTS = rbd_opts.RBD_OPTS
 
 
@@ -66,13 +74,17 @@ class RBDDriver(driver.VolumeDriver):
     * 1.2.0 - ``volume_in_use`` (watchers); handles zero ranges with
       ``write_zeroes`` for copies onto used volumes; names librbd cannot
       take whole are refused (:mod:`rbdmig.ceph.limits`).
+    * 1.3.0 - ``rename_volume`` (the generic copy retires its source
+      before its last check) and ``uncopied_parts`` (snapshots and
+      clones, which the generic copy refuses to leave behind).
     """
 
-    VERSION = '1.2.0'
+    VERSION = '1.3.0'
     STORAGE_PROTOCOL = 'ceph'
     OPTS = RBD_OPTS
     # A new image has no objects: every block reads as zeros.
     CREATES_ZEROED_VOLUMES = True
+    RENAMES_VOLUMES = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -329,6 +341,29 @@ class RBDDriver(driver.VolumeDriver):
                         reason='librbd refused to grow %.40r to %d GiB '
                                '(%s).' % (volume.name, new_size, err))
 
+    def rename_volume(self, volume, new_name):
+        """Rename the image; librbd never renames over another.
+
+        Clients that have it open keep it (librbd addresses an open
+        image by its id); new ones cannot open it by its old name.
+
+        :raises VolumeNotFound: no image has the volume's name.
+        :raises VolumeExists: an image is named ``new_name`` already.
+        :raises InvalidVolume: either name cannot name an RBD image.
+        """
+        limits.check_image_name(volume.name)
+        limits.check_image_name(new_name)
+        with self._connect() as (client, ioctx):
+            try:
+                self._rbd.RBD().rename(ioctx, volume.name, new_name)
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+            except self.rbd.ImageExists:
+                raise exception.VolumeExists(name=new_name)
+        LOG.info('Renamed %(old)s to %(new)s in pool %(pool)s.',
+                 {'old': volume.name, 'new': new_name,
+                  'pool': self.configuration.rbd_pool})
+
     # -- connections for hosts --
 
     def initialize_connection(self, volume, connector):
@@ -394,7 +429,10 @@ class RBDDriver(driver.VolumeDriver):
         """The pool's images and sizes, without a migration's own copies.
 
         Images named ``<image>.rbdmig-<id>`` are copies in progress
-        (:mod:`rbdmig.ceph.journal`), never volumes of their own.
+        (:mod:`rbdmig.ceph.journal`), never volumes of their own.  Nor
+        is an image tagged as a migration's (:data:`journal.TAG`): a
+        copy placed under the volume's name, whose move a recovery
+        finishes or undoes (the tag goes once the move ends).
         """
         found = []
         with self._connect() as (client, ioctx):
@@ -404,9 +442,21 @@ class RBDDriver(driver.VolumeDriver):
                 try:
                     with self._rbd.Image(ioctx, name,
                                          read_only=True) as image:
-                        found.append((name, image.size()))
+                        size, tag = image.size(), _migration_tag(image)
                 except self.rbd.ImageNotFound:
                     continue  # removed meanwhile
+                if tag is not None:
+                    LOG.warning('Not listing %(name)s of pool %(pool)s as '
+                                'a volume: it is the copy of migration '
+                                '%(tag)s (image metadata %(key)s), which '
+                                '"rbdmig recover" with its source backend '
+                                'configured finishes or undoes.  If no '
+                                'migration holds it, remove that key '
+                                '(rbd image-meta remove) and import again.',
+                                {'name': name, 'tag': tag, 'key': journal.TAG,
+                                 'pool': self.configuration.rbd_pool})
+                    continue
+                found.append((name, size))
         return sorted(found)
 
     def allocated_bytes(self, volume):
@@ -434,6 +484,31 @@ class RBDDriver(driver.VolumeDriver):
         with self._connect() as (client, ioctx):
             return journal.Journal(self.rados, ioctx).get(
                 volume.name) is not None
+
+    def uncopied_parts(self, volume):
+        """Say what a copy of the image's head would leave behind: its
+        snapshots, and the clones depending on them; None if nothing.
+
+        :raises VolumeNotFound: the image does not exist.
+        :raises InvalidVolume: its name cannot name an RBD image.
+        """
+        limits.check_image_name(volume.name)
+        with self._connect() as (client, ioctx):
+            try:
+                with self._rbd.Image(ioctx, volume.name,
+                                     read_only=True) as image:
+                    snaps = sorted(s['name'] for s in image.list_snaps())
+                    children = list(image.list_children2())
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+        parts = []
+        if snaps:
+            named = ', '.join(snaps[:5]) + (', ...' if len(snaps) > 5
+                                            else '')
+            parts.append('%d snapshot(s) (%s)' % (len(snaps), named))
+        if children:
+            parts.append('%d clone(s) depending on them' % len(children))
+        return 'it has %s' % ' and '.join(parts) if parts else None
 
     def volume_in_use(self, volume):
         """Return True if a client has the image open (a watcher).
