@@ -14,7 +14,6 @@ crash point of which recovery finishes or undoes.
 """
 
 import os
-import socket
 
 import pytest
 
@@ -26,15 +25,11 @@ from rbdmig.migration import manager
 from rbdmig.migration import service as service_mod
 from tests.unit import db_fixtures
 from tests.unit import rbd_fixtures as fx
+from tests.unit import seams
 from tests.unit import test_file_driver as files
 
 GiB = 1 << 30
-DATA = bytes(range(256)) * (1 << 12)  # 1 MiB
-POOLS = {'ceph-a': 'hdd', 'ceph-b': 'ssd'}
-
-
-class Killed(BaseException):
-    """A SIGKILL, in process: nothing of the code's own cleanup runs."""
+DATA = seams.DATA
 
 
 @pytest.fixture
@@ -44,66 +39,7 @@ def ceph():
 
 @pytest.fixture
 def svc(ceph, tmp_path):
-    drivers = {'ceph-a': fx.make_driver(ceph, pool='hdd', backend='ceph-a'),
-               'ceph-b': fx.make_driver(ceph, pool='ssd', backend='ceph-b')}
-    for name, drv in drivers.items():
-        # Checkpoints every 64 KiB, so a copy has several.
-        drv.configuration._conf.set_override('volume_copy_chunk_size',
-                                             64 << 10, group=name)
-    return service_mod.Service(db_fixtures.make_db(tmp_path), drivers)
-
-
-def _images(ceph, pool):
-    return sorted(ceph.clusters[fx.CONF_A].pools[pool])
-
-
-def _ioctx(ceph, pool):
-    return ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx(pool)
-
-
-def _volume(svc, ceph, data=DATA):
-    record = svc.create('ceph-a', 1)
-    with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
-        image.write(data, 0)
-    return record
-
-
-def _read(ceph, pool, name, offset, length):
-    with ceph.rbd.Image(_ioctx(ceph, pool), name) as image:
-        return image.read(offset, length)
-
-
-def _silenced(svc, monkeypatch):
-    """A killed process records nothing more: its finish_migration does
-    nothing until the returned ``revive()``."""
-    real = svc.db.finish_migration
-    state = {'silent': True}
-    monkeypatch.setattr(
-        svc.db, 'finish_migration',
-        lambda *a, **k: None if state['silent'] else real(*a, **k))
-
-    def revive():
-        state['silent'] = False
-    return revive
-
-
-def _dead_processes(svc):
-    """Every running migration's process is gone (a pid that cannot run
-    here): what a later command of this host finds after a crash."""
-    for migration in svc.db.list_migrations(running=True):
-        db_fixtures.set_row(svc.db, models.Migration, migration.id,
-                            host='%s:999999999' % socket.gethostname())
-
-
-def _where(svc, ceph, volume_id):
-    """``(pool, name)`` the record names, asserting the image is there."""
-    record = svc.db.get_volume(volume_id)
-    pool = POOLS[record.backend]
-    assert record.name in _images(ceph, pool), (
-        'the record names %s on %s, where no such image is (hdd: %s, '
-        'ssd: %s)' % (record.name, record.backend, _images(ceph, 'hdd'),
-                      _images(ceph, 'ssd')))
-    return pool, record.name
+    return seams.service(ceph, tmp_path)
 
 
 # -- a record smaller than its image ------------------------------------------
@@ -117,9 +53,9 @@ def test_a_generic_copy_never_removes_a_source_larger_than_its_record(
     # destination by the record only, then removes the source: the data
     # past 1 GiB is gone.  It should copy the image's own size (and size
     # its destination to hold it), or refuse.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     past = b'written past the size the record says'
-    with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
+    with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'), record.name) as image:
         image.resize(2 * GiB)
         image.write(past, GiB + 4096)
 
@@ -128,12 +64,12 @@ def test_a_generic_copy_never_removes_a_source_larger_than_its_record(
     except exception.RbdmigError:
         pass  # refusing is fine; dropping data is not
 
-    pool, name = _where(svc, ceph, record.id)
-    assert _read(ceph, pool, name, 0, len(DATA)) == DATA
-    with ceph.rbd.Image(_ioctx(ceph, pool), name) as image:
+    pool, name = seams.where(svc, ceph, record.id)
+    assert seams.read(ceph, pool, name, 0, len(DATA)) == DATA
+    with ceph.rbd.Image(seams.ioctx(ceph, pool), name) as image:
         size = image.size()
     assert size >= 2 * GiB, 'the volume shrank to %d bytes' % size
-    assert _read(ceph, pool, name, GiB + 4096, len(past)) == past
+    assert seams.read(ceph, pool, name, GiB + 4096, len(past)) == past
 
 
 def test_a_larger_image_is_refused_before_anything_is_built(svc, ceph):
@@ -141,9 +77,9 @@ def test_a_larger_image_is_refused_before_anything_is_built(svc, ceph):
     # not the copy's to decide (the record is the authority); it says
     # so, builds nothing, and moves the volume whole once the record
     # says what the image holds.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     past = b'written past the size the record says'
-    with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
+    with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'), record.name) as image:
         image.resize(2 * GiB)
         image.write(past, GiB + 4096)
 
@@ -156,16 +92,16 @@ def test_a_larger_image_is_refused_before_anything_is_built(svc, ceph):
     assert (shown['backend'], shown['status'], shown['migration_status']) \
         == ('ceph-a', 'available', 'error')
     assert 'the record and the image disagree' in shown['progress']['error']
-    assert _images(ceph, 'ssd') == []
+    assert seams.images(ceph, 'ssd') == []
     assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
         record.id]
 
     db_fixtures.set_row(svc.db, models.Volume, record.id, size_gib=2)
     svc.migrate(record.id, 'ceph-b', method='generic')
-    pool, name = _where(svc, ceph, record.id)
+    pool, name = seams.where(svc, ceph, record.id)
     assert pool == 'ssd'
-    assert _read(ceph, pool, name, GiB + 4096, len(past)) == past
-    assert _read(ceph, pool, name, 0, len(DATA)) == DATA
+    assert seams.read(ceph, pool, name, GiB + 4096, len(past)) == past
+    assert seams.read(ceph, pool, name, 0, len(DATA)) == DATA
 
 
 def test_the_copy_and_its_check_cover_the_image_not_the_record(ceph):
@@ -175,7 +111,7 @@ def test_the_copy_and_its_check_cover_the_image_not_the_record(ceph):
     dst = fx.make_driver(ceph, pool='ssd', backend='fast')
     volume = fx.make_volume(ceph, size_mib=2048, data=b'head')  # 1 GiB
     past = b'past the record'
-    with ceph.rbd.Image(_ioctx(ceph, 'hdd'), volume.name) as image:
+    with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'), volume.name) as image:
         image.write(past, GiB + 4096)
     copy = objects.Volume(name=volume.name, size=2)
     dst.create_volume(copy)
@@ -183,9 +119,9 @@ def test_the_copy_and_its_check_cover_the_image_not_the_record(ceph):
     done = src.copy_volume_data(None, volume, copy, dest_driver=dst)
 
     assert done.size == 2 * GiB
-    assert _read(ceph, 'ssd', copy.name, GiB + 4096, len(past)) == past
+    assert seams.read(ceph, 'ssd', copy.name, GiB + 4096, len(past)) == past
     compare.check_copy(src, volume, dst, copy)
-    with ceph.rbd.Image(_ioctx(ceph, 'ssd'), copy.name) as image:
+    with ceph.rbd.Image(seams.ioctx(ceph, 'ssd'), copy.name) as image:
         image.write(b'?', GiB + 4096)
     with pytest.raises(exception.CopyError, match='at byte %d' % (GiB + 4096)):
         compare.check_copy(src, volume, dst, copy)
@@ -208,7 +144,7 @@ def test_the_library_refuses_a_larger_image_too(ceph, tmp_path):
                        match='the record and the image disagree'):
         manager.migrate(None, volume, src, dst)
 
-    assert _images(ceph, 'hdd') == [volume.name]
+    assert seams.images(ceph, 'hdd') == [volume.name]
     assert os.listdir(dst.volume_dir) == []
 
 
@@ -222,7 +158,7 @@ def test_an_interrupted_generic_copy_leaves_nothing_in_the_way(svc, ceph,
     # recovery ignores an ended migration, and the next ``rbdmig
     # migrate`` to ceph-b fails on the name (the database's, then the
     # assisted path's check_name_free) for good.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
 
     def interrupt():
         raise KeyboardInterrupt()
@@ -230,16 +166,16 @@ def test_an_interrupted_generic_copy_leaves_nothing_in_the_way(svc, ceph,
     at_point['service.checkpoint'] = interrupt
     with pytest.raises(KeyboardInterrupt):
         svc.migrate(record.id, 'ceph-b', method='generic')
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     svc.recover()
 
     if svc.db.get_volume(record.id).backend == 'ceph-a':
         # Ended (or undone by recovery): nothing of it is left, and a
         # retry moves the volume.
-        assert _images(ceph, 'ssd') == [], 'the partial copy was left'
+        assert seams.images(ceph, 'ssd') == [], 'the partial copy was left'
         svc.migrate(record.id, 'ceph-b', method='generic')
-    pool, name = _where(svc, ceph, record.id)
-    assert (pool, _read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
+    pool, name = seams.where(svc, ceph, record.id)
+    assert (pool, seams.read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
 
 
 @pytest.mark.parametrize('stop, point', [
@@ -255,7 +191,7 @@ def test_an_interrupt_before_completing_undoes_the_move(svc, ceph, at_point,
     # Wherever Ctrl-C (or sys.exit) lands before ``completing``, the
     # source is the volume under its name, the copy and its record go,
     # and the next move is not refused.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
 
     def interrupt():
         raise stop()
@@ -267,14 +203,14 @@ def test_an_interrupt_before_completing_undoes_the_move(svc, ceph, at_point,
     shown = svc.show(record.id)
     assert (shown['backend'], shown['migration_status']) == ('ceph-a',
                                                              'error')
-    assert _images(ceph, 'hdd') == [record.name]
-    assert _images(ceph, 'ssd') == []
+    assert seams.images(ceph, 'hdd') == [record.name]
+    assert seams.images(ceph, 'ssd') == []
     assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
         record.id]
     assert svc.recover() == []
     svc.migrate(record.id, 'ceph-b', method='generic')
-    pool, name = _where(svc, ceph, record.id)
-    assert (pool, _read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
+    pool, name = seams.where(svc, ceph, record.id)
+    assert (pool, seams.read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
 
 
 def test_an_image_of_the_copys_name_is_never_removed_by_the_undo(svc, ceph,
@@ -282,18 +218,18 @@ def test_an_image_of_the_copys_name_is_never_removed_by_the_undo(svc, ceph,
     # Interrupted as it creates its copy, the move cannot tell whether
     # the image of that name on the destination is its own: it forgets
     # its record of it and leaves the image (not a volume of rbdmig's).
-    record = _volume(svc, ceph)
-    ceph.rbd.RBD().create(_ioctx(ceph, 'ssd'), record.name, GiB)
-    with ceph.rbd.Image(_ioctx(ceph, 'ssd'), record.name) as image:
+    record = seams.volume(svc, ceph)
+    ceph.rbd.RBD().create(seams.ioctx(ceph, 'ssd'), record.name, GiB)
+    with ceph.rbd.Image(seams.ioctx(ceph, 'ssd'), record.name) as image:
         image.write(b'not rbdmig\'s', 0)
 
     with pytest.raises(exception.VolumeExists):
         svc.migrate(record.id, 'ceph-b', method='generic')
 
-    assert _read(ceph, 'ssd', record.name, 0, 12) == b'not rbdmig\'s'
+    assert seams.read(ceph, 'ssd', record.name, 0, 12) == b'not rbdmig\'s'
     assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
         record.id]
-    assert _where(svc, ceph, record.id) == ('hdd', record.name)
+    assert seams.where(svc, ceph, record.id) == ('hdd', record.name)
 
 
 # -- a client write after the generic copy was verified -----------------------
@@ -308,12 +244,13 @@ def test_a_write_after_the_generic_copy_was_checked_is_never_lost(
     # retiring the source (renamed out of every client's reach, then
     # compared); the generic path could do the same before its last
     # check.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     acknowledged = []
 
     def client_writes():
         try:
-            with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
+            with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'),
+                                record.name) as image:
                 image.write(b'acknowledged', 0)
         except ceph.rbd.Error:
             return  # kept off the source: nothing was written
@@ -325,15 +262,15 @@ def test_a_write_after_the_generic_copy_was_checked_is_never_lost(
     except exception.RbdmigError:
         pass  # refusing is fine; losing the write is not
 
-    pool, name = _where(svc, ceph, record.id)
+    pool, name = seams.where(svc, ceph, record.id)
     if acknowledged:
-        assert _read(ceph, pool, name, 0, 12) == b'acknowledged', pool
+        assert seams.read(ceph, pool, name, 0, 12) == b'acknowledged', pool
 
 
 def _client_writes(ceph, name, data=b'acknowledged'):
     """A client opens ``name``, writes, closes: it leaves no watcher."""
     def write():
-        with ceph.rbd.Image(_ioctx(ceph, 'hdd'), name) as image:
+        with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'), name) as image:
             image.write(data, 0)
     return write
 
@@ -344,15 +281,15 @@ def test_a_write_before_the_source_retires_is_caught_by_the_last_check(
     # writes and closes it before it retires.  The last comparison, made
     # once no client can reach it, catches the write: the source gets
     # its name back, with the write, and the copy goes.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     at_point['service.copied'] = _client_writes(ceph, record.name)
 
     with pytest.raises(exception.CopyError, match='differs from the source'):
         svc.migrate(record.id, 'ceph-b', method='generic')
 
-    assert _where(svc, ceph, record.id) == ('hdd', record.name)
-    assert _read(ceph, 'hdd', record.name, 0, 12) == b'acknowledged'
-    assert _images(ceph, 'ssd') == []
+    assert seams.where(svc, ceph, record.id) == ('hdd', record.name)
+    assert seams.read(ceph, 'hdd', record.name, 0, 12) == b'acknowledged'
+    assert seams.images(ceph, 'ssd') == []
     assert svc.show(record.id)['migration_status'] == 'error'
 
 
@@ -361,7 +298,7 @@ def test_a_client_holding_the_source_as_it_retires_keeps_it(svc, ceph,
     # A client that opened the source just before its rename keeps it
     # open under its retired name (librbd addresses it by id): it may
     # write still, so the move is undone.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     source = ceph.image(fx.CONF_A, 'hdd', record.name)
     at_point['service.retired'] = lambda: source.watchers.append(
         {'id': 9, 'addr': '10.0.0.9:0/9'})
@@ -369,55 +306,55 @@ def test_a_client_holding_the_source_as_it_retires_keeps_it(svc, ceph,
     with pytest.raises(exception.MigrationError, match='had it open'):
         svc.migrate(record.id, 'ceph-b', method='generic')
 
-    assert _where(svc, ceph, record.id) == ('hdd', record.name)
-    assert _read(ceph, 'hdd', record.name, 0, len(DATA)) == DATA
-    assert _images(ceph, 'ssd') == []
+    assert seams.where(svc, ceph, record.id) == ('hdd', record.name)
+    assert seams.read(ceph, 'hdd', record.name, 0, len(DATA)) == DATA
+    assert seams.images(ceph, 'ssd') == []
 
 
 def test_a_snapshot_made_during_the_copy_keeps_the_source(svc, ceph,
                                                          at_point):
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
 
     def snapshot():
-        with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
+        with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'), record.name) as image:
             image.create_snap('during')
 
     at_point['service.copied'] = snapshot
     with pytest.raises(exception.MigrationError, match='snapshot'):
         svc.migrate(record.id, 'ceph-b', method='generic')
 
-    assert _where(svc, ceph, record.id) == ('hdd', record.name)
+    assert seams.where(svc, ceph, record.id) == ('hdd', record.name)
     assert list(ceph.image(fx.CONF_A, 'hdd', record.name).snaps) == [
         'during']
-    assert _images(ceph, 'ssd') == []
+    assert seams.images(ceph, 'ssd') == []
 
 
 @pytest.mark.parametrize('point', ['service.copied', 'service.retired',
                                    'service.verified'])
 def test_killed_around_the_retirement_recovery_gives_back_and_finishes(
         svc, ceph, monkeypatch, at_point, point):
-    # Killed with its source retired (or about to be), the record says
+    # seams.Killed with its source retired (or about to be), the record says
     # ``migrating``: recovery gives the source its name back, then
     # resumes, checks again and completes.  No retired source is left.
-    record = _volume(svc, ceph)
-    revive = _silenced(svc, monkeypatch)
+    record = seams.volume(svc, ceph)
+    revive = seams.silenced(svc, monkeypatch)
 
     def die():
-        raise Killed(point)
+        raise seams.Killed(point)
 
     at_point[point] = die
-    with pytest.raises(Killed):
+    with pytest.raises(seams.Killed):
         svc.migrate(record.id, 'ceph-b', method='generic')
     assert svc.show(record.id)['migration_status'] == 'migrating'
     revive()
-    _dead_processes(svc)
+    seams.dead_processes(svc)
 
     (outcome,) = svc.recover()
 
     assert outcome[1].endswith('and completed'), outcome
-    pool, name = _where(svc, ceph, record.id)
-    assert (pool, _read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
-    assert _images(ceph, 'hdd') == []
+    pool, name = seams.where(svc, ceph, record.id)
+    assert (pool, seams.read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
+    assert seams.images(ceph, 'hdd') == []
     assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
         record.id]
 
@@ -428,26 +365,26 @@ def test_killed_giving_the_source_back_recovery_never_loses_it(
     # The last check failed (a client wrote before the retirement); the
     # move dies as it gives the source back, or once it did.  Recovery
     # resumes and checks again: the write is never lost.
-    record = _volume(svc, ceph)
-    revive = _silenced(svc, monkeypatch)
+    record = seams.volume(svc, ceph)
+    revive = seams.silenced(svc, monkeypatch)
     at_point['service.copied'] = _client_writes(ceph, record.name)
 
     def die():
-        raise Killed(point)
+        raise seams.Killed(point)
 
     at_point[point] = die
-    with pytest.raises(Killed):
+    with pytest.raises(seams.Killed):
         svc.migrate(record.id, 'ceph-b', method='generic')
     revive()
-    _dead_processes(svc)
+    seams.dead_processes(svc)
 
     svc.recover()
 
-    pool, name = _where(svc, ceph, record.id)
-    assert _read(ceph, pool, name, 0, 12) == b'acknowledged'
-    assert _read(ceph, pool, name, 12, 100) == DATA[12:112]
+    pool, name = seams.where(svc, ceph, record.id)
+    assert seams.read(ceph, pool, name, 0, 12) == b'acknowledged'
+    assert seams.read(ceph, pool, name, 12, 100) == DATA[12:112]
     assert svc.show(record.id)['migration_status'] in ('error', 'success')
-    assert [n for n in _images(ceph, 'hdd') + _images(ceph, 'ssd')
+    assert [n for n in seams.images(ceph, 'hdd') + seams.images(ceph, 'ssd')
             if '.rbdmig-' in n] == []
 
 
@@ -457,29 +394,29 @@ def test_a_source_that_cannot_get_its_name_back_is_left_to_recovery(
     # volume's name: the retired source is never renamed over it, nor
     # is anything removed.  The record stays running, and recovery
     # leaves it as it is until the name is free (an operator's call).
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     source = ceph.image(fx.CONF_A, 'hdd', record.name)
 
     def name_taken_and_client():
         source.watchers.append({'id': 9, 'addr': '10.0.0.9:0/9'})
-        ceph.rbd.RBD().create(_ioctx(ceph, 'hdd'), record.name, GiB)
+        ceph.rbd.RBD().create(seams.ioctx(ceph, 'hdd'), record.name, GiB)
 
     at_point['service.retired'] = name_taken_and_client
     with pytest.raises(exception.MigrationError,
                        match='could not get its name back') as err:
         svc.migrate(record.id, 'ceph-b', method='generic')
-    (retired,) = [n for n in _images(ceph, 'hdd') if n != record.name]
+    (retired,) = [n for n in seams.images(ceph, 'hdd') if n != record.name]
     assert retired in str(err.value)
     assert svc.show(record.id)['migration_status'] == 'migrating'
     source.watchers.clear()
-    _dead_processes(svc)
+    seams.dead_processes(svc)
 
     (outcome,) = svc.recover()
 
     assert outcome[1].startswith('left as it is'), outcome
-    assert sorted(_images(ceph, 'hdd')) == sorted([record.name, retired])
-    assert _read(ceph, 'hdd', retired, 0, len(DATA)) == DATA
-    assert _images(ceph, 'ssd') == [record.name]  # the copy, kept
+    assert sorted(seams.images(ceph, 'hdd')) == sorted([record.name, retired])
+    assert seams.read(ceph, 'hdd', retired, 0, len(DATA)) == DATA
+    assert seams.images(ceph, 'ssd') == [record.name]  # the copy, kept
 
 
 def test_a_source_given_back_while_completing_is_kept_with_its_copy(
@@ -489,22 +426,22 @@ def test_a_source_given_back_while_completing_is_kept_with_its_copy(
     # ``completing``.  Recovery must not remove the source under its
     # name (the client may be writing): it ends the move and keeps both,
     # saying how to remove the copy.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     source = ceph.image(fx.CONF_A, 'hdd', record.name)
-    revive = _silenced(svc, monkeypatch)
+    revive = seams.silenced(svc, monkeypatch)
     at_point['service.remove_source.before'] = lambda: source.watchers.append(
         {'id': 9, 'addr': '10.0.0.9:0/9'})
 
     def die():
-        raise Killed('given back')
+        raise seams.Killed('given back')
 
     at_point['service.given_back'] = die
-    with pytest.raises(Killed):
+    with pytest.raises(seams.Killed):
         svc.migrate(record.id, 'ceph-b', method='generic')
     assert svc.show(record.id)['migration_status'] == 'completing'
     revive()
     source.watchers.clear()
-    _dead_processes(svc)
+    seams.dead_processes(svc)
 
     (outcome,) = svc.recover()
 
@@ -512,39 +449,39 @@ def test_a_source_given_back_while_completing_is_kept_with_its_copy(
     shown = svc.show(record.id)
     assert (shown['backend'], shown['migration_status']) == ('ceph-a',
                                                              'error')
-    assert _read(ceph, 'hdd', record.name, 0, len(DATA)) == DATA
-    assert _images(ceph, 'ssd') == [record.name]
+    assert seams.read(ceph, 'hdd', record.name, 0, len(DATA)) == DATA
+    assert seams.images(ceph, 'ssd') == [record.name]
     copy_id = svc.db.latest_migration(record.id).dest_volume_id
     assert ('rbdmig delete %s' % copy_id) in shown['progress']['error']
     svc.delete(copy_id)  # as the message says
     svc.migrate(record.id, 'ceph-b', method='generic')
-    assert _where(svc, ceph, record.id)[0] == 'ssd'
+    assert seams.where(svc, ceph, record.id)[0] == 'ssd'
 
 
 def test_a_completing_move_whose_copy_is_gone_gives_its_source_back(
         svc, ceph, monkeypatch, at_point):
-    # Killed once ``completing``, its source retired; the copy removed
+    # seams.Killed once ``completing``, its source retired; the copy removed
     # by hand since.  The retired source is all that is left: recovery
     # gives it its name back, where the record names it, and leaves the
     # record for the operator.
-    record = _volume(svc, ceph)
-    revive = _silenced(svc, monkeypatch)
+    record = seams.volume(svc, ceph)
+    revive = seams.silenced(svc, monkeypatch)
 
     def die():
-        raise Killed('completing')
+        raise seams.Killed('completing')
 
     at_point['service.completing'] = die
-    with pytest.raises(Killed):
+    with pytest.raises(seams.Killed):
         svc.migrate(record.id, 'ceph-b', method='generic')
     revive()
-    _dead_processes(svc)
-    ceph.rbd.RBD().remove(_ioctx(ceph, 'ssd'), record.name)
+    seams.dead_processes(svc)
+    ceph.rbd.RBD().remove(seams.ioctx(ceph, 'ssd'), record.name)
 
     (outcome,) = svc.recover()
 
     assert 'under its name again' in outcome[1], outcome
-    assert _images(ceph, 'hdd') == [record.name]
-    assert _read(ceph, 'hdd', record.name, 0, len(DATA)) == DATA
+    assert seams.images(ceph, 'hdd') == [record.name]
+    assert seams.read(ceph, 'hdd', record.name, 0, len(DATA)) == DATA
 
 
 def test_the_library_catches_a_write_made_before_the_retirement(ceph,
@@ -568,14 +505,14 @@ def test_the_library_catches_a_write_made_before_the_retirement(ceph,
     with pytest.raises(exception.CopyError, match='differs'):
         manager.migrate(None, volume, src, dst)
 
-    assert _images(ceph, 'hdd') == [volume.name]
-    assert _read(ceph, 'hdd', volume.name, 0, 12) == b'acknowledged'
+    assert seams.images(ceph, 'hdd') == [volume.name]
+    assert seams.read(ceph, 'hdd', volume.name, 0, 12) == b'acknowledged'
     assert os.listdir(dst.volume_dir) == []
 
     src.rename_volume = rename
     moved = manager.migrate(None, volume, src, dst)
     assert moved.path == 'generic'
-    assert _images(ceph, 'hdd') == []
+    assert seams.images(ceph, 'hdd') == []
     with open(dst.local_path(volume), 'rb') as f:
         assert f.read(12) == b'acknowledged'
 
@@ -628,8 +565,8 @@ def test_a_generic_copy_never_drops_the_sources_snapshots(ceph, tmp_path):
     drivers = {'ceph-a': fx.make_driver(ceph, pool='hdd', backend='ceph-a'),
                'files': dst}
     svc = service_mod.Service(db_fixtures.make_db(tmp_path), drivers)
-    record = _volume(svc, ceph, data=b'before the upgrade')
-    with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
+    record = seams.volume(svc, ceph, data=b'before the upgrade')
+    with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'), record.name) as image:
         image.create_snap('before-upgrade')
         image.write(DATA, 0)
 
@@ -637,7 +574,7 @@ def test_a_generic_copy_never_drops_the_sources_snapshots(ceph, tmp_path):
         svc.migrate(record.id, 'files')
     except exception.RbdmigError:
         pass  # refusing is fine
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     outcomes = svc.recover()
 
     found = svc.show(record.id)
@@ -652,15 +589,15 @@ def test_a_generic_copy_refuses_snapshots_even_where_assisted_keeps_them(
         svc, ceph):
     # --method generic between two pools: deep_copy would carry the
     # snapshot, the generic copy would not; it refuses, building nothing.
-    record = _volume(svc, ceph)
-    with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
+    record = seams.volume(svc, ceph)
+    with ceph.rbd.Image(seams.ioctx(ceph, 'hdd'), record.name) as image:
         image.create_snap('kept')
 
     with pytest.raises(exception.MigrationRefused,
                        match=r'1 snapshot\(s\) \(kept\)'):
         svc.migrate(record.id, 'ceph-b', method='generic')
 
-    assert _images(ceph, 'ssd') == []
+    assert seams.images(ceph, 'ssd') == []
     assert [v.id for v in svc.db.list_volumes(include_hidden=True)] == [
         record.id]
     assert list(ceph.image(fx.CONF_A, 'hdd', record.name).snaps) == ['kept']
@@ -671,7 +608,7 @@ def test_the_library_refuses_a_source_with_clones(ceph, tmp_path):
     dst = files.make_driver(tmp_path)
     dst.do_setup(None)
     volume = fx.make_volume(ceph, size_mib=1024, data=DATA)
-    ioctx = _ioctx(ceph, 'hdd')
+    ioctx = seams.ioctx(ceph, 'hdd')
     with ceph.rbd.Image(ioctx, volume.name) as image:
         image.create_snap('base')
         image.protect_snap('base')
@@ -681,5 +618,5 @@ def test_the_library_refuses_a_source_with_clones(ceph, tmp_path):
                        match=r'1 clone\(s\) depending on them'):
         manager.migrate(None, volume, src, dst)
 
-    assert sorted(_images(ceph, 'hdd')) == sorted([volume.name, 'child'])
+    assert sorted(seams.images(ceph, 'hdd')) == sorted([volume.name, 'child'])
     assert os.listdir(dst.volume_dir) == []

@@ -11,24 +11,16 @@ guards.
 
 import argparse
 import io
-import socket
 
 import pytest
 
 from rbdmig import exception
 from rbdmig.cmd import migrations as cli_migrations
-from rbdmig.db import models
-from rbdmig.migration import service as service_mod
-from tests.unit import db_fixtures
 from tests.unit import rbd_fixtures as fx
+from tests.unit import seams
 
 GiB = 1 << 30
-DATA = bytes(range(256)) * (1 << 12)  # 1 MiB
-POOLS = {'ceph-a': 'hdd', 'ceph-b': 'ssd'}
-
-
-class Killed(BaseException):
-    """A SIGKILL, in process: nothing of the code's own cleanup runs."""
+DATA = seams.DATA
 
 
 @pytest.fixture
@@ -38,66 +30,7 @@ def ceph():
 
 @pytest.fixture
 def svc(ceph, tmp_path):
-    drivers = {'ceph-a': fx.make_driver(ceph, pool='hdd', backend='ceph-a'),
-               'ceph-b': fx.make_driver(ceph, pool='ssd', backend='ceph-b')}
-    for name, drv in drivers.items():
-        # Checkpoints every 64 KiB, so a copy has several.
-        drv.configuration._conf.set_override('volume_copy_chunk_size',
-                                             64 << 10, group=name)
-    return service_mod.Service(db_fixtures.make_db(tmp_path), drivers)
-
-
-def _images(ceph, pool):
-    return sorted(ceph.clusters[fx.CONF_A].pools[pool])
-
-
-def _ioctx(ceph, pool):
-    return ceph.rados.Rados(conffile=fx.CONF_A).open_ioctx(pool)
-
-
-def _volume(svc, ceph, data=DATA):
-    record = svc.create('ceph-a', 1)
-    with ceph.rbd.Image(_ioctx(ceph, 'hdd'), record.name) as image:
-        image.write(data, 0)
-    return record
-
-
-def _read(ceph, pool, name, offset, length):
-    with ceph.rbd.Image(_ioctx(ceph, pool), name) as image:
-        return image.read(offset, length)
-
-
-def _silenced(svc, monkeypatch):
-    """A killed process records nothing more: its finish_migration does
-    nothing until the returned ``revive()``."""
-    real = svc.db.finish_migration
-    state = {'silent': True}
-    monkeypatch.setattr(
-        svc.db, 'finish_migration',
-        lambda *a, **k: None if state['silent'] else real(*a, **k))
-
-    def revive():
-        state['silent'] = False
-    return revive
-
-
-def _dead_processes(svc):
-    """Every running migration's process is gone (a pid that cannot run
-    here): what a later command of this host finds after a crash."""
-    for migration in svc.db.list_migrations(running=True):
-        db_fixtures.set_row(svc.db, models.Migration, migration.id,
-                            host='%s:999999999' % socket.gethostname())
-
-
-def _where(svc, ceph, volume_id):
-    """``(pool, name)`` the record names, asserting the image is there."""
-    record = svc.db.get_volume(volume_id)
-    pool = POOLS[record.backend]
-    assert record.name in _images(ceph, pool), (
-        'the record names %s on %s, where no such image is (hdd: %s, '
-        'ssd: %s)' % (record.name, record.backend, _images(ceph, 'hdd'),
-                      _images(ceph, 'ssd')))
-    return pool, record.name
+    return seams.service(ceph, tmp_path)
 
 
 # -- Ctrl-C once the source is going ------------------------------------------
@@ -121,7 +54,7 @@ def test_an_interrupt_after_the_source_went_never_records_the_move_failed(
     # at running records.  The record names an image that is no more,
     # and the copy on ceph-b is in no record (``rbdmig delete`` then
     # "deletes" the volume and leaves it there, nameless).
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
 
     def interrupt():
         raise KeyboardInterrupt()
@@ -129,12 +62,12 @@ def test_an_interrupt_after_the_source_went_never_records_the_move_failed(
     at_point[point] = interrupt
     with pytest.raises(KeyboardInterrupt):
         svc.migrate(record.id, 'ceph-b', method=path)
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     svc.drivers['ceph-a'].recover_migrations()
     outcomes = svc.recover()
 
-    pool, name = _where(svc, ceph, record.id)
-    assert _read(ceph, pool, name, 0, len(DATA)) == DATA, outcomes
+    pool, name = seams.where(svc, ceph, record.id)
+    assert seams.read(ceph, pool, name, 0, len(DATA)) == DATA, outcomes
 
 
 # -- a drain run again after its process died ---------------------------------
@@ -149,17 +82,17 @@ def test_a_drain_run_again_never_says_moved_what_its_dead_run_left(
     # volume is on the source and nothing moves it.  An operator who
     # drains a pool to retire it is told it is empty.  A migration whose
     # process is known dead (lease.alive) is not being moved.
-    record = _volume(svc, ceph)
-    revive = _silenced(svc, monkeypatch)
+    record = seams.volume(svc, ceph)
+    revive = seams.silenced(svc, monkeypatch)
 
     def die():
-        raise Killed('as the move began')
+        raise seams.Killed('as the move began')
 
     at_point['service.migrating'] = die
-    with pytest.raises(Killed):
+    with pytest.raises(seams.Killed):
         svc.drain('ceph-a', 'ceph-b', parallel=1)
     revive()
-    _dead_processes(svc)
+    seams.dead_processes(svc)
 
     reported = []
     failed = svc.drain('ceph-a', 'ceph-b', parallel=1,
@@ -184,18 +117,18 @@ def test_import_never_adopts_the_copy_of_a_move_in_flight(
     # taken there: DBDuplicateEntry, raised out of Service.recover), and
     # the adopted record is the only one naming the data: deleting it,
     # a stray duplicate to the operator, removes the volume.
-    record = _volume(svc, ceph)
-    revive = _silenced(svc, monkeypatch)
+    record = seams.volume(svc, ceph)
+    revive = seams.silenced(svc, monkeypatch)
 
     def die():
-        raise Killed('removing the source')
+        raise seams.Killed('removing the source')
 
     at_point['engine.removing'] = die
-    with pytest.raises(Killed):
+    with pytest.raises(seams.Killed):
         svc.migrate(record.id, 'ceph-b')
     revive()
     adopted = svc.adopt('ceph-b')
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     svc.drivers['ceph-a'].recover_migrations()
     try:
         svc.recover()
@@ -204,8 +137,8 @@ def test_import_never_adopts_the_copy_of_a_move_in_flight(
     for other in adopted:
         svc.delete(other.id)
 
-    pool, name = _where(svc, ceph, record.id)
-    assert _read(ceph, pool, name, 0, len(DATA)) == DATA
+    pool, name = seams.where(svc, ceph, record.id)
+    assert seams.read(ceph, pool, name, 0, len(DATA)) == DATA
 
 
 # -- an interrupt, at every other phase ---------------------------------------
@@ -218,7 +151,7 @@ def test_import_never_adopts_the_copy_of_a_move_in_flight(
 ])
 def test_an_interrupt_before_the_copy_is_whole_still_ends_on_the_source(
         svc, ceph, at_point, path, point):
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
 
     def interrupt():
         raise KeyboardInterrupt()
@@ -229,14 +162,15 @@ def test_an_interrupt_before_the_copy_is_whole_still_ends_on_the_source(
     if path is None:
         # Ended there and then, as before: nothing left to recover.
         assert svc.show(record.id)['migration_status'] == 'error'
-        assert _images(ceph, 'ssd') == []
-    _dead_processes(svc)
+        assert seams.images(ceph, 'ssd') == []
+    seams.dead_processes(svc)
     outcomes = svc.recover()
 
     found = svc.show(record.id)
     assert (found['backend'], found['migration_status']) == (
         'ceph-a', 'error'), outcomes
-    assert _read(ceph, *_where(svc, ceph, record.id), 0, len(DATA)) == DATA
+    pool, name = seams.where(svc, ceph, record.id)
+    assert seams.read(ceph, pool, name, 0, len(DATA)) == DATA
 
 
 @pytest.mark.parametrize('path, point, ends_on', [
@@ -251,7 +185,7 @@ def test_an_interrupt_before_the_copy_is_whole_still_ends_on_the_source(
 ])
 def test_an_interrupt_once_the_move_may_have_stood_is_left_to_recovery(
         svc, ceph, at_point, path, point, ends_on):
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
 
     def interrupt():
         raise KeyboardInterrupt()
@@ -261,17 +195,17 @@ def test_an_interrupt_once_the_move_may_have_stood_is_left_to_recovery(
         svc.migrate(record.id, 'ceph-b', method=path)
     assert svc.show(record.id)['migration_status'] in (
         'migrating', 'completing')
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     svc.drivers['ceph-a'].recover_migrations()
     outcomes = svc.recover()
 
     found = svc.show(record.id)
     assert found['migration_status'] in ('success', 'error'), outcomes
-    pool, name = _where(svc, ceph, record.id)
+    pool, name = seams.where(svc, ceph, record.id)
     assert found['backend'] == ends_on, outcomes
-    assert _read(ceph, pool, name, 0, len(DATA)) == DATA
+    assert seams.read(ceph, pool, name, 0, len(DATA)) == DATA
     other = {'hdd': 'ssd', 'ssd': 'hdd'}[pool]
-    assert _images(ceph, other) == [], 'a second copy was left'
+    assert seams.images(ceph, other) == [], 'a second copy was left'
 
 
 # -- import beside moves ------------------------------------------------------
@@ -280,7 +214,7 @@ def test_import_never_adopts_an_image_tagged_as_a_migrations_copy(
         svc, ceph, caplog):
     # A copy whose move this database does not know (another database,
     # or its records lost): the tag alone says what it is.
-    ioctx = _ioctx(ceph, 'ssd')
+    ioctx = seams.ioctx(ceph, 'ssd')
     ceph.rbd.RBD().create(ioctx, 'volume-copy', GiB)
     with ceph.rbd.Image(ioctx, 'volume-copy') as image:
         image.metadata_set('rbdmig.migration', 'a-migration-id')
@@ -295,10 +229,10 @@ def test_import_never_adopts_an_image_tagged_as_a_migrations_copy(
 
 def test_import_never_adopts_the_name_of_a_volume_moving_into_it(
         svc, ceph, caplog):
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     migration = svc.request(record.id, 'ceph-b')
     # Untagged, under the volume's name: a move's copy all the same.
-    ceph.rbd.RBD().create(_ioctx(ceph, 'ssd'), record.name, GiB)
+    ceph.rbd.RBD().create(seams.ioctx(ceph, 'ssd'), record.name, GiB)
 
     assert svc.adopt('ceph-b') == []
     assert 'migration %d of volume %s is moving it there' % (
@@ -309,9 +243,9 @@ def test_import_never_adopts_the_name_of_a_volume_moving_into_it(
 # -- one migration's recovery failing ----------------------------------------
 
 def test_one_failing_recovery_never_stops_the_others(svc, ceph, monkeypatch):
-    first, second = _volume(svc, ceph), _volume(svc, ceph)
+    first, second = seams.volume(svc, ceph), seams.volume(svc, ceph)
     claimed = [svc.request(v.id, 'ceph-b') for v in (first, second)]
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     real = svc._recover_assisted
 
     def broken(migration, record):
@@ -329,7 +263,7 @@ def test_one_failing_recovery_never_stops_the_others(svc, ceph, monkeypatch):
     assert svc.show(second.id)['migration_status'] == 'error'
 
     # The CLI says it, and exits non-zero.
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     out = io.StringIO()
     code = cli_migrations._recover(
         svc, argparse.Namespace(backend=[], any_host=False), out)
@@ -342,9 +276,9 @@ def test_one_failing_recovery_never_stops_the_others(svc, ceph, monkeypatch):
 
 def test_a_drain_counts_a_dead_runs_move_it_cannot_recover_not_moved(
         svc, ceph, monkeypatch):
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     svc.request(record.id, 'ceph-b')
-    _dead_processes(svc)
+    seams.dead_processes(svc)
     # Ceph's journal still holds the move: only its recovery may say
     # where the volume is.
     monkeypatch.setattr(svc.drivers['ceph-a'], 'migration_journaled',
@@ -365,13 +299,13 @@ def test_a_copy_adopted_before_is_never_deleted_as_a_duplicate(svc, ceph):
     # A database where an earlier import adopted a move's copy (before
     # import knew better): deleting that record would delete the
     # volume's image once the move stood.
-    record = _volume(svc, ceph)
+    record = seams.volume(svc, ceph)
     migration = svc.request(record.id, 'ceph-b')
-    ceph.rbd.RBD().create(_ioctx(ceph, 'ssd'), record.name, GiB)
+    ceph.rbd.RBD().create(seams.ioctx(ceph, 'ssd'), record.name, GiB)
     adopted = svc.db.create_volume('ceph-b', 1, name=record.name)
 
     with pytest.raises(exception.InvalidVolume) as err:
         svc.delete(adopted.id)
     assert 'where migration %d moves volume %s' % (
         migration.id, record.id) in str(err.value)
-    assert _images(ceph, 'ssd') == [record.name]
+    assert seams.images(ceph, 'ssd') == [record.name]

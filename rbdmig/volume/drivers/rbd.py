@@ -459,16 +459,24 @@ class RBDDriver(driver.VolumeDriver):
                 found.append((name, size))
         return sorted(found)
 
-    def allocated_bytes(self, volume):
-        """The bytes librbd says hold data, a parent's included."""
+    def _read_image(self, volume, read):
+        """``read(image)`` of the volume's image, opened read-only.
+
+        :raises VolumeNotFound: the image does not exist.
+        """
         with self._connect() as (client, ioctx):
             try:
                 with self._rbd.Image(ioctx, volume.name,
                                      read_only=True) as image:
-                    return sum(length for _, length in images.data_extents(
-                        image, image.size()))
+                    return read(image)
             except self.rbd.ImageNotFound:
                 raise exception.VolumeNotFound(name=volume.name)
+
+    def allocated_bytes(self, volume):
+        """The bytes librbd says hold data, a parent's included."""
+        return self._read_image(volume, lambda image: sum(
+            length for _, length in images.data_extents(image,
+                                                         image.size())))
 
     # -- migration --
 
@@ -493,14 +501,9 @@ class RBDDriver(driver.VolumeDriver):
         :raises InvalidVolume: its name cannot name an RBD image.
         """
         limits.check_image_name(volume.name)
-        with self._connect() as (client, ioctx):
-            try:
-                with self._rbd.Image(ioctx, volume.name,
-                                     read_only=True) as image:
-                    snaps = sorted(s['name'] for s in image.list_snaps())
-                    children = list(image.list_children2())
-            except self.rbd.ImageNotFound:
-                raise exception.VolumeNotFound(name=volume.name)
+        snaps, children = self._read_image(volume, lambda image: (
+            sorted(s['name'] for s in image.list_snaps()),
+            list(image.list_children2())))
         parts = []
         if snaps:
             named = ', '.join(snaps[:5]) + (', ...' if len(snaps) > 5
@@ -520,13 +523,8 @@ class RBDDriver(driver.VolumeDriver):
         :raises InvalidVolume: its name cannot name an RBD image.
         """
         limits.check_image_name(volume.name)
-        with self._connect() as (client, ioctx):
-            try:
-                with self._rbd.Image(ioctx, volume.name,
-                                     read_only=True) as image:
-                    watchers = list(image.watchers_list())
-            except self.rbd.ImageNotFound:
-                raise exception.VolumeNotFound(name=volume.name)
+        watchers = self._read_image(
+            volume, lambda image: list(image.watchers_list()))
         if watchers:
             LOG.debug('%(name)s has %(n)d watcher(s).',
                       {'name': volume.name, 'n': len(watchers)})
