@@ -168,6 +168,8 @@ class CinderAuthority(recover.Authority):
                 # rest (its cluster) to Cinder's manager.
                 updates.update(self._naming(record, record.dest_host))
             updates['migration_status'] = 'success'
+            if row.status == 'retyping':
+                self._retype_unrecorded(row, record)
         elif decision != phases.KEEP and row.migration_status in (
                 'migrating', 'starting'):
             updates['migration_status'] = 'error'
@@ -177,3 +179,22 @@ class CinderAuthority(recover.Authority):
         if updates:
             row.update(updates)
             row.save()
+
+    @staticmethod
+    def _retype_unrecorded(row, record):
+        """Say so when a retype's move completed without its retype.
+
+        Cinder's manager records a retype's new type once its
+        ``migrate_volume`` returned, and passes it no driver: the process
+        that died before that took the type with it, and nothing here
+        can know it.  The volume is whole on the destination; its type
+        is the one it had, until the operator retypes it again.
+        """
+        LOG.warning('%(rec)s completed a retype\'s move: volume %(id)s '
+                    'lives on %(host)s now, but its volume type is still '
+                    '%(type)s, the one it had before (Cinder records the '
+                    'new type only once the process running the move '
+                    'returns, and it died first).  Run "cinder retype '
+                    '%(id)s <new type>" again to record it.',
+                    {'rec': record, 'id': row.id, 'host': record.dest_host,
+                     'type': getattr(row, 'volume_type_id', None)})

@@ -464,3 +464,32 @@ def test_killed_anywhere_the_row_names_where_the_volume_is(
                 failures.append((kill, rkill, wrong))
     assert len(points) >= 6
     assert failures == []
+
+
+@pytest.mark.parametrize('decision', [phases.COMPLETE, phases.ADOPT])
+def test_a_retype_completed_by_recovery_says_its_type_is_unrecorded(
+        authority, caplog, decision):
+    # Cinder's manager records a retype's new type once migrate_volume
+    # returned: the process died first, and no driver is told the type.
+    fields = dict(_row_fields(host=DEST_HOST), status='retyping',
+                  previous_status='available', volume_type_id='old-type')
+    table = Table(v1=fields)
+
+    authority(table).settle(_record('v1'), decision)
+
+    row = table['v1']
+    assert (row['host'], row['status'], row['migration_status'],
+            row['volume_type_id']) == (DEST_HOST, 'available', 'success',
+                                       'old-type')
+    assert ('volume v1 lives on %s now, but its volume type is still '
+            'old-type' % DEST_HOST) in caplog.text
+    assert 'cinder retype v1 <new type>' in caplog.text
+
+
+def test_a_migration_completed_by_recovery_says_nothing_of_types(
+        authority, caplog):
+    table = Table(v1=_row_fields(host=DEST_HOST))
+
+    authority(table).settle(_record('v1'), phases.COMPLETE)
+
+    assert 'volume type' not in caplog.text
