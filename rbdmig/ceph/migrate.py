@@ -26,6 +26,10 @@ class _Unverified(Exception):
     """The copy differs from the source (its cause says how)."""
 
 
+class _InUse(Exception):
+    """Another client uses the source (the message says how)."""
+
+
 def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
             authority=None):
     """Move ``volume``'s image to the pool ``host`` names, keeping its name.
@@ -50,8 +54,10 @@ def migrate(backend, volume, host, callback=progress.DEFAULT_CALLBACK,
         (:class:`checks.Unsafe`: a client has it open, snapshots or
         clones would be lost, its name is taken in the destination);
         nothing was changed, and no fallback copy may follow.
-    :raises MigrationError: the copy failed; what it built was removed and
-        the source is intact.
+    :raises MigrationError: the copy failed; the message says where the
+        source is: intact under its name, what the move built removed or
+        left to ``rbdmig recover``, or, when giving it back failed,
+        under its retired name until recovery finishes the move.
     """
     try:
         dest = checks.destination(volume, host)
@@ -156,6 +162,7 @@ class _Migration(object):
     told = False  # whether the authority was told (moved() was called)
     retired = False  # whether the source is under its retired name
     discarded = False  # whether what the move built was removed (_undo)
+    taken = False  # whether a give-back found its record taken over
 
     def __init__(self, backend, method, volume, source, where, client,
                  src_ioctx, dst_ioctx, dest):
@@ -242,6 +249,8 @@ class _Migration(object):
             raise checks.Unsafe('an image named %s appeared in %s before '
                                 'the copy began; it was left untouched.'
                                 % (self.move.temp, self.where))
+        except _InUse as why:
+            raise checks.Unsafe('%s; %s.' % (why, self._undone(self._undo())))
         except checks.Refusal:
             self._undo()
             raise
@@ -301,21 +310,22 @@ class _Migration(object):
         ours = self.client.get_instance_id()
         others = [w for w in image.watchers_list() if w.get('id') != ours]
         if others:
-            return ('a client opened its image during the migration; the '
-                    'copy was removed and the source, which it may be '
-                    'writing, is intact.')
+            return ('a client opened its image during the migration (it '
+                    'may be writing to it)')
         children = list(image.list_children2())
         if children:
             return ('a clone of one of its snapshots appeared during the '
-                    'migration; the copy was removed and the source, which '
-                    'the clone needs, is intact.')
+                    'migration (the clone needs the source)')
         return None
 
     def _refuse_if_used(self, held):
-        """Refuse if another client opened the source during the copy."""
+        """Refuse if another client opened the source during the copy.
+
+        :raises _InUse: it did; undone, it is refused (:class:`Unsafe`).
+        """
         why = held is not None and self._users(held)
         if why:
-            raise checks.Unsafe(why)
+            raise _InUse(why)
 
     def _verify(self, held):
         # live: librbd moved the data itself, and reads of the target are
@@ -410,14 +420,10 @@ class _Migration(object):
             faults.point('engine.retired')
             why = self._users(guard) or self._changed_unlocked()
         except Exception as err:
-            self._give_back()
-            raise exception.MigrationError(
-                volume=self.volume.id,
-                reason='retiring the source failed (%s); the source is '
-                       'intact.' % err) from err
+            raise self._given_back(
+                'retiring the source failed (%s)' % err) from err
         if why:
-            self._give_back()
-            raise checks.Unsafe(why)
+            raise self._given_back(why, unsafe=True)
 
     def _unjournaled(self, phase, err):
         """The error of a move whose journal write of ``phase``
@@ -435,23 +441,28 @@ class _Migration(object):
         source is librbd's until its migration is aborted: undone all
         the same.
         """
+        step = {journal.RETIRING: 'the retirement of its source',
+                journal.PLACED: 'the placing of its copy'}[phase]
+        why = 'journaling %s failed (%s)' % (step, err)
         if phase == journal.PLACED:
-            undone = self._give_back()
-        elif images.timed_out(err) and self.method.uses_source_handle:
+            return self._given_back(why)
+        if images.timed_out(err) and self.method.uses_source_handle:
             undone = False
         else:
             undone = self._undo()
-        step = {journal.RETIRING: 'the retirement of its source',
-                journal.PLACED: 'the placing of its copy'}[phase]
         return exception.MigrationError(
             volume=self.volume.id,
-            reason='journaling %s failed (%s); %s.' % (
-                step, err, self._undone(undone)))
+            reason='%s; %s.' % (why, self._undone(undone)))
 
     def _undone(self, undone):
         """Where the source is, in words, once the move was undone
         (``undone``) or undoing it was left to recovery."""
         recovery = '"rbdmig recover" (or the next start of this backend)'
+        if self.taken:
+            return ('its journal record was taken over by another process '
+                    '(a recovery) before the source was given back, so '
+                    'this one touched nothing more: where the source is '
+                    'was that process\'s to decide')
         if self.discarded:
             where = ('the source is intact under its name in pool %s, and '
                      'what the move built in %s was removed'
@@ -463,11 +474,19 @@ class _Migration(object):
                     'migration to %s until %s aborts it'
                     % (self.backend.pool, self.where, recovery))
         if self.retired:
-            return ('the source is whole in pool %s under its retired name '
-                    '%s, out of clients\' reach until %s gives it its name '
-                    'back and removes what the move built in %s'
-                    % (self.backend.pool, self.move.retired, recovery,
-                       self.where))
+            where = ('the source is whole in pool %s under its retired name '
+                     '%s, out of clients\' reach until %s'
+                     % (self.backend.pool, self.move.retired, recovery))
+            if self.told and self.record.phase != journal.COPYING:
+                # The journal still says the copy may hold the name, and
+                # the authority may have saved it: recovery goes the way
+                # the authority names (phases.decide).
+                return ('%s finishes the move: forward to the copy in %s '
+                        'if what names the volume names the copy, else '
+                        'giving the source its name back' % (where,
+                                                             self.where))
+            return ('%s gives it its name back and removes what the move '
+                    'built in %s' % (where, self.where))
         return ('the source is intact under its name in pool %s, and %s '
                 'removes what the move built in %s'
                 % (self.backend.pool, recovery, self.where))
@@ -497,8 +516,7 @@ class _Migration(object):
                            maps=self._maps())
             except exception.CopyError as err:
                 return ('a client wrote to its image during the copy (it '
-                        'has no exclusive-lock to keep writers off: %s); '
-                        'the copy was removed and the source is intact.'
+                        'has no exclusive-lock to keep writers off: %s)'
                         % err)
         return None
 
@@ -512,10 +530,20 @@ class _Migration(object):
         this is left undone, recovery rolls back.
 
         :returns: True once undone and the journal closed; False when
-            recovery is left to finish (the log says why).
+            recovery is left to finish (the log says why, and
+            :meth:`_undone` where the source is).
         """
         try:
             self.journal.update(self.record, journal.COPYING)
+        except Exception as err:
+            # Taken over (a recovery ended the record): never ours to
+            # touch again.  Else the journal still says where it was.
+            self.taken = journal.taken_over(err)
+            LOG.exception('Could not journal the undoing of %(rec)s: '
+                          '%(where)s.', {'rec': self.record,
+                                         'where': self._undone(False)})
+            return False
+        try:
             # live never renames: librbd's abort (_undo) gives it back.
             if self.method.uses_source_handle and not images.exists(
                     self.rbd, self.move.src_ioctx, self.move.name):
@@ -525,12 +553,28 @@ class _Migration(object):
             if self.move.temp != self.move.name and self._copy_placed():
                 images.remove(self.rbd, self.move.dst_ioctx, self.move.name)
         except Exception:
-            LOG.exception('Could not give the source %s its name back '
-                          '(it was whole as %s); "rbdmig recover" will, as '
-                          'its journal record says.', self.move.name,
-                          self.move.retired)
+            LOG.exception('Could not undo %(rec)s: %(where)s.',
+                          {'rec': self.record, 'where': self._undone(False)})
             return False
         return self._undo()
+
+    def _given_back(self, why, unsafe=False):
+        """Give the source back (:meth:`_give_back`); return the error
+        that fails the move: ``why``, then where the source is.
+
+        :param why: what failed the move, or (``unsafe``) what makes it
+            unsafe to copy now.
+        :param unsafe: raise :class:`checks.Unsafe` (no generic copy may
+            follow) once the source is whole under its name again, and
+            nothing of the move left; else, or when the give-back failed
+            (the source may still be out of clients' reach), a
+            :class:`exception.MigrationError` for recovery to finish.
+        """
+        undone = self._give_back()
+        reason = '%s; %s.' % (why, self._undone(undone))
+        if unsafe and undone:
+            return checks.Unsafe(reason)
+        return exception.MigrationError(volume=self.volume.id, reason=reason)
 
     def _copy_placed(self):
         """Whether the image named as the volume in the destination is
@@ -552,18 +596,14 @@ class _Migration(object):
         try:
             self.method.place(self.move)
         except self.rbd.ImageExists:
-            self._give_back()
-            raise checks.Unsafe('an image named %s appeared in %s during '
-                                'the copy; it was left untouched and the '
-                                'copy removed.' % (self.move.name,
-                                                   self.where))
+            raise self._given_back(
+                'an image named %s appeared in %s during the copy, and '
+                'was left untouched' % (self.move.name, self.where),
+                unsafe=True)
         except Exception as err:
-            self._give_back()
-            raise exception.MigrationError(
-                volume=self.volume.id,
-                reason='the copy in %s could not take the name %s (%s); '
-                       'the source is intact.' % (self.where,
-                                                  self.move.name, err))
+            raise self._given_back(
+                'the copy in %s could not take the name %s (%s)'
+                % (self.where, self.move.name, err)) from err
         if self.authority is not None:
             # Told before it answers: a save that committed, its answer
             # lost, names the copy all the same (undone, it is put back).
@@ -571,12 +611,9 @@ class _Migration(object):
             try:
                 self.authority.moved(self.record)
             except Exception as err:
-                self._give_back()
-                raise exception.MigrationError(
-                    volume=self.volume.id,
-                    reason='the copy took the name in %s, but recording '
-                           'that failed (%s); the copy was removed and the '
-                           'source is intact.' % (self.where, err)) from err
+                raise self._given_back(
+                    'the copy took the name in %s, but recording that '
+                    'failed (%s)' % (self.where, err)) from err
 
     def _remove_source(self):
         """Step 7: remove the retired source, untag the copy, close the
@@ -589,13 +626,10 @@ class _Migration(object):
             # over (recovery finished it, the image claimed anew) fails
             # the give-back's own journal write too, which then touches
             # nothing: the recovery that took it decided.
-            self._give_back()
-            raise exception.MigrationError(
-                volume=self.volume.id,
-                reason='the copy took the name in %s, but journaling the '
-                       'removal of the source failed (%s); nothing was '
-                       'removed: the move was undone, or is left to '
-                       '"rbdmig recover".' % (self.where, err)) from err
+            raise self._given_back(
+                'the copy took the name in %s, but journaling the removal '
+                'of the source failed (%s), so the source was not removed'
+                % (self.where, err)) from err
         try:
             self.method.remove_source(self.move)
         except self.rbd.ImageBusy:
