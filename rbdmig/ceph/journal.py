@@ -444,3 +444,7 @@ class Publisher(progress.IntervalCallback):
             LOG.warning('Could not record the progress of %(rec)s in its '
                         'journal (%(err)s); the copy goes on.',
                         {'rec': self.record, 'err': err})
+        else:
+            # Once a write, not a step of the move's path: a pause point,
+            # where a test looks at what ``rbdmig status`` reads of it.
+            faults.pause_point('journal.progress')

@@ -101,6 +101,35 @@ def test_progress_is_written_once_an_interval_not_per_update(ceph):
     assert found['rate'] == 1.0
 
 
+def test_each_write_lands_before_its_pause_point(ceph, monkeypatch):
+    # ``journal.progress`` is reached once a write, the write already in
+    # the record: a process held there shows what it just wrote.
+    pool_journal = _journal(ceph)
+    record = _record()
+    pool_journal.claim(record)
+    paused = []
+    monkeypatch.setattr(faults, 'pause_point', lambda name: paused.append(
+        (name, pool_journal.progress(record)['bytes_done'])))
+    now = [1000.0]
+    publisher = journal.Publisher(pool_journal, record, interval=30,
+                                  clock=lambda: now[0],
+                                  monotonic=lambda: now[0])
+    publisher.set_size(100)
+    for done in (10, 40, 50, 100):
+        now[0] += 20
+        publisher.absolute_update(done)
+
+    assert paused == [('journal.progress', 0), ('journal.progress', 40),
+                      ('journal.progress', 100)]
+    # A write that failed lands nowhere: no pause.
+    def fail(rec, values):
+        raise ceph.rados.TimedOut('the OSD did not answer')
+
+    monkeypatch.setattr(pool_journal, 'report', fail)
+    journal.Publisher(pool_journal, record, interval=0).set_size(100)
+    assert len(paused) == 3
+
+
 def test_a_failed_progress_write_is_logged_and_the_move_goes_on(
         ceph, monkeypatch, caplog):
     src = fx.make_driver(ceph, pool='hdd', rbd_migration_method='extents',
