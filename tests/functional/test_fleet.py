@@ -11,7 +11,9 @@ an extra file naming one PostgreSQL database (:func:`conftest.
 postgresql`, reached over its Unix socket), owned by a plain role.  A
 host is killed at a named crash point, never by a timer; the other
 host's ``rbdmig recover`` takes its moves over once Ceph and the lease
-say it is gone.
+say it is gone, and resumes a generic copy (to the sandbox's file
+backend, one directory of this machine both hosts share) from the
+killed host's last checkpoint.
 """
 
 import argparse
@@ -40,6 +42,7 @@ from tests.functional import conftest
 from tests.functional import helpers
 
 MiB = 1 << 20
+GiB = 1 << 30
 # Volumes drained at once (thin, 1 GiB, DATA_MIB MiB of data each).
 VOLUMES = int(os.environ.get('RBDMIG_FLEET_VOLUMES', '40'))
 DATA_MIB = 4
@@ -147,9 +150,14 @@ class Fleet(object):
                                           'json'), stdout_only=True)
         return code, json.loads(said)
 
-    def create(self, count, cleanup, data_mib=DATA_MIB, piece_mib=1):
+    def create(self, count, cleanup, data_mib=DATA_MIB, piece_mib=1,
+               slots=None):
         """``count`` volumes on ceph-a, each with ``data_mib`` MiB of data
-        in scattered, aligned pieces of ``piece_mib``: {id: digest}."""
+        in scattered, aligned pieces of ``piece_mib``: {id: digest}.
+
+        :param slots: the pieces' indices instead (in ``piece_mib``),
+            the same in each volume.
+        """
         drv = self.svc.drivers['ceph-a']
         made = {}
         for _ in range(count):
@@ -158,7 +166,7 @@ class Fleet(object):
             vol = inventory.as_volume(record)
             handle = drv.open_volume(None, vol, 'r+b')
             try:
-                for slot in random.Random(record.id).sample(
+                for slot in slots or random.Random(record.id).sample(
                         range(1024 // piece_mib), data_mib // piece_mib):
                     handle.seek(slot * piece_mib * MiB)
                     handle.write(os.urandom(piece_mib * MiB))
@@ -173,7 +181,10 @@ class Fleet(object):
     def digest(self, backend, volume):
         """sha256 of the image's content: its size, then each 1 MiB
         block holding a non-zero byte, with its index (every other byte
-        reads as zero), read where librbd reports data."""
+        reads as zero), read where librbd reports data.  On the file
+        backend, the same of the volume's file."""
+        if self.pool(backend) == 'file':
+            return self._file_digest(backend, volume)
         client = self.cluster.connect()
         try:
             ioctx = client.open_ioctx(self.pool(backend))
@@ -202,16 +213,38 @@ class Fleet(object):
         finally:
             client.shutdown()
 
+    def _file_digest(self, backend, volume):
+        """:meth:`digest` of the file at ``volume``'s path on ``backend``
+        (both hosts' 'files' is this machine's directory)."""
+        path = self.svc.drivers[backend].local_path(
+            inventory.as_volume(self.svc.db.get_volume(volume)))
+        with open(path, 'rb') as f:
+            sha = hashlib.sha256(b'%d' % os.fstat(f.fileno()).st_size)
+            block = 0
+            while data := f.read(MiB):
+                if data.count(0) != len(data):
+                    sha.update(b'%d:' % block + data)
+                block += 1
+        return sha.hexdigest()
+
     def copies(self, volume):
-        """The backends holding an image of ``volume``'s name."""
-        return [b for b in BACKENDS
-                if 'volume-%s' % volume in self.cluster.rbd(
-                    'ls', self.pool(b)).split()]
+        """The backends holding an image, or a file, of ``volume``'s
+        name."""
+        name = 'volume-%s' % volume
+        found = [b for b in BACKENDS
+                 if name in self.cluster.rbd('ls', self.pool(b)).split()]
+        if os.path.exists(os.path.join(self.cluster.file_volume_dir, name)):
+            found.append('files')
+        return found
 
     def leftovers(self):
-        """rbdmig's tagged images and journal records in either pool."""
+        """rbdmig's tagged images and journal records in either pool, and
+        files on 'files' that are not a plain volume (a generic copy's
+        retired source)."""
         return helpers.rbdmig_leftovers(
-            self.cluster, [self.pool(b) for b in BACKENDS])
+            self.cluster, [self.pool(b) for b in BACKENDS]) + [
+                n for n in os.listdir(self.cluster.file_volume_dir)
+                if not n.startswith('volume-') or '.' in n]
 
     def successes(self, volumes):
         """{volume: the hosts of its successful migrations}."""
@@ -377,3 +410,52 @@ def test_a_killed_hosts_moves_are_taken_over_and_drained_by_another(
     print('\nfleet: host A killed at engine.copied#3 with %d move(s) '
           'running; host B took them over after %.0f s' % (
               len(stranded), taken))
+
+
+def test_a_killed_hosts_generic_copy_resumes_on_another_from_its_checkpoint(
+        fleet_cluster, links, postgresql, tmp_path, cleanup):
+    fleet = Fleet(fleet_cluster, links, postgresql, tmp_path)
+    chunk = fleet.svc.drivers['ceph-a'].configuration.safe_get(
+        'volume_copy_chunk_size')
+    every = 16 * chunk  # a checkpoint each 16 chunks (copy.copy_volume)
+    # A 4 MiB piece in the middle of each checkpoint's stretch of the
+    # 1 GiB volume: what host A copies and what host B does both hold
+    # data, 64 MiB in all.
+    volumes = fleet.create(1, cleanup, piece_mib=4, slots=[
+        (start + every // 2) // (4 * MiB) for start in range(0, GiB, every)])
+    (volume,) = volumes
+
+    # Host A drains ceph-a into the file backend (a generic copy, through
+    # the host), and is killed just after writing its third checkpoint.
+    code, said = fleet.run(HOSTS[0], 'drain', 'ceph-a', 'files',
+                           env={faults.CRASH_AT: 'service.checkpoint#3'})
+    assert code == -signal.SIGKILL, said
+    killed = time.monotonic()
+    (dead,) = fleet.svc.db.list_migrations(running=True)
+    assert (dead.path, dead.host.rpartition(':')[0],
+            dead.checkpoint_offset, dead.checkpoint_chunk_size) == (
+        states.GENERIC, HOSTS[0], 3 * every, chunk), dead
+
+    # Host B's recovery, again until A's lease lapsed, takes the copy
+    # over and resumes it where A's checkpoint says.  Its own checkpoints
+    # are counted: a copy resumed at A's reaches only the ones past it,
+    # one started again from 0 all of them (whatever the outcome says).
+    points = tmp_path / 'points'
+    while fleet.svc.db.list_migrations(running=True):
+        assert time.monotonic() - killed < LEASE + 90, said
+        code, said = fleet.run(HOSTS[1], 'recover',
+                               env={faults.RECORD: str(points)})
+        assert code == 0, said
+        time.sleep(2)
+    taken = time.monotonic() - killed
+    assert 'migration %d: resumed at %.1f MiB and completed' % (
+        dead.id, 3 * every / MiB) in said, said
+    reached = points.read_text().split().count('service.checkpoint')
+    assert reached == (GiB - 3 * every) // every, reached
+
+    assert fleet.successes(volumes) == {volume: [HOSTS[1]]}
+    assert [m.id for m in fleet.svc.db.list_migrations()] == [dead.id]
+    assert fleet.check(volumes, 'files') == []
+    print('\nfleet: host A killed at service.checkpoint#3 of a generic '
+          'copy to files; host B resumed it at %d MiB after %.0f s' % (
+              3 * every // MiB, taken))
