@@ -225,9 +225,27 @@ def check_name_free(backend, ioctx, name, dest):
         with rbd.Image(ioctx, name, read_only=True):
             pass
     except rbd.ImageNotFound:
-        return
+        pass
     except rbd.Error as err:
         raise Refusal('the destination pool %s cannot be checked for an '
                        'image named %s: %s' % (dest.pool, name, err))
-    raise Unsafe('an image named %s already exists in pool %s and is '
-                 'never overwritten.' % (name, dest.pool))
+    else:
+        raise Unsafe('an image named %s already exists in pool %s and is '
+                     'never overwritten.' % (name, dest.pool))
+    try:
+        stray = images.stray_name(rbd, ioctx, backend.rados.Error, name)
+    except (rbd.Error, backend.rados.Error) as err:
+        raise Refusal('the destination pool %s cannot be checked for an '
+                      'image named %s: %s' % (dest.pool, name, err))
+    if stray is not None:
+        # librbd creates rbd_id.<name> exclusively for a create and a
+        # rename alike: the copy could never take the name.
+        raise Unsafe(
+            'pool %(pool)s holds the object %(obj)s, left by an '
+            'interrupted rename (it names image id %(id)s, and no image '
+            'in the pool is named %(name)s), so librbd would refuse the '
+            'name to the copy.  Once no one is creating an image named '
+            '%(name)s there, remove it ("rados -p %(pool)s rm %(obj)s") '
+            'and migrate again.' % {'pool': dest.pool, 'name': name,
+                                    'id': stray,
+                                    'obj': images.ID_PREFIX + name})

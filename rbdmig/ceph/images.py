@@ -211,6 +211,112 @@ def exists(rbd, ioctx, name):
         return False
 
 
+# librbd's object naming an image by name: ``rbd_id.<name>``, holding
+# the image's id (a length-prefixed string, as Ceph encodes one).
+ID_PREFIX = 'rbd_id.'
+
+
+def _listed(rbd, ioctx):
+    """``{name: id}`` of the images the pool's directory lists."""
+    return {image['name']: image['id'] for image in rbd.RBD().list2(ioctx)}
+
+
+def _id_named(ioctx, rados_error, name):
+    """The image id ``rbd_id.<name>`` holds, or None if there is none."""
+    try:
+        data = ioctx.read(ID_PREFIX + name, 4096)
+    except rados_error:
+        return None
+    if len(data) < 4:
+        return None
+    length = int.from_bytes(data[:4], 'little')
+    return data[4:4 + length].decode('utf-8', 'replace') or None
+
+
+def clear_stale_names(rbd, ioctx, rados_error, names, ours):
+    """Remove the ``rbd_id.<name>`` objects an interrupted rename left.
+
+    librbd renames in steps (``RenameRequest``): it creates
+    ``rbd_id.<new>`` exclusively, then renames the directory's entry,
+    then removes ``rbd_id.<old>``.  A process killed between the first
+    two leaves ``rbd_id.<new>`` behind though the directory does not
+    list ``<new>``: every later rename to ``<new>``, and every create of
+    it, fails as if an image had that name, and opening ``<new>`` opens
+    the image all the same.  Killed between the last two, ``rbd_id.<old>``
+    stays: opening ``<old>`` still opens the image the directory names
+    otherwise.
+
+    Of ``names``, each one's ``rbd_id`` object is removed when the
+    directory does not list that name with the id it holds, and that id
+    is one of ``ours`` or the id the directory lists under one of
+    ``names`` (images of this one migration: its source, its copy);
+    anything else is left alone.
+
+    :param rados_error: the ``rados.Error`` class (object not found).
+    :returns: the names cleared.
+    """
+    listed = _listed(rbd, ioctx)
+    ids = set(filter(None, ours)) | {listed[n] for n in names
+                                     if n in listed}
+    cleared = []
+    for name in filter(None, names):
+        held = _id_named(ioctx, rados_error, name)
+        if held is None or held not in ids or listed.get(name) == held:
+            continue
+        LOG.warning('Removing %(obj)s from pool %(pool)s: an interrupted '
+                    'rename of image %(id)s left it (the directory lists '
+                    '%(where)s).',
+                    {'obj': ID_PREFIX + name, 'pool': ioctx.get_pool_name(),
+                     'id': held, 'where': next(
+                         ('that image as %s' % n for n, i in listed.items()
+                          if i == held), 'no image of that id')})
+        try:
+            ioctx.remove_object(ID_PREFIX + name)
+        except rados_error:
+            pass
+        cleared.append(name)
+    return cleared
+
+
+def rename(rbd, ioctx, rados_error, old, new):
+    """Rename ``old`` to ``new`` as librbd does, and finish what an
+    interrupted rename of this same image left (:func:`clear_stale_names`).
+
+    Killed past its directory update, a rename is done but for
+    ``rbd_id.<old>``, through which ``old`` still opens: that object
+    goes, and nothing more is renamed.  Killed before, ``rbd_id.<new>``
+    holding this image's id fails librbd's rename: it goes, and the
+    rename is made again.  Used where a rename may have been
+    interrupted (recovery, the generic copy's fence); never removes an
+    object naming another image.
+
+    :raises ImageNotFound: no image is named ``old`` or ``new``.
+    :raises ImageExists: an image, or an ``rbd_id.<new>`` object not of
+        this image, has the name ``new``.
+    """
+    listed = _listed(rbd, ioctx)
+    if old not in listed and new in listed and _id_named(
+            ioctx, rados_error, old) == listed[new]:
+        clear_stale_names(rbd, ioctx, rados_error, [old], [listed[new]])
+        return
+    try:
+        rbd.RBD().rename(ioctx, old, new)
+    except rbd.ImageExists:
+        if old not in listed or not clear_stale_names(
+                rbd, ioctx, rados_error, [new], [listed[old]]):
+            raise
+        rbd.RBD().rename(ioctx, old, new)
+
+
+def stray_name(rbd, ioctx, rados_error, name):
+    """The id an ``rbd_id.<name>`` object holds that the directory does
+    not list as ``name`` (an interrupted rename's leftover), or None."""
+    held = _id_named(ioctx, rados_error, name)
+    if held is None or _listed(rbd, ioctx).get(name) == held:
+        return None
+    return held
+
+
 def remove(rbd, ioctx, name):
     """Remove an image and its snapshots; an image already gone is fine.
 

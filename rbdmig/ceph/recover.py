@@ -202,6 +202,15 @@ class _Recovery(object):
                         [n for n in (record.image, record.retired) if n])
             self._fence(dst_client, dst_ioctx, 'dest',
                         {record.temp, record.image})
+            # Fenced: nothing of the dead process renames any more.  A
+            # rename it was killed in left names the directory does not
+            # list, which would block (or mislead) every step below.
+            error = self.journal.rados.Error
+            images.clear_stale_names(
+                self.rbd, self.src_ioctx, error,
+                [record.image, record.retired], [record.source_id])
+            images.clear_stale_names(self.rbd, dst_ioctx, error,
+                                     [record.image, record.temp], [])
             names = self.authority.names(record)
             if record.method == 'live':
                 decision, outcome = self._live(names)
@@ -354,8 +363,9 @@ class _Recovery(object):
         record = self.record
         if (self._exists(self.src_ioctx, record.retired) and
                 not self._exists(self.src_ioctx, record.image)):
-            self.rbd.RBD().rename(self.src_ioctx, record.retired,
-                                  record.image)
+            images.rename(self.rbd, self.src_ioctx,
+                          self.journal.rados.Error, record.retired,
+                          record.image)
 
     def _users(self, name):
         """Why the source ``name`` is used by a client or a clone, or
@@ -389,14 +399,16 @@ class _Recovery(object):
                  record.source_data_pool) = images.identity(
                     self.src_client, self.src_ioctx, image)
             self._advance(journal.RETIRING)
-            self.rbd.RBD().rename(self.src_ioctx, record.image,
-                                  record.retired)
+            images.rename(self.rbd, self.src_ioctx,
+                          self.journal.rados.Error, record.image,
+                          record.retired)
         self._advance(journal.RETIRING)
         self._advance(journal.PLACED)
         if self._exists(self.dst_ioctx, record.temp):
             try:
-                self.rbd.RBD().rename(self.dst_ioctx, record.temp,
-                                      record.image)
+                images.rename(self.rbd, self.dst_ioctx,
+                              self.journal.rados.Error, record.temp,
+                              record.image)
             except self.rbd.ImageExists:
                 raise exception.MigrationError(
                     volume=record.image,

@@ -332,6 +332,9 @@ class Ceph(object):
             def get_pool_id(self):
                 return ceph.pool_id(self.cluster, self.pool)
 
+            def get_pool_name(self):
+                return self.pool
+
             # RADOS objects: data and omap, enough for rbdmig's journal.
             def set_omap(self, op, keys, values):
                 op.steps.append(('set_omap', dict(zip(keys, values))))
@@ -574,7 +577,9 @@ class Ceph(object):
             name = c_string(name)
             if not name:
                 raise mod.InvalidArgument('error creating image')
-            if name in ioctx.images:
+            if name in ioctx.images or 'rbd_id.' + name in ioctx.objects:
+                # An rbd_id object alone takes the name too (librbd
+                # creates it exclusively): what an interrupted rename left.
                 raise mod.ImageExists(name)
             data_pool = data_pool or ioctx.cluster.default_data_pool
             if data_pool and data_pool != ioctx.pool:
@@ -886,6 +891,10 @@ class Ceph(object):
 
             def list(self, ioctx):
                 return sorted(ioctx.images)
+
+            def list2(self, ioctx):
+                return iter([{'name': name, 'id': ioctx.images[name].id}
+                             for name in sorted(ioctx.images)])
 
             def config_list(self, ioctx):
                 default = ioctx.cluster.default_data_pool

@@ -355,7 +355,8 @@ class RBDDriver(driver.VolumeDriver):
         limits.check_image_name(new_name)
         with self._connect() as (client, ioctx):
             try:
-                self._rbd.RBD().rename(ioctx, volume.name, new_name)
+                images.rename(self._rbd, ioctx, self.rados.Error,
+                              volume.name, new_name)
             except self.rbd.ImageNotFound:
                 raise exception.VolumeNotFound(name=volume.name)
             except self.rbd.ImageExists:
