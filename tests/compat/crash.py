@@ -33,18 +33,21 @@ class PointNotReached(AssertionError):
 
 
 def run(cinder, volume, backend, record_path, crash_at=None,
-        timeout=300, conf_path=None):
+        timeout=300, conf_path=None, retype=False):
     """Migrate ``volume`` to ``backend`` in a child cinder-volume.
 
     :param crash_at: the point the child is killed at (``name#N``: the
         Nth time); None lets it finish.
     :param conf_path: the child's cinder.conf (another ``host`` of the
         same database); by default ``cinder``'s.
+    :param retype: retype it to ``backend``'s volume type instead (a
+        retype that needs a migration).
     :returns: ``(child, reached)``: the ``CompletedProcess`` and the
         points it reached, in order.
     """
     args, kwargs = _child(cinder, volume, backend, record_path, conf_path,
-                          {faults.CRASH_AT: crash_at} if crash_at else {})
+                          {faults.CRASH_AT: crash_at} if crash_at else {},
+                          retype)
     child = subprocess.run(args, capture_output=True, text=True,
                            timeout=timeout, **kwargs)
     return child, reached_points(record_path)
@@ -61,30 +64,35 @@ def start(cinder, volume, backend, record_path, env, conf_path=None):
                             text=True, **kwargs)
 
 
-def _child(cinder, volume, backend, record_path, conf_path, env):
-    """``(args, kwargs)`` of the child migrating ``volume``; the row is
-    prepared as Cinder's API prepares it before its cast."""
-    volume.update({'migration_status': 'starting',
-                   'previous_status': volume.status})
+def _child(cinder, volume, backend, record_path, conf_path, env,
+           retype=False):
+    """``(args, kwargs)`` of the child migrating (or retyping)
+    ``volume``; the row is prepared as Cinder's API prepares it before
+    its cast."""
+    volume.update(dict({'status': 'retyping'} if retype else
+                       {'migration_status': 'starting'},
+                       previous_status=volume.status))
     volume.save()
     full = dict(os.environ)
     full.pop(faults.CRASH_AT, None)
     full.update(env)
     full[faults.RECORD] = str(record_path)
     return ([sys.executable, '-m', 'tests.compat.crash_volume',
-             conf_path or cinder.conf_path, volume.id, backend],
+             conf_path or cinder.conf_path, volume.id, backend]
+            + ([crash_volume.RETYPE] if retype else []),
             {'cwd': ROOT, 'env': full})
 
 
 def kill_at(cinder, volume, backend, point, record_path, timeout=300,
-            conf_path=None):
-    """Migrate ``volume`` to ``backend`` in a child killed at ``point``.
+            conf_path=None, retype=False):
+    """Migrate (or retype) ``volume`` to ``backend`` in a child killed at
+    ``point``.
 
     :returns: the points the child reached, in order.
     :raises PointNotReached: it finished (or failed) without reaching it.
     """
     child, reached = run(cinder, volume, backend, record_path, point,
-                         timeout, conf_path)
+                         timeout, conf_path, retype)
     if child.returncode != -signal.SIGKILL:
         raise PointNotReached(
             'cinder-volume was not killed at %s: it exited %s (%s) having '

@@ -1,12 +1,14 @@
 """A cinder-volume that migrates one volume and dies at a crash point.
 
-``python -m tests.compat.crash_volume CINDER_CONF VOLUME_ID BACKEND``
-brings up the cinder-volume services the compat tests run (same
+``python -m tests.compat.crash_volume CINDER_CONF VOLUME_ID BACKEND
+[retype]`` brings up the cinder-volume services the compat tests run (same
 cinder.conf, hence the same database file), in the mode its environment
 names (``OS_CINDER_DISABLE_EVENTLET_PATCHING``, inherited from the compat
 run: eventlet patches first, as ``cinder/cmd/volume.py`` does), and runs
 the volume manager's ``migrate_volume`` of ``VOLUME_ID`` to ``BACKEND``,
-as the RPC server does for ``cinder migrate``.
+as the RPC server does for ``cinder migrate`` (with ``retype``, its
+``retype`` to ``BACKEND``'s volume type, migration policy on-demand, as
+for ``cinder retype --migration-policy on-demand``).
 
 With ``RBDMIG_CRASH_AT=<point>`` in its environment it SIGKILLs itself
 there (:mod:`rbdmig.faults`): nothing of its own cleanup runs.  If it
@@ -25,7 +27,10 @@ SERVE = '+'
 STOP = 'RBDMIG_COMPAT_STOP'
 
 
-def main(conf_path, volume_id, backend):
+RETYPE = 'retype'
+
+
+def main(conf_path, volume_id, backend, action='migrate'):
     import os
 
     from cinder import objects
@@ -52,7 +57,12 @@ def main(conf_path, volume_id, backend):
         host = {'host': dest.host, 'cluster_name': dest.cluster_name,
                 'capabilities': dest.capabilities}
         source = services.manager(services.backend_of(volume))
-        source.migrate_volume(services.ctxt, volume, host)
+        if action == RETYPE:
+            source.retype(services.ctxt, volume,
+                          services.backend_type(backend).id, host,
+                          migration_policy='on-demand')
+        else:
+            source.migrate_volume(services.ctxt, volume, host)
         volume.refresh()
         print('survived: %s host %s, status %s, migration_status %s'
               % (volume.id, volume.host, volume.status,

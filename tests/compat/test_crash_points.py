@@ -7,6 +7,7 @@ cinder-volume runs at start) and checks the invariants
 (:func:`tests.compat.crash.check`).
 """
 
+import logging
 import os
 
 import pytest
@@ -88,6 +89,44 @@ def test_cinder_volume_killed_at_a_point_is_whole_after_restart(
         raise
     crash_table(path, point, 'row names the %s (%s); moved again' % (
         'source' if pool == 'volumes-a' else 'copy', settled), table=TABLE)
+
+
+def test_a_retype_whose_move_recovery_completed_says_to_retype_again(
+        cinder, ceph_cluster, ceph_cluster2, cleanup, tmp_path, caplog):
+    """A retype killed once its copy took the volume's place.
+
+    The restart's recovery completes the move; Cinder records a retype's
+    new type only once ``migrate_volume`` returned, so the row keeps the
+    old one.  The log says so and what to run; running it records the
+    type, the volume staying where it is.
+    """
+    clusters = (ceph_cluster, ceph_cluster2)
+    volume, checksum = _volume(cinder, ceph_cluster, cleanup)
+    old_type, new_type = (volume.volume_type_id,
+                          cinder.backend_type('rbdmig-b').id)
+    assert old_type != new_type
+    caplog.set_level(logging.WARNING, logger='rbdmig.cinder.authority')
+
+    crash.kill_at(cinder, volume, 'rbdmig-b', 'engine.removing',
+                  tmp_path / 'points', retype=True)
+    crash.restart(cinder, ('rbdmig-a', 'rbdmig-b'))
+
+    row = crash.check(cinder, clusters, volume, checksum)
+    assert (row.host, row.migration_status, row.volume_type_id) == (
+        'compat@rbdmig-b#rbdmig-b', 'success', old_type)
+    said = [r.getMessage() for r in caplog.records
+            if r.name == 'rbdmig.cinder.authority'
+            and 'completed a retype' in r.getMessage()]
+    assert len(said) == 1, said
+    assert 'its volume type is still %s' % old_type in said[0]
+    assert 'Run "cinder retype %s <new type>" again' % volume.id in said[0]
+
+    # What the log says to run: the volume is on the new type's backend
+    # already, so Cinder retypes it where it is.
+    again = cinder.retype(row, 'rbdmig-b')
+    assert (again.host, again.volume_type_id) == (
+        'compat@rbdmig-b#rbdmig-b', new_type)
+    crash.check(cinder, clusters, again, checksum)
 
 
 def _scrub(cluster, name):
