@@ -190,7 +190,10 @@ class Move(object):
         of that name the move did not record creating (killed between its
         creation and the record; or not its own at all: the source
         itself, where two backends share a pool, or another volume) is
-        never copied into, nor removed.
+        never copied into, nor removed.  The copy's driver breaks the
+        locks the gone runner held on it, if it has any
+        (``fence_writers``), so its writes wait for no lapsing watch and
+        the runner, were it not gone, could write to it no more.
 
         :raises MigrationError: such an image is there.
         """
@@ -208,6 +211,11 @@ class Move(object):
                        'it was killed, to remove by hand), so it was left '
                        'untouched and the source is intact.' % (
                            self.dest.name, self.migration.dest_backend))
+        # Its runner is gone (recovery took the move over): whatever lock
+        # it held on the copy is broken, and it is fenced, before a write.
+        fence = getattr(self.dst, 'fence_writers', None)
+        if fence is not None:
+            fence(dest)
         return migration_records.resume_offset(self.migration, self.dest.id,
                                                self.chunk)
 

@@ -21,11 +21,14 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
+import time
 
 import pytest
 
 from rbdmig import faults
+from rbdmig.ceph import liveness
 from rbdmig.cmd import context
 from rbdmig.migration import inventory
 from tests.functional import helpers
@@ -191,3 +194,31 @@ def test_every_service_crash_point_is_recovered(service_cli, path,
             failures[point] = failed
     assert not failures, json.dumps(failures, indent=1)
 
+
+
+def test_a_resumed_copy_fences_its_killed_runner_instead_of_waiting(
+        service_cli):
+    """The killed runner still holds the copy's exclusive lock, as Ceph
+    sees it, until its watch lapses: librbd's first write of the resumed
+    copy waited that long.  Recovery breaks the lock first, blocklisting
+    the runner (were it not gone, it could write no more)."""
+    cli = service_cli
+    src, dst, args = PATHS['generic RBD to RBD']
+    volume, before = _new(cli, src)
+    killed = cli('migrate', volume, dst, *args, '--wait', check=False,
+                 env={faults.CRASH_AT: 'service.checkpoint#1'})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    start = time.monotonic()
+    said = cli('recover')
+    took = time.monotonic() - start
+
+    (broke,) = [line for line in said.stderr.splitlines()
+                if 'Breaking the lock' in line]
+    runner = re.search(r'the lock (\S+) holds on volume-', broke).group(1)
+    assert runner in cli.cluster.ceph('osd', 'blocklist', 'ls')
+    assert took < liveness.WATCH_TIMEOUT, (took, said.stderr)
+    assert cli.svc.show(volume)['backend'] == dst
+    assert _copies(cli, volume) == [dst]
+    assert _digest(cli, dst, volume) == before
+    assert _leftovers(cli) == []

@@ -47,6 +47,9 @@ class _Image(object):
         self.parent = parent  # (pool, image, snap) of a clone
         self.migrating = None  # (source pool, name) during live migration
         self.watchers = []
+        # Addresses of the clients holding its exclusive lock (librbd's
+        # lock_get_owners); a test puts a gone client's there.
+        self.lock_owners = []
         self.metadata = {}  # rbd image-meta
         self.id = uuid.uuid4().hex[:12]
         self.flags = 0  # RBD_FLAG_*: an invalid object map, say
@@ -482,6 +485,9 @@ class Ceph(object):
             def get_instance_id(self):
                 return id(self)
 
+            def get_addrs(self):
+                return '127.0.0.1:0/%d' % id(self)
+
             def pool_lookup(self, name):
                 return ceph.pool_id(self.cluster, name)
 
@@ -817,6 +823,18 @@ class Ceph(object):
 
             def watchers_list(self):
                 return list(self.data.watchers)
+
+            def lock_get_owners(self):
+                return [{'mode': 0, 'owner': owner}
+                        for owner in self.data.lock_owners]
+
+            def lock_break(self, mode, lock_owner):
+                ceph._check('lock_break')
+                if self.read_only:
+                    raise mod.InvalidArgument('read-only image')
+                # As rbd_blocklist_on_break_lock (librbd's default).
+                self.data.lock_owners.remove(lock_owner)
+                ceph.blocklist.append(lock_owner)
 
             def copy(self, dest_ioctx, dest_name, features=None, order=None,
                      stripe_unit=None, stripe_count=None, data_pool=None):

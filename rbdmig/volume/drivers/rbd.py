@@ -365,6 +365,41 @@ class RBDDriver(driver.VolumeDriver):
                  {'old': volume.name, 'new': new_name,
                   'pool': self.configuration.rbd_pool})
 
+    def fence_writers(self, volume):
+        """Break every lock on the image that this process's client does not
+        hold, blocklisting its holder; return the holders' addresses.
+
+        For the copy of a migration taken over from a process found gone:
+        the image's exclusive lock is still its, and librbd's first write
+        here would wait for its watch to lapse (the OSDs'
+        ``osd_client_watch_timeout``, 30 s) before breaking it; and a
+        process thought gone that is not could still write.  librbd's
+        ``lock_break``, as ``rbd lock rm`` does, blocklists the holder
+        (``rbd_blocklist_on_break_lock``): it can write nowhere in the
+        cluster any more.
+
+        :raises VolumeNotFound: the image does not exist.
+        :raises InvalidVolume: its name cannot name an RBD image.
+        """
+        limits.check_image_name(volume.name)
+        with self._connect() as (client, ioctx):
+            ours = client.get_addrs()
+            try:
+                with self._rbd.Image(ioctx, volume.name) as image:
+                    held = [o for o in image.lock_get_owners()
+                            if o['owner'] != ours]
+                    for owner in held:
+                        LOG.warning('Breaking the lock %(owner)s holds on '
+                                    '%(name)s in pool %(pool)s, and '
+                                    'blocklisting it.',
+                                    {'owner': owner['owner'],
+                                     'name': volume.name,
+                                     'pool': self.configuration.rbd_pool})
+                        image.lock_break(owner['mode'], owner['owner'])
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+        return [o['owner'] for o in held]
+
     # -- connections for hosts --
 
     def initialize_connection(self, volume, connector):
