@@ -222,8 +222,8 @@ def copy_objects(cluster, src_pool, src_prefix, dst_pool, dst_prefix,
     holes.  Xattrs and omap are not carried
     that way (RBD data objects have none).  With ``keep_holes``, an
     object copied whole whose extents leave holes below its last byte of
-    data gets one more op, zeroing each hole (an object that must still
-    exist): no byte changes, and its OSD frees the room the zeros took,
+    data has its ``copy_from`` op zero each hole after the copy, in the
+    same op: no byte changes, and its OSD frees the room the zeros took,
     so the copy takes the room the source does (past the last byte of
     data, up to an object's size, a hole stays written: librbd's writes
     never leave one there).  An object whose OSD does not say its

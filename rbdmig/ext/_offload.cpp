@@ -300,14 +300,16 @@ constexpr size_t kProbedAhead = 4;
 // librbd's own copies do: one read op (stat + sparse_read), then one
 // write op writing each extent and setting the object's size.  With
 // `keep_holes`, an object copied whole whose extents leave holes below
-// its last byte of data gets a second op zeroing each hole (the OSD
-// frees the room the zeros took): the copy takes the room the source
-// does.  An object whose extents its OSD does not say (mapext fails:
+// its last byte of data has its copy_from op zero each hole after it,
+// in the same op (the OSD frees the room the zeros took, in the
+// transaction that wrote them): the copy takes the room the source does.  An object whose extents its OSD does not say (mapext fails:
 // EOPNOTSUPP on an erasure-coded pool) is copied whole, holes and all.
 // Memory: up to `depth` objects' data.
 class ObjectCopier {
  public:
-  enum class Stage { kCopy, kRead, kWrite, kPunch };
+  // kCopyZero: copy_from, then the zeroing of the object's holes, in
+  // one op.
+  enum class Stage { kCopy, kCopyZero, kRead, kWrite };
 
   // A range of an object: offset, length.
   using Holes = std::vector<std::pair<uint64_t, uint64_t>>;
@@ -322,7 +324,7 @@ class ObjectCopier {
     int stat_rval, read_rval;
     std::map<uint64_t, uint64_t> extents;
     librados::bufferlist data, unused;
-    Holes holes;  // to zero once copied whole (keep_holes)
+    uint64_t hole_bytes;  // zeroed after copy_from (kCopyZero)
   };
 
   // What a prober learnt of one object: mapext's result, its bytes of
@@ -412,7 +414,7 @@ class ObjectCopier {
   uint64_t skipped() const { return skipped_; }
   // Objects copied through this host, and the bytes of data they held.
   uint64_t through_host() const { return through_host_; }
-  // Objects copied whole whose holes were zeroed after, and their bytes.
+  // Objects copied whole whose holes were zeroed, and their bytes.
   uint64_t punched() const { return punched_; }
   uint64_t punched_bytes() const { return punched_bytes_; }
   uint64_t host_bytes() const { return host_bytes_; }
@@ -509,11 +511,20 @@ class ObjectCopier {
     // pool): copy_from copies the object whole, or says what is wrong.
     bool whole = probe.r < 0 || probe.data >= through_host_below_;
     slot->stage = whole ? Stage::kCopy : Stage::kRead;
-    slot->holes.clear();
+    slot->hole_bytes = 0;
     if (whole) {
-      if (keep_holes_) slot->holes.swap(probe.holes);
       librados::ObjectWriteOperation op;
       op.copy_from(object_name(src_prefix_, slot->index), src_, 0, 0);
+      if (keep_holes_ && !probe.holes.empty()) {
+        // The OSD applies these to the copy, in the same transaction:
+        // no byte changes, and the room copy_from took for them is
+        // freed.  One op, not a second round trip per object.
+        for (const auto& [offset, length] : probe.holes) {
+          op.zero(offset, length);
+          slot->hole_bytes += length;
+        }
+        slot->stage = Stage::kCopyZero;
+      }
       send(slot, &op);
     } else {
       slot->size = 0;
@@ -564,11 +575,7 @@ class ObjectCopier {
         r = -EFBIG;  // data past what was read: never an RBD object
       }
     }
-    if (slot->stage == Stage::kCopy && r >= 0 && !slot->holes.empty() &&
-        !is_stopped()) {
-      release(slot);
-      punch(slot);
-    } else if (slot->stage != Stage::kRead || r < 0) {
+    if (slot->stage != Stage::kRead || r < 0) {
       record(slot, r);
     } else if (is_stopped()) {
       release(slot);  // read, but not to be written any more
@@ -605,23 +612,6 @@ class ObjectCopier {
     send(slot, &op);
   }
 
-  // Zeroes the holes of an object copied whole: they read as zeros
-  // already, so no byte changes, but the OSD frees the room copy_from
-  // took for them.  The object must still be there.
-  void punch(Slot* slot) {
-    librados::ObjectWriteOperation op;
-    op.assert_exists();
-    uint64_t bytes = 0;
-    for (const auto& [offset, length] : slot->holes) {
-      op.zero(offset, length);
-      bytes += length;
-    }
-    slot->holes.clear();
-    slot->stage = Stage::kPunch;
-    punched_bytes_ += bytes;
-    send(slot, &op);
-  }
-
   // The slot's op is over: its completion released, not in flight.
   void release(Slot* slot) {
     slot->completion->release();
@@ -637,8 +627,12 @@ class ObjectCopier {
     if (r >= 0) {
       ++copied_;
       if (slot->stage == Stage::kWrite) ++through_host_;
-      if (slot->stage == Stage::kPunch) ++punched_;
+      if (slot->stage == Stage::kCopyZero) {
+        ++punched_;
+        punched_bytes_ += slot->hole_bytes;
+      }
     } else if (r == -ENOENT && (slot->stage == Stage::kCopy ||
+                                slot->stage == Stage::kCopyZero ||
                                 slot->stage == Stage::kRead)) {
       ++skipped_;  // no source object: keep the destination thin
       missing_.push_back(slot->index);
