@@ -193,7 +193,9 @@ class Move(object):
         never copied into, nor removed.  The copy's driver breaks the
         locks the gone runner held on it, if it has any
         (``fence_writers``), so its writes wait for no lapsing watch and
-        the runner, were it not gone, could write to it no more.
+        the runner, were it not gone, could write to it no more; if that
+        fails, the copy resumes all the same, librbd waiting for the
+        runner's watch to lapse.
 
         :raises MigrationError: such an image is there.
         """
@@ -215,7 +217,13 @@ class Move(object):
         # it held on the copy is broken, and it is fenced, before a write.
         fence = getattr(self.dst, 'fence_writers', None)
         if fence is not None:
-            fence(dest)
+            try:
+                fence(dest)
+            except Exception as err:  # noqa: BLE001 - librbd waits instead
+                LOG.warning('Could not break the locks on %(name)s (%(err)s): '
+                            'the copy resumes once Ceph has dropped its gone '
+                            'runner\'s watch (30 s at most).',
+                            {'name': dest.name, 'err': err})
         return migration_records.resume_offset(self.migration, self.dest.id,
                                                self.chunk)
 

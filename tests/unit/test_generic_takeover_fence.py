@@ -68,6 +68,37 @@ def test_a_resumed_copy_breaks_the_gone_runners_lock_before_writing(
     assert (pool, seams.read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
 
 
+def test_a_fence_that_fails_leaves_the_copy_to_resume(svc, ceph,
+                                                      monkeypatch, at_point,
+                                                      caplog):
+    """Breaking the lock is refused (a client without the caps to
+    blocklist): the copy resumes all the same, as before the fence, and
+    the log says why it may wait."""
+    record = seams.volume(svc, ceph, DATA)
+    revive = seams.silenced(svc, monkeypatch)
+
+    def die():
+        _image(ceph, 'ssd', record.name).lock_owners.append(GONE)
+        raise seams.Killed('service.checkpoint')
+
+    at_point['service.checkpoint'] = die
+    with pytest.raises(seams.Killed):
+        svc.migrate(record.id, 'ceph-b', method='generic')
+    revive()
+    seams.dead_processes(svc)
+    ceph.fail('lock_break', ceph.rbd.Error('blocklist denied'))
+
+    (outcome,) = svc.recover()
+
+    assert outcome[1].endswith('and completed'), outcome
+    assert ceph.blocklist == []
+    assert [r for r in caplog.records
+            if r.getMessage().startswith('Could not break the locks on %s'
+                                         % record.name)]
+    pool, name = seams.where(svc, ceph, record.id)
+    assert (pool, seams.read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
+
+
 def test_a_lock_of_its_own_client_is_never_broken(ceph):
     drv = fx.make_driver(ceph, pool='ssd', backend='ceph-b')
     volume = objects.Volume(name='volume-fenced', size=1)
