@@ -215,15 +215,13 @@ class Move(object):
                            self.dest.name, self.migration.dest_backend))
         # Its runner is gone (recovery took the move over): whatever lock
         # it held on the copy is broken, and it is fenced, before a write.
-        fence = getattr(self.dst, 'fence_writers', None)
-        if fence is not None:
-            try:
-                fence(dest)
-            except Exception as err:  # noqa: BLE001 - librbd waits instead
-                LOG.warning('Could not break the locks on %(name)s (%(err)s): '
-                            'the copy resumes once Ceph has dropped its gone '
-                            'runner\'s watch (30 s at most).',
-                            {'name': dest.name, 'err': err})
+        try:
+            self.dst.fence_writers(dest)
+        except Exception as err:  # noqa: BLE001 - librbd waits instead
+            LOG.warning('Could not break the locks on %(name)s (%(err)s): '
+                        'the copy resumes once Ceph has dropped its gone '
+                        'runner\'s watch (30 s at most).',
+                        {'name': dest.name, 'err': err})
         return migration_records.resume_offset(self.migration, self.dest.id,
                                                self.chunk)
 

@@ -276,6 +276,18 @@ class VolumeDriver(object):
         """
         return False
 
+    def fence_writers(self, volume):
+        """Cut off the writers that hold the volume, but this process.
+
+        A resumed generic copy calls it on its copy, whose runner is gone:
+        a lock that runner held must not make the copy wait, nor let it
+        write should it still run.  The base driver knows no locks.
+
+        :returns: the writers cut off.
+        :raises VolumeNotFound: the volume does not exist.
+        """
+        return []
+
     def migrate_volume(self, context, volume, host,
                        callback=progress.DEFAULT_CALLBACK):
         """Move ``volume`` to ``host`` without the host in the data path.
