@@ -302,7 +302,8 @@ constexpr size_t kProbedAhead = 4;
 // `keep_holes`, an object copied whole whose extents leave holes below
 // its last byte of data has its copy_from op zero each hole after it,
 // in the same op (the OSD frees the room the zeros took, in the
-// transaction that wrote them): the copy takes the room the source does.  An object whose extents its OSD does not say (mapext fails:
+// transaction that wrote them): the copy takes the room the source
+// does.  An object whose extents its OSD does not say (mapext fails:
 // EOPNOTSUPP on an erasure-coded pool) is copied whole, holes and all.
 // Memory: up to `depth` objects' data.
 class ObjectCopier {

@@ -25,8 +25,6 @@ SURVIVED = 3
 START_ONLY = '-'
 SERVE = '+'
 STOP = 'RBDMIG_COMPAT_STOP'
-
-
 RETYPE = 'retype'
 
 

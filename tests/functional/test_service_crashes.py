@@ -195,7 +195,6 @@ def test_every_service_crash_point_is_recovered(service_cli, path,
     assert not failures, json.dumps(failures, indent=1)
 
 
-
 def test_a_resumed_copy_fences_its_killed_runner_instead_of_waiting(
         service_cli):
     """The killed runner still holds the copy's exclusive lock, as Ceph

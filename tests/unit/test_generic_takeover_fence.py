@@ -29,17 +29,16 @@ def svc(ceph, tmp_path):
 
 
 def _image(ceph, pool, name):
-    return ceph.clusters[fx.CONF_A].pools[pool][name]
+    return ceph.image(fx.CONF_A, pool, name)
 
 
-def test_a_resumed_copy_breaks_the_gone_runners_lock_before_writing(
-        svc, ceph, monkeypatch, at_point):
+def _killed_holding_the_copy(svc, ceph, monkeypatch, at_point):
+    """A generic move killed at its first checkpoint, its runner holding
+    the copy's lock (librbd's first write takes it); the record's."""
     record = seams.volume(svc, ceph, DATA)
     revive = seams.silenced(svc, monkeypatch)
 
     def die():
-        # The killed runner held the copy's lock, as librbd's first
-        # write takes it.
         _image(ceph, 'ssd', record.name).lock_owners.append(GONE)
         raise seams.Killed('service.checkpoint')
 
@@ -48,6 +47,12 @@ def test_a_resumed_copy_breaks_the_gone_runners_lock_before_writing(
         svc.migrate(record.id, 'ceph-b', method='generic')
     revive()
     seams.dead_processes(svc)
+    return record
+
+
+def test_a_resumed_copy_breaks_the_gone_runners_lock_before_writing(
+        svc, ceph, monkeypatch, at_point):
+    record = _killed_holding_the_copy(svc, ceph, monkeypatch, at_point)
     copy = _image(ceph, 'ssd', record.name)
     writes = []
     real_write = ceph.rbd.Image.write
@@ -74,18 +79,7 @@ def test_a_fence_that_fails_leaves_the_copy_to_resume(svc, ceph,
     """Breaking the lock is refused (a client without the caps to
     blocklist): the copy resumes all the same, as before the fence, and
     the log says why it may wait."""
-    record = seams.volume(svc, ceph, DATA)
-    revive = seams.silenced(svc, monkeypatch)
-
-    def die():
-        _image(ceph, 'ssd', record.name).lock_owners.append(GONE)
-        raise seams.Killed('service.checkpoint')
-
-    at_point['service.checkpoint'] = die
-    with pytest.raises(seams.Killed):
-        svc.migrate(record.id, 'ceph-b', method='generic')
-    revive()
-    seams.dead_processes(svc)
+    record = _killed_holding_the_copy(svc, ceph, monkeypatch, at_point)
     ceph.fail('lock_break', ceph.rbd.Error('blocklist denied'))
 
     (outcome,) = svc.recover()
