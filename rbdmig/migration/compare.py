@@ -53,6 +53,51 @@ def first_difference(src, dst, size, chunk_size=4 * units.Mi):
     return None
 
 
+# A partial copy is compared with its source in blocks of this size: a
+# write cut short by a kill leaves whole sectors written, or none.
+SECTOR = 512
+
+
+def _foreign(mine, theirs):
+    """Offset of the first sector of ``theirs`` that is neither the
+    same as ``mine``'s nor zeros, or None."""
+    for at in range(0, len(theirs), SECTOR):
+        block = theirs[at:at + SECTOR]
+        if block != mine[at:at + SECTOR] and block.count(0) != len(block):
+            return at
+    return None
+
+
+def first_foreign_byte(src, dst, size, chunk_size=4 * units.Mi):
+    """Where ``dst`` holds something ``src`` does not, below ``size``.
+
+    A copy cut short (its process killed) reads, sector by sector, as
+    its source or as zeros: the sectors not written yet.  Such a copy
+    holds nothing its source does not, and removing it loses nothing.
+
+    :returns: the offset of the first sector of ``dst`` that holds data
+        and differs from ``src``'s, or None.
+    """
+    reader, other = positional.Reader(src, False), positional.Reader(
+        dst, False)
+    extents = extents_mod.data_extents(dst, size)
+    ranges = ([(0, size)] if size else []) if extents is None else (
+        extents_mod.normalize_extents(extents, size))
+    mine, theirs = bytearray(chunk_size), bytearray(chunk_size)
+    for offset, length in ranges:
+        end = offset + length
+        while offset < end:
+            n = min(chunk_size, end - offset)
+            a = reader.read(offset, memoryview(mine)[:n])
+            b = other.read(offset, memoryview(theirs)[:n])
+            if a != b:
+                at = _foreign(bytes(a), bytes(b))
+                if at is not None:
+                    return offset + at
+            offset += n
+    return None
+
+
 def volume_bytes(drv, volume):
     """Return the bytes ``volume`` holds on ``drv``, as its handle reads
     them (its record's size may say otherwise)."""

@@ -1,6 +1,10 @@
 """Generic copy between Ceph and the file backend, against a real cluster."""
 
 import io
+import json
+import signal
+import subprocess
+import sys
 
 import pytest
 import rbd
@@ -164,3 +168,55 @@ def test_rbd_handle_file_semantics_on_real_librbd(ceph_cluster):
         with pytest.raises(io.UnsupportedOperation):
             handle.write(b'x')
     drv.delete_volume(volume)
+
+
+def _data_objects(cluster, pool, prefix):
+    out = subprocess.run(['rados', '-c', cluster.conf_path, '-p', pool,
+                          'ls'], capture_output=True, text=True, check=True,
+                         timeout=60).stdout.split()
+    return [name for name in out if name.startswith(prefix)]
+
+
+@pytest.mark.parametrize('point', ['mid', 'manager.copied',
+                                   'manager.retired', 'manager.checked',
+                                   'rbd.remove#3'])
+def test_a_killed_library_move_is_put_right_by_recover(ceph_cluster, point):
+    # manager.migrate keeps no record: a process SIGKILLed anywhere in
+    # its generic copy left the volume for recover() to put in one place.
+    drivers = helpers.load_drivers(ceph_cluster)
+    src, files = drivers['ceph-a'], drivers['files']
+    volume, before = helpers.new_volume(src, extents=DATA_EXTENTS)
+    prefix = json.loads(ceph_cluster.rbd(
+        'info', '--format', 'json', 'volumes-a/' + volume.name))[
+            'block_name_prefix'] + '.'
+
+    killed = subprocess.run(
+        [sys.executable, '-m', 'tests.functional.crash_child',
+         ceph_cluster.rbdmig_conf_path, 'manager', point, volume.id],
+        capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + \
+        killed.stderr
+    listed = [n for n in helpers.images(ceph_cluster, 'volumes-a')
+              if n.startswith(volume.name)]
+
+    found = manager.recover(None, volume, src, files)
+
+    if point.startswith('rbd.remove'):
+        # Half-removed: it still lists, but no longer opens.
+        assert listed == [volume.name + '.rbdmig-generic.retired']
+        assert found.outcome == manager.COMPLETED, found
+        assert helpers.digest(files, found.volume) == before
+        files.delete_volume(found.volume)
+    else:
+        assert found.outcome == manager.ROLLED_BACK, found
+        assert not found.kept, found
+        assert helpers.digest(src, volume) == before
+        with pytest.raises(exception.VolumeNotFound):
+            files.get_allocated_bytes(volume)
+        assert manager.recover(None, volume, src, files).outcome == (
+            manager.NOTHING)
+        src.delete_volume(volume)
+    # Nothing of the volume is left on the source: no name, no object.
+    assert not [n for n in helpers.images(ceph_cluster, 'volumes-a')
+                if n.startswith(volume.name)]
+    assert _data_objects(ceph_cluster, 'volumes-a', prefix) == []
