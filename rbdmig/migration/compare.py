@@ -59,8 +59,7 @@ SECTOR = 512
 
 
 def _foreign(mine, theirs):
-    """Offset of the first sector of ``theirs`` that is neither the
-    same as ``mine``'s nor zeros, or None."""
+    """Where ``theirs`` first holds neither ``mine``'s sector nor zeros."""
     for at in range(0, len(theirs), SECTOR):
         block = theirs[at:at + SECTOR]
         if block != mine[at:at + SECTOR] and block.count(0) != len(block):
@@ -69,7 +68,7 @@ def _foreign(mine, theirs):
 
 
 def first_foreign_byte(src, dst, size, chunk_size=4 * units.Mi):
-    """Where ``dst`` holds something ``src`` does not, below ``size``.
+    """Where ``dst`` holds, below ``size``, something ``src`` does not.
 
     A copy cut short (its process killed) reads, sector by sector, as
     its source or as zeros: the sectors not written yet.  Such a copy
@@ -94,6 +93,27 @@ def first_foreign_byte(src, dst, size, chunk_size=4 * units.Mi):
                 at = _foreign(bytes(a), bytes(b))
                 if at is not None:
                     return offset + at
+            offset += n
+    return None
+
+
+def first_data_past(handle, start, end, chunk_size=4 * units.Mi):
+    """Where ``handle`` first holds data from ``start`` to ``end``."""
+    reader = positional.Reader(handle, False)
+    extents = extents_mod.data_extents(handle, end)
+    ranges = [(start, end - start)] if extents is None else [
+        (max(o, start), min(o + n, end) - max(o, start))
+        for o, n in extents_mod.normalize_extents(extents, end)
+        if o + n > start]
+    buf = bytearray(chunk_size)
+    for offset, length in ranges:
+        stop = offset + length
+        while offset < stop:
+            n = min(chunk_size, stop - offset)
+            data = bytes(reader.read(offset, memoryview(buf)[:n]))
+            at = _foreign(bytes(n), data)
+            if at is not None:
+                return offset + at
             offset += n
     return None
 

@@ -9,8 +9,6 @@ from oslo_log import log as logging
 from rbdmig import exception
 from rbdmig import faults
 from rbdmig import objects
-from rbdmig.migration import compare
-from rbdmig.migration import copy as copy_engine
 from rbdmig.migration import fence
 from rbdmig.migration import phases
 from rbdmig.migration import progress
@@ -21,16 +19,6 @@ LOG = logging.getLogger(__name__)
 # (``<name>.rbdmig-generic.retired``), so that :func:`recover` knows
 # where a killed move left its source without any record of it.
 TAG = 'generic'
-# What stops a move here and now, its cleanup run: any error, Ctrl-C, or
-# sys.exit() (a SIGTERM handler's).  A kill runs nothing, and
-# :func:`recover` puts it right; so does any other BaseException (the
-# unit tests kill with one).
-STOPS = (Exception, KeyboardInterrupt, SystemExit)
-
-# :func:`recover`'s outcomes.
-NOTHING = 'nothing to recover'
-ROLLED_BACK = 'rolled back'
-COMPLETED = 'completed'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,29 +36,6 @@ class MigrationResult:
     volume: object
     seconds: float
     copy: object = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Recovery:
-    """What :func:`recover` found and did.
-
-    :ivar outcome: :data:`NOTHING` (the source is under its name and
-        nothing of a move is left), :data:`ROLLED_BACK` (the source is
-        the volume, under its name; what the move left was removed, but
-        what :attr:`kept` names) or
-        :data:`COMPLETED` (the move had verified its copy and begun
-        removing the source: the copy is the volume).
-    :ivar volume: the volume's record where it now is: ``volume`` as
-        given, or (completed) a record of it on the destination.
-    :ivar done: what was done, a sentence each, in order.
-    :ivar kept: what was left alone and why, a sentence each: a copy
-        holding data its source does not (a volume not ours to remove).
-    """
-
-    outcome: str
-    volume: object
-    done: tuple = ()
-    kept: tuple = ()
 
 
 def destination_host(dst_driver):
@@ -148,16 +113,13 @@ def _migrate(context, volume, src_driver, dst_driver, callback,
              allow_generic):
     start = time.monotonic()
     source = fence.Source(src_driver, volume, TAG)
-    try:
-        _check_not_in_use(volume, src_driver)
-    except exception.VolumeNotFound:
-        _refuse_if_retired(source)
-        raise
+    _refuse_if_retired(source)
+    _check_not_in_use(volume, src_driver)
     host = destination_host(dst_driver)
     moved, model_update = src_driver.migrate_volume(context, volume, host,
                                                     callback=callback)
     if moved:
-        moved_volume = _moved(volume, host, model_update)
+        moved_volume = moved_record(volume, host, model_update)
         return MigrationResult('assisted', moved_volume,
                                time.monotonic() - start)
     if not allow_generic:
@@ -165,8 +127,7 @@ def _migrate(context, volume, src_driver, dst_driver, callback,
             volume=volume.id, reason='the backend cannot move it and the '
                                      'generic path was not allowed.')
     fence.check_whole(src_driver, volume)
-    _refuse_if_retired(source)
-    new_volume = _moved(volume, host, None)
+    new_volume = moved_record(volume, host, None)
     dst_driver.create_volume(new_volume)
     faults.point('manager.created')
     # Zeros may be skipped only on this destination, created just now, and
@@ -179,7 +140,7 @@ def _migrate(context, volume, src_driver, dst_driver, callback,
                                              dest_zeroed=zeroed)
         faults.point('manager.copied')
         _check_not_opened(volume, src_driver)
-    except STOPS:
+    except BaseException:
         _discard(volume, dst_driver, new_volume)
         raise
     _replace(source, dst_driver, new_volume, host)
@@ -187,126 +148,13 @@ def _migrate(context, volume, src_driver, dst_driver, callback,
                            copied)
 
 
-def recover(context, volume, src_driver, dst_driver):
-    """Put right a :func:`migrate` whose process was killed in its
-    generic copy: afterwards the volume is in one place, whole.
+def recover(volume, src_driver, dst_driver):
+    """Put right a :func:`migrate` killed in its generic copy; see
+    :func:`rbdmig.migration.unrecorded.recover`."""
+    # Imported here: that module builds on this one's helpers.
+    from rbdmig.migration import unrecorded
 
-    Call it with the arguments the killed :func:`migrate` had, before
-    anything else touches the volume.  Nothing records such a move, but
-    each of its steps leaves the source in a place that says how far it
-    got (the source driver is asked, then the destination's):
-
-    * the source under its name: the move died before retiring it (or
-      never began).  The source is the volume;
-    * the source under its retired name (``<name>.rbdmig-generic
-      .retired``): it died after the copy and before the source's
-      removal began, which only follows the last checks.  The source
-      gets its name back and is the volume;
-    * under neither (or half-removed: it lists but no longer opens): its
-      removal had begun, after the copy was verified against it.  The
-      copy is the volume; what the removal left is removed.
-
-    Then, unless the copy is the volume, a volume of its name on the
-    destination is removed only if it holds nothing the source does not:
-    of the source's size, every sector reading as the source's or as
-    zeros (a copy cut short, or complete).  Anything else is not
-    provably this move's, and is kept (:attr:`Recovery.kept` says so).
-
-    :returns: a :class:`Recovery`.
-    :raises MigrationError: the source is under both names (a rename
-        interrupted inside the backend, or another volume took the name),
-        or a backend cannot say whether the volume exists: nothing was
-        changed; or the retired source could not get its name back.
-    :raises VolumeNotFound: the volume is in neither place.
-    """
-    with sharing(src_driver, dst_driver):
-        return _recover(volume, src_driver, dst_driver)
-
-
-def _recover(volume, src_driver, dst_driver):
-    source = fence.Source(src_driver, volume, TAG)
-    host = destination_host(dst_driver)
-    copy = _moved(volume, host, None)
-    named = fence.presence(src_driver, volume)
-    retired = fence.presence(src_driver, source.retired)
-    held = fence.presence(dst_driver, copy)
-    where = {'source': named, 'retired source': retired, 'copy': held}
-    unknown = sorted(k for k, v in where.items() if v == phases.UNKNOWN)
-    if unknown:
-        raise exception.MigrationError(
-            volume=volume.id,
-            reason='its backends could not say whether its %s exists; '
-                   'nothing was changed, recover again once they answer.'
-                   % ' and '.join(unknown))
-    if named == phases.PRESENT and retired == phases.PRESENT:
-        raise exception.MigrationError(
-            volume=volume.id,
-            reason='its source is both under its name %s and under its '
-                   'retired name %s (a rename cut short inside the '
-                   'backend, or a volume created under its name since): '
-                   'nothing was changed; keep the one holding its data '
-                   'and remove the other by hand.'
-                   % (volume.name, source.retired.name))
-    done = []
-    if named == retired == phases.MISSING:
-        if held != phases.PRESENT:
-            raise exception.VolumeNotFound(name=volume.name)
-        # Half-removed (RBD: it lists, but no longer opens), or gone.
-        src_driver.delete_volume(source.retired)
-        done.append('The removal of the source %s, begun after its copy '
-                    'on %s was verified, was finished; the copy is the '
-                    'volume.' % (source.retired.name, host['host']))
-        LOG.info('Recovered the migration of %(vol)s: %(done)s',
-                 {'vol': volume.id, 'done': done[0]})
-        return Recovery(COMPLETED, copy, tuple(done))
-    if retired == phases.PRESENT:
-        try:
-            src_driver.rename_volume(source.retired, volume.name)
-        except Exception as err:
-            raise exception.MigrationError(
-                volume=volume.id,
-                reason='its source, whole as %s, could not get its name '
-                       'back (%s); nothing else was changed.'
-                       % (source.retired.name, err)) from err
-        done.append('The source got its name %s back (it was retired as '
-                    '%s).' % (volume.name, source.retired.name))
-    kept = []
-    if held == phases.PRESENT:
-        why = _not_ours(src_driver, volume, dst_driver, copy)
-        if why:
-            kept.append('%s on %s was left alone: %s.'
-                        % (volume.name, host['host'], why))
-        else:
-            dst_driver.delete_volume(copy)
-            done.append('Its copy on %s, which held nothing the source '
-                        'does not, was removed.' % host['host'])
-    for line in done + kept:
-        LOG.info('Recovering the migration of %(vol)s: %(line)s',
-                 {'vol': volume.id, 'line': line})
-    found = phases.PRESENT in (retired, held)
-    return Recovery(ROLLED_BACK if found else NOTHING, volume, tuple(done),
-                    tuple(kept))
-
-
-def _not_ours(src_driver, volume, dst_driver, copy):
-    """Why ``copy`` may hold something ``volume`` does not (None: it
-    holds nothing else, and removing it loses nothing)."""
-    with contextlib.ExitStack() as stack:
-        mine = src_driver.open_volume(None, volume, 'rb')
-        stack.callback(src_driver.close_volume, None, volume, mine)
-        theirs = dst_driver.open_volume(None, copy, 'rb')
-        stack.callback(dst_driver.close_volume, None, copy, theirs)
-        size = copy_engine.size_of(mine)
-        held = copy_engine.size_of(theirs)
-        if held != size:
-            return ('it holds %d bytes, its source %d: not a copy a '
-                    'migration made' % (held, size))
-        at = compare.first_foreign_byte(mine, theirs, size)
-    if at is not None:
-        return ('at byte %d it holds data its source does not (written '
-                'there since, or not a copy a migration made); remove it '
-                'by hand if it is not needed' % at)
-    return None
+    return unrecorded.recover(volume, src_driver, dst_driver)
 
 
 def _refuse_if_retired(source):
@@ -331,23 +179,24 @@ def _replace(source, dst_driver, copy, host):
     volume, src_driver = source.volume, source.drv
     try:
         source.retire()
-    except exception.VolumeExists as err:
-        # Its retired name was free a moment ago: taken meanwhile, not by
-        # this source, which is still under its name.
+    except (exception.VolumeExists, exception.VolumeNotFound) as err:
+        # Not renamed.  Its retired name was free before the copy, and the
+        # source under its name: another move took either meanwhile, and
+        # what is retired now is not this move's to give back.
         _discard(volume, dst_driver, copy)
         raise exception.MigrationError(
             volume=volume.id,
-            reason='its retired name %s was taken during the copy; the '
-                   'copy was removed and the source is intact.'
-                   % source.retired.name) from err
-    except STOPS:
+            reason='another migration of it ran meanwhile (%s); this one\'s '
+                   'copy was removed, and nothing else was changed.'
+                   % err) from err
+    except BaseException:
         _give_back(source, dst_driver, copy)
         raise
     try:
         faults.point('manager.retired')
         source.check(dst_driver, copy)
         faults.point('manager.checked')
-    except STOPS:
+    except BaseException:
         _give_back(source, dst_driver, copy)
         raise
     try:
@@ -434,7 +283,7 @@ def _check_not_in_use(volume, src_driver):
                    'change during the copy; close it first.')
 
 
-def _moved(volume, host, model_update):
+def moved_record(volume, host, model_update):
     """Return a Volume record for ``volume`` on the destination host."""
     fields = {f: getattr(volume, f, None) for f in objects.Volume.FIELDS}
     fields.update(host=host['host'], migration_status='success')

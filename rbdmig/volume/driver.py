@@ -240,6 +240,19 @@ class VolumeDriver(object):
         """
         raise NotImplementedError()
 
+    def volume_identity(self, volume):
+        """Return what tells this volume from every other, wherever named.
+
+        Two drivers' answers are equal only for one volume: the same
+        storage under the same or another name (a second driver on one
+        pool, two hard links).  A recovery removes a volume only once it
+        is proven not to be the one it keeps.  The base driver cannot
+        tell, and says None.
+
+        :raises VolumeNotFound: the volume does not exist.
+        """
+        return None
+
     def list_images(self):
         """Return ``[(name, size in bytes)]`` of every volume the backend
         holds, for ``rbdmig import``."""

@@ -12,6 +12,7 @@ from oslo_utils import units
 
 from rbdmig import exception
 from rbdmig.migration import manager
+from rbdmig.migration import phases
 from rbdmig.migration import progress
 from tests.functional import helpers
 
@@ -170,11 +171,12 @@ def test_rbd_handle_file_semantics_on_real_librbd(ceph_cluster):
     drv.delete_volume(volume)
 
 
-def _data_objects(cluster, pool, prefix):
+def _objects_of(cluster, pool, image_id):
+    """The RADOS objects of one image: data, header, object map, id."""
     out = subprocess.run(['rados', '-c', cluster.conf_path, '-p', pool,
                           'ls'], capture_output=True, text=True, check=True,
                          timeout=60).stdout.split()
-    return [name for name in out if name.startswith(prefix)]
+    return [name for name in out if image_id in name]
 
 
 @pytest.mark.parametrize('point', ['mid', 'manager.copied',
@@ -186,9 +188,9 @@ def test_a_killed_library_move_is_put_right_by_recover(ceph_cluster, point):
     drivers = helpers.load_drivers(ceph_cluster)
     src, files = drivers['ceph-a'], drivers['files']
     volume, before = helpers.new_volume(src, extents=DATA_EXTENTS)
-    prefix = json.loads(ceph_cluster.rbd(
-        'info', '--format', 'json', 'volumes-a/' + volume.name))[
-            'block_name_prefix'] + '.'
+    image_id = json.loads(ceph_cluster.rbd(
+        'info', '--format', 'json', 'volumes-a/' + volume.name))['id']
+    assert _objects_of(ceph_cluster, 'volumes-a', image_id)
 
     killed = subprocess.run(
         [sys.executable, '-m', 'tests.functional.crash_child',
@@ -199,24 +201,28 @@ def test_a_killed_library_move_is_put_right_by_recover(ceph_cluster, point):
     listed = [n for n in helpers.images(ceph_cluster, 'volumes-a')
               if n.startswith(volume.name)]
 
-    found = manager.recover(None, volume, src, files)
+    found = manager.recover(volume, src, files)
 
     if point.startswith('rbd.remove'):
         # Half-removed: it still lists, but no longer opens.
         assert listed == [volume.name + '.rbdmig-generic.retired']
-        assert found.outcome == manager.COMPLETED, found
+        assert found.decision == phases.COMPLETE, found
         assert helpers.digest(files, found.volume) == before
         files.delete_volume(found.volume)
     else:
-        assert found.outcome == manager.ROLLED_BACK, found
+        assert found.decision == (phases.ROLL_BACK if point in (
+            'mid', 'manager.copied') else phases.RESTORE), found
         assert not found.kept, found
         assert helpers.digest(src, volume) == before
         with pytest.raises(exception.VolumeNotFound):
             files.get_allocated_bytes(volume)
-        assert manager.recover(None, volume, src, files).outcome == (
-            manager.NOTHING)
+        assert manager.recover(volume, src, files).decision == (
+            phases.RELEASE)
         src.delete_volume(volume)
-    # Nothing of the volume is left on the source: no name, no object.
+    # Nothing of the volume is left on the source: no name, no object,
+    # nothing in the trash.
     assert not [n for n in helpers.images(ceph_cluster, 'volumes-a')
                 if n.startswith(volume.name)]
-    assert _data_objects(ceph_cluster, 'volumes-a', prefix) == []
+    assert _objects_of(ceph_cluster, 'volumes-a', image_id) == []
+    assert image_id not in ceph_cluster.rbd('trash', 'ls', '--all',
+                                            'volumes-a')

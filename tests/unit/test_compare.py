@@ -76,3 +76,12 @@ def test_a_foreign_sector_is_found_where_it_is(tmp_path):
     with a, c:
         # Data where the source has a hole is foreign too.
         assert compare.first_foreign_byte(a, c, 4 * MiB) == 3 * MiB
+
+
+def test_data_past_a_point_is_found_where_it_is(tmp_path):
+    a = _sparse(tmp_path / 'a', 8 * MiB, [(0, b'x' * MiB),
+                                          (5 * MiB + 1000, b'late')])
+    with a:
+        assert compare.first_data_past(a, MiB, 8 * MiB) == 5 * MiB + 512
+        assert compare.first_data_past(a, 6 * MiB, 8 * MiB) is None
+        assert compare.first_data_past(a, 0, MiB) == 0

@@ -251,6 +251,17 @@ class FileDriver(driver.VolumeDriver):
         LOG.info('Deleted volume %(name)s at %(path)s',
                  {'name': volume['name'], 'path': path})
 
+    def volume_identity(self, volume):
+        """The file's device and inode: one for all of its names.
+
+        :raises VolumeNotFound: the volume's file does not exist.
+        """
+        try:
+            found = os.stat(self.local_path(volume), follow_symlinks=False)
+        except FileNotFoundError as err:
+            raise exception.VolumeNotFound(name=volume['name']) from err
+        return ('file', found.st_dev, found.st_ino)
+
     def rename_volume(self, volume, new_name):
         """Give the volume's file another name, never over another file.
 

@@ -341,6 +341,22 @@ class RBDDriver(driver.VolumeDriver):
                         reason='librbd refused to grow %.40r to %d GiB '
                                '(%s).' % (volume.name, new_size, err))
 
+    def volume_identity(self, volume):
+        """The cluster's fsid, the pool's id, the image's id.
+
+        :raises VolumeNotFound: no image has the volume's name.
+        """
+        limits.check_image_name(volume.name)
+        with self._connect() as (client, ioctx):
+            try:
+                with self._rbd.Image(ioctx, volume.name,
+                                     read_only=True) as image:
+                    image_id = image.id()
+            except self.rbd.ImageNotFound:
+                raise exception.VolumeNotFound(name=volume.name)
+            return ('rbd', encodeutils.safe_decode(client.get_fsid()),
+                    ioctx.get_pool_id(), image_id)
+
     def rename_volume(self, volume, new_name):
         """Rename the image; librbd never renames over another.
 
