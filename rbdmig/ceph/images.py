@@ -233,6 +233,39 @@ def _id_named(ioctx, rados_error, name):
     return data[4:4 + length].decode('utf-8', 'replace') or None
 
 
+def open_listed(rbd, ioctx, name):
+    """Open image ``name``, or, half-removed, by the id the directory
+    lists for it.
+
+    A process killed inside librbd's removal leaves an image the
+    directory lists but that no longer opens by name (``rbd_id.<name>``
+    is gone); by its id it still opens, with the locks that process
+    held.
+
+    :raises ImageNotFound: the directory does not list ``name`` either.
+    """
+    try:
+        return rbd.Image(ioctx, name)
+    except rbd.ImageNotFound:
+        image_id = _listed(rbd, ioctx).get(name)
+        if image_id is None:
+            raise
+    return rbd.Image(ioctx, image_id=image_id)
+
+
+def break_locks(image, ours, name, pool):
+    """Break every lock on ``image`` not held from ``ours`` (this
+    client's addresses), blocklisting each holder (librbd's
+    ``rbd_blocklist_on_break_lock``); return the holders' addresses."""
+    held = [o for o in image.lock_get_owners() if o['owner'] != ours]
+    for owner in held:
+        LOG.warning('Breaking the lock %(owner)s holds on %(name)s in pool '
+                    '%(pool)s, and blocklisting it.',
+                    {'owner': owner['owner'], 'name': name, 'pool': pool})
+        image.lock_break(owner['mode'], owner['owner'])
+    return [o['owner'] for o in held]
+
+
 def clear_stale_names(rbd, ioctx, rados_error, names, ours):
     """Remove the ``rbd_id.<name>`` objects an interrupted rename left.
 
@@ -339,8 +372,18 @@ def _remove(rbd, ioctx, name, point):
     except rbd.ImageNotFound:
         pass
     point('engine.source.stripped')
+    reached = []
+
+    def removing(done, total):
+        # librbd's progress, once: killed here, the image is left
+        # half-removed (listed, no longer opening by name).
+        if not reached:
+            reached.append(done)
+            point('engine.source.removing')
+        return 0
+
     try:
-        rbd.RBD().remove(ioctx, name)
+        rbd.RBD().remove(ioctx, name, on_progress=removing)
     except rbd.ImageNotFound:
         pass
     point('engine.source.removed')

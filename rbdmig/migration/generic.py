@@ -420,6 +420,9 @@ class Move(object):
             self.db.finish_migration(self.migration.id, states.ERROR,
                                      error=reason, runner=self.runner)
             raise Undone(volume=self.volume.id, reason=reason)
+        # Its runner is gone: a lock it left removing the source is not
+        # worth waiting for.
+        self.source.cut_off_remover()
         remove_source(self.src, self.retired)
         return self.dest.name
 

@@ -144,7 +144,9 @@ class _Recovery(object):
         return mine == theirs
 
     def _complete(self):
-        # Half-removed (RBD: it lists, but no longer opens), or gone.
+        # Half-removed (RBD: it lists, but no longer opens), or gone;
+        # its remover's locks are not worth waiting for, it is gone.
+        self.source.cut_off_remover()
         self.src.delete_volume(self.source.retired)
         line = ('The removal of its source %s had begun, after the copy '
                 'on %s read as it: it was finished, and the copy is the '

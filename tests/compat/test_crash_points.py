@@ -21,7 +21,8 @@ from tests.compat import images
 POINTS = ['cinder.migrating', 'engine.claimed', 'engine.copying',
           'engine.copied', 'engine.verified', 'engine.retiring',
           'engine.retired', 'engine.placed', 'engine.removing',
-          'engine.source.stripped', 'engine.source.removed',
+          'engine.source.stripped', 'engine.source.removing',
+          'engine.source.removed',
           'engine.finished', 'cinder.migrated']
 # Cinder's production mode (eventlet) runs every point; threading mode,
 # the same code under native threads, the points around the switch of

@@ -371,7 +371,14 @@ def test_a_generic_move_killed_while_completing_is_finished(cli):
             # librbd died removing it: partly removed, still listed,
             # under the name it was retired to before its last check.
             assert retired and retired[0].endswith('.retired'), point
+        started = time.monotonic()
         done = cli('recover')
+        took = time.monotonic() - started
+        if point.startswith('rbd.remove'):
+            # The killed remover's lock is broken, not waited out (the
+            # OSDs' watch timeout, 30 s, measured before the fence).
+            assert 'Breaking the lock' in done.stderr, done.stderr
+            assert took < 20, took
         assert 'completed on ceph-b (the source was removed)' in \
             done.stdout, (point, done.stdout)
         found = cli.show(volume)

@@ -83,7 +83,8 @@ METHODS = ('copy', 'deep_copy', 'clone_flatten', 'extents', 'offload',
 # Methods that keep snapshots: their volume has one, so that removing
 # the source's snapshots has crash points too.
 SNAPSHOTS = ('deep_copy', 'live')
-_REMOVAL = ['engine.source.stripped', 'engine.source.removed']
+_REMOVAL = ['engine.source.stripped', 'engine.source.removing',
+            'engine.source.removed']
 # Every crash point a whole move reaches, in order (``mid``: the copy's
 # progress past 30 %).  test_the_enumeration_is_complete checks that a
 # real move reaches exactly these: a new point fails it until listed.

@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import rbd
@@ -182,7 +183,8 @@ def _objects_of(cluster, pool, image_id):
 @pytest.mark.parametrize('point', ['mid', 'manager.copied',
                                    'manager.retired', 'manager.checked',
                                    'rbd.remove#3'])
-def test_a_killed_library_move_is_put_right_by_recover(ceph_cluster, point):
+def test_a_killed_library_move_is_put_right_by_recover(ceph_cluster, point,
+                                                       caplog):
     # manager.migrate keeps no record: a process SIGKILLed anywhere in
     # its generic copy left the volume for recover() to put in one place.
     drivers = helpers.load_drivers(ceph_cluster)
@@ -201,11 +203,17 @@ def test_a_killed_library_move_is_put_right_by_recover(ceph_cluster, point):
     listed = [n for n in helpers.images(ceph_cluster, 'volumes-a')
               if n.startswith(volume.name)]
 
+    started = time.monotonic()
     found = manager.recover(volume, src, files)
+    took = time.monotonic() - started
 
     if point.startswith('rbd.remove'):
-        # Half-removed: it still lists, but no longer opens.
+        # Half-removed: it still lists, but no longer opens.  The killed
+        # remover's lock is broken, not waited out (30 s before).
         assert listed == [volume.name + '.rbdmig-generic.retired']
+        assert [r for r in caplog.records
+                if r.getMessage().startswith('Breaking the lock')]
+        assert took < 20, took
         assert found.decision == phases.COMPLETE, found
         assert helpers.digest(files, found.volume) == before
         files.delete_volume(found.volume)

@@ -106,3 +106,64 @@ def test_a_lock_of_its_own_client_is_never_broken(ceph):
 
     assert _image(ceph, 'ssd', volume.name).lock_owners == [ours]
     assert ceph.blocklist == [GONE]
+
+
+# -- a runner killed removing its retired source -------------------------
+
+
+def _killed_removing(svc, ceph, monkeypatch, at_point):
+    """A generic move killed as it removes its retired source, whose
+    lock its runner holds (librbd's removal takes it)."""
+    record = seams.volume(svc, ceph, DATA)
+    revive = seams.silenced(svc, monkeypatch)
+
+    def die():
+        retired = [n for n in seams.images(ceph, 'hdd')
+                   if n.endswith('.retired')]
+        _image(ceph, 'hdd', retired[0]).lock_owners.append(GONE)
+        raise seams.Killed('service.remove_source.before')
+
+    at_point['service.remove_source.before'] = die
+    with pytest.raises(seams.Killed):
+        svc.migrate(record.id, 'ceph-b', method='generic')
+    revive()
+    seams.dead_processes(svc)
+    return record
+
+
+def test_a_removal_taken_over_breaks_the_gone_runners_lock_first(
+        svc, ceph, monkeypatch, at_point):
+    # librbd's removal waited 30 s for the killed remover's lock to lapse
+    # (measured on the sandbox: tests/functional/test_cli.py).
+    record = _killed_removing(svc, ceph, monkeypatch, at_point)
+    removals = []
+    real_remove = ceph.rbd.RBD.remove
+
+    def remove(rbd, ioctx, name, **kwargs):
+        removals.append((name, list(ceph.blocklist)))
+        return real_remove(rbd, ioctx, name, **kwargs)
+
+    monkeypatch.setattr(ceph.rbd.RBD, 'remove', remove)
+
+    (outcome,) = svc.recover()
+
+    assert 'completed' in outcome[1], outcome
+    assert [b for n, b in removals if n.endswith('.retired')] == [[GONE]]
+    assert seams.images(ceph, 'hdd') == []
+    pool, name = seams.where(svc, ceph, record.id)
+    assert (pool, seams.read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
+
+
+def test_a_removal_whose_fence_fails_goes_on(svc, ceph, monkeypatch,
+                                             at_point, caplog):
+    record = _killed_removing(svc, ceph, monkeypatch, at_point)
+    ceph.fail('lock_break', ceph.rbd.Error('blocklist denied'))
+
+    (outcome,) = svc.recover()
+
+    assert 'completed' in outcome[1], outcome
+    assert ceph.blocklist == []
+    assert [r for r in caplog.records
+            if r.getMessage().startswith('Could not break the locks on '
+                                         '%s.rbdmig-' % record.name)]
+    assert seams.images(ceph, 'hdd') == []

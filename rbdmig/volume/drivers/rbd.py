@@ -392,7 +392,10 @@ class RBDDriver(driver.VolumeDriver):
         process thought gone that is not could still write.  librbd's
         ``lock_break``, as ``rbd lock rm`` does, blocklists the holder
         (``rbd_blocklist_on_break_lock``): it can write nowhere in the
-        cluster any more.
+        cluster any more.  Likewise for a retired source whose remover
+        was killed inside librbd's removal: half-removed, the image no
+        longer opens by name, but by the id the directory lists it does,
+        and librbd's next removal would wait on that remover's lock.
 
         :raises VolumeNotFound: the image does not exist.
         :raises InvalidVolume: its name cannot name an RBD image.
@@ -401,20 +404,12 @@ class RBDDriver(driver.VolumeDriver):
         with self._connect() as (client, ioctx):
             ours = client.get_addrs()
             try:
-                with self._rbd.Image(ioctx, volume.name) as image:
-                    held = [o for o in image.lock_get_owners()
-                            if o['owner'] != ours]
-                    for owner in held:
-                        LOG.warning('Breaking the lock %(owner)s holds on '
-                                    '%(name)s in pool %(pool)s, and '
-                                    'blocklisting it.',
-                                    {'owner': owner['owner'],
-                                     'name': volume.name,
-                                     'pool': self.configuration.rbd_pool})
-                        image.lock_break(owner['mode'], owner['owner'])
+                with images.open_listed(self._rbd, ioctx,
+                                        volume.name) as image:
+                    return images.break_locks(image, ours, volume.name,
+                                              self.configuration.rbd_pool)
             except self.rbd.ImageNotFound:
                 raise exception.VolumeNotFound(name=volume.name)
-        return [o['owner'] for o in held]
 
     # -- connections for hosts --
 
