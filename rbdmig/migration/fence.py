@@ -169,13 +169,18 @@ class Source(object):
         return presence(self.drv, self.volume)
 
     def cut_off_remover(self):
-        """Break the locks a process killed removing the retired source
-        left on it, once that process is known gone: the next removal
-        would wait for them to lapse (the OSDs' watch timeout, 30 s).
+        """Break a dead remover's locks on the half-removed retired source.
 
-        :returns: the holders cut off (none when it is gone already, or
+        Only once its remover is known gone, and only when the source no
+        longer opens by name (half-removed: only a remover holds it):
+        a whole retired source's lock is a client's, and recovery must
+        find it and keep the source, not blocklist that client.
+
+        :returns: the holders cut off (none when it is whole or gone, or
             when they could not be: the removal then waits, as before).
         """
+        if presence(self.drv, self.retired) != phases.MISSING:
+            return []
         try:
             return self.drv.fence_writers(self.retired)
         except exception.VolumeNotFound:

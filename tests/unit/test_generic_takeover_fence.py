@@ -131,39 +131,14 @@ def _killed_removing(svc, ceph, monkeypatch, at_point):
     return record
 
 
-def test_a_removal_taken_over_breaks_the_gone_runners_lock_first(
+def test_a_whole_retired_source_s_lock_is_never_broken(
         svc, ceph, monkeypatch, at_point):
-    # librbd's removal waited 30 s for the killed remover's lock to lapse
-    # (measured on the sandbox: tests/functional/test_cli.py).
-    record = _killed_removing(svc, ceph, monkeypatch, at_point)
-    removals = []
-    real_remove = ceph.rbd.RBD.remove
+    # The fence is for a half-removed source only (it no longer opens by
+    # name: only its dead remover held it; the functional tests kill
+    # one inside librbd's removal).  A lock on a whole retired source is
+    # a client's: it is not blocklisted.
+    _killed_removing(svc, ceph, monkeypatch, at_point)
 
-    def remove(rbd, ioctx, name, **kwargs):
-        removals.append((name, list(ceph.blocklist)))
-        return real_remove(rbd, ioctx, name, **kwargs)
+    svc.recover()
 
-    monkeypatch.setattr(ceph.rbd.RBD, 'remove', remove)
-
-    (outcome,) = svc.recover()
-
-    assert 'completed' in outcome[1], outcome
-    assert [b for n, b in removals if n.endswith('.retired')] == [[GONE]]
-    assert seams.images(ceph, 'hdd') == []
-    pool, name = seams.where(svc, ceph, record.id)
-    assert (pool, seams.read(ceph, pool, name, 0, len(DATA))) == ('ssd', DATA)
-
-
-def test_a_removal_whose_fence_fails_goes_on(svc, ceph, monkeypatch,
-                                             at_point, caplog):
-    record = _killed_removing(svc, ceph, monkeypatch, at_point)
-    ceph.fail('lock_break', ceph.rbd.Error('blocklist denied'))
-
-    (outcome,) = svc.recover()
-
-    assert 'completed' in outcome[1], outcome
     assert ceph.blocklist == []
-    assert [r for r in caplog.records
-            if r.getMessage().startswith('Could not break the locks on '
-                                         '%s.rbdmig-' % record.name)]
-    assert seams.images(ceph, 'hdd') == []
