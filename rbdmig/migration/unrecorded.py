@@ -62,7 +62,8 @@ def recover(volume, src_driver, dst_driver):
     """Put the volume of a killed :func:`manager.migrate` in one place.
 
     Call it with the volume and drivers the killed move had, once its
-    process is gone (a move still running would be undone under it) and
+    process is gone (a move still running would be undone under it, and,
+    caught inside its source's removal, its client blocklisted) and
     before anything else touches the volume; calling it again is safe.
     A volume of its name on the destination is removed only when it is
     not the source itself (:meth:`volume_identity`), has the source's
@@ -163,8 +164,8 @@ class _Recovery(object):
             self.src.rename_volume(retired, self.volume.name)
         except exception.VolumeExists as err:
             self._refuse('two distinct volumes are named %s and %s: its '
-                         'source and another; compare them, and remove the '
-                         'one not holding its data (%s)'
+                         'source and another; compare them, rename the one '
+                         'not holding its data aside, and recover again (%s)'
                          % (self.volume.name, retired.name, err))
         if named == phases.PRESENT:
             self.done.append('A rename of its source cut short was '
