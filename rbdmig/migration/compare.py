@@ -26,6 +26,17 @@ def _ranges(src, dst, size):
     return extents_mod.normalize_extents(found, size)
 
 
+def _chunks(ranges, chunk_size):
+    """``(offset, length)`` of each piece of ``ranges``, at most
+    ``chunk_size`` long."""
+    for offset, length in ranges:
+        end = offset + length
+        while offset < end:
+            n = min(chunk_size, end - offset)
+            yield offset, n
+            offset += n
+
+
 def first_difference(src, dst, size, chunk_size=4 * units.Mi):
     """Return the first offset below ``size`` where the handles differ.
 
@@ -41,15 +52,11 @@ def first_difference(src, dst, size, chunk_size=4 * units.Mi):
     reader, other = positional.Reader(src, False), positional.Reader(
         dst, False)
     mine, theirs = bytearray(chunk_size), bytearray(chunk_size)
-    for offset, length in _ranges(src, dst, size):
-        end = offset + length
-        while offset < end:
-            n = min(chunk_size, end - offset)
-            a = reader.read(offset, memoryview(mine)[:n])
-            b = other.read(offset, memoryview(theirs)[:n])
-            if a != b:
-                return offset
-            offset += n
+    for offset, n in _chunks(_ranges(src, dst, size), chunk_size):
+        a = reader.read(offset, memoryview(mine)[:n])
+        b = other.read(offset, memoryview(theirs)[:n])
+        if a != b:
+            return offset
     return None
 
 
@@ -83,17 +90,13 @@ def first_foreign_byte(src, dst, size, chunk_size=4 * units.Mi):
     ranges = ([(0, size)] if size else []) if extents is None else (
         extents_mod.normalize_extents(extents, size))
     mine, theirs = bytearray(chunk_size), bytearray(chunk_size)
-    for offset, length in ranges:
-        end = offset + length
-        while offset < end:
-            n = min(chunk_size, end - offset)
-            a = reader.read(offset, memoryview(mine)[:n])
-            b = other.read(offset, memoryview(theirs)[:n])
-            if a != b:
-                at = _foreign(bytes(a), bytes(b))
-                if at is not None:
-                    return offset + at
-            offset += n
+    for offset, n in _chunks(ranges, chunk_size):
+        a = reader.read(offset, memoryview(mine)[:n])
+        b = other.read(offset, memoryview(theirs)[:n])
+        if a != b:
+            at = _foreign(bytes(a), bytes(b))
+            if at is not None:
+                return offset + at
     return None
 
 
@@ -106,15 +109,11 @@ def first_data_past(handle, start, end, chunk_size=4 * units.Mi):
         for o, n in extents_mod.normalize_extents(extents, end)
         if o + n > start]
     buf = bytearray(chunk_size)
-    for offset, length in ranges:
-        stop = offset + length
-        while offset < stop:
-            n = min(chunk_size, stop - offset)
-            data = bytes(reader.read(offset, memoryview(buf)[:n]))
-            at = _foreign(bytes(n), data)
-            if at is not None:
-                return offset + at
-            offset += n
+    for offset, n in _chunks(ranges, chunk_size):
+        at = _foreign(bytes(n), bytes(reader.read(offset,
+                                                  memoryview(buf)[:n])))
+        if at is not None:
+            return offset + at
     return None
 
 
